@@ -1,0 +1,94 @@
+//! Backend configuration, read once from the environment.
+
+use std::time::Duration;
+
+use shopmicro_common::config::{
+    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, SERVICE_URL_EXPECTED, ServerConfig,
+    ServiceUrl,
+};
+use shopmicro_common::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database_url: DatabaseUrl,
+    pub database_max_connections: u32,
+    /// No cache when unset.
+    pub redis_url: Option<Secret<String>>,
+    /// Prefix for every cache key, so several deployments (or tests) can share a Redis.
+    pub cache_prefix: String,
+    pub cache_ttl: Duration,
+    /// Budget for one cache round trip; past it we read PostgreSQL instead.
+    pub cache_timeout: Duration,
+    /// Fallback recommendations only when unset.
+    pub ml_url: Option<ServiceUrl>,
+    pub ml_timeout: Duration,
+    /// Load the demo catalogue and order history into an empty database.
+    pub seed_demo_data: bool,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            server: ServerConfig::from_env(env, 8080)?,
+            database_url: env.required("DATABASE_URL", DATABASE_URL_EXPECTED)?,
+            database_max_connections: env.or_default(
+                "DATABASE_MAX_CONNECTIONS",
+                "a positive number of connections",
+                10,
+            )?,
+            redis_url: env
+                .optional::<RedisUrl>("REDIS_URL", "a Redis URL like redis://host:6379")?
+                .map(|url| url.0),
+            cache_prefix: env.or_default("CACHE_PREFIX", "a key prefix", "shopmicro:".to_owned())?,
+            cache_ttl: Duration::from_secs(env.or_default(
+                "CACHE_TTL_SECS",
+                "a whole number of seconds",
+                60,
+            )?),
+            cache_timeout: env.millis_or("CACHE_TIMEOUT_MS", Duration::from_millis(100))?,
+            ml_url: env.optional("ML_URL", SERVICE_URL_EXPECTED)?,
+            ml_timeout: env.millis_or("ML_TIMEOUT_MS", Duration::from_millis(300))?,
+            seed_demo_data: env.or_default("SEED_DEMO_DATA", "true or false", true)?,
+        })
+    }
+}
+
+struct RedisUrl(Secret<String>);
+
+impl std::str::FromStr for RedisUrl {
+    type Err = ();
+
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+            Ok(Self(Secret::new(raw.to_owned())))
+        } else {
+            Err(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_database_url_is_required() {
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop")]);
+        let config = Config::from_env(&env).unwrap();
+        assert_eq!(config.server.port, 8080);
+        assert!(config.redis_url.is_none());
+        assert!(config.ml_url.is_none());
+        assert!(config.seed_demo_data);
+    }
+
+    #[test]
+    fn malformed_redis_url_names_the_variable() {
+        let env = Env::from_pairs([
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
+            ("REDIS_URL", "localhost:6379"),
+        ]);
+        let err = Config::from_env(&env).unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+    }
+}

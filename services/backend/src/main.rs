@@ -1,0 +1,14 @@
+use std::process::ExitCode;
+
+use shopmicro_backend::{Application, Config, SERVICE_NAME};
+use shopmicro_common::config::Env;
+use shopmicro_common::server::{run_service, shutdown_signal};
+
+fn main() -> ExitCode {
+    run_service(SERVICE_NAME, || async {
+        let config = Config::from_env(&Env::from_process())?;
+        let app = Application::build(config).await?;
+        app.run_until(shutdown_signal()).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,97 @@
+//! Business and dependency metrics of the backend, next to the shared RED metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use shopmicro_common::metrics::latency_histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub operation: &'static str,
+    /// hit, miss, ok, error (Redis failed or timed out: we fell back to PostgreSQL).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone)]
+pub struct BackendMetrics {
+    pub orders_created: Counter,
+    pub order_value_cents: Counter,
+    pub stockouts: Counter,
+    pub cache_operations: Family<CacheLabels, Counter>,
+    pub recommendations: Family<SourceLabels, Counter>,
+    pub ml_request_duration: Histogram,
+    pub db_pool_connections: Family<PoolLabels, Gauge>,
+}
+
+impl BackendMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            orders_created: Counter::default(),
+            order_value_cents: Counter::default(),
+            stockouts: Counter::default(),
+            cache_operations: Family::default(),
+            recommendations: Family::default(),
+            ml_request_duration: latency_histogram(),
+            db_pool_connections: Family::default(),
+        };
+        registry.register("shop_orders_created", "Orders placed", metrics.orders_created.clone());
+        registry.register(
+            "shop_order_value_cents",
+            "Total value of orders placed, in cents",
+            metrics.order_value_cents.clone(),
+        );
+        registry.register(
+            "shop_stockouts",
+            "Orders rejected because a product did not have enough stock",
+            metrics.stockouts.clone(),
+        );
+        registry.register(
+            "cache_operations",
+            "Redis cache operations by result; errors fell back to PostgreSQL",
+            metrics.cache_operations.clone(),
+        );
+        registry.register(
+            "recommendations_served",
+            "Recommendation responses by source (ml or fallback)",
+            metrics.recommendations.clone(),
+        );
+        registry.register_with_unit(
+            "ml_request_duration",
+            "Latency of calls to the ml service, including failed ones",
+            Unit::Seconds,
+            metrics.ml_request_duration.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "PostgreSQL pool connections by state (idle, in_use, max)",
+            metrics.db_pool_connections.clone(),
+        );
+        metrics
+    }
+
+    pub fn cache(&self, operation: &'static str, result: &'static str) {
+        self.cache_operations.get_or_create(&CacheLabels { operation, result }).inc();
+    }
+
+    pub fn record_pool(&self, pool: &sqlx::PgPool) {
+        let size = i64::from(pool.size());
+        let idle = pool.num_idle() as i64;
+        let max = i64::from(pool.options().get_max_connections());
+        self.db_pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
+        self.db_pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(size - idle);
+        self.db_pool_connections.get_or_create(&PoolLabels { state: "max" }).set(max);
+    }
+}

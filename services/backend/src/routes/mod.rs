@@ -1,0 +1,21 @@
+//! HTTP routes, one module per resource.
+
+pub mod health;
+pub mod openapi;
+pub mod orders;
+pub mod products;
+pub mod recommendations;
+
+use sqlx::PgPool;
+
+use crate::cache::Cache;
+use crate::metrics::BackendMetrics;
+use crate::ml_client::MlClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub cache: Cache,
+    pub ml: Option<MlClient>,
+    pub metrics: BackendMetrics,
+}

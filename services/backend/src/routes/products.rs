@@ -1,0 +1,185 @@
+//! Catalogue reads: listing with filters, search, sorting and keyset pagination; single
+//! products through the cache; categories.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::AppState;
+use crate::domain::{Cursor, ProductId, ProductListParams, ProductQuery, Sort};
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    /// Category slug.
+    pub category: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Category {
+    pub slug: String,
+    pub name: String,
+    pub product_count: i64,
+}
+
+const PRODUCT_COLUMNS: &str = "id, name, category, description, price_cents, stock";
+
+/// List products.
+#[utoipa::path(get, path = "/products", tag = "products", params(ProductListParams), responses(
+    (status = 200, body = ProductPage),
+    (status = 400, description = "invalid limit, sort, cursor, category or q", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ProductListParams>,
+) -> Result<Json<ProductPage>, ApiError> {
+    let query = ProductQuery::parse(params)?;
+    if query.search_is_empty {
+        return Ok(Json(ProductPage { items: Vec::new(), next_cursor: None }));
+    }
+    let mut rows = list_query(&query)
+        .build_query_as::<Product>()
+        .fetch_all(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    let has_more = rows.len() as i64 > query.limit;
+    rows.truncate(query.limit as usize);
+    let next_cursor = match rows.last() {
+        Some(last) if has_more => Some(cursor_after(query.sort, last).encode()),
+        _ => None,
+    };
+    Ok(Json(ProductPage { items: rows, next_cursor }))
+}
+
+/// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
+/// pushed as text.
+fn list_query(query: &ProductQuery) -> QueryBuilder<'_, Postgres> {
+    let mut sql = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"));
+    if let Some(category) = &query.category {
+        sql.push(" AND category = ").push_bind(category);
+    }
+    if let Some(search) = &query.search {
+        sql.push(" AND search_vector @@ to_tsquery('english', ").push_bind(search).push(")");
+    }
+    if let Some(after) = &query.after {
+        match query.sort {
+            Sort::Id => {
+                sql.push(" AND id > ").push_bind(after.id);
+            }
+            Sort::PriceAsc => {
+                sql.push(" AND (price_cents, id) > (")
+                    .push_bind(after.price_cents)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+            Sort::PriceDesc => {
+                sql.push(" AND (price_cents < ")
+                    .push_bind(after.price_cents)
+                    .push(" OR (price_cents = ")
+                    .push_bind(after.price_cents)
+                    .push(" AND id > ")
+                    .push_bind(after.id)
+                    .push("))");
+            }
+            Sort::Name => {
+                sql.push(" AND (name, id) > (")
+                    .push_bind(after.name.as_deref())
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+        }
+    }
+    sql.push(match query.sort {
+        Sort::Id => " ORDER BY id",
+        Sort::PriceAsc => " ORDER BY price_cents, id",
+        Sort::PriceDesc => " ORDER BY price_cents DESC, id",
+        Sort::Name => " ORDER BY name, id",
+    });
+    // One extra row tells us whether there is a next page.
+    sql.push(" LIMIT ").push_bind(query.limit + 1);
+    sql
+}
+
+fn cursor_after(sort: Sort, last: &Product) -> Cursor {
+    Cursor {
+        sort,
+        id: last.id,
+        price_cents: matches!(sort, Sort::PriceAsc | Sort::PriceDesc).then_some(last.price_cents),
+        name: matches!(sort, Sort::Name).then(|| last.name.clone()),
+    }
+}
+
+/// Get one product.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<i64>,
+) -> Result<Json<Product>, ApiError> {
+    let id = ProductId::parse(raw_id)?;
+    Ok(Json(find(&state, id).await?))
+}
+
+/// A product through the cache; 404 when it does not exist.
+pub async fn find(state: &AppState, id: ProductId) -> Result<Product, ApiError> {
+    if let Some(product) = state.cache.get_product::<Product>(id).await {
+        return Ok(product);
+    }
+    let product = fetch(&state.db, id).await?.ok_or_else(|| {
+        ApiError::not_found("product_not_found", format!("product {} does not exist", id.get()))
+    })?;
+    state.cache.put_product(id, &product).await;
+    Ok(product)
+}
+
+async fn fetch(db: &PgPool, id: ProductId) -> Result<Option<Product>, ApiError> {
+    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
+        .bind(id.get())
+        .fetch_optional(db)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Products by id in one query, in the order of `ids`, skipping ids that do not exist.
+pub async fn fetch_many(db: &PgPool, ids: &[i64]) -> Result<Vec<Product>, ApiError> {
+    let rows = sqlx::query_as::<_, Product>(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| rows.iter().find(|p| p.id == *id).cloned())
+        .collect())
+}
+
+/// List categories with how many products each has.
+#[utoipa::path(get, path = "/categories", tag = "products", responses((status = 200, body = [Category])))]
+pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>, ApiError> {
+    let categories = sqlx::query_as::<_, Category>(
+        "SELECT c.slug, c.name, count(p.id) AS product_count
+         FROM categories c LEFT JOIN products p ON p.category = c.slug
+         GROUP BY c.slug, c.name ORDER BY c.name",
+    )
+    .fetch_all(&state.db)
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(categories))
+}

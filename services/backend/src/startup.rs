@@ -1,0 +1,102 @@
+//! Building and running the backend application.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::observe::Observer;
+use shopmicro_common::server;
+use tokio::net::TcpListener;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::metrics::BackendMetrics;
+use crate::ml_client::MlClient;
+use crate::routes::{AppState, health, openapi, orders, products, recommendations};
+use crate::{SERVICE_NAME, db, seed};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    shutdown_deadline: Duration,
+}
+
+impl Application {
+    /// Connects, migrates, seeds (when configured) and binds. Port 0 binds a free port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = db::pool(&config.database_url, config.database_max_connections)?;
+        db::migrate(&pool)
+            .await
+            .with_context(|| format!("database at {}", config.database_url.redacted()))?;
+        if config.seed_demo_data && seed::ensure_demo_data(&pool).await? {
+            tracing::info!(products = seed::PRODUCT_COUNT, orders = seed::ORDER_COUNT, "loaded demo data");
+        }
+
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let metrics = BackendMetrics::register(&mut registry);
+        let cache = match &config.redis_url {
+            Some(url) => Cache::new(
+                url.expose(),
+                config.cache_prefix.clone(),
+                config.cache_ttl,
+                config.cache_timeout,
+                metrics.clone(),
+            )?,
+            None => {
+                tracing::info!("REDIS_URL not set: running without a cache");
+                Cache::disabled(metrics.clone())
+            }
+        };
+        let ml = config
+            .ml_url
+            .clone()
+            .map(|url| MlClient::new(url, config.ml_timeout, metrics.clone()));
+        if ml.is_none() {
+            tracing::info!("ML_URL not set: serving fallback recommendations only");
+        }
+        let state = AppState { db: pool, cache, ml, metrics };
+
+        let router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", metrics_route(Arc::new(registry)))
+            .route("/openapi.json", get(openapi::document))
+            .route("/products", get(products::list))
+            .route("/products/{id}", get(products::get))
+            .route("/products/{id}/recommendations", get(recommendations::recommend))
+            .route("/categories", get(products::categories))
+            .route("/orders", post(orders::create))
+            .route("/orders/{id}", get(orders::get))
+            .with_state(state);
+        let router = server::finish_router(
+            router,
+            Observer { service: SERVICE_NAME, metrics: http_metrics },
+        );
+
+        let listener = server::bind(config.server.port)
+            .await
+            .with_context(|| format!("binding port {}", config.server.port))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(port, "backend listening");
+        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(server::shutdown_signal()).await
+    }
+}

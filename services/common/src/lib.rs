@@ -1,0 +1,15 @@
+//! Shared plumbing for the ShopMicro services.
+//!
+//! Every service gets the same telemetry (JSON logs with trace ids, OTLP traces, RED
+//! metrics), the same configuration rules, the same error shape and the same graceful
+//! shutdown, so that operating one service is like operating all of them.
+
+pub mod config;
+pub mod error;
+pub mod http_client;
+pub mod metrics;
+pub mod observe;
+pub mod propagation;
+pub mod secret;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,85 @@
+//! The middleware every service runs on every request: a server span parented on the
+//! caller's trace, RED metrics by route template, and one access-log line.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{HttpMetrics, RequestLabels, RouteLabels};
+
+#[derive(Clone)]
+pub struct Observer {
+    pub service: &'static str,
+    pub metrics: HttpMetrics,
+}
+
+/// Decrements the in-flight gauge even when the client disconnects mid-request.
+struct InFlight<'a>(&'a HttpMetrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// Use with `axum::middleware::from_fn_with_state(observer, observe)` as the outermost
+/// `Router::layer`, so it also sees requests that no route matched.
+pub async fn observe(State(observer): State<Observer>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "http_request",
+        service = observer.service,
+        http.method = %method,
+        http.route = %route,
+        http.status_code = tracing::field::Empty,
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+    );
+    // A missing or malformed traceparent just starts a new trace.
+    let _ = span.set_parent(crate::propagation::extract(request.headers()));
+
+    let started = Instant::now();
+    observer.metrics.in_flight.inc();
+    let _in_flight = InFlight(&observer.metrics);
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+
+    let status = response.status();
+    span.record("http.status_code", status.as_u16());
+    observer
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    observer
+        .metrics
+        .duration
+        .get_or_create(&RouteLabels { method, route: route.clone() })
+        .observe(elapsed.as_secs_f64());
+
+    span.in_scope(|| {
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // Probes and scrapes arrive every few seconds; keep them out of the info stream.
+        if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug!(status = status.as_u16(), latency_ms, "request completed");
+        } else if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_ms, "request completed");
+        }
+    });
+    response
+}

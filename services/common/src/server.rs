@@ -1,0 +1,119 @@
+//! Serving with graceful shutdown: on SIGTERM or SIGINT stop accepting, let in-flight
+//! requests finish within a deadline, then return so the process exits 0.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use tokio::net::TcpListener;
+
+use crate::error;
+use crate::observe::{Observer, observe};
+
+/// Adds what every service router needs: JSON 404/405 and the observation middleware.
+pub fn finish_router(router: Router, observer: Observer) -> Router {
+    router
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(from_fn_with_state(observer, observe))
+}
+
+/// Binds `0.0.0.0:port` (port 0 picks a free port, as tests do).
+pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(("0.0.0.0", port)).await
+}
+
+/// Serves until `shutdown` completes, then drains for at most `deadline`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    deadline: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(deadline_ms = deadline.as_millis() as u64, "shutting down: draining in-flight requests");
+        let _ = started_tx.send(());
+    };
+    let serving = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let drain_deadline = async move {
+        // If the sender is dropped without a signal, the server has already stopped.
+        if started_rx.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serving => {
+            tracing::info!("shutdown complete");
+            result
+        }
+        () = drain_deadline => {
+            tracing::warn!("drain deadline passed with requests still in flight; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on the first SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+/// Runs a service binary's async `main` on a runtime that is fully shut down before the
+/// telemetry guard drops (the OTLP exporter flushes with a blocking client).
+pub fn run_service<F, Fut>(service: &'static str, main: F) -> std::process::ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = match crate::telemetry::init(service) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("{service}: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{service}: starting the async runtime failed: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(main());
+    drop(runtime);
+    let code = match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line naming the failure and its causes; config errors already say what to set.
+            tracing::error!(error.chain = %format!("{err:#}"), "{service} stopped");
+            eprintln!("{service}: {err:#}");
+            std::process::ExitCode::from(1)
+        }
+    };
+    drop(telemetry);
+    code
+}
