@@ -72,6 +72,8 @@ pub struct ProductListParams {
     pub q: Option<String>,
     /// One of `id` (default), `price_asc`, `price_desc`, `name`.
     pub sort: Option<String>,
+    /// Comma-separated product ids to fetch (at most 100), e.g. `3,17,42`.
+    pub ids: Option<String>,
 }
 
 /// Where the previous page ended, in the order the listing is sorted by.
@@ -129,6 +131,7 @@ pub struct ProductQuery {
     pub search: Option<String>,
     /// The user typed a query but it had no searchable words: the answer is empty.
     pub search_is_empty: bool,
+    pub ids: Option<Vec<i64>>,
 }
 
 impl ProductQuery {
@@ -166,8 +169,27 @@ impl ProductQuery {
                 (search, empty)
             }
         };
-        Ok(Self { limit, sort, after, category, search, search_is_empty })
+        let ids = params.ids.as_deref().map(parse_ids).transpose()?;
+        Ok(Self { limit, sort, after, category, search, search_is_empty, ids })
     }
+}
+
+fn parse_ids(raw: &str) -> Result<Vec<i64>, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_ids",
+            format!("ids must be up to {MAX_PAGE_SIZE} comma-separated positive integers"),
+        )
+    };
+    let ids = raw
+        .split(',')
+        .map(|id| id.trim().parse::<i64>().ok().filter(|id| *id > 0))
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(invalid)?;
+    if ids.is_empty() || ids.len() > MAX_PAGE_SIZE as usize {
+        return Err(invalid());
+    }
+    Ok(ids)
 }
 
 /// `"usb  c-charger!"` → `"usb:* & c:* & charger:*"`. Every character that `to_tsquery`
@@ -298,6 +320,14 @@ mod tests {
             assert_eq!(err.code(), "invalid_limit");
         }
         assert_eq!(ProductQuery::parse(params(None, None, None)).unwrap().limit, 20);
+    }
+
+    #[test]
+    fn ids_filter_accepts_only_positive_integer_lists() {
+        assert_eq!(parse_ids("3, 17,42").unwrap(), vec![3, 17, 42]);
+        for bad in ["", "1,,2", "a", "0", "-4", &"1,".repeat(101)] {
+            assert_eq!(parse_ids(bad).unwrap_err().code(), "invalid_ids", "{bad}");
+        }
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn products() -> Vec<SeedProduct> {
                 products.push(SeedProduct {
                     name: format!("{brand} {item}"),
                     category: category.slug,
-                    description: format!("{brand} {}: {what}.", item.to_lowercase()),
+                    description: format!("{brand} {item}: {what}."),
                     price_cents,
                     stock: 5 + rng.below(200) as i32,
                 });

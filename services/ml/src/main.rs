@@ -1,1 +1,14 @@
-fn main() {}
+use std::process::ExitCode;
+
+use shopmicro_common::config::Env;
+use shopmicro_common::server::{run_service, shutdown_signal};
+use shopmicro_ml::{Application, Config, SERVICE_NAME};
+
+fn main() -> ExitCode {
+    run_service(SERVICE_NAME, || async {
+        let config = Config::from_env(&Env::from_process())?;
+        let app = Application::build(config).await?;
+        app.run_until(shutdown_signal()).await?;
+        Ok(())
+    })
+}

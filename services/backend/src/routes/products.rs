@@ -70,6 +70,9 @@ fn list_query(query: &ProductQuery) -> QueryBuilder<'_, Postgres> {
     if let Some(category) = &query.category {
         sql.push(" AND category = ").push_bind(category);
     }
+    if let Some(ids) = &query.ids {
+        sql.push(" AND id = ANY(").push_bind(ids).push(")");
+    }
     if let Some(search) = &query.search {
         sql.push(" AND search_vector @@ to_tsquery('english', ").push_bind(search).push(")");
     }

@@ -1,0 +1,79 @@
+//! Storefront pages, one module per page family.
+
+pub mod cart;
+pub mod catalogue;
+pub mod health;
+pub mod orders;
+pub mod product;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::response::Html;
+use axum_extra::extract::cookie::Key;
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use crate::backend::{BackendClient, Category, Product};
+use crate::cart::Cart;
+use crate::pages::{PageError, money};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: BackendClient,
+    pub templates: Arc<Tera>,
+    pub cookie_key: Key,
+    pub secure_cookies: bool,
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Key {
+        state.cookie_key.clone()
+    }
+}
+
+impl AppState {
+    /// Renders a page; `cart` fills the header's item count.
+    pub fn render(
+        &self,
+        template: &str,
+        cart: &Cart,
+        mut context: Context,
+    ) -> Result<Html<String>, PageError> {
+        context.insert("cart_count", &cart.item_count());
+        Ok(Html(self.templates.render(template, &context)?))
+    }
+}
+
+/// A product as the templates show it: money formatted, category named.
+#[derive(Debug, Serialize)]
+pub struct ProductView {
+    pub id: i64,
+    pub name: String,
+    pub category: String,
+    pub category_name: String,
+    pub description: String,
+    pub price: String,
+    pub stock: i32,
+    pub in_stock: bool,
+}
+
+pub fn category_names(categories: &[Category]) -> HashMap<String, String> {
+    categories.iter().map(|c| (c.slug.clone(), c.name.clone())).collect()
+}
+
+impl ProductView {
+    pub fn new(product: Product, names: &HashMap<String, String>) -> Self {
+        Self {
+            category_name: names.get(&product.category).cloned().unwrap_or_else(|| product.category.clone()),
+            price: money(product.price_cents),
+            in_stock: product.stock > 0,
+            id: product.id,
+            name: product.name,
+            category: product.category,
+            description: product.description,
+            stock: product.stock,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Building and running the storefront.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::header;
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::Key;
+use prometheus_client::registry::Registry;
+use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::observe::Observer;
+use shopmicro_common::server;
+use tokio::net::TcpListener;
+
+use crate::SERVICE_NAME;
+use crate::backend::BackendClient;
+use crate::config::Config;
+use crate::pages::{self, PageError};
+use crate::routes::{AppState, cart, catalogue, health, orders, product};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    shutdown_deadline: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let cookie_key = match &config.cart_signing_key {
+            Some(key) => Key::try_from(key.expose().as_slice()).context("CART_SIGNING_KEY is too short")?,
+            None => {
+                tracing::warn!("CART_SIGNING_KEY not set: using a random key; carts will not survive a restart or move between replicas");
+                Key::generate()
+            }
+        };
+        let state = AppState {
+            backend: BackendClient::new(config.backend_url.clone(), config.backend_timeout),
+            templates: Arc::new(pages::templates().context("compiling page templates")?),
+            cookie_key,
+            secure_cookies: config.secure_cookies,
+        };
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+
+        let router = Router::new()
+            .route("/", get(catalogue::page))
+            .route("/products/{id}", get(product::page))
+            .route("/cart", get(cart::view))
+            .route("/cart/items", post(cart::add))
+            .route("/cart/items/{id}", post(cart::update))
+            .route("/checkout", post(cart::checkout))
+            .route("/orders/{id}", get(orders::page))
+            .route("/static/style.css", get(stylesheet))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", metrics_route(Arc::new(registry)))
+            .with_state(state)
+            .fallback(|| async { PageError::NotFound("We couldn't find that page.") });
+        let router = server::finish_router(
+            router,
+            Observer { service: SERVICE_NAME, metrics: http_metrics },
+        );
+        let listener = server::bind(config.server.port)
+            .await
+            .with_context(|| format!("binding port {}", config.server.port))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(port, "frontend listening");
+        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+    }
+}
+
+async fn stylesheet() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        pages::STYLESHEET,
+    )
+}

@@ -1,0 +1,24 @@
+//! ml configuration, read once from the environment.
+
+use std::time::Duration;
+
+use shopmicro_common::config::{ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, ServerConfig};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Read-only use: order history and product attributes.
+    pub database_url: DatabaseUrl,
+    /// Pause between start-up training attempts while the database is unreachable.
+    pub training_retry: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            server: ServerConfig::from_env(env, 8081)?,
+            database_url: env.required("DATABASE_URL", DATABASE_URL_EXPECTED)?,
+            training_retry: env.millis_or("TRAINING_RETRY_MS", Duration::from_secs(2))?,
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! Building and running the ml application. The first model trains in the background so
+//! the process answers `/healthz` at once and `/readyz` as soon as a model is serving.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::observe::Observer;
+use shopmicro_common::server;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+
+use crate::SERVICE_NAME;
+use crate::config::Config;
+use crate::metrics::MlMetrics;
+use crate::routes::{AppState, health, model, openapi, recommendations};
+use crate::store::ModelStore;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    shutdown_deadline: Duration,
+    store: ModelStore,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(config.database_url.expose())
+            .with_context(|| format!("invalid database URL for {}", config.database_url.redacted()))?;
+
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let metrics = MlMetrics::register(&mut registry);
+        let store = ModelStore::new(pool, metrics);
+        spawn_initial_training(store.clone(), config.training_retry);
+
+        let router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", metrics_route(Arc::new(registry)))
+            .route("/openapi.json", get(openapi::document))
+            .route("/recommendations", get(recommendations::recommend))
+            .route("/model", get(model::info))
+            .route("/model/retrain", post(model::retrain))
+            .with_state(AppState { store: store.clone() });
+        let router = server::finish_router(
+            router,
+            Observer { service: SERVICE_NAME, metrics: http_metrics },
+        );
+        let listener = server::bind(config.server.port)
+            .await
+            .with_context(|| format!("binding port {}", config.server.port))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(port, "ml listening");
+        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits until the first model serves (tests use it instead of polling `/readyz`).
+    pub async fn wait_until_trained(&self, limit: Duration) -> anyhow::Result<()> {
+        self.store.wait_until_trained(limit).await
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+    }
+}
+
+/// Retries until the database answers: ml may start before PostgreSQL or the backend's
+/// migrations.
+fn spawn_initial_training(store: ModelStore, retry: Duration) {
+    tokio::spawn(async move {
+        loop {
+            match store.retrain().await {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(error.chain = %format!("{err:#}"), retry_ms = retry.as_millis() as u64, "initial training failed; retrying");
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    });
+}
