@@ -13,3 +13,5 @@ pub mod propagation;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,140 @@
+use std::process::Command;
+
+use shopmicro_backend::{Application, Config, db, seed};
+use shopmicro_common::config::Env;
+use shopmicro_common::testing::{TestDatabase, closed_port};
+
+use crate::helpers::{error_code, metric_value, spawn_app, test_config};
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_lives() {
+    let app = spawn_app().await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn readyz_reports_postgres_and_redis() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["postgres"], "ok");
+    assert_eq!(body["redis"], "ok");
+    assert_eq!(body["ml"], "disabled");
+}
+
+#[tokio::test]
+async fn startup_fails_clearly_when_postgres_is_unreachable_and_hides_the_password() {
+    let database = TestDatabase::create().await;
+    let mut config = test_config(&database);
+    let url = format!("postgres://shop:SuperSecret1@127.0.0.1:{}/shop", closed_port());
+    config.database_url = url.parse().unwrap();
+    let err = Application::build(config).await.err().expect("start-up fails");
+    let message = format!("{err:#}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(!message.contains("SuperSecret1"), "{message}");
+}
+
+#[tokio::test]
+async fn migrations_and_seeding_are_safe_when_replicas_start_together() {
+    let database = TestDatabase::create().await;
+    let mut replicas = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        replicas.spawn(Application::build(test_config(&database)));
+    }
+    while let Some(started) = replicas.join_next().await {
+        started.unwrap().expect("every replica starts");
+    }
+
+    let pool = db::pool(&test_config(&database).database_url, 2).unwrap();
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.unwrap();
+    assert_eq!(products as usize, seed::PRODUCT_COUNT);
+    assert_eq!(orders as usize, seed::ORDER_COUNT);
+    pool.close().await;
+}
+
+
+#[tokio::test]
+async fn metrics_are_labelled_by_route_template_not_raw_path() {
+    let app = spawn_app().await;
+    app.get("/products/1").await;
+    app.get("/products/2").await;
+    app.get("/products/999999").await;
+    let metrics = app.metrics().await;
+    let ok = metric_value(&metrics, "http_requests_total", &[("route", "/products/{id}"), ("status", "200")]);
+    let missing = metric_value(&metrics, "http_requests_total", &[("route", "/products/{id}"), ("status", "404")]);
+    assert_eq!(ok, Some(2.0));
+    assert_eq!(missing, Some(1.0));
+    assert!(!metrics.contains("/products/999999"));
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_error_shape() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/no-such-thing").await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "route_not_found");
+
+    let response = app.client.delete(app.url("/products")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_public_route() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/products",
+        "/products/{id}",
+        "/products/{id}/recommendations",
+        "/categories",
+        "/orders",
+        "/orders/{id}",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    assert!(doc["components"]["schemas"]["Product"].is_object());
+}
+
+#[test]
+fn the_binary_refuses_to_start_without_database_url_and_says_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL is not set"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
+
+#[test]
+fn a_malformed_database_url_is_named_without_echoing_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .env_clear()
+        .env("DATABASE_URL", "mysql://root:Hunter22@db/shop")
+        .output()
+        .expect("binary runs");
+    assert!(!output.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(all.contains("DATABASE_URL is malformed"), "{all}");
+    assert!(!all.contains("Hunter22"), "{all}");
+}
+
+#[test]
+fn config_defaults_match_the_documentation() {
+    let env = Env::from_pairs([("DATABASE_URL", "postgres://u@h/db")]);
+    let config = Config::from_env(&env).unwrap();
+    assert_eq!(config.server.port, 8080);
+    assert_eq!(config.ml_timeout.as_millis(), 300);
+    assert_eq!(config.cache_ttl.as_secs(), 60);
+}

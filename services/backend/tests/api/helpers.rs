@@ -1,0 +1,132 @@
+//! `spawn_app()` and typed request helpers.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shopmicro_backend::{Application, Config};
+use shopmicro_common::config::{Env, ServerConfig};
+use shopmicro_common::testing::{self, TestDatabase};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub address: String,
+    pub db: PgPool,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    // Dropped last: the database outlives the pool and the server.
+    _database: TestDatabase,
+}
+
+/// The default test configuration: fresh database, real Redis with a per-test key
+/// prefix, no ml service.
+pub fn test_config(database: &TestDatabase) -> Config {
+    let env = Env::from_pairs([("DATABASE_URL", database.url())]);
+    let mut config = Config::from_env(&env).expect("test configuration is valid");
+    config.server = ServerConfig { port: 0, shutdown_deadline: Duration::from_secs(5) };
+    config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));
+    config.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    config.database_max_connections = 20;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let database = TestDatabase::create().await;
+    let mut config = test_config(&database);
+    configure(&mut config);
+    let app = Application::build(config).await.expect("the backend builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = shutdown_rx.await;
+    }));
+    let db = PgPool::connect(database.url()).await.expect("connecting to the test database");
+    TestApp {
+        address,
+        db,
+        client: reqwest::Client::new(),
+        shutdown: Some(shutdown_tx),
+        _database: database,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    pub async fn post_order(&self, body: &Value, idempotency_key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.post(self.url("/orders")).json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    pub async fn stock_of(&self, product_id: i64) -> i32 {
+        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+            .bind(product_id)
+            .fetch_one(&self.db)
+            .await
+            .expect("product exists")
+    }
+
+    pub async fn set_stock(&self, product_id: i64, stock: i32) {
+        sqlx::query("UPDATE products SET stock = $2 WHERE id = $1")
+            .bind(product_id)
+            .bind(stock)
+            .execute(&self.db)
+            .await
+            .expect("stock updated");
+    }
+
+    pub async fn order_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.db).await.expect("count")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.expect("metrics text")
+    }
+
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The value of one sample in Prometheus/OpenMetrics text, matched by name and labels.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .find(|line| labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// An error body's code, asserting the shared error shape.
+pub fn error_code(body: &Value) -> &str {
+    let message = body["error"]["message"].as_str().expect("error.message is a string");
+    assert!(!message.is_empty());
+    body["error"]["code"].as_str().expect("error.code is a string")
+}

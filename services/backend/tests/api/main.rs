@@ -1,0 +1,10 @@
+//! Backend integration tests: the real application on port 0, a fresh PostgreSQL
+//! database per test, real Redis.
+
+mod cache;
+mod health;
+mod helpers;
+mod orders;
+mod products;
+mod recommendations;
+mod shutdown;

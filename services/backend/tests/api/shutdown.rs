@@ -1,0 +1,80 @@
+//! Graceful shutdown of the real binary: SIGTERM during an in-flight request lets it
+//! finish, then the process exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use shopmicro_common::testing::TestDatabase;
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    // Arrange: an ml stand-in that tells us when the backend's request is in flight and
+    // answers a second later, so the request is mid-way when SIGTERM arrives.
+    let (arrived_tx, mut arrived) = mpsc::channel::<()>(1);
+    let ml = Router::new().route(
+        "/recommendations",
+        get(move || {
+            let arrived_tx = arrived_tx.clone();
+            async move {
+                let _ = arrived_tx.send(()).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                axum::Json(serde_json::json!({"recommendations": [{"product_id": 2, "score": 0.9}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ml_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, ml).await });
+
+    let database = TestDatabase::create().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .env("DATABASE_URL", database.url())
+        .env("PORT", "0")
+        .env("ML_URL", format!("http://127.0.0.1:{ml_port}"))
+        .env("ML_TIMEOUT_MS", "5000")
+        .env("SHUTDOWN_DEADLINE_MS", "10000")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = listening_port(child.stdout.take().unwrap());
+
+    // Act
+    let request = tokio::spawn(async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/products/1/recommendations")).await
+    });
+    arrived.recv().await.expect("the request reached ml");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    // Assert
+    let response = request.await.unwrap().expect("the in-flight request completed");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["source"], "ml");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err(), "no longer accepting");
+}
+
+/// Reads the JSON log until the "listening" line and returns its port. A thread keeps
+/// draining stdout afterwards so the child never blocks on a full pipe.
+fn listening_port(stdout: std::process::ChildStdout) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                && json["message"] == "backend listening"
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(json["port"].as_u64().unwrap() as u16);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("the backend started listening")
+}

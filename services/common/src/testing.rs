@@ -1,0 +1,75 @@
+//! Test support shared by the services' integration tests (feature `testing`).
+//!
+//! [`TestDatabase`] creates a uniquely named PostgreSQL database and drops it when the
+//! test ends, so tests run in parallel against a real server without sharing state.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+/// Server that tests create their databases on; `TEST_DATABASE_URL` overrides it.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Redis for tests; `TEST_REDIS_URL` overrides it.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|err| {
+            panic!(
+                "PostgreSQL is not reachable at {} ({err}); the README's test command starts it",
+                crate::secret::redact_url(&admin)
+            )
+        });
+        let name = format!("shopmicro_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut conn)
+            .await
+            .expect("creating the test database");
+        let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self { name, url: url.to_string() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context guarantees: use a private runtime on a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
+                let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                let drop = sqlx::query(&statement).execute(&mut conn);
+                tokio::time::timeout(Duration::from_secs(10), drop).await.ok()?.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// A TCP port on loopback that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local address").port()
+}
