@@ -1,0 +1,171 @@
+//! ml API tests: the real application on port 0, trained from a fresh database that has
+//! the backend's schema and demo history.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shopmicro_common::config::{Env, ServerConfig};
+use shopmicro_common::testing::{TestDatabase, closed_port};
+use shopmicro_ml::{Application, Config};
+use sqlx::PgPool;
+
+struct TestApp {
+    address: String,
+    db: PgPool,
+    _database: TestDatabase,
+}
+
+fn config_for(database_url: &str) -> Config {
+    let mut config = Config::from_env(&Env::from_pairs([("DATABASE_URL", database_url)])).unwrap();
+    config.server = ServerConfig { port: 0, shutdown_deadline: Duration::from_secs(5) };
+    config.training_retry = Duration::from_millis(100);
+    config
+}
+
+async fn spawn_app() -> TestApp {
+    let database = TestDatabase::create().await;
+    let db = PgPool::connect(database.url()).await.unwrap();
+    shopmicro_backend::db::migrate(&db).await.unwrap();
+    shopmicro_backend::seed::ensure_demo_data(&db).await.unwrap();
+    let app = Application::build(config_for(database.url())).await.unwrap();
+    app.wait_until_trained(Duration::from_secs(30)).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp { address, db, _database: database }
+}
+
+impl TestApp {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.address)).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn retrain(&self) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/model/retrain", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_model_trains_on_the_order_history_at_start_up() {
+    let app = spawn_app().await;
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200);
+    let (status, model) = app.get("/model").await;
+    assert_eq!(status, 200);
+    assert_eq!(model["training_orders"], 400);
+    assert_eq!(model["products"], 240);
+    assert_eq!(ready["model_version"], model["version"]);
+}
+
+#[tokio::test]
+async fn complementary_products_are_recommended_first() {
+    let app = spawn_app().await;
+    // The demo history pairs each brand's earbuds (1) with its charger (2).
+    let (status, body) = app.get("/recommendations?product_id=1&k=5").await;
+    assert_eq!(status, 200);
+    let recs = body["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 5);
+    assert_eq!(recs[0]["product_id"], 2);
+    let scores: Vec<f64> = recs.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+}
+
+#[tokio::test]
+async fn retraining_on_the_same_data_keeps_the_version_and_new_orders_change_it() {
+    let app = spawn_app().await;
+    let (_, before) = app.get("/model").await;
+    let score_of_200_for_100 = |body: &Value| {
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["product_id"] == 200)
+            .map_or(0.0, |r| r["score"].as_f64().unwrap())
+    };
+    let (_, earlier) = app.get("/recommendations?product_id=100&k=50").await;
+    assert!(score_of_200_for_100(&earlier) < 0.5, "never bought together yet");
+    assert_eq!(app.retrain().await["version"], before["version"]);
+
+    // Shoppers start buying product 100 with product 200.
+    for _ in 0..5 {
+        let order_id: i64 = sqlx::query_scalar(
+            "INSERT INTO orders (status, total_cents) VALUES ('confirmed', 0) RETURNING id",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+             VALUES ($1, 100, 1, 0), ($1, 200, 1, 0)",
+        )
+        .bind(order_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let after = app.retrain().await;
+    assert_ne!(after["version"], before["version"]);
+    assert_eq!(after["training_orders"], 405);
+    let (_, later) = app.get("/recommendations?product_id=100&k=50").await;
+    assert!(score_of_200_for_100(&later) > 0.5, "learned from the new orders: {later}");
+}
+
+#[tokio::test]
+async fn bad_and_unknown_ids_are_400_and_404() {
+    let app = spawn_app().await;
+    let cases = [
+        ("/recommendations", 400, "missing_product_id"),
+        ("/recommendations?product_id=abc", 400, "invalid_query"),
+        ("/recommendations?product_id=0", 400, "invalid_product_id"),
+        ("/recommendations?product_id=1&k=0", 400, "invalid_k"),
+        ("/recommendations?product_id=1&k=51", 400, "invalid_k"),
+        ("/recommendations?product_id=999999", 404, "unknown_product"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = app.get(path).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_database_ml_is_alive_but_not_ready() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/none", closed_port());
+    let app = Application::build(config_for(&url)).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+
+    let get = |path: &'static str| {
+        let address = address.clone();
+        async move { reqwest::get(format!("{address}{path}")).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/healthz").await, 200);
+    assert_eq!(get("/readyz").await, 503);
+    assert_eq!(get("/model").await, 503);
+    assert_eq!(get("/recommendations?product_id=1").await, 503);
+}
+
+#[tokio::test]
+async fn model_metrics_expose_the_serving_version() {
+    let app = spawn_app().await;
+    let (_, model) = app.get("/model").await;
+    let metrics = reqwest::get(format!("{}/metrics", app.address)).await.unwrap().text().await.unwrap();
+    let version = model["version"].as_str().unwrap();
+    assert!(metrics.contains(&format!("ml_model_info{{version=\"{version}\"}} 1")), "{metrics}");
+    assert!(metrics.contains("ml_model_training_orders 400"));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_api() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in ["/recommendations", "/model", "/model/retrain", "/readyz"] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+}
