@@ -75,7 +75,7 @@ impl Application {
             .route("/orders", post(orders::create))
             .route("/orders/{id}", get(orders::get))
             .with_state(state);
-        let router = server::finish_router(
+        let router = server::finish_api_router(
             router,
             Observer { service: SERVICE_NAME, metrics: http_metrics },
         );

@@ -11,12 +11,19 @@ use tokio::net::TcpListener;
 use crate::error;
 use crate::observe::{Observer, observe};
 
-/// Adds what every service router needs: JSON 404/405 and the observation middleware.
-pub fn finish_router(router: Router, observer: Observer) -> Router {
-    router
-        .fallback(error::route_not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(from_fn_with_state(observer, observe))
+/// Finishes a JSON API router: 404/405 in the shared error shape, then [`observed`].
+pub fn finish_api_router(router: Router, observer: Observer) -> Router {
+    observed(
+        router
+            .fallback(error::route_not_found)
+            .method_not_allowed_fallback(error::method_not_allowed),
+        observer,
+    )
+}
+
+/// Wraps a router (fallbacks included) in the tracing and metrics middleware.
+pub fn observed(router: Router, observer: Observer) -> Router {
+    router.layer(from_fn_with_state(observer, observe))
 }
 
 /// Binds `0.0.0.0:port` (port 0 picks a free port, as tests do).

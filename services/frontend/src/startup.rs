@@ -60,7 +60,7 @@ impl Application {
             .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(state)
             .fallback(|| async { PageError::NotFound("We couldn't find that page.") });
-        let router = server::finish_router(
+        let router = server::observed(
             router,
             Observer { service: SERVICE_NAME, metrics: http_metrics },
         );

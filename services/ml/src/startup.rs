@@ -52,7 +52,7 @@ impl Application {
             .route("/model", get(model::info))
             .route("/model/retrain", post(model::retrain))
             .with_state(AppState { store: store.clone() });
-        let router = server::finish_router(
+        let router = server::finish_api_router(
             router,
             Observer { service: SERVICE_NAME, metrics: http_metrics },
         );
