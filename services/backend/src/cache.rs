@@ -49,7 +49,10 @@ pub enum CacheHealth {
 
 impl Cache {
     pub fn disabled(metrics: BackendMetrics) -> Self {
-        Self { inner: None, metrics }
+        Self {
+            inner: None,
+            metrics,
+        }
     }
 
     pub fn new(
@@ -60,8 +63,9 @@ impl Cache {
         metrics: BackendMetrics,
     ) -> anyhow::Result<Self> {
         // Only parses the URL; nothing connects until the first use.
-        let client = redis::Client::open(url)
-            .map_err(|err| anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({:?})", err.kind()))?;
+        let client = redis::Client::open(url).map_err(|err| {
+            anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({:?})", err.kind())
+        })?;
         Ok(Self {
             inner: Some(Arc::new(Inner {
                 client,
@@ -111,8 +115,12 @@ impl Cache {
     }
 
     pub async fn put_product<T: Serialize>(&self, id: ProductId, value: &T) {
-        let Some(inner) = self.inner.as_ref() else { return };
-        let Ok(json) = serde_json::to_string(value) else { return };
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(value) else {
+            return;
+        };
         let key = Self::product_key(inner, id);
         let ttl = inner.ttl.as_secs().max(1);
         let result = self
@@ -120,13 +128,16 @@ impl Cache {
                 conn.set_ex::<_, _, ()>(&key, json, ttl).await
             })
             .await;
-        self.metrics.cache("set", if result.is_some() { "ok" } else { "error" });
+        self.metrics
+            .cache("set", if result.is_some() { "ok" } else { "error" });
     }
 
     /// Drops cached products whose stock changed. A failure here leaves a stale entry for
     /// at most the TTL; the order itself is already committed and correct.
     pub async fn invalidate_products(&self, ids: &[ProductId]) {
-        let Some(inner) = self.inner.as_ref() else { return };
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
         if ids.is_empty() {
             return;
         }
@@ -136,17 +147,24 @@ impl Cache {
                 conn.del::<_, ()>(&keys).await
             })
             .await;
-        self.metrics.cache("invalidate", if result.is_some() { "ok" } else { "error" });
+        self.metrics
+            .cache("invalidate", if result.is_some() { "ok" } else { "error" });
     }
 
     pub async fn health(&self) -> CacheHealth {
-        let Some(inner) = self.inner.as_ref() else { return CacheHealth::Disabled };
+        let Some(inner) = self.inner.as_ref() else {
+            return CacheHealth::Disabled;
+        };
         let pong = self
             .with_connection(inner, async |mut conn: ConnectionManager| {
                 redis::cmd("PING").query_async::<String>(&mut conn).await
             })
             .await;
-        if pong.is_some() { CacheHealth::Ok } else { CacheHealth::Unavailable }
+        if pong.is_some() {
+            CacheHealth::Ok
+        } else {
+            CacheHealth::Unavailable
+        }
     }
 
     /// Runs one command within the time budget; `None` means "use PostgreSQL".
@@ -164,7 +182,10 @@ impl Cache {
                 None
             }
             Err(_) => {
-                tracing::warn!(timeout_ms = inner.timeout.as_millis() as u64, "redis command timed out; using PostgreSQL");
+                tracing::warn!(
+                    timeout_ms = inner.timeout.as_millis() as u64,
+                    "redis command timed out; using PostgreSQL"
+                );
                 self.mark_down(inner).await;
                 None
             }
@@ -192,13 +213,17 @@ impl Cache {
                 Some(conn)
             }
             _ => {
-                *state = Connection::Down { since: Some(Instant::now()) };
+                *state = Connection::Down {
+                    since: Some(Instant::now()),
+                };
                 None
             }
         }
     }
 
     async fn mark_down(&self, inner: &Inner) {
-        *inner.connection.lock().await = Connection::Down { since: Some(Instant::now()) };
+        *inner.connection.lock().await = Connection::Down {
+            since: Some(Instant::now()),
+        };
     }
 }

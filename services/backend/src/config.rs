@@ -40,7 +40,11 @@ impl Config {
             redis_url: env
                 .optional::<RedisUrl>("REDIS_URL", "a Redis URL like redis://host:6379")?
                 .map(|url| url.0),
-            cache_prefix: env.or_default("CACHE_PREFIX", "a key prefix", "shopmicro:".to_owned())?,
+            cache_prefix: env.or_default(
+                "CACHE_PREFIX",
+                "a key prefix",
+                "shopmicro:".to_owned(),
+            )?,
             cache_ttl: Duration::from_secs(env.or_default(
                 "CACHE_TTL_SECS",
                 "a whole number of seconds",

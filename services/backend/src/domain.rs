@@ -143,12 +143,23 @@ impl ProductQuery {
                 format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
             ));
         }
-        let sort = params.sort.as_deref().map(Sort::parse).transpose()?.unwrap_or(Sort::Id);
-        let after = params.cursor.as_deref().map(|raw| Cursor::decode(raw, sort)).transpose()?;
+        let sort = params
+            .sort
+            .as_deref()
+            .map(Sort::parse)
+            .transpose()?
+            .unwrap_or(Sort::Id);
+        let after = params
+            .cursor
+            .as_deref()
+            .map(|raw| Cursor::decode(raw, sort))
+            .transpose()?;
         let category = params.category.filter(|c| !c.is_empty());
         if let Some(category) = &category
             && (category.len() > 64
-                || !category.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+                || !category
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
         {
             return Err(ApiError::bad_request(
                 "invalid_category",
@@ -170,7 +181,15 @@ impl ProductQuery {
             }
         };
         let ids = params.ids.as_deref().map(parse_ids).transpose()?;
-        Ok(Self { limit, sort, after, category, search, search_is_empty, ids })
+        Ok(Self {
+            limit,
+            sort,
+            after,
+            category,
+            search,
+            search_is_empty,
+            ids,
+        })
     }
 }
 
@@ -319,7 +338,10 @@ mod tests {
             let err = ProductQuery::parse(params(Some(bad), None, None)).unwrap_err();
             assert_eq!(err.code(), "invalid_limit");
         }
-        assert_eq!(ProductQuery::parse(params(None, None, None)).unwrap().limit, 20);
+        assert_eq!(
+            ProductQuery::parse(params(None, None, None)).unwrap().limit,
+            20
+        );
     }
 
     #[test]
@@ -343,19 +365,42 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_tampering_and_sort_changes() {
-        let cursor = Cursor { sort: Sort::PriceAsc, id: 7, price_cents: Some(999), name: None };
+        let cursor = Cursor {
+            sort: Sort::PriceAsc,
+            id: 7,
+            price_cents: Some(999),
+            name: None,
+        };
         let encoded = cursor.encode();
         assert_eq!(Cursor::decode(&encoded, Sort::PriceAsc).unwrap(), cursor);
-        assert_eq!(Cursor::decode(&encoded, Sort::Name).unwrap_err().code(), "invalid_cursor");
-        assert_eq!(Cursor::decode("not-base64!", Sort::Id).unwrap_err().code(), "invalid_cursor");
-        let incomplete = Cursor { sort: Sort::Name, id: 1, price_cents: None, name: None }.encode();
+        assert_eq!(
+            Cursor::decode(&encoded, Sort::Name).unwrap_err().code(),
+            "invalid_cursor"
+        );
+        assert_eq!(
+            Cursor::decode("not-base64!", Sort::Id).unwrap_err().code(),
+            "invalid_cursor"
+        );
+        let incomplete = Cursor {
+            sort: Sort::Name,
+            id: 1,
+            price_cents: None,
+            name: None,
+        }
+        .encode();
         assert!(Cursor::decode(&incomplete, Sort::Name).is_err());
     }
 
     #[test]
     fn order_lines_are_validated_and_sorted() {
-        let line = |product_id, quantity| OrderLineRequest { product_id, quantity };
-        let order = NewOrder::parse(CreateOrderRequest { items: vec![line(9, 1), line(3, 2)] }).unwrap();
+        let line = |product_id, quantity| OrderLineRequest {
+            product_id,
+            quantity,
+        };
+        let order = NewOrder::parse(CreateOrderRequest {
+            items: vec![line(9, 1), line(3, 2)],
+        })
+        .unwrap();
         assert_eq!(order.lines, vec![(ProductId(3), 2), (ProductId(9), 1)]);
 
         let cases = [
@@ -367,16 +412,33 @@ mod tests {
             (vec![line(2, 1), line(2, 3)], "duplicate_product"),
         ];
         for (items, code) in cases {
-            assert_eq!(NewOrder::parse(CreateOrderRequest { items }).unwrap_err().code(), code);
+            assert_eq!(
+                NewOrder::parse(CreateOrderRequest { items })
+                    .unwrap_err()
+                    .code(),
+                code
+            );
         }
     }
 
     #[test]
     fn fingerprint_ignores_line_order_but_not_quantities() {
-        let line = |product_id, quantity| OrderLineRequest { product_id, quantity };
-        let a = NewOrder::parse(CreateOrderRequest { items: vec![line(1, 1), line(2, 1)] }).unwrap();
-        let b = NewOrder::parse(CreateOrderRequest { items: vec![line(2, 1), line(1, 1)] }).unwrap();
-        let c = NewOrder::parse(CreateOrderRequest { items: vec![line(2, 2), line(1, 1)] }).unwrap();
+        let line = |product_id, quantity| OrderLineRequest {
+            product_id,
+            quantity,
+        };
+        let a = NewOrder::parse(CreateOrderRequest {
+            items: vec![line(1, 1), line(2, 1)],
+        })
+        .unwrap();
+        let b = NewOrder::parse(CreateOrderRequest {
+            items: vec![line(2, 1), line(1, 1)],
+        })
+        .unwrap();
+        let c = NewOrder::parse(CreateOrderRequest {
+            items: vec![line(2, 2), line(1, 1)],
+        })
+        .unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
     }

@@ -47,7 +47,11 @@ impl BackendMetrics {
             ml_request_duration: latency_histogram(),
             db_pool_connections: Family::default(),
         };
-        registry.register("shop_orders_created", "Orders placed", metrics.orders_created.clone());
+        registry.register(
+            "shop_orders_created",
+            "Orders placed",
+            metrics.orders_created.clone(),
+        );
         registry.register(
             "shop_order_value_cents",
             "Total value of orders placed, in cents",
@@ -83,15 +87,23 @@ impl BackendMetrics {
     }
 
     pub fn cache(&self, operation: &'static str, result: &'static str) {
-        self.cache_operations.get_or_create(&CacheLabels { operation, result }).inc();
+        self.cache_operations
+            .get_or_create(&CacheLabels { operation, result })
+            .inc();
     }
 
     pub fn record_pool(&self, pool: &sqlx::PgPool) {
         let size = i64::from(pool.size());
         let idle = pool.num_idle() as i64;
         let max = i64::from(pool.options().get_max_connections());
-        self.db_pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
-        self.db_pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(size - idle);
-        self.db_pool_connections.get_or_create(&PoolLabels { state: "max" }).set(max);
+        self.db_pool_connections
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(idle);
+        self.db_pool_connections
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(size - idle);
+        self.db_pool_connections
+            .get_or_create(&PoolLabels { state: "max" })
+            .set(max);
     }
 }

@@ -60,25 +60,40 @@ struct MlItem {
 
 impl MlClient {
     pub fn new(base: ServiceUrl, timeout: Duration, metrics: BackendMetrics) -> Self {
-        Self { http: http_client::client(timeout), base, metrics }
+        Self {
+            http: http_client::client(timeout),
+            base,
+            metrics,
+        }
     }
 
     pub async fn recommend(&self, product: ProductId, k: i64) -> Result<Vec<Scored>, MlError> {
         let started = Instant::now();
         let result = self.call(product, k).await;
-        self.metrics.ml_request_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .ml_request_duration
+            .observe(started.elapsed().as_secs_f64());
         result
     }
 
     async fn call(&self, product: ProductId, k: i64) -> Result<Vec<Scored>, MlError> {
-        let url = self.base.join(&format!("/recommendations?product_id={}&k={k}", product.get()));
-        let response = http_client::traced_get(&self.http, &url).await.map_err(classify)?;
+        let url = self.base.join(&format!(
+            "/recommendations?product_id={}&k={k}",
+            product.get()
+        ));
+        let response = http_client::traced_get(&self.http, &url)
+            .await
+            .map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
             return Err(MlError::Status(status.as_u16()));
         }
         let body: MlResponse = response.json().await.map_err(|err| {
-            if err.is_timeout() { MlError::Timeout } else { MlError::Garbage }
+            if err.is_timeout() {
+                MlError::Timeout
+            } else {
+                MlError::Garbage
+            }
         })?;
         let valid = body
             .recommendations
@@ -90,11 +105,18 @@ impl MlClient {
         Ok(body
             .recommendations
             .into_iter()
-            .map(|item| Scored { product_id: item.product_id, score: item.score })
+            .map(|item| Scored {
+                product_id: item.product_id,
+                score: item.score,
+            })
             .collect())
     }
 }
 
 fn classify(err: reqwest::Error) -> MlError {
-    if err.is_timeout() { MlError::Timeout } else { MlError::Unreachable }
+    if err.is_timeout() {
+        MlError::Timeout
+    } else {
+        MlError::Unreachable
+    }
 }

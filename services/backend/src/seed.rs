@@ -26,43 +26,144 @@ const CATALOGUE: [Category; 10] = [
         name: "Electronics",
         brands: ["Aurora", "Nimbus", "Vertex", "Pulse", "Quantum", "Orbit"],
         items: [
-            ("Wireless Earbuds", 3_999, 19_999, "noise-cancelling earbuds with a pocketable charging case"),
-            ("USB-C Charger", 1_499, 5_999, "fast charger for phones, tablets and laptops"),
-            ("27-inch 4K Monitor", 24_999, 69_999, "IPS monitor with accurate colour for work and play"),
-            ("Monitor Arm", 4_999, 14_999, "gas-spring arm that frees up the whole desk"),
+            (
+                "Wireless Earbuds",
+                3_999,
+                19_999,
+                "noise-cancelling earbuds with a pocketable charging case",
+            ),
+            (
+                "USB-C Charger",
+                1_499,
+                5_999,
+                "fast charger for phones, tablets and laptops",
+            ),
+            (
+                "27-inch 4K Monitor",
+                24_999,
+                69_999,
+                "IPS monitor with accurate colour for work and play",
+            ),
+            (
+                "Monitor Arm",
+                4_999,
+                14_999,
+                "gas-spring arm that frees up the whole desk",
+            ),
         ],
     },
     Category {
         slug: "books",
         name: "Books",
-        brands: ["Harbor", "Lantern", "Meridian", "Northwind", "Quill", "Summit"],
+        brands: [
+            "Harbor",
+            "Lantern",
+            "Meridian",
+            "Northwind",
+            "Quill",
+            "Summit",
+        ],
         items: [
-            ("Cookbook", 1_999, 4_499, "seasonal recipes with step-by-step photographs"),
-            ("Kitchen Notebook", 899, 1_999, "lay-flat notebook for recipes and shopping lists"),
-            ("Mystery Novel", 999, 2_499, "a page-turner set in a fog-bound harbour town"),
-            ("Reading Light", 1_299, 3_499, "clip-on light with warm and cool settings"),
+            (
+                "Cookbook",
+                1_999,
+                4_499,
+                "seasonal recipes with step-by-step photographs",
+            ),
+            (
+                "Kitchen Notebook",
+                899,
+                1_999,
+                "lay-flat notebook for recipes and shopping lists",
+            ),
+            (
+                "Mystery Novel",
+                999,
+                2_499,
+                "a page-turner set in a fog-bound harbour town",
+            ),
+            (
+                "Reading Light",
+                1_299,
+                3_499,
+                "clip-on light with warm and cool settings",
+            ),
         ],
     },
     Category {
         slug: "home-kitchen",
         name: "Home & Kitchen",
-        brands: ["Copper & Oak", "Hearth", "Kettle & Co", "Larder", "Pantry", "Stoneware"],
+        brands: [
+            "Copper & Oak",
+            "Hearth",
+            "Kettle & Co",
+            "Larder",
+            "Pantry",
+            "Stoneware",
+        ],
         items: [
-            ("Pour-Over Coffee Maker", 2_499, 7_999, "glass pour-over brewer for clean, bright coffee"),
-            ("Burr Coffee Grinder", 4_999, 19_999, "conical burr grinder with 40 grind settings"),
-            ("Chef's Knife", 3_999, 14_999, "forged 20 cm knife balanced for everyday prep"),
-            ("End-Grain Cutting Board", 2_999, 8_999, "oiled hardwood board that is kind to edges"),
+            (
+                "Pour-Over Coffee Maker",
+                2_499,
+                7_999,
+                "glass pour-over brewer for clean, bright coffee",
+            ),
+            (
+                "Burr Coffee Grinder",
+                4_999,
+                19_999,
+                "conical burr grinder with 40 grind settings",
+            ),
+            (
+                "Chef's Knife",
+                3_999,
+                14_999,
+                "forged 20 cm knife balanced for everyday prep",
+            ),
+            (
+                "End-Grain Cutting Board",
+                2_999,
+                8_999,
+                "oiled hardwood board that is kind to edges",
+            ),
         ],
     },
     Category {
         slug: "sports-outdoors",
         name: "Sports & Outdoors",
-        brands: ["Alpine", "Basecamp", "Cairn", "Ridge", "Trailhead", "Tundra"],
+        brands: [
+            "Alpine",
+            "Basecamp",
+            "Cairn",
+            "Ridge",
+            "Trailhead",
+            "Tundra",
+        ],
         items: [
-            ("Trail Running Shoes", 8_999, 17_999, "grippy, light shoes for rough ground"),
-            ("Running Socks (3 pack)", 1_299, 2_999, "blister-free merino blend socks"),
-            ("Two-Person Tent", 12_999, 39_999, "freestanding tent that pitches in five minutes"),
-            ("Sleeping Pad", 4_999, 14_999, "insulated inflatable pad for three seasons"),
+            (
+                "Trail Running Shoes",
+                8_999,
+                17_999,
+                "grippy, light shoes for rough ground",
+            ),
+            (
+                "Running Socks (3 pack)",
+                1_299,
+                2_999,
+                "blister-free merino blend socks",
+            ),
+            (
+                "Two-Person Tent",
+                12_999,
+                39_999,
+                "freestanding tent that pitches in five minutes",
+            ),
+            (
+                "Sleeping Pad",
+                4_999,
+                14_999,
+                "insulated inflatable pad for three seasons",
+            ),
         ],
     },
     Category {
@@ -70,10 +171,30 @@ const CATALOGUE: [Category; 10] = [
         name: "Toys & Games",
         brands: ["Bramble", "Cobble", "Fable", "Kite", "Marble", "Tinker"],
         items: [
-            ("Strategy Board Game", 2_999, 6_999, "trading and building for 2 to 5 players"),
-            ("Card Sleeves (100)", 599, 1_499, "clear sleeves that keep cards like new"),
-            ("Wooden Train Set", 3_999, 11_999, "beech track with bridges and a tunnel"),
-            ("Train Set Expansion", 1_999, 4_999, "extra track, a station and two carriages"),
+            (
+                "Strategy Board Game",
+                2_999,
+                6_999,
+                "trading and building for 2 to 5 players",
+            ),
+            (
+                "Card Sleeves (100)",
+                599,
+                1_499,
+                "clear sleeves that keep cards like new",
+            ),
+            (
+                "Wooden Train Set",
+                3_999,
+                11_999,
+                "beech track with bridges and a tunnel",
+            ),
+            (
+                "Train Set Expansion",
+                1_999,
+                4_999,
+                "extra track, a station and two carriages",
+            ),
         ],
     },
     Category {
@@ -81,10 +202,25 @@ const CATALOGUE: [Category; 10] = [
         name: "Beauty",
         brands: ["Bloom", "Dew", "Lumen", "Petal", "Sage", "Verve"],
         items: [
-            ("Facial Cleanser", 999, 2_999, "gentle gel cleanser for every skin type"),
-            ("Daily Moisturiser", 1_499, 4_499, "light moisturiser with SPF 30"),
+            (
+                "Facial Cleanser",
+                999,
+                2_999,
+                "gentle gel cleanser for every skin type",
+            ),
+            (
+                "Daily Moisturiser",
+                1_499,
+                4_499,
+                "light moisturiser with SPF 30",
+            ),
             ("Shampoo", 799, 2_499, "sulphate-free shampoo with rosemary"),
-            ("Conditioner", 799, 2_499, "lightweight conditioner that detangles"),
+            (
+                "Conditioner",
+                799,
+                2_499,
+                "lightweight conditioner that detangles",
+            ),
         ],
     },
     Category {
@@ -92,10 +228,30 @@ const CATALOGUE: [Category; 10] = [
         name: "Clothing",
         brands: ["Arbor", "Canvas", "Fieldwork", "Loom", "Selvedge", "Thread"],
         items: [
-            ("Rain Jacket", 7_999, 24_999, "packable waterproof shell with taped seams"),
-            ("Merino Base Layer", 4_999, 11_999, "odour-resistant long-sleeve base layer"),
-            ("Denim Jeans", 4_999, 12_999, "straight-leg jeans in heavy raw denim"),
-            ("Leather Belt", 2_499, 6_999, "full-grain belt with a solid brass buckle"),
+            (
+                "Rain Jacket",
+                7_999,
+                24_999,
+                "packable waterproof shell with taped seams",
+            ),
+            (
+                "Merino Base Layer",
+                4_999,
+                11_999,
+                "odour-resistant long-sleeve base layer",
+            ),
+            (
+                "Denim Jeans",
+                4_999,
+                12_999,
+                "straight-leg jeans in heavy raw denim",
+            ),
+            (
+                "Leather Belt",
+                2_499,
+                6_999,
+                "full-grain belt with a solid brass buckle",
+            ),
         ],
     },
     Category {
@@ -103,10 +259,30 @@ const CATALOGUE: [Category; 10] = [
         name: "Garden",
         brands: ["Fern", "Greenhouse", "Meadow", "Orchard", "Root", "Willow"],
         items: [
-            ("Pruning Shears", 1_999, 5_999, "bypass shears for clean cuts up to 2 cm"),
-            ("Gardening Gloves", 999, 2_999, "thorn-proof gloves with breathable backs"),
-            ("Raised Garden Bed", 7_999, 19_999, "cedar raised bed, 120 by 60 cm"),
-            ("Organic Compost (40 L)", 999, 2_499, "peat-free compost for raised beds"),
+            (
+                "Pruning Shears",
+                1_999,
+                5_999,
+                "bypass shears for clean cuts up to 2 cm",
+            ),
+            (
+                "Gardening Gloves",
+                999,
+                2_999,
+                "thorn-proof gloves with breathable backs",
+            ),
+            (
+                "Raised Garden Bed",
+                7_999,
+                19_999,
+                "cedar raised bed, 120 by 60 cm",
+            ),
+            (
+                "Organic Compost (40 L)",
+                999,
+                2_499,
+                "peat-free compost for raised beds",
+            ),
         ],
     },
     Category {
@@ -114,10 +290,30 @@ const CATALOGUE: [Category; 10] = [
         name: "Office",
         brands: ["Atlas", "Cardinal", "Folio", "Ledger", "Memo", "Slate"],
         items: [
-            ("Ergonomic Chair", 19_999, 59_999, "adjustable chair with lumbar support"),
-            ("Chair Mat", 2_999, 6_999, "hard-floor mat that protects wood and tile"),
-            ("Fountain Pen", 2_499, 14_999, "steel-nib pen that writes from the first stroke"),
-            ("Ink Bottles (3 pack)", 999, 2_999, "quick-drying inks in black, blue and green"),
+            (
+                "Ergonomic Chair",
+                19_999,
+                59_999,
+                "adjustable chair with lumbar support",
+            ),
+            (
+                "Chair Mat",
+                2_999,
+                6_999,
+                "hard-floor mat that protects wood and tile",
+            ),
+            (
+                "Fountain Pen",
+                2_499,
+                14_999,
+                "steel-nib pen that writes from the first stroke",
+            ),
+            (
+                "Ink Bottles (3 pack)",
+                999,
+                2_999,
+                "quick-drying inks in black, blue and green",
+            ),
         ],
     },
     Category {
@@ -125,10 +321,30 @@ const CATALOGUE: [Category; 10] = [
         name: "Pet Supplies",
         brands: ["Burrow", "Fetch", "Paw & Co", "Scout", "Whisker", "Wag"],
         items: [
-            ("Dog Harness", 1_999, 5_999, "no-pull harness with a padded chest plate"),
-            ("Dog Lead", 999, 2_999, "reflective 2 m lead that clips to any harness"),
-            ("Cat Scratching Post", 2_499, 7_999, "sisal post tall enough for a full stretch"),
-            ("Catnip Toys (5 pack)", 599, 1_499, "organic catnip toys that survive the zoomies"),
+            (
+                "Dog Harness",
+                1_999,
+                5_999,
+                "no-pull harness with a padded chest plate",
+            ),
+            (
+                "Dog Lead",
+                999,
+                2_999,
+                "reflective 2 m lead that clips to any harness",
+            ),
+            (
+                "Cat Scratching Post",
+                2_499,
+                7_999,
+                "sisal post tall enough for a full stretch",
+            ),
+            (
+                "Catnip Toys (5 pack)",
+                599,
+                1_499,
+                "organic catnip toys that survive the zoomies",
+            ),
         ],
     },
 ];
@@ -217,7 +433,10 @@ fn product_id(category: usize, brand: usize, item: usize) -> i64 {
 
 /// Loads the demo data into an empty database; does nothing when products exist.
 pub async fn ensure_demo_data(pool: &PgPool) -> anyhow::Result<bool> {
-    let mut tx = pool.begin().await.context("starting the seed transaction")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the seed transaction")?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SEED_LOCK)
         .execute(&mut *tx)
@@ -229,8 +448,7 @@ pub async fn ensure_demo_data(pool: &PgPool) -> anyhow::Result<bool> {
         return Ok(false);
     }
 
-    let (slugs, names): (Vec<&str>, Vec<&str>) =
-        CATALOGUE.iter().map(|c| (c.slug, c.name)).unzip();
+    let (slugs, names): (Vec<&str>, Vec<&str>) = CATALOGUE.iter().map(|c| (c.slug, c.name)).unzip();
     sqlx::query("INSERT INTO categories (slug, name) SELECT * FROM UNNEST($1::text[], $2::text[])")
         .bind(&slugs)
         .bind(&names)
@@ -245,7 +463,12 @@ pub async fn ensure_demo_data(pool: &PgPool) -> anyhow::Result<bool> {
     )
     .bind(products.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
     .bind(products.iter().map(|p| p.category).collect::<Vec<_>>())
-    .bind(products.iter().map(|p| p.description.clone()).collect::<Vec<_>>())
+    .bind(
+        products
+            .iter()
+            .map(|p| p.description.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(products.iter().map(|p| p.price_cents).collect::<Vec<_>>())
     .bind(products.iter().map(|p| p.stock).collect::<Vec<_>>())
     .execute(&mut *tx)

@@ -35,7 +35,11 @@ impl Application {
             .await
             .with_context(|| format!("database at {}", config.database_url.redacted()))?;
         if config.seed_demo_data && seed::ensure_demo_data(&pool).await? {
-            tracing::info!(products = seed::PRODUCT_COUNT, orders = seed::ORDER_COUNT, "loaded demo data");
+            tracing::info!(
+                products = seed::PRODUCT_COUNT,
+                orders = seed::ORDER_COUNT,
+                "loaded demo data"
+            );
         }
 
         let mut registry = Registry::default();
@@ -61,7 +65,12 @@ impl Application {
         if ml.is_none() {
             tracing::info!("ML_URL not set: serving fallback recommendations only");
         }
-        let state = AppState { db: pool, cache, ml, metrics };
+        let state = AppState {
+            db: pool,
+            cache,
+            ml,
+            metrics,
+        };
 
         let router = Router::new()
             .route("/healthz", get(health::healthz))
@@ -70,14 +79,20 @@ impl Application {
             .route("/openapi.json", get(openapi::document))
             .route("/products", get(products::list))
             .route("/products/{id}", get(products::get))
-            .route("/products/{id}/recommendations", get(recommendations::recommend))
+            .route(
+                "/products/{id}/recommendations",
+                get(recommendations::recommend),
+            )
             .route("/categories", get(products::categories))
             .route("/orders", post(orders::create))
             .route("/orders/{id}", get(orders::get))
             .with_state(state);
         let router = server::finish_api_router(
             router,
-            Observer { service: SERVICE_NAME, metrics: http_metrics },
+            Observer {
+                service: SERVICE_NAME,
+                metrics: http_metrics,
+            },
         );
 
         let listener = server::bind(config.server.port)
@@ -85,14 +100,22 @@ impl Application {
             .with_context(|| format!("binding port {}", config.server.port))?;
         let port = listener.local_addr()?.port();
         tracing::info!(port, "backend listening");
-        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline })
+        Ok(Self {
+            listener,
+            router,
+            port,
+            shutdown_deadline: config.server.shutdown_deadline,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
     }
 

@@ -64,7 +64,11 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
-    pub fn required<T: FromStr>(&self, var: &str, expected: &'static str) -> Result<T, ConfigError> {
+    pub fn required<T: FromStr>(
+        &self,
+        var: &str,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
         self.optional(var, expected)?.ok_or_else(|| ConfigError {
             var: var.to_owned(),
             problem: Problem::Missing,
@@ -117,8 +121,7 @@ impl ServerConfig {
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, ConfigError> {
         Ok(Self {
             port: env.or_default("PORT", "a TCP port number (0-65535)", default_port)?,
-            shutdown_deadline: env
-                .millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
+            shutdown_deadline: env.millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
         })
     }
 }
@@ -152,7 +155,8 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-pub const DATABASE_URL_EXPECTED: &str = "a PostgreSQL URL like postgres://user:password@host:5432/dbname";
+pub const DATABASE_URL_EXPECTED: &str =
+    "a PostgreSQL URL like postgres://user:password@host:5432/dbname";
 
 /// The base URL of another HTTP service (`http://backend:8080`).
 #[derive(Debug, Clone, PartialEq, Eq)]

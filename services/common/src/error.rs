@@ -119,7 +119,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(err) => {
                 Self::unprocessable("invalid_body", err.body_text())
             }
-            JsonRejection::JsonSyntaxError(err) => Self::bad_request("malformed_json", err.body_text()),
+            JsonRejection::JsonSyntaxError(err) => {
+                Self::bad_request("malformed_json", err.body_text())
+            }
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -159,7 +161,10 @@ pub struct ApiPath<T>(pub T);
 
 /// Router fallback: unknown routes answer in the shared shape too.
 pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found("route_not_found", format!("no route for {method} {}", uri.path()))
+    ApiError::not_found(
+        "route_not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
@@ -177,14 +182,19 @@ mod tests {
     async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
         let response = error.into_response();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
     #[tokio::test]
     async fn client_errors_keep_their_message() {
-        let (status, body) =
-            body_of(ApiError::conflict("insufficient_stock", "only 2 left of product 7")).await;
+        let (status, body) = body_of(ApiError::conflict(
+            "insufficient_stock",
+            "only 2 left of product 7",
+        ))
+        .await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["code"], "insufficient_stock");
         assert_eq!(body["error"]["message"], "only 2 left of product 7");

@@ -67,7 +67,10 @@ pub async fn observe(State(observer): State<Observer>, request: Request, next: N
     observer
         .metrics
         .duration
-        .get_or_create(&RouteLabels { method, route: route.clone() })
+        .get_or_create(&RouteLabels {
+            method,
+            route: route.clone(),
+        })
         .observe(elapsed.as_secs_f64());
 
     span.in_scope(|| {

@@ -41,7 +41,10 @@ pub async fn serve(
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!(deadline_ms = deadline.as_millis() as u64, "shutting down: draining in-flight requests");
+        tracing::info!(
+            deadline_ms = deadline.as_millis() as u64,
+            "shutting down: draining in-flight requests"
+        );
         let _ = started_tx.send(());
     };
     let serving = axum::serve(listener, router).with_graceful_shutdown(signal);

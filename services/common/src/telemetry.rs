@@ -16,12 +16,12 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OtelData;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// Flushes exported spans when dropped. Drop it outside the async runtime: the OTLP
 /// exporter uses a blocking HTTP client.
@@ -168,8 +168,14 @@ mod tests {
 
     #[test]
     fn traces_endpoint_follows_the_otlp_spec() {
-        assert_eq!(traces_endpoint("http://tempo:4318"), "http://tempo:4318/v1/traces");
-        assert_eq!(traces_endpoint("http://tempo:4318/"), "http://tempo:4318/v1/traces");
+        assert_eq!(
+            traces_endpoint("http://tempo:4318"),
+            "http://tempo:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_endpoint("http://tempo:4318/"),
+            "http://tempo:4318/v1/traces"
+        );
         assert_eq!(
             traces_endpoint("http://tempo:4318/v1/traces"),
             "http://tempo:4318/v1/traces"

@@ -40,7 +40,10 @@ impl TestDatabase {
             .expect("creating the test database");
         let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
         url.set_path(&name);
-        Self { name, url: url.to_string() }
+        Self {
+            name,
+            url: url.to_string(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -53,12 +56,18 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs outside async context guarantees: use a private runtime on a thread.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move {
                 let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
                 let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
                 let drop = sqlx::query(&statement).execute(&mut conn);
-                tokio::time::timeout(Duration::from_secs(10), drop).await.ok()?.ok()
+                tokio::time::timeout(Duration::from_secs(10), drop)
+                    .await
+                    .ok()?
+                    .ok()
             })
         })
         .join();

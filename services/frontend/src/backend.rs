@@ -62,7 +62,11 @@ pub enum BackendError {
     NotFound,
     /// The backend refused the request (4xx); the message is written for a person.
     #[error("rejected ({status}): {message}")]
-    Rejected { status: u16, code: String, message: String },
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("backend timed out")]
     Timeout,
     #[error("backend unavailable: {0}")]
@@ -104,24 +108,32 @@ struct NewOrderLine {
 
 impl BackendClient {
     pub fn new(base: ServiceUrl, timeout: std::time::Duration) -> Self {
-        Self { http: shopmicro_common::http_client::client(timeout), base }
+        Self {
+            http: shopmicro_common::http_client::client(timeout),
+            base,
+        }
     }
 
     pub async fn products(&self, query: &ListQuery) -> Result<ProductPage, BackendError> {
-        self.send(self.http.get(self.base.join("/products")).query(query)).await
+        self.send(self.http.get(self.base.join("/products")).query(query))
+            .await
     }
 
     pub async fn product(&self, id: i64) -> Result<Product, BackendError> {
-        self.send(self.http.get(self.base.join(&format!("/products/{id}")))).await
+        self.send(self.http.get(self.base.join(&format!("/products/{id}"))))
+            .await
     }
 
     pub async fn recommendations(&self, id: i64) -> Result<Recommendations, BackendError> {
-        let url = self.base.join(&format!("/products/{id}/recommendations?limit=4"));
+        let url = self
+            .base
+            .join(&format!("/products/{id}/recommendations?limit=4"));
         self.send(self.http.get(url)).await
     }
 
     pub async fn categories(&self) -> Result<Vec<Category>, BackendError> {
-        self.send(self.http.get(self.base.join("/categories"))).await
+        self.send(self.http.get(self.base.join("/categories")))
+            .await
     }
 
     pub async fn place_order(
@@ -131,7 +143,10 @@ impl BackendClient {
     ) -> Result<Order, BackendError> {
         let body = NewOrder {
             items: lines
-                .map(|(product_id, qty)| NewOrderLine { product_id, quantity: i64::from(qty) })
+                .map(|(product_id, qty)| NewOrderLine {
+                    product_id,
+                    quantity: i64::from(qty),
+                })
                 .collect(),
         };
         let request = self
@@ -143,7 +158,8 @@ impl BackendClient {
     }
 
     pub async fn order(&self, id: i64) -> Result<Order, BackendError> {
-        self.send(self.http.get(self.base.join(&format!("/orders/{id}")))).await
+        self.send(self.http.get(self.base.join(&format!("/orders/{id}"))))
+            .await
     }
 
     /// `/readyz` of the backend answered 200.
@@ -156,7 +172,10 @@ impl BackendClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, BackendError> {
-        let response = propagation::inject(request).send().await.map_err(transport)?;
+        let response = propagation::inject(request)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         if status.is_success() {
             return response.json::<T>().await.map_err(transport);
@@ -172,7 +191,9 @@ impl BackendClient {
                 message: body.error.message,
             });
         }
-        Err(BackendError::Unavailable(format!("backend answered {status}")))
+        Err(BackendError::Unavailable(format!(
+            "backend answered {status}"
+        )))
     }
 }
 

@@ -44,7 +44,11 @@ impl FromStr for SigningKey {
 
     fn from_str(raw: &str) -> Result<Self, ()> {
         let bytes = STANDARD.decode(raw).map_err(|_| ())?;
-        if bytes.len() >= 64 { Ok(Self(Secret::new(bytes))) } else { Err(()) }
+        if bytes.len() >= 64 {
+            Ok(Self(Secret::new(bytes)))
+        } else {
+            Err(())
+        }
     }
 }
 
@@ -61,10 +65,16 @@ mod tests {
     #[test]
     fn short_signing_keys_are_rejected() {
         let short = STANDARD.encode([7u8; 16]);
-        let env = Env::from_pairs([("BACKEND_URL", "http://backend:8080"), ("CART_SIGNING_KEY", &short)]);
+        let env = Env::from_pairs([
+            ("BACKEND_URL", "http://backend:8080"),
+            ("CART_SIGNING_KEY", &short),
+        ]);
         assert_eq!(Config::from_env(&env).unwrap_err().var, "CART_SIGNING_KEY");
         let long = STANDARD.encode([7u8; 64]);
-        let env = Env::from_pairs([("BACKEND_URL", "http://backend:8080"), ("CART_SIGNING_KEY", &long)]);
+        let env = Env::from_pairs([
+            ("BACKEND_URL", "http://backend:8080"),
+            ("CART_SIGNING_KEY", &long),
+        ]);
         assert!(Config::from_env(&env).unwrap().cart_signing_key.is_some());
     }
 }

@@ -10,7 +10,10 @@ use crate::backend::BackendError;
 
 const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../templates/base.html")),
-    ("catalogue.html", include_str!("../templates/catalogue.html")),
+    (
+        "catalogue.html",
+        include_str!("../templates/catalogue.html"),
+    ),
     ("product.html", include_str!("../templates/product.html")),
     ("cart.html", include_str!("../templates/cart.html")),
     ("order.html", include_str!("../templates/order.html")),
@@ -80,29 +83,44 @@ impl PageError {
         match self {
             PageError::NotFound(message) => (
                 StatusCode::NOT_FOUND,
-                ErrorView { title: "Not found", message: (*message).to_owned() },
+                ErrorView {
+                    title: "Not found",
+                    message: (*message).to_owned(),
+                },
             ),
             PageError::BadInput(message) => (
                 StatusCode::BAD_REQUEST,
-                ErrorView { title: "Something was not right", message: (*message).to_owned() },
+                ErrorView {
+                    title: "Something was not right",
+                    message: (*message).to_owned(),
+                },
             ),
             PageError::Backend(BackendError::Timeout) => (
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorView {
                     title: "This is taking too long",
-                    message: "Our shop is responding slowly right now. Please try again in a moment.".into(),
+                    message:
+                        "Our shop is responding slowly right now. Please try again in a moment."
+                            .into(),
                 },
             ),
-            PageError::Backend(BackendError::Rejected { status, message, .. }) => (
+            PageError::Backend(BackendError::Rejected {
+                status, message, ..
+            }) => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
-                ErrorView { title: "We couldn't do that", message: message.clone() },
+                ErrorView {
+                    title: "We couldn't do that",
+                    message: message.clone(),
+                },
             ),
             PageError::Backend(BackendError::Unavailable(_) | BackendError::NotFound)
             | PageError::Render(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorView {
                     title: "We'll be right back",
-                    message: "Part of our shop is unavailable right now. Please try again in a moment.".into(),
+                    message:
+                        "Part of our shop is unavailable right now. Please try again in a moment."
+                            .into(),
                 },
             ),
         }
@@ -114,7 +132,9 @@ impl IntoResponse for PageError {
         let (status, view) = self.view();
         match &self {
             PageError::Render(err) => tracing::error!(error = %err, "rendering a page failed"),
-            PageError::Backend(err) => tracing::warn!(error = %err, status = status.as_u16(), "backend call failed"),
+            PageError::Backend(err) => {
+                tracing::warn!(error = %err, status = status.as_u16(), "backend call failed")
+            }
             PageError::NotFound(_) | PageError::BadInput(_) => {}
         }
         // The error page itself must not fail: fall back to plain text if it does.
@@ -149,10 +169,18 @@ mod tests {
 
     #[test]
     fn backend_failures_map_to_honest_status_codes() {
-        assert_eq!(PageError::from(BackendError::Timeout).view().0, StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(PageError::from(BackendError::NotFound).view().0, StatusCode::NOT_FOUND);
         assert_eq!(
-            PageError::from(BackendError::Unavailable("refused".into())).view().0,
+            PageError::from(BackendError::Timeout).view().0,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            PageError::from(BackendError::NotFound).view().0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            PageError::from(BackendError::Unavailable("refused".into()))
+                .view()
+                .0,
             StatusCode::SERVICE_UNAVAILABLE
         );
         let (status, view) = PageError::from(BackendError::Rejected {

@@ -31,9 +31,13 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let cookie_key = match &config.cart_signing_key {
-            Some(key) => Key::try_from(key.expose().as_slice()).context("CART_SIGNING_KEY is too short")?,
+            Some(key) => {
+                Key::try_from(key.expose().as_slice()).context("CART_SIGNING_KEY is too short")?
+            }
             None => {
-                tracing::warn!("CART_SIGNING_KEY not set: using a random key; carts will not survive a restart or move between replicas");
+                tracing::warn!(
+                    "CART_SIGNING_KEY not set: using a random key; carts will not survive a restart or move between replicas"
+                );
                 Key::generate()
             }
         };
@@ -62,28 +66,42 @@ impl Application {
             .fallback(|| async { PageError::NotFound("We couldn't find that page.") });
         let router = server::observed(
             router,
-            Observer { service: SERVICE_NAME, metrics: http_metrics },
+            Observer {
+                service: SERVICE_NAME,
+                metrics: http_metrics,
+            },
         );
         let listener = server::bind(config.server.port)
             .await
             .with_context(|| format!("binding port {}", config.server.port))?;
         let port = listener.local_addr()?.port();
         tracing::info!(port, "frontend listening");
-        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline })
+        Ok(Self {
+            listener,
+            router,
+            port,
+            shutdown_deadline: config.server.shutdown_deadline,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
     }
 }
 
 async fn stylesheet() -> impl axum::response::IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
         pages::STYLESHEET,
     )
 }

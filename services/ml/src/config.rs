@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use shopmicro_common::config::{ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, ServerConfig};
+use shopmicro_common::config::{
+    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, ServerConfig,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -37,14 +37,26 @@ impl MlMetrics {
             trainings: Family::default(),
             last_trained: Gauge::default(),
         };
-        registry.register("ml_model_info", "Serving model version (value 1)", metrics.model_info.clone());
+        registry.register(
+            "ml_model_info",
+            "Serving model version (value 1)",
+            metrics.model_info.clone(),
+        );
         registry.register(
             "ml_model_training_orders",
             "Orders in the serving model's training set",
             metrics.training_orders.clone(),
         );
-        registry.register("ml_model_products", "Products the serving model knows", metrics.model_products.clone());
-        registry.register("ml_model_trainings", "Training runs by result", metrics.trainings.clone());
+        registry.register(
+            "ml_model_products",
+            "Products the serving model knows",
+            metrics.model_products.clone(),
+        );
+        registry.register(
+            "ml_model_trainings",
+            "Training runs by result",
+            metrics.trainings.clone(),
+        );
         registry.register(
             "ml_model_last_trained_timestamp_seconds",
             "When the serving model was trained (Unix time)",
@@ -55,9 +67,17 @@ impl MlMetrics {
 
     pub fn serving(&self, model: &Model, previous: Option<&str>) {
         if let Some(previous) = previous {
-            self.model_info.get_or_create(&VersionLabels { version: previous.to_owned() }).set(0);
+            self.model_info
+                .get_or_create(&VersionLabels {
+                    version: previous.to_owned(),
+                })
+                .set(0);
         }
-        self.model_info.get_or_create(&VersionLabels { version: model.version.clone() }).set(1);
+        self.model_info
+            .get_or_create(&VersionLabels {
+                version: model.version.clone(),
+            })
+            .set(1);
         self.training_orders.set(model.training_orders as i64);
         self.model_products.set(model.products as i64);
         self.last_trained.set(model.trained_at.timestamp());

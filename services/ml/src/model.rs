@@ -51,8 +51,11 @@ impl Model {
         let mut counts: HashMap<i64, f64> = HashMap::new();
         let mut pairs: HashMap<(i64, i64), f64> = HashMap::new();
         for basket in &data.baskets {
-            let mut items: Vec<i64> =
-                basket.iter().copied().filter(|id| features.contains_key(id)).collect();
+            let mut items: Vec<i64> = basket
+                .iter()
+                .copied()
+                .filter(|id| features.contains_key(id))
+                .collect();
             items.sort_unstable();
             items.dedup();
             for (i, a) in items.iter().enumerate() {
@@ -67,8 +70,14 @@ impl Model {
         let mut neighbours: HashMap<i64, Vec<Scored>> = HashMap::new();
         for ((a, b), together) in &pairs {
             let similarity = together / (counts[a] * counts[b]).sqrt();
-            neighbours.entry(*a).or_default().push(Scored { product_id: *b, score: similarity });
-            neighbours.entry(*b).or_default().push(Scored { product_id: *a, score: similarity });
+            neighbours.entry(*a).or_default().push(Scored {
+                product_id: *b,
+                score: similarity,
+            });
+            neighbours.entry(*b).or_default().push(Scored {
+                product_id: *a,
+                score: similarity,
+            });
         }
         for list in neighbours.values_mut() {
             sort_ranked(list);
@@ -100,7 +109,10 @@ impl Model {
             .get(&product)
             .map(|list| {
                 list.iter()
-                    .map(|s| Scored { product_id: s.product_id, score: 0.5 + 0.5 * s.score })
+                    .map(|s| Scored {
+                        product_id: s.product_id,
+                        score: 0.5 + 0.5 * s.score,
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -109,7 +121,10 @@ impl Model {
                 .features
                 .values()
                 .filter(|p| p.id != product && !ranked.iter().any(|s| s.product_id == p.id))
-                .map(|p| Scored { product_id: p.id, score: 0.5 * content_similarity(target, p) })
+                .map(|p| Scored {
+                    product_id: p.id,
+                    score: 0.5 * content_similarity(target, p),
+                })
                 .collect();
             sort_ranked(&mut content);
             ranked.extend(content.into_iter().take(k - ranked.len()));
@@ -122,13 +137,19 @@ impl Model {
 /// In [0, 1): mostly "same category", then closeness of price on a log scale.
 fn content_similarity(a: &ProductFeatures, b: &ProductFeatures) -> f64 {
     let same_category = if a.category == b.category { 1.0 } else { 0.0 };
-    let ratio = (a.price_cents.max(1) as f64 / b.price_cents.max(1) as f64).ln().abs();
+    let ratio = (a.price_cents.max(1) as f64 / b.price_cents.max(1) as f64)
+        .ln()
+        .abs();
     let price_closeness = 1.0 / (1.0 + ratio);
     (0.7 * same_category + 0.3 * price_closeness).min(0.999)
 }
 
 fn sort_ranked(list: &mut [Scored]) {
-    list.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.product_id.cmp(&y.product_id)));
+    list.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then(x.product_id.cmp(&y.product_id))
+    });
 }
 
 /// A short digest of the training data: equal data, equal version.
@@ -151,7 +172,11 @@ mod tests {
     use super::*;
 
     fn product(id: i64, category: &str, price_cents: i64) -> ProductFeatures {
-        ProductFeatures { id, category: category.to_owned(), price_cents }
+        ProductFeatures {
+            id,
+            category: category.to_owned(),
+            price_cents,
+        }
     }
 
     fn shop() -> TrainingData {
@@ -164,7 +189,14 @@ mod tests {
                 product(5, "books", 1_999),
                 product(6, "books", 2_099), // no history at all
             ],
-            baskets: vec![vec![1, 2], vec![1, 2], vec![2, 1], vec![3, 4], vec![3, 4], vec![1, 5]],
+            baskets: vec![
+                vec![1, 2],
+                vec![1, 2],
+                vec![2, 1],
+                vec![3, 4],
+                vec![3, 4],
+                vec![1, 5],
+            ],
         }
     }
 
@@ -183,7 +215,10 @@ mod tests {
     fn stronger_co_purchase_means_higher_score() {
         let model = Model::train(&shop(), Utc::now());
         let recs = model.recommend(1, 2).unwrap();
-        assert_eq!(recs.iter().map(|s| s.product_id).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(
+            recs.iter().map(|s| s.product_id).collect::<Vec<_>>(),
+            vec![2, 5]
+        );
         assert!(recs[0].score > recs[1].score);
     }
 
@@ -212,7 +247,11 @@ mod tests {
         let model = Model::train(&shop(), Utc::now());
         assert!(model.recommend(99, 3).is_none());
         assert_eq!(model.recommend(1, 3).unwrap().len(), 3);
-        assert_eq!(model.recommend(1, 100).unwrap().len(), 5, "all other products, no more");
+        assert_eq!(
+            model.recommend(1, 100).unwrap().len(),
+            5,
+            "all other products, no more"
+        );
         assert_eq!(model.training_orders, 6);
         assert_eq!(model.products, 6);
     }

@@ -35,7 +35,12 @@ impl Application {
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(config.database_url.expose())
-            .with_context(|| format!("invalid database URL for {}", config.database_url.redacted()))?;
+            .with_context(|| {
+                format!(
+                    "invalid database URL for {}",
+                    config.database_url.redacted()
+                )
+            })?;
 
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
@@ -51,17 +56,28 @@ impl Application {
             .route("/recommendations", get(recommendations::recommend))
             .route("/model", get(model::info))
             .route("/model/retrain", post(model::retrain))
-            .with_state(AppState { store: store.clone() });
+            .with_state(AppState {
+                store: store.clone(),
+            });
         let router = server::finish_api_router(
             router,
-            Observer { service: SERVICE_NAME, metrics: http_metrics },
+            Observer {
+                service: SERVICE_NAME,
+                metrics: http_metrics,
+            },
         );
         let listener = server::bind(config.server.port)
             .await
             .with_context(|| format!("binding port {}", config.server.port))?;
         let port = listener.local_addr()?.port();
         tracing::info!(port, "ml listening");
-        Ok(Self { listener, router, port, shutdown_deadline: config.server.shutdown_deadline, store })
+        Ok(Self {
+            listener,
+            router,
+            port,
+            shutdown_deadline: config.server.shutdown_deadline,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -73,7 +89,10 @@ impl Application {
         self.store.wait_until_trained(limit).await
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
     }
 }

@@ -51,14 +51,22 @@ impl ModelStore {
         let data = match result {
             Ok(data) => data,
             Err(err) => {
-                self.metrics.trainings.get_or_create(&ResultLabels { result: "error" }).inc();
+                self.metrics
+                    .trainings
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
                 return Err(err);
             }
         };
-        let model = Arc::new(tokio::task::spawn_blocking(move || Model::train(&data, Utc::now())).await?);
+        let model =
+            Arc::new(tokio::task::spawn_blocking(move || Model::train(&data, Utc::now())).await?);
         let previous = self.current.send_replace(Some(Arc::clone(&model)));
-        self.metrics.trainings.get_or_create(&ResultLabels { result: "ok" }).inc();
-        self.metrics.serving(&model, previous.as_ref().map(|m| m.version.as_str()));
+        self.metrics
+            .trainings
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+        self.metrics
+            .serving(&model, previous.as_ref().map(|m| m.version.as_str()));
         tracing::info!(
             version = %model.version,
             orders = model.training_orders,

@@ -13,7 +13,11 @@ pub async fn load(db: &PgPool) -> anyhow::Result<TrainingData> {
     .await
     .context("reading products")?
     .into_iter()
-    .map(|(id, category, price_cents)| ProductFeatures { id, category, price_cents })
+    .map(|(id, category, price_cents)| ProductFeatures {
+        id,
+        category,
+        price_cents,
+    })
     .collect();
     let baskets = sqlx::query_scalar::<_, Vec<i64>>(
         "SELECT array_agg(product_id ORDER BY product_id) FROM order_items

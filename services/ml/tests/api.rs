@@ -17,7 +17,10 @@ struct TestApp {
 
 fn config_for(database_url: &str) -> Config {
     let mut config = Config::from_env(&Env::from_pairs([("DATABASE_URL", database_url)])).unwrap();
-    config.server = ServerConfig { port: 0, shutdown_deadline: Duration::from_secs(5) };
+    config.server = ServerConfig {
+        port: 0,
+        shutdown_deadline: Duration::from_secs(5),
+    };
     config.training_retry = Duration::from_millis(100);
     config
 }
@@ -26,18 +29,33 @@ async fn spawn_app() -> TestApp {
     let database = TestDatabase::create().await;
     let db = PgPool::connect(database.url()).await.unwrap();
     shopmicro_backend::db::migrate(&db).await.unwrap();
-    shopmicro_backend::seed::ensure_demo_data(&db).await.unwrap();
-    let app = Application::build(config_for(database.url())).await.unwrap();
-    app.wait_until_trained(Duration::from_secs(30)).await.unwrap();
+    shopmicro_backend::seed::ensure_demo_data(&db)
+        .await
+        .unwrap();
+    let app = Application::build(config_for(database.url()))
+        .await
+        .unwrap();
+    app.wait_until_trained(Duration::from_secs(30))
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { address, db, _database: database }
+    TestApp {
+        address,
+        db,
+        _database: database,
+    }
 }
 
 impl TestApp {
     async fn get(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path}", self.address)).await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        let response = reqwest::get(format!("{}{path}", self.address))
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
     }
 
     async fn retrain(&self) -> Value {
@@ -89,7 +107,10 @@ async fn retraining_on_the_same_data_keeps_the_version_and_new_orders_change_it(
             .map_or(0.0, |r| r["score"].as_f64().unwrap())
     };
     let (_, earlier) = app.get("/recommendations?product_id=100&k=50").await;
-    assert!(score_of_200_for_100(&earlier) < 0.5, "never bought together yet");
+    assert!(
+        score_of_200_for_100(&earlier) < 0.5,
+        "never bought together yet"
+    );
     assert_eq!(app.retrain().await["version"], before["version"]);
 
     // Shoppers start buying product 100 with product 200.
@@ -113,7 +134,10 @@ async fn retraining_on_the_same_data_keeps_the_version_and_new_orders_change_it(
     assert_ne!(after["version"], before["version"]);
     assert_eq!(after["training_orders"], 405);
     let (_, later) = app.get("/recommendations?product_id=100&k=50").await;
-    assert!(score_of_200_for_100(&later) > 0.5, "learned from the new orders: {later}");
+    assert!(
+        score_of_200_for_100(&later) > 0.5,
+        "learned from the new orders: {later}"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +153,11 @@ async fn bad_and_unknown_ids_are_400_and_404() {
     ];
     for (path, status, code) in cases {
         let (got, body) = app.get(path).await;
-        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}");
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}"
+        );
     }
 }
 
@@ -142,7 +170,13 @@ async fn without_a_database_ml_is_alive_but_not_ready() {
 
     let get = |path: &'static str| {
         let address = address.clone();
-        async move { reqwest::get(format!("{address}{path}")).await.unwrap().status().as_u16() }
+        async move {
+            reqwest::get(format!("{address}{path}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(get("/healthz").await, 200);
     assert_eq!(get("/readyz").await, 503);
@@ -154,9 +188,17 @@ async fn without_a_database_ml_is_alive_but_not_ready() {
 async fn model_metrics_expose_the_serving_version() {
     let app = spawn_app().await;
     let (_, model) = app.get("/model").await;
-    let metrics = reqwest::get(format!("{}/metrics", app.address)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let version = model["version"].as_str().unwrap();
-    assert!(metrics.contains(&format!("ml_model_info{{version=\"{version}\"}} 1")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("ml_model_info{{version=\"{version}\"}} 1")),
+        "{metrics}"
+    );
     assert!(metrics.contains("ml_model_training_orders 400"));
 }
 

@@ -33,14 +33,25 @@ pub async fn healthz() -> &'static str {
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
-    let postgres_ok = matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(1)));
+    let postgres_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(1))
+    );
     state.metrics.record_pool(&state.db);
     let readiness = Readiness {
         status: if postgres_ok { "ready" } else { "not_ready" },
         postgres: if postgres_ok { "ok" } else { "unavailable" },
         redis: state.cache.health().await,
-        ml: if state.ml.is_some() { "configured" } else { "disabled" },
+        ml: if state.ml.is_some() {
+            "configured"
+        } else {
+            "disabled"
+        },
     };
-    let status = if postgres_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if postgres_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(readiness))
 }

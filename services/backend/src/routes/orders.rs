@@ -80,8 +80,15 @@ pub async fn create(
     let changed: Vec<ProductId> = order.lines.iter().map(|(id, _)| *id).collect();
     state.cache.invalidate_products(&changed).await;
     state.metrics.orders_created.inc();
-    state.metrics.order_value_cents.inc_by(placed.total_cents.max(0) as u64);
-    tracing::info!(order_id = placed.id, total_cents = placed.total_cents, "order placed");
+    state
+        .metrics
+        .order_value_cents
+        .inc_by(placed.total_cents.max(0) as u64);
+    tracing::info!(
+        order_id = placed.id,
+        total_cents = placed.total_cents,
+        "order placed"
+    );
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
@@ -98,17 +105,16 @@ async fn replay(
         .execute(&mut **tx)
         .await
         .map_err(ApiError::internal)?;
-    let existing: Option<(i64, Option<String>)> = sqlx::query_as(
-        "SELECT id, request_fingerprint FROM orders WHERE idempotency_key = $1",
-    )
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(ApiError::internal)?;
+    let existing: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT id, request_fingerprint FROM orders WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(ApiError::internal)?;
     match existing {
         None => Ok(None),
         Some((id, fingerprint)) if fingerprint.as_deref() == Some(order.fingerprint().as_str()) => {
-            load(&mut **tx, id).await
+            load(tx, id).await
         }
         Some(_) => Err(ApiError::unprocessable(
             "idempotency_key_reused",
@@ -138,7 +144,10 @@ async fn reserve_and_record(
     let mut items = Vec::with_capacity(order.lines.len());
     for (id, quantity) in &order.lines {
         let product = locked.iter().find(|p| p.id == id.get()).ok_or_else(|| {
-            ApiError::unprocessable("unknown_product", format!("product {} does not exist", id.get()))
+            ApiError::unprocessable(
+                "unknown_product",
+                format!("product {} does not exist", id.get()),
+            )
         })?;
         if product.stock < *quantity {
             return Err(ApiError::conflict(
@@ -153,7 +162,9 @@ async fn reserve_and_record(
             .price_cents
             .checked_mul(i64::from(*quantity))
             .and_then(|line| total.checked_add(line))
-            .ok_or_else(|| ApiError::unprocessable("order_too_large", "order total is too large"))?;
+            .ok_or_else(|| {
+                ApiError::unprocessable("order_too_large", "order total is too large")
+            })?;
         items.push(OrderItem {
             product_id: product.id,
             name: product.name.clone(),
@@ -196,7 +207,13 @@ async fn reserve_and_record(
     .await
     .map_err(ApiError::internal)?;
 
-    Ok(Order { id, status: "confirmed".to_owned(), items, total_cents: total, created_at })
+    Ok(Order {
+        id,
+        status: "confirmed".to_owned(),
+        items,
+        total_cents: total,
+        created_at,
+    })
 }
 
 /// Get an order.
@@ -227,7 +244,9 @@ async fn load(conn: &mut PgConnection, id: i64) -> Result<Option<Order>, ApiErro
             .fetch_optional(&mut *conn)
             .await
             .map_err(ApiError::internal)?;
-    let Some((status, total_cents, created_at)) = header else { return Ok(None) };
+    let Some((status, total_cents, created_at)) = header else {
+        return Ok(None);
+    };
     let items = sqlx::query_as::<_, OrderItem>(
         "SELECT i.product_id, p.name, i.quantity, i.unit_price_cents
          FROM order_items i JOIN products p ON p.id = i.product_id
@@ -237,5 +256,11 @@ async fn load(conn: &mut PgConnection, id: i64) -> Result<Option<Order>, ApiErro
     .fetch_all(&mut *conn)
     .await
     .map_err(ApiError::internal)?;
-    Ok(Some(Order { id, status, items, total_cents, created_at }))
+    Ok(Some(Order {
+        id,
+        status,
+        items,
+        total_cents,
+        created_at,
+    }))
 }

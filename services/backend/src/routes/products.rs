@@ -47,7 +47,10 @@ pub async fn list(
 ) -> Result<Json<ProductPage>, ApiError> {
     let query = ProductQuery::parse(params)?;
     if query.search_is_empty {
-        return Ok(Json(ProductPage { items: Vec::new(), next_cursor: None }));
+        return Ok(Json(ProductPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
     }
     let mut rows = list_query(&query)
         .build_query_as::<Product>()
@@ -60,7 +63,10 @@ pub async fn list(
         Some(last) if has_more => Some(cursor_after(query.sort, last).encode()),
         _ => None,
     };
-    Ok(Json(ProductPage { items: rows, next_cursor }))
+    Ok(Json(ProductPage {
+        items: rows,
+        next_cursor,
+    }))
 }
 
 /// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
@@ -74,7 +80,9 @@ fn list_query(query: &ProductQuery) -> QueryBuilder<'_, Postgres> {
         sql.push(" AND id = ANY(").push_bind(ids).push(")");
     }
     if let Some(search) = &query.search {
-        sql.push(" AND search_vector @@ to_tsquery('english', ").push_bind(search).push(")");
+        sql.push(" AND search_vector @@ to_tsquery('english', ")
+            .push_bind(search)
+            .push(")");
     }
     if let Some(after) = &query.after {
         match query.sort {
@@ -144,18 +152,23 @@ pub async fn find(state: &AppState, id: ProductId) -> Result<Product, ApiError> 
         return Ok(product);
     }
     let product = fetch(&state.db, id).await?.ok_or_else(|| {
-        ApiError::not_found("product_not_found", format!("product {} does not exist", id.get()))
+        ApiError::not_found(
+            "product_not_found",
+            format!("product {} does not exist", id.get()),
+        )
     })?;
     state.cache.put_product(id, &product).await;
     Ok(product)
 }
 
 async fn fetch(db: &PgPool, id: ProductId) -> Result<Option<Product>, ApiError> {
-    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
-        .bind(id.get())
-        .fetch_optional(db)
-        .await
-        .map_err(ApiError::internal)
+    sqlx::query_as::<_, Product>(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+    ))
+    .bind(id.get())
+    .fetch_optional(db)
+    .await
+    .map_err(ApiError::internal)
 }
 
 /// Products by id in one query, in the order of `ids`, skipping ids that do not exist.

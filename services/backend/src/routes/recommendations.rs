@@ -90,7 +90,13 @@ pub async fn recommend(
         },
     };
     let items = popular_in_category(&state, &product, k).await?;
-    Ok(respond(&state, id, "fallback", Some(fallback_reason), items))
+    Ok(respond(
+        &state,
+        id,
+        "fallback",
+        Some(fallback_reason),
+        items,
+    ))
 }
 
 fn respond(
@@ -100,7 +106,11 @@ fn respond(
     fallback_reason: Option<&str>,
     items: Vec<Recommendation>,
 ) -> Json<Recommendations> {
-    state.metrics.recommendations.get_or_create(&SourceLabels { source }).inc();
+    state
+        .metrics
+        .recommendations
+        .get_or_create(&SourceLabels { source })
+        .inc();
     Json(Recommendations {
         product_id: id.get(),
         source: source.to_owned(),
@@ -140,6 +150,9 @@ async fn popular_in_category(
     let total: i64 = rows.iter().map(|row| row.units).sum::<i64>().max(1);
     Ok(rows
         .into_iter()
-        .map(|row| Recommendation { score: row.units as f64 / total as f64, product: row.product })
+        .map(|row| Recommendation {
+            score: row.units as f64 / total as f64,
+            product: row.product,
+        })
         .collect())
 }

@@ -27,9 +27,15 @@ async fn readyz_reports_postgres_and_redis() {
 async fn startup_fails_clearly_when_postgres_is_unreachable_and_hides_the_password() {
     let database = TestDatabase::create().await;
     let mut config = test_config(&database);
-    let url = format!("postgres://shop:SuperSecret1@127.0.0.1:{}/shop", closed_port());
+    let url = format!(
+        "postgres://shop:SuperSecret1@127.0.0.1:{}/shop",
+        closed_port()
+    );
     config.database_url = url.parse().unwrap();
-    let err = Application::build(config).await.err().expect("start-up fails");
+    let err = Application::build(config)
+        .await
+        .err()
+        .expect("start-up fails");
     let message = format!("{err:#}");
     assert!(message.contains("127.0.0.1"), "{message}");
     assert!(!message.contains("SuperSecret1"), "{message}");
@@ -47,13 +53,18 @@ async fn migrations_and_seeding_are_safe_when_replicas_start_together() {
     }
 
     let pool = db::pool(&test_config(&database).database_url, 2).unwrap();
-    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&pool).await.unwrap();
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.unwrap();
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(products as usize, seed::PRODUCT_COUNT);
     assert_eq!(orders as usize, seed::ORDER_COUNT);
     pool.close().await;
 }
-
 
 #[tokio::test]
 async fn metrics_are_labelled_by_route_template_not_raw_path() {
@@ -62,8 +73,16 @@ async fn metrics_are_labelled_by_route_template_not_raw_path() {
     app.get("/products/2").await;
     app.get("/products/999999").await;
     let metrics = app.metrics().await;
-    let ok = metric_value(&metrics, "http_requests_total", &[("route", "/products/{id}"), ("status", "200")]);
-    let missing = metric_value(&metrics, "http_requests_total", &[("route", "/products/{id}"), ("status", "404")]);
+    let ok = metric_value(
+        &metrics,
+        "http_requests_total",
+        &[("route", "/products/{id}"), ("status", "200")],
+    );
+    let missing = metric_value(
+        &metrics,
+        "http_requests_total",
+        &[("route", "/products/{id}"), ("status", "404")],
+    );
     assert_eq!(ok, Some(2.0));
     assert_eq!(missing, Some(1.0));
     assert!(!metrics.contains("/products/999999"));
@@ -77,7 +96,12 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "route_not_found");
 
-    let response = app.client.delete(app.url("/products")).send().await.unwrap();
+    let response = app
+        .client
+        .delete(app.url("/products"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 405);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "method_not_allowed");
@@ -125,7 +149,11 @@ fn a_malformed_database_url_is_named_without_echoing_it() {
         .output()
         .expect("binary runs");
     assert!(!output.status.success());
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(all.contains("DATABASE_URL is malformed"), "{all}");
     assert!(!all.contains("Hunter22"), "{all}");
 }

@@ -23,7 +23,10 @@ pub struct TestApp {
 pub fn test_config(database: &TestDatabase) -> Config {
     let env = Env::from_pairs([("DATABASE_URL", database.url())]);
     let mut config = Config::from_env(&env).expect("test configuration is valid");
-    config.server = ServerConfig { port: 0, shutdown_deadline: Duration::from_secs(5) };
+    config.server = ServerConfig {
+        port: 0,
+        shutdown_deadline: Duration::from_secs(5),
+    };
     config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));
     config.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     config.database_max_connections = 20;
@@ -38,13 +41,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let database = TestDatabase::create().await;
     let mut config = test_config(&database);
     configure(&mut config);
-    let app = Application::build(config).await.expect("the backend builds");
+    let app = Application::build(config)
+        .await
+        .expect("the backend builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = shutdown_rx.await;
     }));
-    let db = PgPool::connect(database.url()).await.expect("connecting to the test database");
+    let db = PgPool::connect(database.url())
+        .await
+        .expect("connecting to the test database");
     TestApp {
         address,
         db,
@@ -60,7 +67,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -97,13 +108,19 @@ impl TestApp {
     }
 
     pub async fn order_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.db).await.expect("count")
+        sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
     }
 
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.text().await.expect("metrics text")
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text")
     }
-
 }
 
 impl Drop for TestApp {
@@ -119,14 +136,22 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-        .find(|line| labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
 
 /// An error body's code, asserting the shared error shape.
 pub fn error_code(body: &Value) -> &str {
-    let message = body["error"]["message"].as_str().expect("error.message is a string");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("error.message is a string");
     assert!(!message.is_empty());
-    body["error"]["code"].as_str().expect("error.code is a string")
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code is a string")
 }

@@ -19,7 +19,8 @@ async fn placing_an_order_reserves_stock_and_records_it() {
 
     assert_eq!(status, 201, "{placed}");
     assert_eq!(placed["status"], "confirmed");
-    let expected_total = p1["price_cents"].as_i64().unwrap() * 2 + p2["price_cents"].as_i64().unwrap();
+    let expected_total =
+        p1["price_cents"].as_i64().unwrap() * 2 + p2["price_cents"].as_i64().unwrap();
     assert_eq!(placed["total_cents"].as_i64().unwrap(), expected_total);
     assert_eq!(app.stock_of(1).await, before_1 - 2);
     assert_eq!(app.stock_of(2).await, before_2 - 1);
@@ -29,13 +30,23 @@ async fn placing_an_order_reserves_stock_and_records_it() {
     assert_eq!(fetched["id"], placed["id"]);
     assert_eq!(fetched["items"].as_array().unwrap().len(), 2);
     let metrics = app.metrics().await;
-    assert_eq!(metric_value(&metrics, "shop_orders_created_total", &[]), Some(1.0));
-    assert_eq!(metric_value(&metrics, "shop_order_value_cents_total", &[]), Some(expected_total as f64));
+    assert_eq!(
+        metric_value(&metrics, "shop_orders_created_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "shop_order_value_cents_total", &[]),
+        Some(expected_total as f64)
+    );
 }
 
 /// Asserts a rejected order changed nothing.
 async fn assert_nothing_written(app: &TestApp, orders_before: i64, stock_before: i32) {
-    assert_eq!(app.order_count().await, orders_before, "no order row written");
+    assert_eq!(
+        app.order_count().await,
+        orders_before,
+        "no order row written"
+    );
     assert_eq!(app.stock_of(1).await, stock_before, "stock unchanged");
 }
 
@@ -48,9 +59,17 @@ async fn malformed_and_invalid_orders_are_rejected_and_write_nothing() {
     let raw_cases: [(&str, u16, &str); 5] = [
         ("{\"items\": [", 400, "malformed_json"),
         ("not json", 400, "malformed_json"),
-        ("{\"items\": [{\"product_id\": 1, \"quantity\": \"two\"}]}", 422, "invalid_body"),
+        (
+            "{\"items\": [{\"product_id\": 1, \"quantity\": \"two\"}]}",
+            422,
+            "invalid_body",
+        ),
         ("{\"items\": [{\"product_id\": 1}]}", 422, "invalid_body"),
-        ("{\"items\": [{\"product_id\": 1, \"quantity\": 1, \"price_cents\": 1}]}", 422, "invalid_body"),
+        (
+            "{\"items\": [{\"product_id\": 1, \"quantity\": 1, \"price_cents\": 1}]}",
+            422,
+            "invalid_body",
+        ),
     ];
     for (body, status, code) in raw_cases {
         let response = app
@@ -66,7 +85,13 @@ async fn malformed_and_invalid_orders_are_rejected_and_write_nothing() {
         assert_eq!(error_code(&json), code, "{body}");
     }
 
-    let response = app.client.post(app.url("/orders")).body("{}").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/orders"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 415, "missing content type");
 
     let json_cases = [
@@ -95,9 +120,17 @@ async fn ordering_more_than_stock_is_a_conflict_that_names_the_product() {
 
     assert_eq!(status, 409);
     assert_eq!(error_code(&body), "insufficient_stock");
-    assert!(body["error"]["message"].as_str().unwrap().contains("product 1"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("product 1")
+    );
     assert_nothing_written(&app, orders_before, 3).await;
-    assert_eq!(metric_value(&app.metrics().await, "shop_stockouts_total", &[]), Some(1.0));
+    assert_eq!(
+        metric_value(&app.metrics().await, "shop_stockouts_total", &[]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -115,8 +148,16 @@ async fn concurrent_orders_for_the_last_units_never_oversell() {
         statuses.push(status.unwrap());
     }
 
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 20, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        20,
+        "{statuses:?}"
+    );
     assert_eq!(app.stock_of(7).await, 0);
 }
 
@@ -128,7 +169,11 @@ async fn multi_line_orders_in_opposite_order_do_not_deadlock() {
     let mut attempts = tokio::task::JoinSet::new();
     for i in 0..20 {
         let app = Arc::clone(&app);
-        let lines = if i % 2 == 0 { vec![(10, 1), (11, 1)] } else { vec![(11, 1), (10, 1)] };
+        let lines = if i % 2 == 0 {
+            vec![(10, 1), (11, 1)]
+        } else {
+            vec![(11, 1), (10, 1)]
+        };
         attempts.spawn(async move { app.post_order(&order(&lines), None).await.0 });
     }
     while let Some(status) = attempts.join_next().await {
@@ -159,7 +204,10 @@ async fn a_reused_idempotency_key_with_a_different_body_is_refused() {
     assert_eq!((status, error_code(&body)), (422, "idempotency_key_reused"));
 
     let (status, body) = app.post_order(&order(&[(3, 1)]), Some("has spaces")).await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_idempotency_key"));
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "invalid_idempotency_key")
+    );
 }
 
 #[tokio::test]
@@ -171,7 +219,10 @@ async fn the_same_idempotency_key_sent_concurrently_creates_one_order() {
     let mut attempts = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let app = Arc::clone(&app);
-        attempts.spawn(async move { app.post_order(&order(&[(4, 1)]), Some("double-click")).await });
+        attempts.spawn(async move {
+            app.post_order(&order(&[(4, 1)]), Some("double-click"))
+                .await
+        });
     }
     let mut ids = std::collections::HashSet::new();
     while let Some(result) = attempts.join_next().await {

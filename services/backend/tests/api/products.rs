@@ -69,11 +69,18 @@ async fn category_filter_returns_only_that_category() {
 async fn search_matches_word_prefixes_in_names_and_descriptions() {
     let app = spawn_app().await;
     let (_, page) = app.get_json("/products?q=grind&limit=100").await;
-    let names: Vec<&str> = page["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.iter().all(|n| n.contains("Grinder")));
 
-    let (_, page) = app.get_json("/products?q=noise%20cancelling&category=electronics").await;
+    let (_, page) = app
+        .get_json("/products?q=noise%20cancelling&category=electronics")
+        .await;
     assert!(!page["items"].as_array().unwrap().is_empty());
 }
 
@@ -91,7 +98,10 @@ async fn hostile_search_strings_are_just_words() {
         let (status, body) = app.get_json(&format!("/products?q={q}")).await;
         assert_eq!(status, 200, "q={q}: {body}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&app.db).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(count as usize, seed::PRODUCT_COUNT);
 }
 
@@ -106,7 +116,10 @@ async fn invalid_listing_parameters_get_400_naming_the_parameter() {
         ("/products?limit=abc".to_owned(), "invalid_query"),
         ("/products?sort=random".to_owned(), "invalid_sort"),
         ("/products?cursor=garbage".to_owned(), "invalid_cursor"),
-        ("/products?category=Robert%27%29%3B".to_owned(), "invalid_category"),
+        (
+            "/products?category=Robert%27%29%3B".to_owned(),
+            "invalid_category",
+        ),
         (format!("/products?q={long_q}"), "invalid_query"),
         ("/products?ids=1,x".to_owned(), "invalid_ids"),
     ];
@@ -116,7 +129,12 @@ async fn invalid_listing_parameters_get_400_naming_the_parameter() {
         assert_eq!(error_code(&body), code, "{path}");
     }
     let (_, body) = app.get_json("/products?limit=500").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("between 1 and 100"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 100")
+    );
 }
 
 #[tokio::test]
@@ -124,7 +142,9 @@ async fn a_cursor_cannot_be_reused_with_another_sort() {
     let app = spawn_app().await;
     let (_, page) = app.get_json("/products?limit=5&sort=name").await;
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (status, body) = app.get_json(&format!("/products?sort=price_asc&cursor={cursor}")).await;
+    let (status, body) = app
+        .get_json(&format!("/products?sort=price_asc&cursor={cursor}"))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(error_code(&body), "invalid_cursor");
 }
@@ -134,7 +154,12 @@ async fn products_by_id_list_come_back_in_one_call() {
     let app = spawn_app().await;
     let (status, page) = app.get_json("/products?ids=5,3,999999&limit=10").await;
     assert_eq!(status, 200);
-    let ids: Vec<i64> = page["items"].as_array().unwrap().iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![3, 5]);
 }
 
@@ -164,6 +189,9 @@ async fn categories_list_every_category_with_counts() {
     assert_eq!(status, 200);
     let categories = categories.as_array().unwrap();
     assert_eq!(categories.len(), 10);
-    let total: i64 = categories.iter().map(|c| c["product_count"].as_i64().unwrap()).sum();
+    let total: i64 = categories
+        .iter()
+        .map(|c| c["product_count"].as_i64().unwrap())
+        .sum();
     assert_eq!(total as usize, seed::PRODUCT_COUNT);
 }

@@ -28,7 +28,12 @@ async fn app_with_ml(ml_url: ServiceUrl) -> TestApp {
 }
 
 fn recommended_ids(body: &serde_json::Value) -> Vec<i64> {
-    body["items"].as_array().unwrap().iter().map(|i| i["product"]["id"].as_i64().unwrap()).collect()
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product"]["id"].as_i64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -50,9 +55,20 @@ async fn ml_answers_are_served_in_ml_order_without_the_product_itself() {
     assert_eq!(status, 200);
     assert_eq!(body["source"], "ml");
     assert!(body["fallback_reason"].is_null());
-    assert_eq!(recommended_ids(&body), vec![9, 4], "self and unknown ids dropped");
+    assert_eq!(
+        recommended_ids(&body),
+        vec![9, 4],
+        "self and unknown ids dropped"
+    );
     let metrics = app.metrics().await;
-    assert_eq!(metric_value(&metrics, "recommendations_served_total", &[("source", "ml")]), Some(1.0));
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "recommendations_served_total",
+            &[("source", "ml")]
+        ),
+        Some(1.0)
+    );
 }
 
 async fn assert_falls_back(app: &TestApp, reason: &str) {
@@ -62,12 +78,18 @@ async fn assert_falls_back(app: &TestApp, reason: &str) {
     assert_eq!(body["fallback_reason"], reason);
     let items = body["items"].as_array().unwrap();
     assert!(!items.is_empty());
-    assert!(items.iter().all(|i| i["product"]["category"] == "electronics" && i["product"]["id"] != 1));
+    assert!(
+        items
+            .iter()
+            .all(|i| i["product"]["category"] == "electronics" && i["product"]["id"] != 1)
+    );
 }
 
 #[tokio::test]
 async fn ml_down_falls_back_to_popular_products_of_the_category() {
-    let url: ServiceUrl = format!("http://127.0.0.1:{}", closed_port()).parse().unwrap();
+    let url: ServiceUrl = format!("http://127.0.0.1:{}", closed_port())
+        .parse()
+        .unwrap();
     let app = app_with_ml(url).await;
     assert_falls_back(&app, "ml_unavailable").await;
 }
@@ -88,19 +110,25 @@ async fn slow_ml_falls_back_after_the_timeout() {
 
 #[tokio::test]
 async fn ml_errors_and_garbage_fall_back() {
-    let ml = fake_ml(
-        Router::new()
-            .route("/recommendations", get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") })),
-    )
+    let ml = fake_ml(Router::new().route(
+        "/recommendations",
+        get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+    ))
     .await;
     assert_falls_back(&app_with_ml(ml).await, "ml_error").await;
 
-    let garbage = fake_ml(Router::new().route("/recommendations", get(|| async { "<html>not json</html>" }))).await;
+    let garbage = fake_ml(Router::new().route(
+        "/recommendations",
+        get(|| async { "<html>not json</html>" }),
+    ))
+    .await;
     assert_falls_back(&app_with_ml(garbage).await, "ml_invalid_response").await;
 
     let nan = fake_ml(Router::new().route(
         "/recommendations",
-        get(|| async { axum::Json(serde_json::json!({"recommendations": [{"product_id": -4, "score": 1.0}]})) }),
+        get(|| async {
+            axum::Json(serde_json::json!({"recommendations": [{"product_id": -4, "score": 1.0}]}))
+        }),
     ))
     .await;
     assert_falls_back(&app_with_ml(nan).await, "ml_invalid_response").await;

@@ -22,7 +22,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
             async move {
                 let _ = arrived_tx.send(()).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                axum::Json(serde_json::json!({"recommendations": [{"product_id": 2, "score": 0.9}]}))
+                axum::Json(
+                    serde_json::json!({"recommendations": [{"product_id": 2, "score": 0.9}]}),
+                )
             }
         }),
     );
@@ -45,20 +47,37 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 
     // Act
     let request = tokio::spawn(async move {
-        reqwest::get(format!("http://127.0.0.1:{port}/products/1/recommendations")).await
+        reqwest::get(format!(
+            "http://127.0.0.1:{port}/products/1/recommendations"
+        ))
+        .await
     });
     arrived.recv().await.expect("the request reached ml");
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
 
     // Assert
-    let response = request.await.unwrap().expect("the in-flight request completed");
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request completed");
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["source"], "ml");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
-    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err(), "no longer accepting");
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
 }
 
 /// Reads the JSON log until the "listening" line and returns its port. A thread keeps
@@ -76,5 +95,6 @@ fn listening_port(stdout: std::process::ChildStdout) -> u16 {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("the backend started listening")
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the backend started listening")
 }

@@ -42,7 +42,9 @@ struct LineView {
 }
 
 fn current_cart(jar: &SignedCookieJar) -> Cart {
-    jar.get(COOKIE_NAME).map(|c| Cart::decode(c.value())).unwrap_or_default()
+    jar.get(COOKIE_NAME)
+        .map(|c| Cart::decode(c.value()))
+        .unwrap_or_default()
 }
 
 fn store_cart(state: &AppState, jar: SignedCookieJar, cart: &Cart) -> SignedCookieJar {
@@ -60,7 +62,10 @@ fn bad_form(rejection: FormRejection) -> PageError {
     PageError::BadInput("That form was not filled in correctly. Please go back and try again.")
 }
 
-pub async fn view(State(state): State<AppState>, jar: SignedCookieJar) -> Result<Response, PageError> {
+pub async fn view(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+) -> Result<Response, PageError> {
     let cart = current_cart(&jar);
     render_cart(&state, &cart, None, StatusCode::OK).await
 }
@@ -75,11 +80,17 @@ async fn render_cart(
     let mut total: i64 = 0;
     if !cart.is_empty() {
         let ids: Vec<String> = cart.lines().map(|(id, _)| id.to_string()).collect();
-        let query = ListQuery { ids: Some(ids.join(",")), limit: MAX_LINES as i64, ..Default::default() };
+        let query = ListQuery {
+            ids: Some(ids.join(",")),
+            limit: MAX_LINES as i64,
+            ..Default::default()
+        };
         let page = state.backend.products(&query).await?;
         for (id, quantity) in cart.lines() {
             // A product that no longer exists simply drops out of the cart view.
-            let Some(product) = page.items.iter().find(|p| p.id == id) else { continue };
+            let Some(product) = page.items.iter().find(|p| p.id == id) else {
+                continue;
+            };
             let subtotal = product.price_cents * i64::from(quantity);
             total += subtotal;
             lines.push(LineView {
@@ -117,7 +128,9 @@ pub async fn add(
         return render_cart(
             &state,
             &cart,
-            Some(format!("Your cart is full ({MAX_LINES} different products).")),
+            Some(format!(
+                "Your cart is full ({MAX_LINES} different products)."
+            )),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -147,13 +160,19 @@ pub async fn checkout(
     if cart.is_empty() {
         return Ok(Redirect::to("/cart").into_response());
     }
-    match state.backend.place_order(cart.lines(), &form.idempotency_key).await {
+    match state
+        .backend
+        .place_order(cart.lines(), &form.idempotency_key)
+        .await
+    {
         Ok(order) => {
             let jar = store_cart(&state, jar, &Cart::default());
             Ok((jar, Redirect::to(&format!("/orders/{}", order.id))).into_response())
         }
         // Out of stock and similar: show the cart again with the backend's explanation.
-        Err(BackendError::Rejected { status, message, .. }) => {
+        Err(BackendError::Rejected {
+            status, message, ..
+        }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
             render_cart(&state, &cart, Some(message), status).await
         }

@@ -29,7 +29,10 @@ pub async fn page(
     query: Result<Query<CatalogueQuery>, QueryRejection>,
 ) -> Result<Html<String>, PageError> {
     let Query(query) = query.unwrap_or_default();
-    let cart = jar.get(COOKIE_NAME).map(|c| Cart::decode(c.value())).unwrap_or_default();
+    let cart = jar
+        .get(COOKIE_NAME)
+        .map(|c| Cart::decode(c.value()))
+        .unwrap_or_default();
     let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
     let list = ListQuery {
         category: non_empty(&query.category),
@@ -39,7 +42,8 @@ pub async fn page(
         ids: None,
         limit: PAGE_SIZE,
     };
-    let (categories, page) = tokio::join!(state.backend.categories(), state.backend.products(&list));
+    let (categories, page) =
+        tokio::join!(state.backend.categories(), state.backend.products(&list));
     let categories = categories?;
     let page = page?;
     let names = category_names(&categories);
@@ -51,7 +55,11 @@ pub async fn page(
     };
     let next_page_url = page.next_cursor.as_ref().map(|cursor| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [("category", &list.category), ("q", &list.q), ("sort", &list.sort)] {
+        for (key, value) in [
+            ("category", &list.category),
+            ("q", &list.q),
+            ("sort", &list.sort),
+        ] {
             if let Some(value) = value {
                 url.append_pair(key, value);
             }
@@ -59,8 +67,11 @@ pub async fn page(
         url.append_pair("cursor", cursor);
         format!("/?{}", url.finish())
     });
-    let products: Vec<ProductView> =
-        page.items.into_iter().map(|p| ProductView::new(p, &names)).collect();
+    let products: Vec<ProductView> = page
+        .items
+        .into_iter()
+        .map(|p| ProductView::new(p, &names))
+        .collect();
 
     let mut context = Context::new();
     context.insert("heading", &heading);

@@ -13,7 +13,10 @@ pub async fn healthz() -> &'static str {
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.backend.ready().await {
-        (StatusCode::OK, Json(json!({"status": "ready", "backend": "ok"})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "backend": "ok"})),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

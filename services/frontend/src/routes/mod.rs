@@ -60,13 +60,19 @@ pub struct ProductView {
 }
 
 pub fn category_names(categories: &[Category]) -> HashMap<String, String> {
-    categories.iter().map(|c| (c.slug.clone(), c.name.clone())).collect()
+    categories
+        .iter()
+        .map(|c| (c.slug.clone(), c.name.clone()))
+        .collect()
 }
 
 impl ProductView {
     pub fn new(product: Product, names: &HashMap<String, String>) -> Self {
         Self {
-            category_name: names.get(&product.category).cloned().unwrap_or_else(|| product.category.clone()),
+            category_name: names
+                .get(&product.category)
+                .cloned()
+                .unwrap_or_else(|| product.category.clone()),
             price: money(product.price_cents),
             in_stock: product.stock > 0,
             id: product.id,

@@ -28,7 +28,10 @@ pub async fn page(
         .ok()
         .filter(|id| *id > 0)
         .ok_or(PageError::NotFound("We couldn't find that order."))?;
-    let cart = jar.get(COOKIE_NAME).map(|c| Cart::decode(c.value())).unwrap_or_default();
+    let cart = jar
+        .get(COOKIE_NAME)
+        .map(|c| Cart::decode(c.value()))
+        .unwrap_or_default();
     let order = state.backend.order(id).await?;
     let items: Vec<ItemView> = order
         .items

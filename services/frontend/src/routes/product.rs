@@ -19,7 +19,10 @@ pub async fn page(
         .ok()
         .filter(|id| *id > 0)
         .ok_or(PageError::NotFound("We couldn't find that product."))?;
-    let cart = jar.get(COOKIE_NAME).map(|c| Cart::decode(c.value())).unwrap_or_default();
+    let cart = jar
+        .get(COOKIE_NAME)
+        .map(|c| Cart::decode(c.value()))
+        .unwrap_or_default();
     let (product, recommendations, categories) = tokio::join!(
         state.backend.product(id),
         state.backend.recommendations(id),
@@ -31,7 +34,10 @@ pub async fn page(
     let (source, recommended) = match recommendations {
         Ok(recs) => (
             recs.source,
-            recs.items.into_iter().map(|r| ProductView::new(r.product, &names)).collect(),
+            recs.items
+                .into_iter()
+                .map(|r| ProductView::new(r.product, &names))
+                .collect(),
         ),
         Err(err) => {
             tracing::warn!(error = %err, "recommendations unavailable; rendering without them");

@@ -32,7 +32,11 @@ impl ChromeDriver {
             .map_while(Result::ok)
             .any(|line| line.contains("started successfully"));
         assert!(started, "chromedriver did not start");
-        Self { child, url: format!("http://127.0.0.1:{port}"), _profile: TempDir::new() }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _profile: TempDir::new(),
+        }
     }
 }
 
@@ -48,7 +52,10 @@ struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("shopmicro-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!(
+            "shopmicro-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }
@@ -79,24 +86,54 @@ impl Browser {
                          "--disable-dev-shm-usage", profile]
             }
         }}});
-        let response: Value =
-            http.post(format!("{}/session", driver.url)).json(&capabilities).send().await.unwrap().json().await.unwrap();
-        let id = response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}"));
-        let browser = Self { http, session: format!("{}/session/{id}", driver.url) };
+        let response: Value = http
+            .post(format!("{}/session", driver.url))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {response}"));
+        let browser = Self {
+            http,
+            session: format!("{}/session/{id}", driver.url),
+        };
         // Element look-ups wait up to 10 s for the page that a click loads.
-        browser.command("timeouts", json!({"implicit": 10_000})).await;
+        browser
+            .command("timeouts", json!({"implicit": 10_000}))
+            .await;
         browser
     }
 
     async fn command(&self, path: &str, body: Value) -> Value {
-        let response: Value =
-            self.http.post(format!("{}/{path}", self.session)).json(&body).send().await.unwrap().json().await.unwrap();
+        let response: Value = self
+            .http
+            .post(format!("{}/{path}", self.session))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert!(response["value"]["error"].is_null(), "{path}: {response}");
         response["value"].clone()
     }
 
     async fn query(&self, path: &str) -> Value {
-        let response: Value = self.http.get(format!("{}/{path}", self.session)).send().await.unwrap().json().await.unwrap();
+        let response: Value = self
+            .http
+            .get(format!("{}/{path}", self.session))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         response["value"].clone()
     }
 
@@ -105,18 +142,25 @@ impl Browser {
     }
 
     async fn find(&self, css: &str) -> String {
-        let element = self.command("element", json!({"using": "css selector", "value": css})).await;
+        let element = self
+            .command("element", json!({"using": "css selector", "value": css}))
+            .await;
         element[ELEMENT_KEY].as_str().unwrap().to_owned()
     }
 
     async fn click(&self, css: &str) {
         let element = self.find(css).await;
-        self.command(&format!("element/{element}/click"), json!({})).await;
+        self.command(&format!("element/{element}/click"), json!({}))
+            .await;
     }
 
     async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;
-        self.query(&format!("element/{element}/text")).await.as_str().unwrap().to_owned()
+        self.query(&format!("element/{element}/text"))
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     async fn close(self) {
@@ -144,7 +188,12 @@ async fn a_shopper_browses_adds_to_cart_and_checks_out_in_a_real_browser() {
     assert!(browser.text("table.cart").await.contains(&product_name));
     browser.click(".checkout button").await;
     let confirmation = browser.text("#confirmation-heading").await;
-    let order_id: i64 = browser.text(".order-id").await.trim_start_matches('#').parse().unwrap();
+    let order_id: i64 = browser
+        .text(".order-id")
+        .await
+        .trim_start_matches('#')
+        .parse()
+        .unwrap();
     assert!(confirmation.starts_with("Thank you!"), "{confirmation}");
     browser.close().await;
 

@@ -19,12 +19,22 @@ async fn the_catalogue_lists_products_categories_and_a_next_page() {
     assert_eq!(page.status, 200);
     assert_eq!(count(&page.body, "<article class=\"card\">"), 24);
     assert!(page.body.contains("href=\"/?category=books\""));
-    assert!(page.body.contains("<h1 id=\"listing-heading\">All products</h1>"));
-    let next = page.body.split("rel=\"next\" href=\"").nth(1).expect("a next page link");
+    assert!(
+        page.body
+            .contains("<h1 id=\"listing-heading\">All products</h1>")
+    );
+    let next = page
+        .body
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .expect("a next page link");
     let next = unescape(next.split('"').next().unwrap());
     let second = session.get(&next).await;
     assert_eq!(second.status, 200);
-    assert!(!second.body.contains("/products/1\""), "page two starts after page one");
+    assert!(
+        !second.body.contains("/products/1\""),
+        "page two starts after page one"
+    );
 }
 
 #[tokio::test]
@@ -63,21 +73,37 @@ async fn the_product_page_shows_recommendations_from_ml() {
     let page = session.get("/products/1").await;
 
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("<h1 id=\"product-name\">Aurora Wireless Earbuds</h1>"));
+    assert!(
+        page.body
+            .contains("<h1 id=\"product-name\">Aurora Wireless Earbuds</h1>")
+    );
     assert!(page.body.contains("data-source=\"ml\""));
     // Bought together in the history: the charger is recommended.
     assert!(page.body.contains("Aurora USB-C Charger"));
-    assert!(page.body.contains("<label for=\"quantity\">Quantity</label>"));
+    assert!(
+        page.body
+            .contains("<label for=\"quantity\">Quantity</label>")
+    );
 }
 
 #[tokio::test]
 async fn unknown_products_and_pages_are_friendly_404s() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    for path in ["/products/999999", "/products/abc", "/products/-1", "/orders/99999999", "/no/such/page"] {
+    for path in [
+        "/products/999999",
+        "/products/abc",
+        "/products/-1",
+        "/orders/99999999",
+        "/no/such/page",
+    ] {
         let page = session.get(path).await;
         assert_eq!(page.status, 404, "{path}");
-        assert!(page.body.contains("<h1 id=\"error-heading\">Not found</h1>"), "{path}");
+        assert!(
+            page.body
+                .contains("<h1 id=\"error-heading\">Not found</h1>"),
+            "{path}"
+        );
     }
 }
 
@@ -89,7 +115,12 @@ async fn health_and_metrics_endpoints() {
     assert_eq!(session.get("/readyz").await.status, 200);
     session.get("/products/2").await;
     let metrics = session.get("/metrics").await.body;
-    assert!(metrics.contains("http_requests_total{method=\"GET\",route=\"/products/{id}\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "http_requests_total{method=\"GET\",route=\"/products/{id}\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
     let css = session.get("/static/style.css").await;
     assert!(css.body.contains("--accent"));
 }

@@ -4,16 +4,26 @@ use crate::support::{Session, hidden_input, spawn_stack};
 async fn add_to_cart_then_checkout_places_the_order() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    let stock_before: i32 = sqlx::query_scalar("SELECT stock FROM products WHERE id = 1").fetch_one(&stack.db).await.unwrap();
+    let stock_before: i32 = sqlx::query_scalar("SELECT stock FROM products WHERE id = 1")
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
 
-    let added = session.post_form("/cart/items", &[("product_id", "1"), ("quantity", "2")]).await;
-    assert_eq!((added.status, added.location.as_deref()), (303, Some("/cart")));
+    let added = session
+        .post_form("/cart/items", &[("product_id", "1"), ("quantity", "2")])
+        .await;
+    assert_eq!(
+        (added.status, added.location.as_deref()),
+        (303, Some("/cart"))
+    );
     let cart = session.get("/cart").await;
     assert!(cart.body.contains("Aurora Wireless Earbuds"));
     assert!(cart.body.contains("aria-label=\"2 items\""));
 
     let key = hidden_input(&cart.body, "idempotency_key");
-    let placed = session.post_form("/checkout", &[("idempotency_key", &key)]).await;
+    let placed = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
     assert_eq!(placed.status, 303);
     let order_path = placed.location.unwrap();
     assert!(order_path.starts_with("/orders/"));
@@ -22,30 +32,48 @@ async fn add_to_cart_then_checkout_places_the_order() {
     assert_eq!(confirmation.status, 200);
     let order_id: i64 = order_path.trim_start_matches("/orders/").parse().unwrap();
     assert!(confirmation.body.contains(&format!("#{order_id}")));
-    let quantity: i32 = sqlx::query_scalar("SELECT quantity FROM order_items WHERE order_id = $1 AND product_id = 1")
-        .bind(order_id)
+    let quantity: i32 = sqlx::query_scalar(
+        "SELECT quantity FROM order_items WHERE order_id = $1 AND product_id = 1",
+    )
+    .bind(order_id)
+    .fetch_one(&stack.db)
+    .await
+    .unwrap();
+    assert_eq!(quantity, 2);
+    let stock_after: i32 = sqlx::query_scalar("SELECT stock FROM products WHERE id = 1")
         .fetch_one(&stack.db)
         .await
         .unwrap();
-    assert_eq!(quantity, 2);
-    let stock_after: i32 = sqlx::query_scalar("SELECT stock FROM products WHERE id = 1").fetch_one(&stack.db).await.unwrap();
     assert_eq!(stock_after, stock_before - 2);
-    assert!(session.get("/cart").await.body.contains("Your cart is empty"), "cart cleared");
+    assert!(
+        session
+            .get("/cart")
+            .await
+            .body
+            .contains("Your cart is empty"),
+        "cart cleared"
+    );
 }
 
 #[tokio::test]
 async fn a_double_submitted_checkout_places_one_order() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    session.post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")]).await;
+    session
+        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
+        .await;
     let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
     let cookies = session.cookies.clone();
     let orders_before = stack.order_count().await;
 
-    let first = session.post_form("/checkout", &[("idempotency_key", &key)]).await;
+    let first = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
     // The second click left the browser before the first response cleared the cart.
     session.cookies = cookies;
-    let second = session.post_form("/checkout", &[("idempotency_key", &key)]).await;
+    let second = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
 
     assert_eq!(first.location, second.location);
     assert_eq!(stack.order_count().await, orders_before + 1);
@@ -55,12 +83,26 @@ async fn a_double_submitted_checkout_places_one_order() {
 async fn updating_and_removing_cart_lines() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    session.post_form("/cart/items", &[("product_id", "5"), ("quantity", "1")]).await;
-    session.post_form("/cart/items", &[("product_id", "6"), ("quantity", "1")]).await;
+    session
+        .post_form("/cart/items", &[("product_id", "5"), ("quantity", "1")])
+        .await;
+    session
+        .post_form("/cart/items", &[("product_id", "6"), ("quantity", "1")])
+        .await;
 
-    session.post_form("/cart/items/5", &[("quantity", "4")]).await;
-    assert!(session.get("/cart").await.body.contains("aria-label=\"5 items\""));
-    session.post_form("/cart/items/5", &[("quantity", "0")]).await;
+    session
+        .post_form("/cart/items/5", &[("quantity", "4")])
+        .await;
+    assert!(
+        session
+            .get("/cart")
+            .await
+            .body
+            .contains("aria-label=\"5 items\"")
+    );
+    session
+        .post_form("/cart/items/5", &[("quantity", "0")])
+        .await;
     let cart = session.get("/cart").await.body;
     assert!(cart.contains("aria-label=\"1 items\""));
     assert!(!cart.contains("/products/5\""));
@@ -69,19 +111,37 @@ async fn updating_and_removing_cart_lines() {
 #[tokio::test]
 async fn checkout_beyond_stock_explains_and_keeps_the_cart() {
     let stack = spawn_stack().await;
-    sqlx::query("UPDATE products SET stock = 1 WHERE id = 8").execute(&stack.db).await.unwrap();
+    sqlx::query("UPDATE products SET stock = 1 WHERE id = 8")
+        .execute(&stack.db)
+        .await
+        .unwrap();
     let mut session = Session::new(&stack.frontend);
-    session.post_form("/cart/items", &[("product_id", "8"), ("quantity", "3")]).await;
+    session
+        .post_form("/cart/items", &[("product_id", "8"), ("quantity", "3")])
+        .await;
     let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
     let orders_before = stack.order_count().await;
 
-    let attempt = session.post_form("/checkout", &[("idempotency_key", &key)]).await;
+    let attempt = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
 
     assert_eq!(attempt.status, 409);
-    assert!(attempt.body.contains("has 1 in stock; 3 requested"), "{}", attempt.body);
+    assert!(
+        attempt.body.contains("has 1 in stock; 3 requested"),
+        "{}",
+        attempt.body
+    );
     assert!(attempt.body.contains("role=\"alert\""));
     assert_eq!(stack.order_count().await, orders_before);
-    assert!(session.get("/cart").await.body.contains("aria-label=\"3 items\""), "cart kept");
+    assert!(
+        session
+            .get("/cart")
+            .await
+            .body
+            .contains("aria-label=\"3 items\""),
+        "cart kept"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +149,13 @@ async fn a_forged_cart_cookie_is_ignored() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
     session.cookies.insert("cart".into(), "1:5".into());
-    assert!(session.get("/cart").await.body.contains("Your cart is empty"));
+    assert!(
+        session
+            .get("/cart")
+            .await
+            .body
+            .contains("Your cart is empty")
+    );
 }
 
 #[tokio::test]
@@ -106,7 +172,18 @@ async fn bad_cart_forms_get_a_400_page_and_change_nothing() {
         assert_eq!(page.status, 400, "{form:?}");
         assert!(page.body.contains("error-heading"));
     }
-    let unknown = session.post_form("/cart/items", &[("product_id", "999999"), ("quantity", "1")]).await;
+    let unknown = session
+        .post_form(
+            "/cart/items",
+            &[("product_id", "999999"), ("quantity", "1")],
+        )
+        .await;
     assert_eq!(unknown.status, 404);
-    assert!(session.get("/cart").await.body.contains("Your cart is empty"));
+    assert!(
+        session
+            .get("/cart")
+            .await
+            .body
+            .contains("Your cart is empty")
+    );
 }

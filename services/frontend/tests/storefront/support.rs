@@ -16,7 +16,10 @@ pub struct Stack {
 }
 
 fn server_config() -> ServerConfig {
-    ServerConfig { port: 0, shutdown_deadline: Duration::from_secs(5) }
+    ServerConfig {
+        port: 0,
+        shutdown_deadline: Duration::from_secs(5),
+    }
 }
 
 /// Database, ml (trained), backend (with ml and Redis) and frontend, all on free ports.
@@ -27,36 +30,59 @@ pub async fn spawn_stack() -> Stack {
     let db = PgPool::connect(database.url()).await.unwrap();
     // The backend owns the schema and the demo data that ml trains on.
     shopmicro_backend::db::migrate(&db).await.unwrap();
-    shopmicro_backend::seed::ensure_demo_data(&db).await.unwrap();
+    shopmicro_backend::seed::ensure_demo_data(&db)
+        .await
+        .unwrap();
 
-    let mut ml = shopmicro_ml::Config::from_env(&Env::from_pairs([("DATABASE_URL", database.url())])).unwrap();
+    let mut ml =
+        shopmicro_ml::Config::from_env(&Env::from_pairs([("DATABASE_URL", database.url())]))
+            .unwrap();
     ml.server = server_config();
     let ml_app = shopmicro_ml::Application::build(ml).await.unwrap();
-    ml_app.wait_until_trained(Duration::from_secs(30)).await.unwrap();
-    let ml_url: ServiceUrl = format!("http://127.0.0.1:{}", ml_app.port()).parse().unwrap();
+    ml_app
+        .wait_until_trained(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ml_url: ServiceUrl = format!("http://127.0.0.1:{}", ml_app.port())
+        .parse()
+        .unwrap();
     tokio::spawn(ml_app.run_until(std::future::pending()));
 
-    let mut backend = shopmicro_backend::Config::from_env(&Env::from_pairs([("DATABASE_URL", database.url())])).unwrap();
+    let mut backend =
+        shopmicro_backend::Config::from_env(&Env::from_pairs([("DATABASE_URL", database.url())]))
+            .unwrap();
     backend.server = server_config();
-    backend.redis_url = Some(shopmicro_common::secret::Secret::new(shopmicro_common::testing::redis_url()));
+    backend.redis_url = Some(shopmicro_common::secret::Secret::new(
+        shopmicro_common::testing::redis_url(),
+    ));
     backend.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     backend.ml_url = Some(ml_url);
     backend.ml_timeout = Duration::from_secs(2);
-    let backend_app = shopmicro_backend::Application::build(backend).await.unwrap();
+    let backend_app = shopmicro_backend::Application::build(backend)
+        .await
+        .unwrap();
     let backend_url = format!("http://127.0.0.1:{}", backend_app.port());
     tokio::spawn(backend_app.run_until(std::future::pending()));
 
     let frontend = spawn_frontend(&backend_url, Duration::from_secs(3)).await;
-    Stack { frontend, db, _database: database }
+    Stack {
+        frontend,
+        db,
+        _database: database,
+    }
 }
 
 /// A frontend in front of whatever `backend_url` is (a real backend, or a fault).
 pub async fn spawn_frontend(backend_url: &str, timeout: Duration) -> String {
     capture_logs();
-    let mut config = shopmicro_frontend::Config::from_env(&Env::from_pairs([("BACKEND_URL", backend_url)])).unwrap();
+    let mut config =
+        shopmicro_frontend::Config::from_env(&Env::from_pairs([("BACKEND_URL", backend_url)]))
+            .unwrap();
     config.server = server_config();
     config.backend_timeout = timeout;
-    let app = shopmicro_frontend::Application::build(config).await.unwrap();
+    let app = shopmicro_frontend::Application::build(config)
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
     address
@@ -64,13 +90,19 @@ pub async fn spawn_frontend(backend_url: &str, timeout: Duration) -> String {
 
 impl Stack {
     pub async fn order_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.db).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 }
 
 /// Log lines of every service in this test process, as the JSON the services print.
 pub fn captured_logs() -> Vec<serde_json::Value> {
-    let bytes = LOGS.get().map(|logs| logs.lock().unwrap().clone()).unwrap_or_default();
+    let bytes = LOGS
+        .get()
+        .map(|logs| logs.lock().unwrap().clone())
+        .unwrap_or_default();
     String::from_utf8_lossy(&bytes)
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
@@ -97,8 +129,12 @@ impl Write for LogBuffer {
 fn capture_logs() {
     TELEMETRY.call_once(|| {
         let buffer = LOGS.get_or_init(Arc::default).clone();
-        let guard = shopmicro_common::telemetry::init_with("frontend", move || LogBuffer(buffer.clone()), None)
-            .expect("telemetry installs once");
+        let guard = shopmicro_common::telemetry::init_with(
+            "frontend",
+            move || LogBuffer(buffer.clone()),
+            None,
+        )
+        .expect("telemetry installs once");
         // The process ends with the test binary; nothing to flush without an exporter.
         std::mem::forget(guard);
     });
@@ -119,8 +155,15 @@ pub struct Page {
 
 impl Session {
     pub fn new(base: &str) -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { client, base: base.to_owned(), cookies: BTreeMap::new() }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            client,
+            base: base.to_owned(),
+            cookies: BTreeMap::new(),
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
@@ -134,8 +177,16 @@ impl Session {
     }
 
     async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let cookie_header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let request = if cookie_header.is_empty() { request } else { request.header("cookie", cookie_header.join("; ")) };
+        let cookie_header: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let request = if cookie_header.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookie_header.join("; "))
+        };
         let response = request.send().await.unwrap();
         for set_cookie in response.headers().get_all("set-cookie") {
             let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
@@ -144,14 +195,24 @@ impl Session {
             }
         }
         let status = response.status().as_u16();
-        let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
-        Page { status, location, body: response.text().await.unwrap() }
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        Page {
+            status,
+            location,
+            body: response.text().await.unwrap(),
+        }
     }
 }
 
 /// The value of the first `name="..." value="..."` hidden input in a page.
 pub fn hidden_input(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker).unwrap_or_else(|| panic!("no {name} input")) + marker.len();
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} input"))
+        + marker.len();
     body[start..].split('"').next().unwrap().to_owned()
 }

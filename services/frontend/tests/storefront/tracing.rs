@@ -16,7 +16,10 @@ async fn a_product_page_request_carries_one_trace_id_through_all_three_services(
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
-    let lines: Vec<_> = captured_logs().into_iter().filter(|line| line["trace_id"] == trace_id.as_str()).collect();
+    let lines: Vec<_> = captured_logs()
+        .into_iter()
+        .filter(|line| line["trace_id"] == trace_id.as_str())
+        .collect();
     let routes_of = |service: &str| -> Vec<String> {
         lines
             .iter()
@@ -26,13 +29,22 @@ async fn a_product_page_request_carries_one_trace_id_through_all_three_services(
     };
     assert_eq!(routes_of("frontend"), vec!["/products/{id}"], "{lines:#?}");
     let backend = routes_of("backend");
-    assert!(backend.contains(&"/products/{id}/recommendations".to_owned()), "{backend:?}");
-    assert!(backend.contains(&"/products/{id}".to_owned()), "{backend:?}");
+    assert!(
+        backend.contains(&"/products/{id}/recommendations".to_owned()),
+        "{backend:?}"
+    );
+    assert!(
+        backend.contains(&"/products/{id}".to_owned()),
+        "{backend:?}"
+    );
     assert_eq!(routes_of("ml"), vec!["/recommendations"]);
 
     // Every hop is its own span within the trace.
-    let span_ids: std::collections::HashSet<_> =
-        lines.iter().filter(|l| l["message"] == "request completed").map(|l| l["span_id"].clone()).collect();
+    let span_ids: std::collections::HashSet<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request completed")
+        .map(|l| l["span_id"].clone())
+        .collect();
     assert!(span_ids.len() >= 4, "{span_ids:?}");
     assert!(lines.iter().all(|line| line["span_id"].is_string()));
 }

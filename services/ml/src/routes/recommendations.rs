@@ -42,9 +42,9 @@ pub async fn recommend(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RecommendationQuery>,
 ) -> Result<Json<RecommendationList>, ApiError> {
-    let product_id = query.product_id.ok_or_else(|| {
-        ApiError::bad_request("missing_product_id", "product_id is required")
-    })?;
+    let product_id = query
+        .product_id
+        .ok_or_else(|| ApiError::bad_request("missing_product_id", "product_id is required"))?;
     if product_id <= 0 {
         return Err(ApiError::bad_request(
             "invalid_product_id",
@@ -62,7 +62,9 @@ pub async fn recommend(
     let ranked = model.recommend(product_id, k as usize).ok_or_else(|| {
         ApiError::not_found(
             "unknown_product",
-            format!("product {product_id} is not in the model (new products appear after a retrain)"),
+            format!(
+                "product {product_id} is not in the model (new products appear after a retrain)"
+            ),
         )
     })?;
     Ok(Json(RecommendationList {
@@ -70,7 +72,10 @@ pub async fn recommend(
         model_version: model.version.clone(),
         recommendations: ranked
             .into_iter()
-            .map(|s| ScoredProduct { product_id: s.product_id, score: s.score })
+            .map(|s| ScoredProduct {
+                product_id: s.product_id,
+                score: s.score,
+            })
             .collect(),
     }))
 }
