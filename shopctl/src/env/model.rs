@@ -1,0 +1,214 @@
+//! The typed shape of an environment values file (`templates/environments/NAME.yaml`).
+//!
+//! This is the single source of truth: the JSON Schema that validates files and
+//! `--set` paths is derived from these types, so the schema can never drift from the code.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Environment name; must match the file name.
+    pub name: String,
+    /// Kubernetes namespace the platform runs in.
+    pub namespace: String,
+    pub cluster: Cluster,
+    pub aws: Aws,
+    pub terraform: TerraformState,
+    pub images: Images,
+    pub services: Services,
+    pub rollout: Rollout,
+    pub ingress: Ingress,
+    pub storage: Storage,
+    pub postgres: Postgres,
+    pub redis: Redis,
+    pub backup: Backup,
+    pub observability: Observability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon EKS.
+    Eks,
+    /// A cluster on a workstation (kind, k3d, minikube).
+    Local,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    pub provider: Provider,
+    /// Kubernetes minor version the manifests target, e.g. "1.33".
+    pub kubernetes_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Aws {
+    pub region: String,
+    /// The 12-digit account the environment lives in.
+    pub account_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformState {
+    pub state_bucket: String,
+    pub lock_table: String,
+    /// Use S3-native locking (`use_lockfile`) in addition to the DynamoDB table.
+    #[serde(default)]
+    pub use_lockfile: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Registry host and path prefix, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com`.
+    pub registry: String,
+    pub pull_policy: PullPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    pub frontend: Service,
+    pub backend: Service,
+    pub ml: Service,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Repository name under `images.registry`.
+    pub image: String,
+    /// Image tag; never `latest`.
+    pub tag: String,
+    pub replicas: u32,
+    pub resources: Resources,
+    /// Horizontal autoscaling; replicas is the starting point when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub requests: ResourceAmounts,
+    pub limits: ResourceAmounts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAmounts {
+    /// CPU quantity, e.g. `250m` or `1`.
+    pub cpu: String,
+    /// Memory quantity, e.g. `256Mi`.
+    pub memory: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Average CPU utilisation (percent of requests) to scale at.
+    pub target_cpu_percent: u32,
+    /// Average memory utilisation (percent of requests) to scale at.
+    pub target_memory_percent: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// How long services drain in-flight requests after SIGTERM.
+    pub drain_seconds: u32,
+    /// Pause before SIGTERM so load balancers stop routing to the pod first.
+    pub pre_stop_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ingress {
+    pub host: String,
+    pub class_name: String,
+    /// Namespace of the ingress controller's pods (allowed to reach the storefront).
+    pub controller_namespace: String,
+    /// Address ranges the load balancer connects from (for NetworkPolicies when the
+    /// controller is outside the cluster, like the AWS ALB in IP mode).
+    #[serde(default)]
+    pub source_cidrs: Vec<String>,
+    /// TLS secret; required outside `local` (lint SM012).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub class_name: String,
+    pub provisioner: String,
+    /// Passed to the provisioner as `parameters`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// Why this environment's volumes may be unencrypted (suppresses lint SM013).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unencrypted_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// Full image reference with a pinned tag.
+    pub image: String,
+    pub storage_size: String,
+    pub database: String,
+    pub user: String,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub image: String,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    pub bucket: String,
+    pub prefix: String,
+    /// Cron schedule of the backup job.
+    pub schedule: String,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    /// IRSA role for the backup job; defaults to `<cluster>-db-backup` in the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Observability {
+    /// Namespace of Prometheus, Loki, Tempo and Grafana.
+    pub namespace: String,
+    /// OTLP/HTTP endpoint the services export traces to; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    pub log_level: String,
+    pub prometheus_retention: String,
+}
