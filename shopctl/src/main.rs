@@ -1,14 +1,34 @@
-//! `shopctl`: one binary to operate ShopMicro. Subcommands arrive with the issues that
-//! build them; for now it identifies itself.
+//! `shopctl`: parse, run, map the outcome to an exit code.
+//!
+//! Exit codes: 0 success, 1 a check failed (lint errors, drift, failed rollout),
+//! 2 usage or operational error. Errors print once, as `shopctl: <message>: <cause>`.
+
+mod commands;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Operate the ShopMicro platform: provision, render, apply, validate, back up, restore,
-/// roll back and run runbooks.
-#[derive(Debug, Parser)]
-#[command(name = "shopctl", version, about, long_about = None)]
-struct Cli {}
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    install_tracing(cli.verbose);
+    match commands::run(cli) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("shopctl: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
 
-fn main() {
-    Cli::parse();
+/// Diagnostics go to stderr so stdout stays clean for YAML and JSON.
+fn install_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
 }

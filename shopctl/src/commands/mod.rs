@@ -1,0 +1,90 @@
+//! One module per subcommand: each turns raw arguments into validated options once, calls
+//! the library, and prints. Tables and progress live here, never in the library.
+
+mod lint;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shopctl::env::{self, Environment, Override};
+use shopctl::templates::Templates;
+
+/// Operate the ShopMicro platform: provision, render, apply, validate, back up, restore,
+/// roll back and run runbooks.
+#[derive(Debug, Parser)]
+#[command(name = "shopctl", version, about, long_about = None)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug); SHOPCTL_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render the Kubernetes manifests of an environment.
+    Render(render::RenderArgs),
+    /// Check rendered manifests against the platform's policies.
+    Lint(lint::LintArgs),
+}
+
+/// How a command that ran to completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// A check failed: lint errors, drift, a failed rollout.
+    CheckFailed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::CheckFailed => ExitCode::from(1),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Render(args) => render::run(args),
+        Command::Lint(args) => lint::run(args),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Choosing and adjusting an environment, shared by every command that needs one.
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// Environment name (a file in templates/environments).
+    #[arg(long = "env", env = "SHOPCTL_ENV", default_value = "local")]
+    pub name: String,
+    /// Override a value, e.g. --set services.backend.tag=1.4.2 (repeatable; wins over
+    /// SHOPCTL_SET_* variables, which win over the file).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Use templates from this directory (laid out like the repository's templates/)
+    /// instead of the ones built into shopctl.
+    #[arg(long, env = "SHOPCTL_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+impl EnvArgs {
+    pub fn load(&self) -> anyhow::Result<(Templates, Environment)> {
+        let templates = Templates::select(self.templates.as_ref())?;
+        let mut overrides = Override::from_env_vars(std::env::vars());
+        for raw in &self.set {
+            overrides.push(Override::from_flag(raw)?);
+        }
+        let environment = env::load(&templates, &self.name, &overrides)?;
+        Ok((templates, environment))
+    }
+}

@@ -1,0 +1,10 @@
+//! The library core of `shopctl`. Commands in `src/commands` parse arguments and print;
+//! everything here returns plain data and is testable without a terminal, a cluster or a
+//! cloud account.
+
+pub mod env;
+pub mod lint;
+pub mod manifest;
+pub mod render;
+pub mod secrets;
+pub mod templates;
