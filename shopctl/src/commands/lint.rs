@@ -1,16 +1,72 @@
-//! `shopctl lint` (filled in next).
+//! `shopctl lint`: the platform's policy checks over an environment's rendered objects
+//! (or over any manifest file with `--file`). Exit 1 when an error-severity check fails.
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::Args;
+use comfy_table::{ContentArrangement, Table, presets};
+use shopctl::lint::{self, Context, Report};
+use shopctl::manifest;
+use shopctl::render::{self, SecretMode};
 
-use super::{EnvArgs, Outcome};
+use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
     #[command(flatten)]
     env: EnvArgs,
+    /// Lint the objects in this YAML file instead of rendering the environment
+    /// (checks then assume a non-local environment).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
 }
 
 pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
-    let _ = args.env.load()?;
-    Ok(Outcome::Success)
+    let report = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let objects = manifest::parse_stream(&path.display().to_string(), &text)
+                .map_err(|message| anyhow::anyhow!("{} is not valid YAML: {message}", path.display()))?;
+            lint::lint(&objects, &Context::standalone())
+        }
+        None => {
+            let (templates, environment) = args.env.load()?;
+            let objects = render::render(&templates, &environment, &SecretMode::Redacted)?;
+            lint::lint(&objects, &Context::for_environment(&environment))
+        }
+    };
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_table(&report),
+    }
+    Ok(if report.failed() { Outcome::CheckFailed } else { Outcome::Success })
+}
+
+fn print_table(report: &Report) {
+    if !report.findings.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(["CHECK", "SEVERITY", "OBJECT", "PROBLEM", "FIX"]);
+        for finding in &report.findings {
+            let severity = match &finding.suppressed {
+                Some(_) => "suppressed".to_owned(),
+                None => format!("{:?}", finding.severity).to_lowercase(),
+            };
+            let problem = match &finding.suppressed {
+                Some(reason) => format!("{} (suppressed: {reason})", finding.message),
+                None => finding.message.clone(),
+            };
+            table.add_row([finding.check, &severity, &finding.object, &problem, finding.hint]);
+        }
+        println!("{table}");
+    }
+    println!(
+        "{}: {} objects, {} checks: {} errors, {} warnings, {} suppressed",
+        report.environment, report.objects, report.checks, report.errors, report.warnings, report.suppressed
+    );
 }
