@@ -13,15 +13,21 @@ fn main() {
     let mut generated = String::from("pub static FILES: &[(&str, &str)] = &[\n");
     for (relative, absolute) in files {
         println!("cargo:rerun-if-changed={}", absolute.display());
-        generated.push_str(&format!("    ({relative:?}, include_str!({:?})),\n", absolute.display().to_string()));
+        generated.push_str(&format!(
+            "    ({relative:?}, include_str!({:?})),\n",
+            absolute.display().to_string()
+        ));
     }
     generated.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("embedded_templates.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"))
+        .join("embedded_templates.rs");
     std::fs::write(out, generated).expect("writing the embedded template index");
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {

@@ -33,7 +33,10 @@ const KIND_ORDER: [&str; 16] = [
 
 impl Manifest {
     pub fn str_at(&self, pointer: &str) -> &str {
-        self.value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+        self.value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     pub fn kind(&self) -> &str {
@@ -45,7 +48,9 @@ impl Manifest {
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.value.pointer("/metadata/namespace").and_then(Value::as_str)
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
     }
 
     /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
@@ -57,18 +62,32 @@ impl Manifest {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.value.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
+        self.value
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
     }
 
     /// Sort key giving the apply order, then a stable order within a kind.
     pub fn order_key(&self) -> (usize, String, String) {
-        let rank = KIND_ORDER.iter().position(|k| *k == self.kind()).unwrap_or(KIND_ORDER.len());
-        (rank, self.namespace().unwrap_or_default().to_owned(), self.name().to_owned())
+        let rank = KIND_ORDER
+            .iter()
+            .position(|k| *k == self.kind())
+            .unwrap_or(KIND_ORDER.len());
+        (
+            rank,
+            self.namespace().unwrap_or_default().to_owned(),
+            self.name().to_owned(),
+        )
     }
 
     /// File name when rendering one file per object: `03-secret-database-credentials.yaml`.
     pub fn file_name(&self, index: usize) -> String {
-        format!("{index:02}-{}-{}.yaml", self.kind().to_lowercase(), self.name())
+        format!(
+            "{index:02}-{}-{}.yaml",
+            self.kind().to_lowercase(),
+            self.name()
+        )
     }
 
     pub fn to_yaml(&self) -> String {
@@ -79,7 +98,10 @@ impl Manifest {
 
 /// One YAML stream, `---` between objects, in the given order.
 pub fn to_stream(objects: &[Manifest]) -> String {
-    objects.iter().map(|object| format!("---\n{}", object.to_yaml())).collect()
+    objects
+        .iter()
+        .map(|object| format!("---\n{}", object.to_yaml()))
+        .collect()
 }
 
 /// Parses a YAML stream (fixtures, `--file`), skipping empty documents.
@@ -88,14 +110,19 @@ pub fn parse_stream(source: &str, text: &str) -> Result<Vec<Manifest>, String> {
     Ok(documents
         .into_iter()
         .filter(|doc| !doc.is_null())
-        .map(|value| Manifest { source: source.to_owned(), value })
+        .map(|value| Manifest {
+            source: source.to_owned(),
+            value,
+        })
         .collect())
 }
 
 /// Pod spec and pod template labels of a workload, wherever its kind keeps them.
 pub fn pod_template(object: &Manifest) -> Option<&Value> {
     match object.kind() {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => object.value.pointer("/spec/template"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            object.value.pointer("/spec/template")
+        }
         "CronJob" => object.value.pointer("/spec/jobTemplate/spec/template"),
         "Pod" => Some(&object.value),
         _ => None,
@@ -108,7 +135,9 @@ pub fn is_workload(object: &Manifest) -> bool {
 
 /// Containers and init containers of a workload's pod spec.
 pub fn containers(object: &Manifest) -> Vec<&Value> {
-    let Some(spec) = pod_template(object).and_then(|t| t.get("spec")) else { return Vec::new() };
+    let Some(spec) = pod_template(object).and_then(|t| t.get("spec")) else {
+        return Vec::new();
+    };
     ["containers", "initContainers"]
         .iter()
         .filter_map(|field| spec.get(*field).and_then(Value::as_array))

@@ -24,7 +24,11 @@ pub enum RenderError {
     #[error("{template}: {message}")]
     InvalidObject { template: String, message: String },
     #[error("{id} is rendered twice (by {first} and {second})")]
-    Duplicate { id: String, first: String, second: String },
+    Duplicate {
+        id: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// Secrets for rendering: real values (to apply, or `--show-secrets`), or placeholders.
@@ -33,20 +37,33 @@ pub enum SecretMode {
     Values(BTreeMap<String, SecretValue>),
 }
 
-pub fn render(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Result<Vec<Manifest>, RenderError> {
+pub fn render(
+    templates: &Templates,
+    env: &Environment,
+    secrets: &SecretMode,
+) -> Result<Vec<Manifest>, RenderError> {
     let mut tera = tera::Tera::default();
     let sources: Vec<(&str, &str)> = templates.under("k8s/").collect();
-    tera.add_raw_templates(sources.clone()).map_err(|err| RenderError::Template(error_chain(&err)))?;
+    tera.add_raw_templates(sources.clone())
+        .map_err(|err| RenderError::Template(error_chain(&err)))?;
 
     let context = tera::Context::from_value(context(env, secrets))
         .map_err(|err| RenderError::Template(error_chain(&err)))?;
     let mut objects: Vec<Manifest> = Vec::new();
     for (name, _) in sources.iter().filter(|(name, _)| is_renderable(name)) {
-        let text = tera.render(name, &context).map_err(|err| RenderError::Template(error_chain(&err)))?;
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|err| RenderError::InvalidYaml { template: (*name).to_owned(), message: err.to_string() })?;
+        let text = tera
+            .render(name, &context)
+            .map_err(|err| RenderError::Template(error_chain(&err)))?;
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|err| RenderError::InvalidYaml {
+                template: (*name).to_owned(),
+                message: err.to_string(),
+            })?;
         for value in documents.into_iter().filter(|doc| !doc.is_null()) {
-            let object = Manifest { source: (*name).to_owned(), value };
+            let object = Manifest {
+                source: (*name).to_owned(),
+                value,
+            };
             if object.kind().is_empty() || object.name().is_empty() {
                 return Err(RenderError::InvalidObject {
                     template: (*name).to_owned(),
@@ -77,7 +94,10 @@ fn is_renderable(name: &str) -> bool {
 fn context(env: &Environment, secrets: &SecretMode) -> Value {
     let secret = |key: &str| match secrets {
         SecretMode::Redacted => REDACTED.to_owned(),
-        SecretMode::Values(values) => values.get(key).map(|v| v.expose().to_owned()).unwrap_or_default(),
+        SecretMode::Values(values) => values
+            .get(key)
+            .map(|v| v.expose().to_owned())
+            .unwrap_or_default(),
     };
     let database_url = match secrets {
         SecretMode::Redacted => REDACTED.to_owned(),
@@ -89,7 +109,10 @@ fn context(env: &Environment, secrets: &SecretMode) -> Value {
         ),
     };
     let backup_role_arn = env.backup.role_arn.clone().unwrap_or_else(|| {
-        format!("arn:aws:iam::{}:role/{}-db-backup", env.aws.account_id, env.cluster.name)
+        format!(
+            "arn:aws:iam::{}:role/{}-db-backup",
+            env.aws.account_id, env.cluster.name
+        )
     });
     json!({
         "env": env,
@@ -121,11 +144,17 @@ fn add_config_checksums(objects: &mut [Manifest]) {
         .iter()
         .filter(|o| o.kind() == "ConfigMap")
         .map(|o| {
-            let key = (o.namespace().unwrap_or_default().to_owned(), o.name().to_owned());
+            let key = (
+                o.namespace().unwrap_or_default().to_owned(),
+                o.name().to_owned(),
+            );
             (key, o.value.get("data").cloned().unwrap_or(Value::Null))
         })
         .collect();
-    for object in objects.iter_mut().filter(|o| matches!(o.kind(), "Deployment" | "StatefulSet" | "DaemonSet")) {
+    for object in objects
+        .iter_mut()
+        .filter(|o| matches!(o.kind(), "Deployment" | "StatefulSet" | "DaemonSet"))
+    {
         let namespace = object.namespace().unwrap_or_default().to_owned();
         let referenced = referenced_config_maps(&object.value);
         if referenced.is_empty() {
@@ -133,12 +162,19 @@ fn add_config_checksums(objects: &mut [Manifest]) {
         }
         let mut hasher = Sha256::new();
         for name in &referenced {
-            let data = config_maps.get(&(namespace.clone(), name.clone())).cloned().unwrap_or(Value::Null);
+            let data = config_maps
+                .get(&(namespace.clone(), name.clone()))
+                .cloned()
+                .unwrap_or(Value::Null);
             hasher.update(name.as_bytes());
             hasher.update(data.to_string().as_bytes());
         }
         let digest = format!("{:x}", hasher.finalize());
-        if let Some(metadata) = object.value.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut) {
+        if let Some(metadata) = object
+            .value
+            .pointer_mut("/spec/template/metadata")
+            .and_then(Value::as_object_mut)
+        {
             let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
             if let Some(annotations) = annotations.as_object_mut() {
                 annotations.insert(CONFIG_CHECKSUM.to_owned(), Value::String(digest));
@@ -149,20 +185,45 @@ fn add_config_checksums(objects: &mut [Manifest]) {
 
 fn referenced_config_maps(workload: &Value) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let Some(spec) = workload.pointer("/spec/template/spec") else { return names };
-    for container in spec.get("containers").and_then(Value::as_array).into_iter().flatten() {
-        for source in container.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+    let Some(spec) = workload.pointer("/spec/template/spec") else {
+        return names;
+    };
+    for container in spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for source in container
+            .get("envFrom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(name) = source.pointer("/configMapRef/name").and_then(Value::as_str) {
                 names.insert(name.to_owned());
             }
         }
-        for var in container.get("env").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(name) = var.pointer("/valueFrom/configMapKeyRef/name").and_then(Value::as_str) {
+        for var in container
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = var
+                .pointer("/valueFrom/configMapKeyRef/name")
+                .and_then(Value::as_str)
+            {
                 names.insert(name.to_owned());
             }
         }
     }
-    for volume in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+    for volume in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = volume.pointer("/configMap/name").and_then(Value::as_str) {
             names.insert(name.to_owned());
         }

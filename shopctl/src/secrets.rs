@@ -39,7 +39,11 @@ pub const REQUIRED: [(&str, &str); 2] = [
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("no value for secret `{key}`: set {variable} or add `{key}` to {file}")]
-    Missing { key: String, variable: String, file: String },
+    Missing {
+        key: String,
+        variable: String,
+        file: String,
+    },
     #[error("reading secrets file {file}: {message}")]
     Unreadable { file: String, message: String },
 }
@@ -54,8 +58,12 @@ impl SecretSource {
     /// Process environment plus `file` (default `.shopctl/secrets/<env>.yaml`).
     pub fn new(env_name: &str, file: Option<&Path>) -> Self {
         Self {
-            file: file.map(Path::to_path_buf).unwrap_or_else(|| default_file(env_name)),
-            variables: std::env::vars().filter(|(name, _)| name.starts_with("SHOPMICRO_")).collect(),
+            file: file
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| default_file(env_name)),
+            variables: std::env::vars()
+                .filter(|(name, _)| name.starts_with("SHOPMICRO_"))
+                .collect(),
         }
     }
 
@@ -85,7 +93,10 @@ impl SecretSource {
     }
 
     fn read_file(&self) -> Result<BTreeMap<String, String>, SecretError> {
-        let unreadable = |message: String| SecretError::Unreadable { file: self.file.display().to_string(), message };
+        let unreadable = |message: String| SecretError::Unreadable {
+            file: self.file.display().to_string(),
+            message,
+        };
         match std::fs::read_to_string(&self.file) {
             Ok(text) => serde_saphyr::from_str(&text).map_err(|_| {
                 // The parser's message may quote the file's content: say where, not what.
@@ -105,7 +116,9 @@ pub fn default_file(env_name: &str) -> PathBuf {
 pub fn encode_userinfo(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -129,13 +142,22 @@ mod tests {
         std::fs::write(&file, "postgres_password: from-file\n").unwrap();
         let source = SecretSource::new("dev", Some(&file)).with_variables(BTreeMap::new());
         let err = source.resolve().unwrap_err().to_string();
-        assert!(err.contains("SHOPMICRO_CART_SIGNING_KEY") && err.contains("dev.yaml"), "{err}");
+        assert!(
+            err.contains("SHOPMICRO_CART_SIGNING_KEY") && err.contains("dev.yaml"),
+            "{err}"
+        );
 
         let vars = BTreeMap::from([
-            ("SHOPMICRO_POSTGRES_PASSWORD".to_owned(), "from-env".to_owned()),
+            (
+                "SHOPMICRO_POSTGRES_PASSWORD".to_owned(),
+                "from-env".to_owned(),
+            ),
             ("SHOPMICRO_CART_SIGNING_KEY".to_owned(), "k".to_owned()),
         ]);
-        let values = SecretSource::new("dev", Some(&file)).with_variables(vars).resolve().unwrap();
+        let values = SecretSource::new("dev", Some(&file))
+            .with_variables(vars)
+            .resolve()
+            .unwrap();
         assert_eq!(values["postgres_password"].expose(), "from-env");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -20,7 +20,10 @@ pub struct Templates {
 impl Templates {
     pub fn embedded() -> Self {
         Self {
-            files: embedded::FILES.iter().map(|(path, text)| ((*path).to_owned(), (*text).to_owned())).collect(),
+            files: embedded::FILES
+                .iter()
+                .map(|(path, text)| ((*path).to_owned(), (*text).to_owned()))
+                .collect(),
             origin: "embedded templates".to_owned(),
         }
     }
@@ -29,8 +32,15 @@ impl Templates {
         let mut files = BTreeMap::new();
         read_dir(root, root, &mut files)
             .with_context(|| format!("reading templates from {}", root.display()))?;
-        anyhow::ensure!(!files.is_empty(), "no templates found in {}", root.display());
-        Ok(Self { files, origin: root.display().to_string() })
+        anyhow::ensure!(
+            !files.is_empty(),
+            "no templates found in {}",
+            root.display()
+        );
+        Ok(Self {
+            files,
+            origin: root.display().to_string(),
+        })
     }
 
     /// `--templates DIR` when given, otherwise the embedded copy.
@@ -67,7 +77,10 @@ fn read_dir(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) -> st
         if path.is_dir() {
             read_dir(root, &path, files)?;
         } else if let Ok(relative) = path.strip_prefix(root) {
-            files.insert(relative.to_string_lossy().replace('\\', "/"), std::fs::read_to_string(&path)?);
+            files.insert(
+                relative.to_string_lossy().replace('\\', "/"),
+                std::fs::read_to_string(&path)?,
+            );
         }
     }
     Ok(())

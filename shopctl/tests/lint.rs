@@ -8,8 +8,15 @@ use support::{Scratch, fixture, shopctl};
 
 fn lint_file(path: &std::path::Path) -> (i32, Value) {
     let run = shopctl(&["lint", "--file", path.to_str().unwrap(), "--output", "json"]);
-    assert!(run.code == 0 || run.code == 1, "lint crashed: {}", run.stderr);
-    (run.code, serde_json::from_str(&run.stdout).expect("lint --output json prints JSON"))
+    assert!(
+        run.code == 0 || run.code == 1,
+        "lint crashed: {}",
+        run.stderr
+    );
+    (
+        run.code,
+        serde_json::from_str(&run.stdout).expect("lint --output json prints JSON"),
+    )
 }
 
 fn active_findings<'a>(report: &'a Value, check: &str) -> Vec<&'a Value> {
@@ -26,11 +33,19 @@ fn every_check_has_a_failing_and_a_passing_fixture_that_behave() {
     for check in shopctl::lint::checks() {
         let failing = fixture(&format!("lint/{}.fail.yaml", check.id));
         let passing = fixture(&format!("lint/{}.pass.yaml", check.id));
-        assert!(failing.exists() && passing.exists(), "{} needs both fixtures", check.id);
+        assert!(
+            failing.exists() && passing.exists(),
+            "{} needs both fixtures",
+            check.id
+        );
 
         let (code, report) = lint_file(&failing);
         let findings = active_findings(&report, check.id);
-        assert!(!findings.is_empty(), "{} did not fire on its failing fixture: {report:#}", check.id);
+        assert!(
+            !findings.is_empty(),
+            "{} did not fire on its failing fixture: {report:#}",
+            check.id
+        );
         for finding in &findings {
             assert!(!finding["object"].as_str().unwrap().is_empty());
             assert!(!finding["message"].as_str().unwrap().is_empty());
@@ -41,7 +56,11 @@ fn every_check_has_a_failing_and_a_passing_fixture_that_behave() {
         }
 
         let (_, report) = lint_file(&passing);
-        assert!(active_findings(&report, check.id).is_empty(), "{} fired on its passing fixture: {report:#}", check.id);
+        assert!(
+            active_findings(&report, check.id).is_empty(),
+            "{} fired on its passing fixture: {report:#}",
+            check.id
+        );
     }
 }
 
@@ -50,10 +69,27 @@ fn findings_name_the_object_and_the_problem() {
     let (_, report) = lint_file(&fixture("lint/SM004.fail.yaml"));
     let messages: Vec<(&str, &str)> = active_findings(&report, "SM004")
         .iter()
-        .map(|f| (f["object"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .map(|f| {
+            (
+                f["object"].as_str().unwrap(),
+                f["message"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert!(messages.contains(&("Deployment/shop/web", "container `web` image `registry.example.com:5000/web:latest` uses `latest`")), "{messages:?}");
-    assert!(messages.contains(&("Deployment/shop/api", "container `api` image `registry.example.com:5000/api` has no tag")), "{messages:?}");
+    assert!(
+        messages.contains(&(
+            "Deployment/shop/web",
+            "container `web` image `registry.example.com:5000/web:latest` uses `latest`"
+        )),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&(
+            "Deployment/shop/api",
+            "container `api` image `registry.example.com:5000/api` has no tag"
+        )),
+        "{messages:?}"
+    );
 }
 
 #[test]
@@ -61,7 +97,10 @@ fn network_findings_say_which_side_blocks() {
     let (_, report) = lint_file(&fixture("lint/SM010.fail.yaml"));
     let findings = active_findings(&report, "SM010");
     assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert_eq!(findings[0]["message"], "frontend → backend on 8080/TCP is blocked by the receiver's ingress policy");
+    assert_eq!(
+        findings[0]["message"],
+        "frontend → backend on 8080/TCP is blocked by the receiver's ingress policy"
+    );
 }
 
 #[test]
@@ -83,7 +122,11 @@ fn a_suppression_needs_a_reason() {
         "\"metadata\": {\n    \"name\": \"web\",\n    \"annotations\": {\"suppress.lint.shopmicro.io/SM008\": \"single-node demo cluster\"},",
         1,
     );
-    assert_ne!(with_reason, std::fs::read_to_string(fixture("lint/SM008.fail.yaml")).unwrap(), "fixture shape changed");
+    assert_ne!(
+        with_reason,
+        std::fs::read_to_string(fixture("lint/SM008.fail.yaml")).unwrap(),
+        "fixture shape changed"
+    );
     let file = scratch.path("suppressed.yaml");
     std::fs::write(&file, &with_reason).unwrap();
     let (_, report) = lint_file(&file);
@@ -94,7 +137,11 @@ fn a_suppression_needs_a_reason() {
     std::fs::write(&file, without_reason).unwrap();
     let (code, report) = lint_file(&file);
     assert_eq!(code, 1);
-    assert_eq!(active_findings(&report, "SM008").len(), 1, "an empty reason suppresses nothing");
+    assert_eq!(
+        active_findings(&report, "SM008").len(),
+        1,
+        "an empty reason suppresses nothing"
+    );
     assert_eq!(active_findings(&report, "SM000").len(), 1);
 }
 
@@ -102,21 +149,42 @@ fn a_suppression_needs_a_reason() {
 fn the_local_environment_suppresses_storage_encryption_with_its_reason() {
     let run = shopctl(&["lint", "--env", "local", "--output", "json"]);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
-    let suppressed: Vec<&Value> = report["findings"].as_array().unwrap().iter().filter(|f| f.get("suppressed").is_some()).collect();
+    let suppressed: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("suppressed").is_some())
+        .collect();
     assert_eq!(suppressed.len(), 1);
     assert_eq!(suppressed[0]["check"], "SM013");
-    assert!(suppressed[0]["suppressed"].as_str().unwrap().contains("disposable"));
+    assert!(
+        suppressed[0]["suppressed"]
+            .as_str()
+            .unwrap()
+            .contains("disposable")
+    );
 }
 
 #[test]
 fn tls_is_only_optional_in_local() {
     // An empty value unsets the TLS secret.
-    let run = shopctl(&["lint", "--env", "dev", "--output", "json", "--set", "ingress.tls_secret_name="]);
+    let run = shopctl(&[
+        "lint",
+        "--env",
+        "dev",
+        "--output",
+        "json",
+        "--set",
+        "ingress.tls_secret_name=",
+    ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let findings = active_findings(&report, "SM012");
     assert_eq!(findings.len(), 1);
-    assert_eq!(findings[0]["message"], "host `dev.shop.example.com` is served without TLS in `dev`");
+    assert_eq!(
+        findings[0]["message"],
+        "host `dev.shop.example.com` is served without TLS in `dev`"
+    );
 
     let local = shopctl(&["lint", "--env", "local", "--output", "json"]);
     let report: Value = serde_json::from_str(&local.stdout).unwrap();
@@ -127,7 +195,11 @@ fn tls_is_only_optional_in_local() {
 fn bad_lint_input_is_an_error_not_a_finding() {
     let run = shopctl(&["lint", "--file", "/nonexistent/manifests.yaml"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("/nonexistent/manifests.yaml"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/manifests.yaml"),
+        "{}",
+        run.stderr
+    );
     let run = shopctl(&["lint", "--env", "nope"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unknown environment `nope`"));

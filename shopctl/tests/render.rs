@@ -22,7 +22,8 @@ fn render(env: &str) -> String {
 /// `UPDATE_GOLDEN=1` rewrites the files after an intended change.
 fn assert_matches_golden(env: &str) {
     let actual = render(env);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{env}.yaml"));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{env}.yaml"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &actual).unwrap();
         return;
@@ -35,7 +36,9 @@ fn assert_matches_golden(env: &str) {
             .context_radius(3)
             .header(&format!("golden/{env}.yaml"), "rendered")
             .to_string();
-        panic!("render --env {env} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n{shown}");
+        panic!(
+            "render --env {env} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n{shown}"
+        );
     }
 }
 
@@ -57,11 +60,16 @@ fn rendering_is_deterministic() {
 /// Deserialises into the typed k8s-openapi object and back; anything the type does not
 /// know is dropped on the way, so a difference is an unknown (misspelt) field.
 fn round_trip<T: DeserializeOwned + Serialize>(object: &Manifest) -> Result<(), String> {
-    let typed: T = serde_json::from_value(object.value.clone()).map_err(|err| format!("{}: {err}", object.id()))?;
+    let typed: T = serde_json::from_value(object.value.clone())
+        .map_err(|err| format!("{}: {err}", object.id()))?;
     let back = serde_json::to_value(&typed).unwrap();
     let mut lost = Vec::new();
     missing_paths(&object.value, &back, String::new(), &mut lost);
-    if lost.is_empty() { Ok(()) } else { Err(format!("{}: unknown fields {lost:?}", object.id())) }
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}: unknown fields {lost:?}", object.id()))
+    }
 }
 
 fn missing_paths(original: &Value, typed: &Value, path: String, lost: &mut Vec<String>) {
@@ -71,7 +79,8 @@ fn missing_paths(original: &Value, typed: &Value, path: String, lost: &mut Vec<S
                 match b.get(key) {
                     Some(other) => missing_paths(value, other, format!("{path}.{key}"), lost),
                     // Empty lists and maps are legitimately omitted by the typed form.
-                    None if value.as_array().is_some_and(Vec::is_empty) || value.as_object().is_some_and(|m| m.is_empty()) => {}
+                    None if value.as_array().is_some_and(Vec::is_empty)
+                        || value.as_object().is_some_and(|m| m.is_empty()) => {}
                     None => lost.push(format!("{path}.{key}")),
                 }
             }
@@ -109,7 +118,10 @@ fn every_rendered_object_is_a_valid_typed_kubernetes_object_without_unknown_fiel
     for env in ENVIRONMENTS {
         let objects = parse_stream(env, &render(env)).unwrap();
         assert!(objects.len() > 25, "{env} renders the full platform");
-        let problems: Vec<String> = objects.iter().filter_map(|o| typed_check(o).err()).collect();
+        let problems: Vec<String> = objects
+            .iter()
+            .filter_map(|o| typed_check(o).err())
+            .collect();
         assert!(problems.is_empty(), "{env}:\n{}", problems.join("\n"));
     }
 }
@@ -147,10 +159,23 @@ fn the_platform_objects_are_all_there_with_common_labels() {
     }
     for object in &objects {
         let labels = &object.value["metadata"]["labels"];
-        assert_eq!(labels["shopmicro.io/managed-by"], "shopctl", "{}", object.id());
-        assert_eq!(labels["app.kubernetes.io/part-of"], "shopmicro", "{}", object.id());
+        assert_eq!(
+            labels["shopmicro.io/managed-by"],
+            "shopctl",
+            "{}",
+            object.id()
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"],
+            "shopmicro",
+            "{}",
+            object.id()
+        );
     }
-    let backend = objects.iter().find(|o| o.id() == "Service/shopmicro/backend").unwrap();
+    let backend = objects
+        .iter()
+        .find(|o| o.id() == "Service/shopmicro/backend")
+        .unwrap();
     assert_eq!(backend.value["spec"]["ports"][0]["port"], 8080);
 }
 
@@ -158,11 +183,21 @@ fn the_platform_objects_are_all_there_with_common_labels() {
 fn a_config_change_changes_the_pod_template_checksum() {
     let checksum = |yaml: &str| {
         let objects = parse_stream("dev", yaml).unwrap();
-        let backend = objects.iter().find(|o| o.id() == "Deployment/shopmicro/backend").unwrap();
-        backend.value["spec"]["template"]["metadata"]["annotations"]["checksum.shopmicro.io/config"].clone()
+        let backend = objects
+            .iter()
+            .find(|o| o.id() == "Deployment/shopmicro/backend")
+            .unwrap();
+        backend.value["spec"]["template"]["metadata"]["annotations"]["checksum.shopmicro.io/config"]
+            .clone()
     };
     let before = checksum(&render("dev"));
-    let after = shopctl(&["render", "--env", "dev", "--set", "observability.log_level=warn"]);
+    let after = shopctl(&[
+        "render",
+        "--env",
+        "dev",
+        "--set",
+        "observability.log_level=warn",
+    ]);
     assert_eq!(after.code, 0, "{}", after.stderr);
     assert!(before.is_string());
     assert_ne!(before, checksum(&after.stdout));
@@ -172,15 +207,33 @@ fn a_config_change_changes_the_pod_template_checksum() {
 fn set_flags_win_over_environment_variables_which_win_over_the_file() {
     let tag_of = |yaml: &str| {
         let objects = parse_stream("dev", yaml).unwrap();
-        let backend = objects.iter().find(|o| o.id() == "Deployment/shopmicro/backend").unwrap();
-        backend.value["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().rsplit(':').next().unwrap().to_owned()
+        let backend = objects
+            .iter()
+            .find(|o| o.id() == "Deployment/shopmicro/backend")
+            .unwrap();
+        backend.value["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned()
     };
     assert_eq!(tag_of(&render("dev")), "0.1.0");
-    let from_env = shopctl_with(&["render", "--env", "dev"], &[("SHOPCTL_SET_SERVICES__BACKEND__TAG", "2.0.0")]);
+    let from_env = shopctl_with(
+        &["render", "--env", "dev"],
+        &[("SHOPCTL_SET_SERVICES__BACKEND__TAG", "2.0.0")],
+    );
     assert_eq!(tag_of(&from_env.stdout), "2.0.0");
     // A version that YAML would read as a number stays a string.
     let from_flag = shopctl_with(
-        &["render", "--env", "dev", "--set", "services.backend.tag=1.10"],
+        &[
+            "render",
+            "--env",
+            "dev",
+            "--set",
+            "services.backend.tag=1.10",
+        ],
         &[("SHOPCTL_SET_SERVICES__BACKEND__TAG", "2.0.0")],
     );
     assert_eq!(tag_of(&from_flag.stdout), "1.10");
@@ -188,20 +241,44 @@ fn set_flags_win_over_environment_variables_which_win_over_the_file() {
 
 #[test]
 fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
-    let redacted = shopctl_with(&["render", "--env", "dev"], &[("SHOPMICRO_POSTGRES_PASSWORD", "Sup3r-S3cret")]);
+    let redacted = shopctl_with(
+        &["render", "--env", "dev"],
+        &[("SHOPMICRO_POSTGRES_PASSWORD", "Sup3r-S3cret")],
+    );
     assert!(!redacted.stdout.contains("Sup3r-S3cret"));
     assert!(redacted.stdout.contains("[redacted]"));
 
-    let missing = shopctl_with(&["render", "--env", "dev", "--show-secrets", "--secrets-file", "/nonexistent/dev.yaml"], &[]);
+    let missing = shopctl_with(
+        &[
+            "render",
+            "--env",
+            "dev",
+            "--show-secrets",
+            "--secrets-file",
+            "/nonexistent/dev.yaml",
+        ],
+        &[],
+    );
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("SHOPMICRO_POSTGRES_PASSWORD"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("SHOPMICRO_POSTGRES_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
 
     let shown = shopctl_with(
         &["render", "--env", "dev", "--show-secrets"],
-        &[("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"), ("SHOPMICRO_CART_SIGNING_KEY", "k".repeat(88).as_str())],
+        &[
+            ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
+            ("SHOPMICRO_CART_SIGNING_KEY", "k".repeat(88).as_str()),
+        ],
     );
     assert_eq!(shown.code, 0, "{}", shown.stderr);
-    assert!(shown.stdout.contains("postgres://shopmicro:p%40ss%20word@postgres:5432/shopmicro"));
+    assert!(
+        shown
+            .stdout
+            .contains("postgres://shopmicro:p%40ss%20word@postgres:5432/shopmicro")
+    );
 }
 
 #[test]
@@ -210,19 +287,37 @@ fn out_writes_one_file_per_object_and_replaces_stale_ones() {
     let out = scratch.path("rendered");
     let run = shopctl(&["render", "--env", "prod", "--out", out.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     let yaml_files = files.iter().filter(|f| f.ends_with(".yaml")).count();
-    assert_eq!(yaml_files, parse_stream("prod", &render("prod")).unwrap().len());
-    assert!(files.iter().any(|f| f == "00-namespace-shopmicro.yaml"), "{files:?}");
+    assert_eq!(
+        yaml_files,
+        parse_stream("prod", &render("prod")).unwrap().len()
+    );
+    assert!(
+        files.iter().any(|f| f == "00-namespace-shopmicro.yaml"),
+        "{files:?}"
+    );
 
     std::fs::write(out.join("99-stale-object.yaml"), "kind: Stale\n").unwrap();
-    assert_eq!(shopctl(&["render", "--env", "prod", "--out", out.to_str().unwrap()]).code, 0);
+    assert_eq!(
+        shopctl(&["render", "--env", "prod", "--out", out.to_str().unwrap()]).code,
+        0
+    );
     assert!(!out.join("99-stale-object.yaml").exists());
 
     let foreign = scratch.path("not-ours");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("keep.txt"), "mine").unwrap();
-    let refused = shopctl(&["render", "--env", "prod", "--out", foreign.to_str().unwrap()]);
+    let refused = shopctl(&[
+        "render",
+        "--env",
+        "prod",
+        "--out",
+        foreign.to_str().unwrap(),
+    ]);
     assert_eq!(refused.code, 2);
     assert!(foreign.join("keep.txt").exists());
 }
@@ -238,24 +333,41 @@ fn assert_render_fails(args: &[&str], expected: &[&str]) {
     assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
     assert!(run.stderr.starts_with("shopctl: "), "{}", run.stderr);
     for text in expected {
-        assert!(run.stderr.contains(text), "{args:?}: expected `{text}` in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(text),
+            "{args:?}: expected `{text}` in:\n{}",
+            run.stderr
+        );
     }
     assert!(!out.exists(), "{args:?} wrote output");
 }
 
 #[test]
 fn an_unknown_environment_lists_the_known_ones() {
-    assert_render_fails(&["--env", "qa"], &["unknown environment `qa`", "dev, local, prod, staging"]);
+    assert_render_fails(
+        &["--env", "qa"],
+        &["unknown environment `qa`", "dev, local, prod, staging"],
+    );
 }
 
 #[test]
 fn set_on_a_missing_path_suggests_the_right_one() {
     assert_render_fails(
         &["--env", "dev", "--set", "services.backend.replica=3"],
-        &["--set services.backend.replica=3", "no setting `replica`", "did you mean `replicas`?"],
+        &[
+            "--set services.backend.replica=3",
+            "no setting `replica`",
+            "did you mean `replicas`?",
+        ],
     );
-    assert_render_fails(&["--env", "dev", "--set", "services.backend.replicas=three"], &["expected a whole number"]);
-    assert_render_fails(&["--env", "dev", "--set", "nonsense"], &["expected path=value"]);
+    assert_render_fails(
+        &["--env", "dev", "--set", "services.backend.replicas=three"],
+        &["expected a whole number"],
+    );
+    assert_render_fails(
+        &["--env", "dev", "--set", "nonsense"],
+        &["expected path=value"],
+    );
 }
 
 /// A copy of templates/ with one environment file replaced.
@@ -269,15 +381,22 @@ fn with_values(scratch: &Scratch, env: &str, text: &str) -> String {
 fn a_malformed_values_file_is_reported_with_its_name() {
     let scratch = Scratch::new();
     let templates = with_values(&scratch, "dev", "name: dev\nservices: [unclosed\n");
-    assert_render_fails(&["--env", "dev", "--templates", &templates], &["environments/dev.yaml is not valid YAML"]);
+    assert_render_fails(
+        &["--env", "dev", "--templates", &templates],
+        &["environments/dev.yaml is not valid YAML"],
+    );
 }
 
 #[test]
 fn every_schema_problem_is_reported_in_one_run() {
     let scratch = Scratch::new();
-    let original = std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
+    let original =
+        std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
     let broken = original
-        .replace("    replicas: 2\n    resources:\n      requests: { cpu: 50m", "    replicsa: 2\n    resources:\n      requests: { cpu: 50m")
+        .replace(
+            "    replicas: 2\n    resources:\n      requests: { cpu: 50m",
+            "    replicsa: 2\n    resources:\n      requests: { cpu: 50m",
+        )
         .replace("  drain_seconds: 10", "  drain_seconds: ten")
         .replace("  region: eu-west-1\n", "");
     let templates = with_values(&scratch, "dev", &broken);
@@ -296,12 +415,18 @@ fn every_schema_problem_is_reported_in_one_run() {
 #[test]
 fn rules_beyond_types_are_checked_too() {
     let scratch = Scratch::new();
-    let original = std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
-    let broken = original.replace("min_replicas: 2", "min_replicas: 9").replace("cpu: 50m", "cpu: lots");
+    let original =
+        std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
+    let broken = original
+        .replace("min_replicas: 2", "min_replicas: 9")
+        .replace("cpu: 50m", "cpu: lots");
     let templates = with_values(&scratch, "dev", &broken);
     assert_render_fails(
         &["--env", "dev", "--templates", &templates],
-        &["services.backend.autoscaling: need 1 <= min_replicas <= max_replicas, got 9..4", "`lots` is not a Kubernetes quantity"],
+        &[
+            "services.backend.autoscaling: need 1 <= min_replicas <= max_replicas, got 9..4",
+            "`lots` is not a Kubernetes quantity",
+        ],
     );
 }
 
@@ -310,7 +435,13 @@ fn a_template_syntax_error_names_the_file_and_line() {
     let scratch = Scratch::new();
     let templates = scratch.templates_copy();
     let path = templates.join("k8s/21-ingress.yaml.tera");
-    let text = std::fs::read_to_string(&path).unwrap().replace("{%- if env.ingress.tls_secret_name %}", "{%- if env.ingress.tls_secret_name ");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "{%- if env.ingress.tls_secret_name %}",
+        "{%- if env.ingress.tls_secret_name ",
+    );
     std::fs::write(&path, text).unwrap();
-    assert_render_fails(&["--env", "dev", "--templates", templates.to_str().unwrap()], &["k8s/21-ingress.yaml.tera", "-->"]);
+    assert_render_fails(
+        &["--env", "dev", "--templates", templates.to_str().unwrap()],
+        &["k8s/21-ingress.yaml.tera", "-->"],
+    );
 }

@@ -27,9 +27,12 @@ pub struct LintArgs {
 pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
     let report = match &args.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let objects = manifest::parse_stream(&path.display().to_string(), &text)
-                .map_err(|message| anyhow::anyhow!("{} is not valid YAML: {message}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let objects =
+                manifest::parse_stream(&path.display().to_string(), &text).map_err(|message| {
+                    anyhow::anyhow!("{} is not valid YAML: {message}", path.display())
+                })?;
             lint::lint(&objects, &Context::standalone())
         }
         None => {
@@ -42,7 +45,11 @@ pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Table => print_table(&report),
     }
-    Ok(if report.failed() { Outcome::CheckFailed } else { Outcome::Success })
+    Ok(if report.failed() {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 fn print_table(report: &Report) {
@@ -61,12 +68,23 @@ fn print_table(report: &Report) {
                 Some(reason) => format!("{} (suppressed: {reason})", finding.message),
                 None => finding.message.clone(),
             };
-            table.add_row([finding.check, &severity, &finding.object, &problem, finding.hint]);
+            table.add_row([
+                finding.check,
+                &severity,
+                &finding.object,
+                &problem,
+                finding.hint,
+            ]);
         }
         println!("{table}");
     }
     println!(
         "{}: {} objects, {} checks: {} errors, {} warnings, {} suppressed",
-        report.environment, report.objects, report.checks, report.errors, report.warnings, report.suppressed
+        report.environment,
+        report.objects,
+        report.checks,
+        report.errors,
+        report.warnings,
+        report.suppressed
     );
 }

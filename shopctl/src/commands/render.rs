@@ -33,7 +33,9 @@ pub struct RenderArgs {
 pub fn run(args: RenderArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     let secrets = if args.show_secrets {
-        SecretMode::Values(SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?)
+        SecretMode::Values(
+            SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?,
+        )
     } else {
         SecretMode::Redacted
     };
@@ -62,16 +64,21 @@ fn write_dir(dir: &Path, objects: &[Manifest]) -> anyhow::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|ext| ext == "yaml") {
-                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
             }
         }
     } else {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(dir.join(MARKER), "files here are replaced by `shopctl render --out`\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "files here are replaced by `shopctl render --out`\n",
+    )?;
     for (index, object) in objects.iter().enumerate() {
         let path = dir.join(object.file_name(index));
-        std::fs::write(&path, object.to_yaml()).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, object.to_yaml())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

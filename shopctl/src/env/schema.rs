@@ -52,7 +52,11 @@ impl Schema {
             let next = schema
                 .get("properties")
                 .and_then(|props| props.get(*segment))
-                .or_else(|| schema.get("additionalProperties").filter(|extra| extra.is_object()));
+                .or_else(|| {
+                    schema
+                        .get("additionalProperties")
+                        .filter(|extra| extra.is_object())
+                });
             match next {
                 Some(next) => schema = self.resolve(next),
                 None => {
@@ -65,7 +69,10 @@ impl Schema {
                     if let Some(hint) = did_you_mean(segment, &known) {
                         message.push_str(&format!("; did you mean `{hint}`?"));
                     }
-                    return Err(Problem { path: join(&walked, segment), message });
+                    return Err(Problem {
+                        path: join(&walked, segment),
+                        message,
+                    });
                 }
             }
             walked = join(&walked, segment);
@@ -77,7 +84,10 @@ impl Schema {
         match schema.get("$ref").and_then(Value::as_str) {
             Some(reference) => {
                 let pointer = reference.trim_start_matches('#');
-                self.root.pointer(pointer).map(|s| self.resolve(s)).unwrap_or(schema)
+                self.root
+                    .pointer(pointer)
+                    .map(|s| self.resolve(s))
+                    .unwrap_or(schema)
             }
             None => schema,
         }
@@ -106,33 +116,56 @@ impl Schema {
         }
         if let Some(constant) = schema.get("const") {
             if value != constant {
-                problems.push(problem(path, format!("expected {constant}, found {}", describe(value))));
+                problems.push(problem(
+                    path,
+                    format!("expected {constant}, found {}", describe(value)),
+                ));
             }
             return;
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             if !allowed.contains(value) {
                 let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-                problems.push(problem(path, format!("expected one of {}, found {}", list.join(", "), describe(value))));
+                problems.push(problem(
+                    path,
+                    format!(
+                        "expected one of {}, found {}",
+                        list.join(", "),
+                        describe(value)
+                    ),
+                ));
             }
             return;
         }
         if let Some(expected) = schema.get("type")
             && !type_matches(expected, value)
         {
-            problems.push(problem(path, format!("expected {}, found {}", type_name(expected), describe(value))));
+            problems.push(problem(
+                path,
+                format!(
+                    "expected {}, found {}",
+                    type_name(expected),
+                    describe(value)
+                ),
+            ));
             return;
         }
         if let Some(number) = value.as_f64() {
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
                 && number < min
             {
-                problems.push(problem(path, format!("must be at least {min}, found {number}")));
+                problems.push(problem(
+                    path,
+                    format!("must be at least {min}, found {number}"),
+                ));
             }
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
                 && number > max
             {
-                problems.push(problem(path, format!("must be at most {max}, found {number}")));
+                problems.push(problem(
+                    path,
+                    format!("must be at most {max}, found {number}"),
+                ));
             }
         }
         if let Some(object) = value.as_object() {
@@ -140,7 +173,13 @@ impl Schema {
         }
     }
 
-    fn check_alternatives(&self, options: &[Value], value: &Value, path: &str, problems: &mut Vec<Problem>) {
+    fn check_alternatives(
+        &self,
+        options: &[Value],
+        value: &Value,
+        path: &str,
+        problems: &mut Vec<Problem>,
+    ) {
         let mut attempts = Vec::new();
         for option in options {
             let mut found = Vec::new();
@@ -155,7 +194,14 @@ impl Schema {
             .filter_map(|o| self.resolve(o).get("const").map(Value::to_string))
             .collect();
         if constants.len() == options.len() {
-            problems.push(problem(path, format!("expected one of {}, found {}", constants.join(", "), describe(value))));
+            problems.push(problem(
+                path,
+                format!(
+                    "expected one of {}, found {}",
+                    constants.join(", "),
+                    describe(value)
+                ),
+            ));
         } else if let Some(closest) = attempts.into_iter().min_by_key(Vec::len) {
             problems.extend(closest);
         }
@@ -188,22 +234,37 @@ impl Schema {
                 (None, _) => {}
             }
         }
-        for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for required in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(name) = required.as_str()
                 && !object.contains_key(name)
             {
-                problems.push(problem(&join(path, name), "is required but missing".to_owned()));
+                problems.push(problem(
+                    &join(path, name),
+                    "is required but missing".to_owned(),
+                ));
             }
         }
     }
 }
 
 fn problem(path: &str, message: String) -> Problem {
-    Problem { path: path.to_owned(), message }
+    Problem {
+        path: path.to_owned(),
+        message,
+    }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn property_names(schema: &Value) -> Vec<String> {
@@ -255,7 +316,13 @@ fn type_name(expected: &Value) -> String {
     };
     match expected {
         Value::String(n) => name(n).to_owned(),
-        Value::Array(names) => names.iter().filter_map(Value::as_str).filter(|n| *n != "null").map(name).collect::<Vec<_>>().join(" or "),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|n| *n != "null")
+            .map(name)
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => "a value".to_owned(),
     }
 }
@@ -290,7 +357,11 @@ mod tests {
 
     #[test]
     fn did_you_mean_suggests_close_names_only() {
-        let known = vec!["replicas".to_owned(), "resources".to_owned(), "image".to_owned()];
+        let known = vec![
+            "replicas".to_owned(),
+            "resources".to_owned(),
+            "image".to_owned(),
+        ];
         assert_eq!(did_you_mean("replica", &known).as_deref(), Some("replicas"));
         assert_eq!(did_you_mean("imgae", &known).as_deref(), Some("image"));
         assert_eq!(did_you_mean("zzz", &known), None);

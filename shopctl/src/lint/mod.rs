@@ -126,7 +126,12 @@ pub fn lint(objects: &[Manifest], context: &Context) -> Report {
             });
         }
     }
-    let active = |severity| findings.iter().filter(|f| f.severity == severity && f.suppressed.is_none()).count();
+    let active = |severity| {
+        findings
+            .iter()
+            .filter(|f| f.severity == severity && f.suppressed.is_none())
+            .count()
+    };
     Report {
         environment: context.environment.clone(),
         objects: objects.len(),

@@ -26,11 +26,21 @@ pub struct Peer {
 
 impl Peer {
     pub fn pod(namespace: &str, labels: Labels) -> Self {
-        Self { namespace: Some(namespace.to_owned()), labels, ip: None, named_ports: Vec::new() }
+        Self {
+            namespace: Some(namespace.to_owned()),
+            labels,
+            ip: None,
+            named_ports: Vec::new(),
+        }
     }
 
     pub fn address(ip: Ipv4Addr) -> Self {
-        Self { namespace: None, labels: Labels::new(), ip: Some(ip), named_ports: Vec::new() }
+        Self {
+            namespace: None,
+            labels: Labels::new(),
+            ip: Some(ip),
+            named_ports: Vec::new(),
+        }
     }
 }
 
@@ -42,7 +52,13 @@ pub enum Verdict {
     BlockedByIngress,
 }
 
-pub fn evaluate(policies: &[&Manifest], from: &Peer, to: &Peer, port: u16, protocol: &str) -> Verdict {
+pub fn evaluate(
+    policies: &[&Manifest],
+    from: &Peer,
+    to: &Peer,
+    port: u16,
+    protocol: &str,
+) -> Verdict {
     if !direction_allows(policies, "Egress", from, to, to, port, protocol) {
         Verdict::BlockedByEgress
     } else if !direction_allows(policies, "Ingress", to, from, to, port, protocol) {
@@ -63,25 +79,40 @@ fn direction_allows(
     port: u16,
     protocol: &str,
 ) -> bool {
-    let Some(namespace) = &subject.namespace else { return true };
+    let Some(namespace) = &subject.namespace else {
+        return true;
+    };
     let selecting: Vec<&&Manifest> = policies
         .iter()
         .filter(|p| p.namespace() == Some(namespace.as_str()))
-        .filter(|p| p.value.pointer("/spec/podSelector").is_some_and(|s| matches(s, &subject.labels)))
+        .filter(|p| {
+            p.value
+                .pointer("/spec/podSelector")
+                .is_some_and(|s| matches(s, &subject.labels))
+        })
         .filter(|p| policy_types(p).contains(&direction))
         .collect();
     if selecting.is_empty() {
         return true;
     }
-    let (rules_key, peers_key) = if direction == "Egress" { ("egress", "to") } else { ("ingress", "from") };
+    let (rules_key, peers_key) = if direction == "Egress" {
+        ("egress", "to")
+    } else {
+        ("ingress", "from")
+    };
     selecting.iter().any(|policy| {
         let policy_namespace = policy.namespace().unwrap_or_default();
-        let rules = policy.value.pointer(&format!("/spec/{rules_key}")).and_then(Value::as_array);
+        let rules = policy
+            .value
+            .pointer(&format!("/spec/{rules_key}"))
+            .and_then(Value::as_array);
         rules.into_iter().flatten().any(|rule| {
             let peers_ok = match rule.get(peers_key).and_then(Value::as_array) {
                 None => true,
                 Some(peers) if peers.is_empty() => true,
-                Some(peers) => peers.iter().any(|peer| peer_matches(peer, policy_namespace, other)),
+                Some(peers) => peers
+                    .iter()
+                    .any(|peer| peer_matches(peer, policy_namespace, other)),
             };
             peers_ok && ports_match(rule.get("ports"), destination, port, protocol)
         })
@@ -91,7 +122,11 @@ fn direction_allows(
 /// `policyTypes` as the API server defaults it: Ingress always, Egress when egress
 /// rules are present.
 fn policy_types(policy: &Manifest) -> Vec<&str> {
-    match policy.value.pointer("/spec/policyTypes").and_then(Value::as_array) {
+    match policy
+        .value
+        .pointer("/spec/policyTypes")
+        .and_then(Value::as_array)
+    {
         Some(types) => types.iter().filter_map(Value::as_str).collect(),
         None => {
             let mut types = vec!["Ingress"];
@@ -106,7 +141,10 @@ fn policy_types(policy: &Manifest) -> Vec<&str> {
 fn peer_matches(peer: &Value, policy_namespace: &str, other: &Peer) -> bool {
     if let Some(block) = peer.get("ipBlock") {
         let Some(ip) = other.ip else { return false };
-        let cidr = block.get("cidr").and_then(Value::as_str).unwrap_or_default();
+        let cidr = block
+            .get("cidr")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let excluded = block
             .get("except")
             .and_then(Value::as_array)
@@ -116,22 +154,32 @@ fn peer_matches(peer: &Value, policy_namespace: &str, other: &Peer) -> bool {
             .any(|except| cidr_contains(except, ip));
         return cidr_contains(cidr, ip) && !excluded;
     }
-    let Some(namespace) = &other.namespace else { return false };
+    let Some(namespace) = &other.namespace else {
+        return false;
+    };
     let namespace_ok = match peer.get("namespaceSelector") {
         Some(selector) => {
-            let namespace_labels = Labels::from([("kubernetes.io/metadata.name".to_owned(), namespace.clone())]);
+            let namespace_labels =
+                Labels::from([("kubernetes.io/metadata.name".to_owned(), namespace.clone())]);
             matches(selector, &namespace_labels)
         }
         None => namespace == policy_namespace,
     };
-    let pod_ok = peer.get("podSelector").is_none_or(|selector| matches(selector, &other.labels));
+    let pod_ok = peer
+        .get("podSelector")
+        .is_none_or(|selector| matches(selector, &other.labels));
     namespace_ok && pod_ok
 }
 
 fn ports_match(ports: Option<&Value>, destination: &Peer, port: u16, protocol: &str) -> bool {
-    let Some(ports) = ports.and_then(Value::as_array).filter(|p| !p.is_empty()) else { return true };
+    let Some(ports) = ports.and_then(Value::as_array).filter(|p| !p.is_empty()) else {
+        return true;
+    };
     ports.iter().any(|entry| {
-        let entry_protocol = entry.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        let entry_protocol = entry
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP");
         if entry_protocol != protocol {
             return false;
         }
@@ -139,22 +187,36 @@ fn ports_match(ports: Option<&Value>, destination: &Peer, port: u16, protocol: &
             None => true,
             Some(Value::Number(n)) => {
                 let start = n.as_u64().unwrap_or_default();
-                let end = entry.get("endPort").and_then(Value::as_u64).unwrap_or(start);
+                let end = entry
+                    .get("endPort")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(start);
                 (start..=end).contains(&u64::from(port))
             }
-            Some(Value::String(name)) => destination.named_ports.iter().any(|(n, p)| n == name && *p == port),
+            Some(Value::String(name)) => destination
+                .named_ports
+                .iter()
+                .any(|(n, p)| n == name && *p == port),
             Some(_) => false,
         }
     })
 }
 
 pub fn cidr_contains(cidr: &str, ip: Ipv4Addr) -> bool {
-    let Some((base, bits)) = cidr.split_once('/') else { return false };
-    let (Ok(base), Ok(bits)) = (base.parse::<Ipv4Addr>(), bits.parse::<u32>()) else { return false };
+    let Some((base, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(base), Ok(bits)) = (base.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
+        return false;
+    };
     if bits > 32 {
         return false;
     }
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     (u32::from(base) & mask) == (u32::from(ip) & mask)
 }
 
@@ -183,20 +245,39 @@ mod tests {
 
     #[test]
     fn without_policies_everything_is_allowed() {
-        assert_eq!(evaluate(&[], &pod("a"), &pod("b"), 80, "TCP"), Verdict::Allowed);
+        assert_eq!(
+            evaluate(&[], &pod("a"), &pod("b"), 80, "TCP"),
+            Verdict::Allowed
+        );
     }
 
     #[test]
     fn default_deny_blocks_both_directions_until_both_sides_allow() {
         let deny = policy(json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}));
-        let egress = policy(json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"],
-            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "b"}}}], "ports": [{"port": 80}]}]}));
-        let ingress = policy(json!({"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}));
-        assert_eq!(evaluate(&[&deny], &pod("a"), &pod("b"), 80, "TCP"), Verdict::BlockedByEgress);
-        assert_eq!(evaluate(&[&deny, &egress], &pod("a"), &pod("b"), 80, "TCP"), Verdict::BlockedByIngress);
-        assert_eq!(evaluate(&[&deny, &egress, &ingress], &pod("a"), &pod("b"), 80, "TCP"), Verdict::Allowed);
-        assert_eq!(evaluate(&[&deny, &egress, &ingress], &pod("a"), &pod("b"), 81, "TCP"), Verdict::BlockedByEgress);
+        let egress = policy(
+            json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "b"}}}], "ports": [{"port": 80}]}]}),
+        );
+        let ingress = policy(
+            json!({"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}),
+        );
+        assert_eq!(
+            evaluate(&[&deny], &pod("a"), &pod("b"), 80, "TCP"),
+            Verdict::BlockedByEgress
+        );
+        assert_eq!(
+            evaluate(&[&deny, &egress], &pod("a"), &pod("b"), 80, "TCP"),
+            Verdict::BlockedByIngress
+        );
+        assert_eq!(
+            evaluate(&[&deny, &egress, &ingress], &pod("a"), &pod("b"), 80, "TCP"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            evaluate(&[&deny, &egress, &ingress], &pod("a"), &pod("b"), 81, "TCP"),
+            Verdict::BlockedByEgress
+        );
     }
 
     // "policyTypes ... If this field is not specified, it will default to Ingress and
@@ -204,33 +285,61 @@ mod tests {
     #[test]
     fn policy_types_default_to_ingress_only() {
         let ingress_only = policy(json!({"podSelector": {}, "ingress": []}));
-        assert_eq!(evaluate(&[&ingress_only], &pod("a"), &pod("b"), 80, "TCP"), Verdict::BlockedByIngress);
+        assert_eq!(
+            evaluate(&[&ingress_only], &pod("a"), &pod("b"), 80, "TCP"),
+            Verdict::BlockedByIngress
+        );
     }
 
     #[test]
     fn namespace_selectors_and_ip_blocks() {
-        let from_monitoring = policy(json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
-            {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.5.0/24"]}}
-        ]}]}));
+        let from_monitoring = policy(
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.5.0/24"]}}
+            ]}]}),
+        );
         let prometheus = Peer::pod("monitoring", Labels::new());
         let stranger = Peer::pod("other", Labels::new());
         let vpc = Peer::address("10.0.1.7".parse().unwrap());
         let excluded = Peer::address("10.0.5.7".parse().unwrap());
-        assert_eq!(evaluate(&[&from_monitoring], &prometheus, &pod("b"), 80, "TCP"), Verdict::Allowed);
-        assert_eq!(evaluate(&[&from_monitoring], &stranger, &pod("b"), 80, "TCP"), Verdict::BlockedByIngress);
-        assert_eq!(evaluate(&[&from_monitoring], &vpc, &pod("b"), 80, "TCP"), Verdict::Allowed);
-        assert_eq!(evaluate(&[&from_monitoring], &excluded, &pod("b"), 80, "TCP"), Verdict::BlockedByIngress);
+        assert_eq!(
+            evaluate(&[&from_monitoring], &prometheus, &pod("b"), 80, "TCP"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            evaluate(&[&from_monitoring], &stranger, &pod("b"), 80, "TCP"),
+            Verdict::BlockedByIngress
+        );
+        assert_eq!(
+            evaluate(&[&from_monitoring], &vpc, &pod("b"), 80, "TCP"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            evaluate(&[&from_monitoring], &excluded, &pod("b"), 80, "TCP"),
+            Verdict::BlockedByIngress
+        );
     }
 
     #[test]
     fn named_ports_and_protocols() {
-        let named = policy(json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": "http"}]}]}));
+        let named = policy(
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": "http"}]}]}),
+        );
         let mut server = pod("b");
         server.named_ports.push(("http".into(), 8080));
-        assert_eq!(evaluate(&[&named], &pod("a"), &server, 8080, "TCP"), Verdict::Allowed);
-        assert_eq!(evaluate(&[&named], &pod("a"), &server, 9090, "TCP"), Verdict::BlockedByIngress);
-        assert_eq!(evaluate(&[&named], &pod("a"), &server, 8080, "UDP"), Verdict::BlockedByIngress);
+        assert_eq!(
+            evaluate(&[&named], &pod("a"), &server, 8080, "TCP"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            evaluate(&[&named], &pod("a"), &server, 9090, "TCP"),
+            Verdict::BlockedByIngress
+        );
+        assert_eq!(
+            evaluate(&[&named], &pod("a"), &server, 8080, "UDP"),
+            Verdict::BlockedByIngress
+        );
     }
 
     #[test]

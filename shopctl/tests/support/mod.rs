@@ -26,7 +26,11 @@ pub fn shopctl_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
         }
     }
     command.envs(vars.iter().copied());
-    let Output { status, stdout, stderr } = command.output().expect("shopctl runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("shopctl runs");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -35,11 +39,16 @@ pub fn shopctl_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 /// A scratch directory removed when dropped.
@@ -47,7 +56,8 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("shopctl-test-{}", uuid::Uuid::new_v4().simple()));
+        let path =
+            std::env::temp_dir().join(format!("shopctl-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).expect("creating a scratch directory");
         Self(path)
     }
