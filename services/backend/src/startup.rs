@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -10,8 +9,7 @@ use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
-use shopmicro_common::server;
-use tokio::net::TcpListener;
+use shopmicro_common::server::{self, Server};
 
 use crate::cache::Cache;
 use crate::config::Config;
@@ -21,10 +19,7 @@ use crate::routes::{AppState, health, openapi, orders, products, recommendations
 use crate::{SERVICE_NAME, db, seed};
 
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    port: u16,
-    shutdown_deadline: Duration,
+    server: Server,
 }
 
 impl Application {
@@ -95,31 +90,18 @@ impl Application {
             },
         );
 
-        let listener = server::bind(config.server.port)
-            .await
-            .with_context(|| format!("binding port {}", config.server.port))?;
-        let port = listener.local_addr()?.port();
-        tracing::info!(port, "backend listening");
-        Ok(Self {
-            listener,
-            router,
-            port,
-            shutdown_deadline: config.server.shutdown_deadline,
-        })
+        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
-    }
-
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(server::shutdown_signal()).await
+        self.server.run_until(shutdown).await
     }
 }

@@ -4,10 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 
+use crate::config::ServerConfig;
 use crate::error;
 use crate::observe::{Observer, observe};
 
@@ -26,9 +29,46 @@ pub fn observed(router: Router, observer: Observer) -> Router {
     router.layer(from_fn_with_state(observer, observe))
 }
 
-/// Binds `0.0.0.0:port` (port 0 picks a free port, as tests do).
-pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(("0.0.0.0", port)).await
+/// A service bound to its port but not yet serving: what every service's `Application`
+/// has in common.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    shutdown_deadline: Duration,
+}
+
+impl Server {
+    /// Binds `0.0.0.0:PORT` (port 0 picks a free port, as tests do).
+    pub async fn bind(
+        service: &'static str,
+        config: &ServerConfig,
+        router: Router,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("0.0.0.0", config.port))
+            .await
+            .with_context(|| format!("binding port {}", config.port))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(port, "{service} listening");
+        Ok(Self {
+            listener,
+            router,
+            port,
+            shutdown_deadline: config.shutdown_deadline,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+    }
 }
 
 /// Serves until `shutdown` completes, then drains for at most `deadline`.

@@ -13,6 +13,13 @@ pub struct Cart {
 }
 
 impl Cart {
+    /// The cart in the request's signed cookie (empty when absent or forged).
+    pub fn from_jar(jar: &axum_extra::extract::SignedCookieJar) -> Self {
+        jar.get(COOKIE_NAME)
+            .map(|c| Self::decode(c.value()))
+            .unwrap_or_default()
+    }
+
     /// Anything unparseable yields an empty cart rather than an error page.
     pub fn decode(raw: &str) -> Self {
         let lines = raw

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -12,8 +11,7 @@ use axum_extra::extract::cookie::Key;
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
-use shopmicro_common::server;
-use tokio::net::TcpListener;
+use shopmicro_common::server::{self, Server};
 
 use crate::SERVICE_NAME;
 use crate::backend::BackendClient;
@@ -22,10 +20,7 @@ use crate::pages::{self, PageError};
 use crate::routes::{AppState, cart, catalogue, health, orders, product};
 
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    port: u16,
-    shutdown_deadline: Duration,
+    server: Server,
 }
 
 impl Application {
@@ -71,28 +66,19 @@ impl Application {
                 metrics: http_metrics,
             },
         );
-        let listener = server::bind(config.server.port)
-            .await
-            .with_context(|| format!("binding port {}", config.server.port))?;
-        let port = listener.local_addr()?.port();
-        tracing::info!(port, "frontend listening");
-        Ok(Self {
-            listener,
-            router,
-            port,
-            shutdown_deadline: config.server.shutdown_deadline,
-        })
+        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+        self.server.run_until(shutdown).await
     }
 }
 

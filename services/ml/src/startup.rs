@@ -11,9 +11,8 @@ use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
-use shopmicro_common::server;
+use shopmicro_common::server::{self, Server};
 use sqlx::postgres::PgPoolOptions;
-use tokio::net::TcpListener;
 
 use crate::SERVICE_NAME;
 use crate::config::Config;
@@ -22,10 +21,7 @@ use crate::routes::{AppState, health, model, openapi, recommendations};
 use crate::store::ModelStore;
 
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    port: u16,
-    shutdown_deadline: Duration,
+    server: Server,
     store: ModelStore,
 }
 
@@ -66,22 +62,12 @@ impl Application {
                 metrics: http_metrics,
             },
         );
-        let listener = server::bind(config.server.port)
-            .await
-            .with_context(|| format!("binding port {}", config.server.port))?;
-        let port = listener.local_addr()?.port();
-        tracing::info!(port, "ml listening");
-        Ok(Self {
-            listener,
-            router,
-            port,
-            shutdown_deadline: config.server.shutdown_deadline,
-            store,
-        })
+        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        Ok(Self { server, store })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Waits until the first model serves (tests use it instead of polling `/readyz`).
@@ -93,7 +79,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        server::serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+        self.server.run_until(shutdown).await
     }
 }
 

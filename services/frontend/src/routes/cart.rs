@@ -41,12 +41,6 @@ struct LineView {
     subtotal: String,
 }
 
-fn current_cart(jar: &SignedCookieJar) -> Cart {
-    jar.get(COOKIE_NAME)
-        .map(|c| Cart::decode(c.value()))
-        .unwrap_or_default()
-}
-
 fn store_cart(state: &AppState, jar: SignedCookieJar, cart: &Cart) -> SignedCookieJar {
     let cookie = Cookie::build((COOKIE_NAME, cart.encode()))
         .path("/")
@@ -66,7 +60,7 @@ pub async fn view(
     State(state): State<AppState>,
     jar: SignedCookieJar,
 ) -> Result<Response, PageError> {
-    let cart = current_cart(&jar);
+    let cart = Cart::from_jar(&jar);
     render_cart(&state, &cart, None, StatusCode::OK).await
 }
 
@@ -123,7 +117,7 @@ pub async fn add(
     }
     // Only real products go into the cart.
     state.backend.product(form.product_id).await?;
-    let mut cart = current_cart(&jar);
+    let mut cart = Cart::from_jar(&jar);
     if !cart.add(form.product_id, form.quantity) {
         return render_cart(
             &state,
@@ -145,7 +139,7 @@ pub async fn update(
     form: Result<Form<UpdateLine>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(bad_form)?;
-    let mut cart = current_cart(&jar);
+    let mut cart = Cart::from_jar(&jar);
     cart.set(product_id, form.quantity);
     Ok((store_cart(&state, jar, &cart), Redirect::to("/cart")).into_response())
 }
@@ -156,7 +150,7 @@ pub async fn checkout(
     form: Result<Form<Checkout>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(bad_form)?;
-    let cart = current_cart(&jar);
+    let cart = Cart::from_jar(&jar);
     if cart.is_empty() {
         return Ok(Redirect::to("/cart").into_response());
     }

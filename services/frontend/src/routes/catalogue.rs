@@ -9,7 +9,7 @@ use tera::Context;
 
 use super::{AppState, ProductView, category_names};
 use crate::backend::ListQuery;
-use crate::cart::{COOKIE_NAME, Cart};
+use crate::cart::Cart;
 use crate::pages::PageError;
 
 const PAGE_SIZE: i64 = 24;
@@ -29,10 +29,7 @@ pub async fn page(
     query: Result<Query<CatalogueQuery>, QueryRejection>,
 ) -> Result<Html<String>, PageError> {
     let Query(query) = query.unwrap_or_default();
-    let cart = jar
-        .get(COOKIE_NAME)
-        .map(|c| Cart::decode(c.value()))
-        .unwrap_or_default();
+    let cart = Cart::from_jar(&jar);
     let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
     let list = ListQuery {
         category: non_empty(&query.category),

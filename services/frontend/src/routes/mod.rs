@@ -46,6 +46,14 @@ impl AppState {
     }
 }
 
+/// A positive id from a page path; anything else is a page that does not exist.
+pub fn page_id(raw: &str, not_found: &'static str) -> Result<i64, PageError> {
+    raw.parse()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(PageError::NotFound(not_found))
+}
+
 /// A product as the templates show it: money formatted, category named.
 #[derive(Debug, Serialize)]
 pub struct ProductView {

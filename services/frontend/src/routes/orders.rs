@@ -6,8 +6,8 @@ use axum_extra::extract::SignedCookieJar;
 use serde::Serialize;
 use tera::Context;
 
-use super::AppState;
-use crate::cart::{COOKIE_NAME, Cart};
+use super::{AppState, page_id};
+use crate::cart::Cart;
 use crate::pages::{PageError, money};
 
 #[derive(Serialize)]
@@ -23,15 +23,8 @@ pub async fn page(
     jar: SignedCookieJar,
     Path(raw_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let id: i64 = raw_id
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(PageError::NotFound("We couldn't find that order."))?;
-    let cart = jar
-        .get(COOKIE_NAME)
-        .map(|c| Cart::decode(c.value()))
-        .unwrap_or_default();
+    let id = page_id(&raw_id, "We couldn't find that order.")?;
+    let cart = Cart::from_jar(&jar);
     let order = state.backend.order(id).await?;
     let items: Vec<ItemView> = order
         .items

@@ -5,8 +5,8 @@ use axum::response::Html;
 use axum_extra::extract::SignedCookieJar;
 use tera::Context;
 
-use super::{AppState, ProductView, category_names};
-use crate::cart::{COOKIE_NAME, Cart, MAX_QUANTITY};
+use super::{AppState, ProductView, category_names, page_id};
+use crate::cart::{Cart, MAX_QUANTITY};
 use crate::pages::PageError;
 
 pub async fn page(
@@ -14,15 +14,8 @@ pub async fn page(
     jar: SignedCookieJar,
     Path(raw_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let id: i64 = raw_id
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(PageError::NotFound("We couldn't find that product."))?;
-    let cart = jar
-        .get(COOKIE_NAME)
-        .map(|c| Cart::decode(c.value()))
-        .unwrap_or_default();
+    let id = page_id(&raw_id, "We couldn't find that product.")?;
+    let cart = Cart::from_jar(&jar);
     let (product, recommendations, categories) = tokio::join!(
         state.backend.product(id),
         state.backend.recommendations(id),
