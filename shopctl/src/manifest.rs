@@ -12,9 +12,11 @@ pub struct Manifest {
 
 /// Apply order: what others depend on first (namespaces and cluster-scoped objects,
 /// identities, configuration), then workloads, then what points at workloads.
-const KIND_ORDER: [&str; 16] = [
+const KIND_ORDER: [&str; 18] = [
     "Namespace",
     "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "ServiceAccount",
     "Secret",
     "ConfigMap",

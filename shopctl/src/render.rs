@@ -43,11 +43,18 @@ pub fn render(
     secrets: &SecretMode,
 ) -> Result<Vec<Manifest>, RenderError> {
     let mut tera = tera::Tera::default();
-    let sources: Vec<(&str, &str)> = templates.under("k8s/").collect();
+    let sources: Vec<(&str, &str)> = templates
+        .under("k8s/")
+        .chain(
+            templates
+                .under("observability/")
+                .filter(|(name, _)| name.ends_with(".tera")),
+        )
+        .collect();
     tera.add_raw_templates(sources.clone())
         .map_err(|err| RenderError::Template(error_chain(&err)))?;
 
-    let context = tera::Context::from_value(context(env, secrets))
+    let context = tera::Context::from_value(context(templates, env, secrets))
         .map_err(|err| RenderError::Template(error_chain(&err)))?;
     let mut objects: Vec<Manifest> = Vec::new();
     for (name, _) in sources.iter().filter(|(name, _)| is_renderable(name)) {
@@ -91,7 +98,7 @@ fn is_renderable(name: &str) -> bool {
     !file.starts_with('_') && file.ends_with(".tera")
 }
 
-fn context(env: &Environment, secrets: &SecretMode) -> Value {
+fn context(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Value {
     let secret = |key: &str| match secrets {
         SecretMode::Redacted => REDACTED.to_owned(),
         SecretMode::Values(values) => values
@@ -114,13 +121,22 @@ fn context(env: &Environment, secrets: &SecretMode) -> Value {
             env.aws.account_id, env.cluster.name
         )
     });
+    // Rule files, dashboards and provisioning files go into ConfigMaps verbatim; they are
+    // not Tera templates (their own `{{ }}` belongs to Prometheus and Grafana).
+    let files: BTreeMap<&str, &str> = templates
+        .under("observability/")
+        .filter(|(name, _)| !name.ends_with(".tera"))
+        .collect();
     json!({
         "env": env,
         "version": env!("CARGO_PKG_VERSION"),
         "backup_role_arn": backup_role_arn,
+        "agents_namespace": format!("{}-agents", env.observability.namespace),
+        "files": files,
         "secrets": {
             "postgres_password": secret("postgres_password"),
             "cart_signing_key": secret("cart_signing_key"),
+            "grafana_admin_password": secret("grafana_admin_password"),
             "database_url": database_url,
         },
     })

@@ -31,9 +31,10 @@ impl fmt::Debug for SecretValue {
 }
 
 /// The secrets the platform needs: (key in the secrets file, environment variable).
-pub const REQUIRED: [(&str, &str); 2] = [
+pub const REQUIRED: [(&str, &str); 3] = [
     ("postgres_password", "SHOPMICRO_POSTGRES_PASSWORD"),
     ("cart_signing_key", "SHOPMICRO_CART_SIGNING_KEY"),
+    ("grafana_admin_password", "SHOPMICRO_GRAFANA_ADMIN_PASSWORD"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,10 @@ mod tests {
                 "from-env".to_owned(),
             ),
             ("SHOPMICRO_CART_SIGNING_KEY".to_owned(), "k".to_owned()),
+            (
+                "SHOPMICRO_GRAFANA_ADMIN_PASSWORD".to_owned(),
+                "g".to_owned(),
+            ),
         ]);
         let values = SecretSource::new("dev", Some(&file))
             .with_variables(vars)

@@ -155,10 +155,24 @@ fn the_local_environment_suppresses_storage_encryption_with_its_reason() {
         .iter()
         .filter(|f| f.get("suppressed").is_some())
         .collect();
-    assert_eq!(suppressed.len(), 1);
-    assert_eq!(suppressed[0]["check"], "SM013");
+    // Exactly the deliberate exceptions, each with its reason: unencrypted local volumes,
+    // and the log shipper and Prometheus discovery in every environment.
+    let by_object: Vec<(&str, &str)> = suppressed
+        .iter()
+        .map(|f| (f["check"].as_str().unwrap(), f["object"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by_object,
+        vec![
+            ("SM003", "DaemonSet/monitoring-agents/alloy"),
+            ("SM013", "StorageClass/shopmicro-local"),
+            ("SM014", "Namespace/monitoring-agents"),
+            ("SM015", "Deployment/monitoring/prometheus"),
+        ]
+    );
+    let storage = suppressed.iter().find(|f| f["check"] == "SM013").unwrap();
     assert!(
-        suppressed[0]["suppressed"]
+        storage["suppressed"]
             .as_str()
             .unwrap()
             .contains("disposable")

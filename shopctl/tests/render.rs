@@ -109,6 +109,12 @@ fn typed_check(object: &Manifest) -> Result<(), String> {
         "Ingress" => round_trip::<networking::v1::Ingress>(object),
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(object),
         "StorageClass" => round_trip::<storage::v1::StorageClass>(object),
+        "DaemonSet" => round_trip::<apps::v1::DaemonSet>(object),
+        "PersistentVolumeClaim" => round_trip::<core::v1::PersistentVolumeClaim>(object),
+        "ClusterRole" => round_trip::<k8s_openapi::api::rbac::v1::ClusterRole>(object),
+        "ClusterRoleBinding" => {
+            round_trip::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object)
+        }
         other => Err(format!("{}: no typed check for kind {other}", object.id())),
     }
 }
@@ -271,6 +277,7 @@ fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
         &[
             ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
             ("SHOPMICRO_CART_SIGNING_KEY", "k".repeat(88).as_str()),
+            ("SHOPMICRO_GRAFANA_ADMIN_PASSWORD", "grafana-pw"),
         ],
     );
     assert_eq!(shown.code, 0, "{}", shown.stderr);
@@ -297,7 +304,9 @@ fn out_writes_one_file_per_object_and_replaces_stale_ones() {
         parse_stream("prod", &render("prod")).unwrap().len()
     );
     assert!(
-        files.iter().any(|f| f == "00-namespace-shopmicro.yaml"),
+        files
+            .iter()
+            .any(|f| f.ends_with("-namespace-shopmicro.yaml")),
         "{files:?}"
     );
 

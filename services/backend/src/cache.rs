@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::domain::ProductId;
 use crate::metrics::BackendMetrics;
@@ -87,7 +88,7 @@ impl Cache {
         let inner = self.inner.as_ref()?;
         let key = Self::product_key(inner, id);
         let result = self
-            .with_connection(inner, async |mut conn: ConnectionManager| {
+            .with_connection(inner, "GET", async |mut conn: ConnectionManager| {
                 conn.get::<_, Option<String>>(&key).await
             })
             .await;
@@ -124,7 +125,7 @@ impl Cache {
         let key = Self::product_key(inner, id);
         let ttl = inner.ttl.as_secs().max(1);
         let result = self
-            .with_connection(inner, async |mut conn: ConnectionManager| {
+            .with_connection(inner, "SETEX", async |mut conn: ConnectionManager| {
                 conn.set_ex::<_, _, ()>(&key, json, ttl).await
             })
             .await;
@@ -143,7 +144,7 @@ impl Cache {
         }
         let keys: Vec<String> = ids.iter().map(|id| Self::product_key(inner, *id)).collect();
         let result = self
-            .with_connection(inner, async |mut conn: ConnectionManager| {
+            .with_connection(inner, "DEL", async |mut conn: ConnectionManager| {
                 conn.del::<_, ()>(&keys).await
             })
             .await;
@@ -156,7 +157,7 @@ impl Cache {
             return CacheHealth::Disabled;
         };
         let pong = self
-            .with_connection(inner, async |mut conn: ConnectionManager| {
+            .with_connection(inner, "PING", async |mut conn: ConnectionManager| {
                 redis::cmd("PING").query_async::<String>(&mut conn).await
             })
             .await;
@@ -171,10 +172,21 @@ impl Cache {
     async fn with_connection<T>(
         &self,
         inner: &Inner,
+        operation: &'static str,
         command: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
-        let connection = self.connection(inner).await?;
-        match tokio::time::timeout(inner.timeout, command(connection)).await {
+        let span = tracing::info_span!(
+            "cache",
+            otel.name = %format!("redis {operation}"),
+            otel.kind = "client",
+            db.system = "redis",
+            db.operation = operation,
+        );
+        let connection = self.connection(inner).instrument(span.clone()).await?;
+        let outcome = tokio::time::timeout(inner.timeout, command(connection))
+            .instrument(span)
+            .await;
+        match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
                 tracing::warn!(error.kind = ?err.kind(), "redis command failed; using PostgreSQL");

@@ -27,3 +27,25 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .context("applying database migrations")
 }
+
+/// A client span around one database round trip, so traces show where time went.
+pub fn span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system = "postgresql",
+        db.operation = operation,
+    )
+}
+
+/// Keeps the pool gauges current between scrapes.
+pub fn report_pool_usage(pool: PgPool, metrics: crate::metrics::BackendMetrics) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            metrics.record_pool(&pool);
+        }
+    });
+}

@@ -60,6 +60,7 @@ impl Application {
         if ml.is_none() {
             tracing::info!("ML_URL not set: serving fallback recommendations only");
         }
+        db::report_pool_usage(pool.clone(), metrics.clone());
         let state = AppState {
             db: pool,
             cache,

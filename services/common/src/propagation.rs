@@ -44,14 +44,6 @@ pub fn current_context_headers() -> HashMap<String, String> {
     headers
 }
 
-/// Adds `traceparent` (and `tracestate`) for the current span to an outgoing request.
-pub fn inject(mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    for (name, value) in current_context_headers() {
-        request = request.header(name, value);
-    }
-    request
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

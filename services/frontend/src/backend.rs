@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use shopmicro_common::config::ServiceUrl;
 use shopmicro_common::error::ErrorBody;
-use shopmicro_common::propagation;
+use shopmicro_common::http_client;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Product {
@@ -164,16 +164,16 @@ impl BackendClient {
 
     /// `/readyz` of the backend answered 200.
     pub async fn ready(&self) -> bool {
-        let request = propagation::inject(self.http.get(self.base.join("/readyz")));
-        matches!(request.send().await, Ok(response) if response.status().is_success())
+        let response = http_client::traced_get(&self.http, &self.base.join("/readyz")).await;
+        matches!(response, Ok(response) if response.status().is_success())
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, BackendError> {
-        let response = propagation::inject(request)
-            .send()
+        let request = request.build().map_err(transport)?;
+        let response = http_client::execute_traced(&self.http, request)
             .await
             .map_err(transport)?;
         let status = response.status();

@@ -268,6 +268,23 @@ fn semantic_problems(env: &Environment, file_name: &str) -> Vec<Problem> {
     }
     check_resources(&mut add, "postgres.resources", &env.postgres.resources);
     check_resources(&mut add, "redis.resources", &env.redis.resources);
+    for (path, size) in [
+        (
+            "observability.prometheus_storage_size",
+            &env.observability.prometheus_storage_size,
+        ),
+        (
+            "observability.loki_storage_size",
+            &env.observability.loki_storage_size,
+        ),
+    ] {
+        if !is_quantity(size) {
+            add(
+                path,
+                format!("`{size}` is not a Kubernetes quantity like 20Gi"),
+            );
+        }
+    }
     if !is_quantity(&env.postgres.storage_size) {
         add(
             "postgres.storage_size",

@@ -211,4 +211,14 @@ pub struct Observability {
     pub otlp_endpoint: Option<String>,
     pub log_level: String,
     pub prometheus_retention: String,
+    pub prometheus_storage_size: String,
+    pub loki_storage_size: String,
+    /// How long Loki keeps logs, e.g. `744h`.
+    pub log_retention: String,
+    /// Where Alertmanager sends critical (paging) and warning (ticket) alerts; alerts only
+    /// show in the Alertmanager UI when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pager_webhook_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_webhook_url: Option<String>,
 }

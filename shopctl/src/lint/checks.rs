@@ -565,15 +565,26 @@ fn default_deny(objects: &[Manifest], _: &Context) -> Vec<Violation> {
     found
 }
 
-/// The connections the platform needs, by workload name (`app.kubernetes.io/name`).
-const PLATFORM_PATHS: [(&str, &str); 7] = [
-    ("frontend", "backend"),
-    ("backend", "ml"),
-    ("backend", "postgres"),
-    ("backend", "redis"),
-    ("ml", "postgres"),
-    ("db-backup", "postgres"),
-    ("db-backup", "s3"),
+/// The connections the platform needs, by workload name (`app.kubernetes.io/name`) and
+/// the destination's named port (its first port when `None`). Paths whose workloads are
+/// not in the release are skipped.
+const PLATFORM_PATHS: [(&str, &str, Option<&str>); 16] = [
+    ("frontend", "backend", None),
+    ("backend", "ml", None),
+    ("backend", "postgres", None),
+    ("backend", "redis", None),
+    ("ml", "postgres", None),
+    ("db-backup", "postgres", None),
+    ("db-backup", "s3", None),
+    ("frontend", "tempo", Some("otlp-http")),
+    ("backend", "tempo", Some("otlp-http")),
+    ("ml", "tempo", Some("otlp-http")),
+    ("prometheus", "alertmanager", None),
+    ("grafana", "prometheus", None),
+    ("grafana", "loki", Some("http")),
+    ("grafana", "tempo", Some("http")),
+    ("grafana", "alertmanager", None),
+    ("alloy", "loki", Some("http")),
 ];
 
 fn paths_reachable(objects: &[Manifest], context: &Context) -> Vec<Violation> {
@@ -656,42 +667,45 @@ fn paths_reachable(objects: &[Manifest], context: &Context) -> Vec<Violation> {
             "ingress controller → frontend".to_owned(),
         );
     }
-    for (from, to) in PLATFORM_PATHS {
+    for (from, to, port_name) in PLATFORM_PATHS {
         let Some((from_index, source)) = by_name(from) else {
             continue;
         };
         if to == "s3" {
             let s3 = Peer::address("52.216.0.1".parse().expect("a literal address"));
-            require(
-                from_index,
-                &as_peer(source),
-                &s3,
-                443,
-                "TCP",
-                format!("{from} → S3"),
-            );
+            let what = format!("{from} → S3");
+            require(from_index, &as_peer(source), &s3, 443, "TCP", what);
             continue;
         }
         let Some((to_index, target)) = by_name(to) else {
             continue;
         };
-        let Some(port) = first_port(target) else {
+        let target_peer = as_peer(target);
+        let port = match port_name {
+            Some(name) => target_peer
+                .named_ports
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| *p),
+            None => first_port(target),
+        };
+        let Some(port) = port else {
             continue;
         };
-        require(
-            to_index,
-            &as_peer(source),
-            &as_peer(target),
-            port,
-            "TCP",
-            format!("{from} → {to}"),
-        );
+        let what = format!("{from} → {to}");
+        require(to_index, &as_peer(source), &target_peer, port, "TCP", what);
     }
-    // Prometheus scrapes every annotated pod; every pod resolves names.
-    let prometheus = Peer::pod(
-        &context.observability_namespace,
-        Labels::from([("app.kubernetes.io/name".to_owned(), "prometheus".to_owned())]),
-    );
+    // Prometheus scrapes every annotated pod: the real Prometheus pods when the release
+    // has them, otherwise pods labelled as a Prometheus elsewhere would be.
+    let prometheus = by_name("prometheus")
+        .map(|(_, p)| as_peer(p))
+        .unwrap_or_else(|| {
+            Peer::pod(
+                &context.observability_namespace,
+                Labels::from([("app.kubernetes.io/name".to_owned(), "prometheus".to_owned())]),
+            )
+        });
+    // Every pod resolves names.
     let dns = Peer::pod(
         "kube-system",
         Labels::from([("k8s-app".to_owned(), "kube-dns".to_owned())]),

@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmicro_common::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use sqlx::{PgConnection, Postgres, Transaction};
+use tracing::Instrument;
 
 use super::AppState;
+use crate::db;
 use crate::domain::{CreateOrderRequest, NewOrder, ProductId, parse_idempotency_key};
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -59,14 +61,29 @@ pub async fn create(
         .map(|value| parse_idempotency_key(value.as_bytes()))
         .transpose()?;
 
+    let placed = place(&state, &order, key.as_deref())
+        .instrument(db::span("place order transaction"))
+        .await?;
+    let changed: Vec<ProductId> = order.lines.iter().map(|(id, _)| *id).collect();
+    state.cache.invalidate_products(&changed).await;
+    Ok(placed)
+}
+
+/// The order transaction: a replay of an earlier request with the same key, or a new
+/// order with its stock reserved.
+async fn place(
+    state: &AppState,
+    order: &NewOrder,
+    key: Option<&str>,
+) -> Result<(StatusCode, Json<Order>), ApiError> {
     let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
-    if let Some(key) = &key
-        && let Some(existing) = replay(&mut tx, key, &order).await?
+    if let Some(key) = key
+        && let Some(existing) = replay(&mut tx, key, order).await?
     {
         tx.commit().await.map_err(ApiError::internal)?;
         return Ok((StatusCode::OK, Json(existing)));
     }
-    let placed = match reserve_and_record(&mut tx, &order, key.as_deref()).await {
+    let placed = match reserve_and_record(&mut tx, order, key).await {
         Ok(placed) => placed,
         Err(err) => {
             if err.status() == StatusCode::CONFLICT {
@@ -76,9 +93,6 @@ pub async fn create(
         }
     };
     tx.commit().await.map_err(ApiError::internal)?;
-
-    let changed: Vec<ProductId> = order.lines.iter().map(|(id, _)| *id).collect();
-    state.cache.invalidate_products(&changed).await;
     state.metrics.orders_created.inc();
     state
         .metrics

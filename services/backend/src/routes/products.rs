@@ -6,8 +6,10 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use sqlx::{PgPool, Postgres, QueryBuilder};
+use tracing::Instrument;
 
 use super::AppState;
+use crate::db;
 use crate::domain::{Cursor, ProductId, ProductListParams, ProductQuery, Sort};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -55,6 +57,7 @@ pub async fn list(
     let mut rows = list_query(&query)
         .build_query_as::<Product>()
         .fetch_all(&state.db)
+        .instrument(db::span("SELECT products page"))
         .await
         .map_err(ApiError::internal)?;
     let has_more = rows.len() as i64 > query.limit;
@@ -178,6 +181,7 @@ pub async fn fetch_many(db: &PgPool, ids: &[i64]) -> Result<Vec<Product>, ApiErr
     ))
     .bind(ids)
     .fetch_all(db)
+    .instrument(db::span("SELECT products by id"))
     .await
     .map_err(ApiError::internal)?;
     Ok(ids
@@ -195,6 +199,7 @@ pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<Catego
          GROUP BY c.slug, c.name ORDER BY c.name",
     )
     .fetch_all(&state.db)
+    .instrument(db::span("SELECT categories"))
     .await
     .map_err(ApiError::internal)?;
     Ok(Json(categories))

@@ -5,9 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use tracing::Instrument;
 
 use super::AppState;
 use super::products::{self, Product};
+use crate::db;
 use crate::domain::ProductId;
 use crate::metrics::SourceLabels;
 
@@ -145,6 +147,7 @@ async fn popular_in_category(
     .bind(product.id)
     .bind(k)
     .fetch_all(&state.db)
+    .instrument(db::span("SELECT popular products"))
     .await
     .map_err(ApiError::internal)?;
     let total: i64 = rows.iter().map(|row| row.units).sum::<i64>().max(1);
