@@ -509,6 +509,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data_from_a_live_prome
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", scratch.path("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -38,10 +39,24 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// The trace a latency observation came from: Grafana links exemplars to Tempo.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+fn latency_histogram_with_exemplars() -> HistogramWithExemplars<TraceExemplar> {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+}
+
 #[derive(Clone)]
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub duration: Family<
+        RouteLabels,
+        HistogramWithExemplars<TraceExemplar>,
+        fn() -> HistogramWithExemplars<TraceExemplar>,
+    >,
     pub in_flight: Gauge,
 }
 
@@ -49,7 +64,7 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             requests: Family::default(),
-            duration: Family::new_with_constructor(latency_histogram),
+            duration: Family::new_with_constructor(latency_histogram_with_exemplars),
             in_flight: Gauge::default(),
         };
         registry.register(

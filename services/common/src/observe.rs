@@ -9,7 +9,9 @@ use axum::response::Response;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::metrics::{HttpMetrics, RequestLabels, RouteLabels};
+use opentelemetry::trace::TraceContextExt;
+
+use crate::metrics::{HttpMetrics, RequestLabels, RouteLabels, TraceExemplar};
 
 #[derive(Clone)]
 pub struct Observer {
@@ -64,6 +66,11 @@ pub async fn observe(State(observer): State<Observer>, request: Request, next: N
             status: status.as_u16().to_string(),
         })
         .inc();
+    // The exemplar ties this observation to its trace (only when the trace is real).
+    let span_context = span.context().span().span_context().clone();
+    let exemplar = span_context.is_valid().then(|| TraceExemplar {
+        trace_id: span_context.trace_id().to_string(),
+    });
     observer
         .metrics
         .duration
@@ -71,7 +78,7 @@ pub async fn observe(State(observer): State<Observer>, request: Request, next: N
             method,
             route: route.clone(),
         })
-        .observe(elapsed.as_secs_f64());
+        .observe(elapsed.as_secs_f64(), exemplar, None);
 
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
