@@ -645,12 +645,22 @@ async fn a_product_page_is_one_trace_across_frontend_backend_and_ml_and_their_lo
             .cloned()
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let services: BTreeSet<String> = ours().into_iter().map(|s| s.service).collect();
-        if services.len() == 3 && ours().iter().any(|s| s.name.starts_with("redis")) {
-            break;
-        }
+    // Spans arrive in export batches from three processes: wait for every span the
+    // assertions below need, not just for the first of each service.
+    let complete = |spans: &[ReceivedSpan]| {
+        let has = |service: &str, name: &str| {
+            spans
+                .iter()
+                .any(|s| s.service == service && s.name.starts_with(name))
+        };
+        has("frontend", "GET /products/{id}")
+            && has("backend", "GET /products/{id}/recommendations")
+            && has("backend", "SELECT")
+            && has("backend", "redis")
+            && has("ml", "GET /recommendations")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !complete(&ours()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let received = ours();
