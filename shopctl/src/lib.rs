@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod lint;
+pub mod local;
 pub mod manifest;
 pub mod render;
 pub mod secrets;

@@ -2,6 +2,7 @@
 //! the library, and prints. Tables and progress live here, never in the library.
 
 mod lint;
+mod local;
 mod render;
 
 use std::path::PathBuf;
@@ -29,6 +30,17 @@ enum Command {
     Render(render::RenderArgs),
     /// Check rendered manifests against the platform's policies.
     Lint(lint::LintArgs),
+    /// Start the platform on this machine (--env local) and return once it is ready.
+    Up(local::UpArgs),
+    /// Stop what `up` started (data is kept unless --purge).
+    Down(local::DownArgs),
+    /// Show what runs, where, and whether it is ready.
+    Status(local::StatusArgs),
+    /// Print (or follow) a component's log.
+    Logs(local::LogsArgs),
+    /// Run the local supervisor (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Supervise(local::SuperviseArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -52,6 +64,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Render(args) => render::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Up(args) => local::up(args),
+        Command::Down(args) => local::down(args),
+        Command::Status(args) => local::status(args),
+        Command::Logs(args) => local::logs(args),
+        Command::Supervise(args) => local::supervise(args),
     }
 }
 

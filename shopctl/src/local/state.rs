@@ -1,0 +1,190 @@
+//! The local environment's state directory: a lock, `state.json` describing what runs,
+//! logs per component, and the private PostgreSQL data.
+//!
+//! Default location: `$SHOPCTL_STATE_DIR`, else `$XDG_STATE_HOME/shopctl/<env>`, else
+//! `~/.local/state/shopctl/<env>`; as root, `/var/lib/shopctl/<env>` (the private
+//! PostgreSQL runs as the `postgres` user and must be able to reach its data directory).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::process::ProcessId;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+/// Held while a supervisor runs; released when dropped (or when the process dies).
+pub struct EnvironmentLock {
+    _file: File,
+}
+
+impl StateDir {
+    pub fn resolve(env: &str) -> Self {
+        let root = match std::env::var_os("SHOPCTL_STATE_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None if super::postgres::running_as_root() => {
+                PathBuf::from("/var/lib/shopctl").join(env)
+            }
+            None => std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+                })
+                .unwrap_or_else(|| PathBuf::from(".shopctl/state"))
+                .join("shopctl")
+                .join(env),
+        };
+        Self { root }
+    }
+
+    pub fn create(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.logs())
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        // Traversable by the postgres user when shopctl runs as root; holds no secrets.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn log(&self, component: &str) -> PathBuf {
+        self.logs().join(format!("{component}.log"))
+    }
+
+    pub fn postgres_data(&self) -> PathBuf {
+        self.root.join("postgres")
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// Takes the environment's lock without waiting; `None` when another process has it.
+    pub fn try_lock(&self) -> anyhow::Result<Option<EnvironmentLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))
+            .with_context(|| format!("opening the lock in {}", self.root.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(EnvironmentLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => {
+                Err(err).context("locking the state directory")
+            }
+        }
+    }
+
+    pub fn read(&self) -> anyhow::Result<Option<State>> {
+        match std::fs::read_to_string(self.state_file()) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is damaged; remove it after checking nothing runs",
+                    self.state_file().display()
+                )
+            })?)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).context("reading the local state"),
+        }
+    }
+
+    /// Replaces `state.json` atomically: readers never see half a file.
+    pub fn write(&self, state: &State) -> anyhow::Result<()> {
+        let temporary = self.root.join("state.json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec_pretty(state)?)?;
+        std::fs::rename(&temporary, self.state_file())?;
+        Ok(())
+    }
+
+    pub fn remove_state(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.state_file()) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.root.exists()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub environment: String,
+    pub supervisor: ProcessId,
+    pub started_at: String,
+    pub components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    /// `managed` when shopctl started it, `external` when given by URL.
+    pub origin: String,
+    pub state: ComponentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Where to reach it (credentials never appear here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentState {
+    Starting,
+    Ready,
+    Restarting,
+    Stopped,
+    Disabled,
+}
+
+impl State {
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    pub fn component_mut(&mut self, name: &str) -> Option<&mut Component> {
+        self.components.iter_mut().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_holder_of_the_lock_at_a_time() {
+        let dir = StateDir {
+            root: std::env::temp_dir().join(format!("shopctl-lock-{}", std::process::id())),
+        };
+        dir.create().unwrap();
+        let first = dir.try_lock().unwrap();
+        assert!(first.is_some());
+        assert!(
+            dir.try_lock().unwrap().is_none(),
+            "a second holder is refused"
+        );
+        drop(first);
+        assert!(dir.try_lock().unwrap().is_some(), "released on drop");
+        std::fs::remove_dir_all(&dir.root).unwrap();
+    }
+}

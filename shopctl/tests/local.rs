@@ -1,0 +1,319 @@
+//! `shopctl up/status/down/logs --env local` through the real binary: a private
+//! PostgreSQL (initdb), a private Redis and the three services, supervised.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shopctl::local::process::ProcessId;
+use support::{Scratch, workspace_root};
+
+/// shopctl with its own state directory and no inherited platform settings.
+fn shopctl_in(state: &Path, args: &[&str], path: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    command
+        .args(args)
+        .current_dir(workspace_root())
+        .env("SHOPCTL_STATE_DIR", state);
+    for name in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SHOPCTL_ENV",
+        "SHOPCTL_POSTGRES_BIN",
+        "SHOPCTL_POSTGRES_SEARCH",
+    ] {
+        command.env_remove(name);
+    }
+    if let Some(path) = path {
+        command.env("PATH", path).env("SHOPCTL_POSTGRES_SEARCH", "");
+    }
+    command.output().expect("shopctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct Running<'a> {
+    state: &'a Path,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = shopctl_in(self.state, &["down"], None);
+    }
+}
+
+fn up(state: &Path) -> Running<'_> {
+    let output = shopctl_in(state, &["up", "--env", "local"], None);
+    assert!(
+        output.status.success(),
+        "up failed:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains("storefront: http://127.0.0.1:"),
+        "{}",
+        text(&output.stdout)
+    );
+    Running { state }
+}
+
+fn status(state: &Path) -> Value {
+    let output = shopctl_in(state, &["status", "--output", "json"], None);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", text(&output.stderr)))
+}
+
+fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {status}"))
+}
+
+fn pids(status: &Value) -> Vec<ProcessId> {
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| serde_json::from_value(c["process"].clone()).ok())
+        .collect()
+}
+
+/// Places an order through the storefront's forms, as a shopper would.
+async fn order_through_the_storefront(storefront: &str) -> i64 {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let added = http
+        .post(format!("{storefront}/cart/items"))
+        .form(&[("product_id", "1"), ("quantity", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 303);
+    let cookie = added.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cart = http
+        .get(format!("{storefront}/cart"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = cart
+        .split("name=\"idempotency_key\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let placed = http
+        .post(format!("{storefront}/checkout"))
+        .header("cookie", &cookie)
+        .form(&[("idempotency_key", key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status().as_u16(), 303);
+    placed.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/orders/")
+        .parse()
+        .unwrap()
+}
+
+async fn order_exists(database_url: &str, id: i64) -> bool {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    found.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survives() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    let bystander_id = ProcessId::of(bystander.id()).unwrap();
+
+    let running = up(&state);
+    let report = status(&state);
+    for name in ["postgres", "redis", "ml", "backend", "frontend"] {
+        assert_eq!(component(&report, name)["state"], "ready", "{report:#}");
+    }
+    let storefront = component(&report, "frontend")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let database = component(&report, "postgres")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = order_through_the_storefront(&storefront).await;
+    assert!(order_exists(&database, order).await);
+    let started = pids(&report);
+    assert!(started.len() >= 5, "{report:#}");
+
+    let down = shopctl_in(&state, &["down"], None);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    std::mem::forget(running);
+    assert!(
+        started.iter().all(|p| !p.is_alive()),
+        "every process up started is gone"
+    );
+    assert!(bystander_id.is_alive(), "nothing else was touched");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert_eq!(status(&state)["running"], false);
+
+    // Data is kept across down/up.
+    let _running = up(&state);
+    let database = component(&status(&state), "postgres")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        order_exists(&database, order).await,
+        "the order survived down and up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_backend_is_restarted_by_the_supervisor() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let before = status(&state);
+    let backend: ProcessId =
+        serde_json::from_value(component(&before, "backend")["process"].clone()).unwrap();
+
+    Command::new("kill")
+        .args(["-KILL", &backend.pid.to_string()])
+        .status()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let now = status(&state);
+        let entry = component(&now, "backend");
+        if entry["state"] == "ready" && entry["restarts"].as_u64() >= Some(1) {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "backend not restarted: {now:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let new_backend: ProcessId =
+        serde_json::from_value(component(&restarted, "backend")["process"].clone()).unwrap();
+    assert_ne!(new_backend, backend);
+    let url = component(&restarted, "backend")["url"].as_str().unwrap();
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let logs = shopctl_in(&state, &["logs", "supervisor"], None);
+    assert!(
+        text(&logs.stdout).contains("backend exited"),
+        "{}",
+        text(&logs.stdout)
+    );
+}
+
+#[test]
+fn two_concurrent_ups_start_one_platform() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_shopctl"))
+            .args(["up", "--env", "local"])
+            .current_dir(workspace_root())
+            .env("SHOPCTL_STATE_DIR", &state)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let _running = Running { state: &state };
+
+    let started = outputs
+        .iter()
+        .filter(|o| o.status.success() && text(&o.stdout).contains("storefront:"))
+        .count();
+    assert!(started >= 1, "{outputs:#?}");
+    let refused: Vec<&Output> = outputs
+        .iter()
+        .filter(|o| !text(&o.stdout).contains("storefront:"))
+        .collect();
+    for output in &refused {
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("already"), "a clear message: {stderr}");
+    }
+    assert_eq!(started + refused.len(), 2);
+    assert_eq!(status(&state)["running"], true);
+}
+
+/// A directory with just the tools shopctl needs besides PostgreSQL.
+fn path_without_postgres(scratch: &Scratch) -> String {
+    let bin = scratch.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["kill", "redis-server"] {
+        if let Some(found) = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+        {
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+    }
+    bin.display().to_string()
+}
+
+#[test]
+fn without_postgres_binaries_up_says_how_to_install_them_and_leaves_nothing_running() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let path = path_without_postgres(&scratch);
+    let output = shopctl_in(&state, &["up", "--env", "local"], Some(&path));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    assert!(stderr.starts_with("shopctl: postgres:"), "{stderr}");
+    assert!(!state.join("state.json").exists(), "no state left behind");
+    assert_eq!(status(&state)["running"], false);
+}
+
+#[test]
+fn cluster_environments_are_refused_with_a_pointer_to_local() {
+    let scratch = Scratch::new();
+    let output = shopctl_in(&scratch.path("state"), &["up", "--env", "prod"], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("use --env local"),
+        "{}",
+        text(&output.stderr)
+    );
+}
