@@ -301,7 +301,12 @@ fn without_postgres_binaries_up_says_how_to_install_them_and_leaves_nothing_runn
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
-    assert!(stderr.starts_with("shopctl: postgres:"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "shopctl: postgres: no PostgreSQL server binaries (initdb and postgres) found on PATH."
+        ),
+        "{stderr}"
+    );
     assert!(!state.join("state.json").exists(), "no state left behind");
     assert_eq!(status(&state)["running"], false);
 }
@@ -315,5 +320,102 @@ fn cluster_environments_are_refused_with_a_pointer_to_local() {
         text(&output.stderr).contains("use --env local"),
         "{}",
         text(&output.stderr)
+    );
+}
+
+fn environ_of(process: &ProcessId, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", process.pid)).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+fn backend_log_level(state: &Path) -> Option<String> {
+    let report = status(state);
+    let backend: ProcessId =
+        serde_json::from_value(component(&report, "backend")["process"].clone()).unwrap();
+    environ_of(&backend, "RUST_LOG")
+}
+
+fn history(state: &Path) -> Value {
+    let output = shopctl_in(state, &["history", "--output", "json"], None);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", text(&output.stderr)))
+}
+
+#[test]
+fn rollback_after_a_changed_configuration_restores_the_previous_release() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let refused = shopctl_in(&state, &["rollback"], None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("no release history"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let _running = up(&state);
+    assert_eq!(
+        backend_log_level(&state).as_deref(),
+        Some("debug"),
+        "local.yaml's log level"
+    );
+    let again = shopctl_in(&state, &["up"], None);
+    assert!(
+        text(&again.stderr).contains("already running revision 1 with no changes"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let changed = shopctl_in(
+        &state,
+        &["up", "--set", "observability.log_level=warn"],
+        None,
+    );
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    assert!(
+        text(&changed.stderr).contains("release 2 (new)"),
+        "{}",
+        text(&changed.stderr)
+    );
+    assert_eq!(backend_log_level(&state).as_deref(), Some("warn"));
+
+    let rolled_back = shopctl_in(&state, &["rollback"], None);
+    assert!(
+        rolled_back.status.success(),
+        "{}",
+        text(&rolled_back.stderr)
+    );
+    assert_eq!(
+        backend_log_level(&state).as_deref(),
+        Some("debug"),
+        "revision 1's configuration is back"
+    );
+    let releases = history(&state);
+    assert_eq!(releases["current"], 3);
+    let causes: Vec<&str> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes, ["up", "up", "rollback to 1"]);
+    assert_eq!(
+        releases["releases"][0]["digest"], releases["releases"][2]["digest"],
+        "the same release, re-applied"
+    );
+
+    let missing = shopctl_in(&state, &["rollback", "--to", "99"], None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("no revision 99; known revisions: 1, 2, 3"),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert_eq!(
+        history(&state)["current"],
+        3,
+        "a refused rollback changes nothing"
     );
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use comfy_table::{Table, presets};
 use shopctl::env::model::Provider;
 use shopctl::local::events::Event;
+use shopctl::local::release::{Desired, ReleaseStore};
 use shopctl::local::state::{ComponentState, State, StateDir};
 use shopctl::local::{binaries, supervisor};
 use shopctl::templates::Templates;
@@ -57,9 +58,29 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Revision to restore (default: the one before the running release).
+    #[arg(long)]
+    to: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct SuperviseArgs {
     #[command(flatten)]
     env: EnvArgs,
+    /// The release to run.
+    #[arg(long)]
+    revision: u32,
 }
 
 /// The environment must be the local kind; the cluster kinds arrive with `apply`.
@@ -76,43 +97,64 @@ fn local_state(env: &EnvArgs) -> anyhow::Result<(Templates, StateDir)> {
 
 pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let (_, dir) = local_state(&args.env)?;
-    if let Some(state) = dir.read()? {
-        if state.supervisor.is_alive() {
-            eprintln!(
-                "already running (supervisor pid {}); `shopctl down` stops it",
-                state.supervisor.pid
-            );
-            print_status(&state, OutputFormat::Table);
-            return Ok(Outcome::Success);
-        }
-        if supervisor::clean_up_after_crash(&dir)? {
-            eprintln!("cleaned up after a supervisor that had stopped unexpectedly");
-        }
-    }
+    let (_, environment) = args.env.load()?;
     let binaries =
         binaries::locate(|| eprintln!("building the services (first run from a checkout)…"))?;
     dir.create()?;
-    if args.foreground {
-        return supervise_here(&args.env, &dir, binaries);
+    let desired = Desired::from(&environment, &binaries)?;
+    let store = ReleaseStore::new(dir.path());
+    if let Some(state) = dir.read()? {
+        if state.supervisor.is_alive() {
+            let current = state.revision.map(|r| store.get(r)).transpose()?;
+            if current.is_some_and(|release| release.digest == desired.digest()) {
+                eprintln!(
+                    "already running revision {} with no changes; `shopctl down` stops it",
+                    state.revision.unwrap_or_default()
+                );
+                print_status(&state, OutputFormat::Table);
+                return Ok(Outcome::Success);
+            }
+            eprintln!("configuration or binaries changed: restarting with a new release");
+            stop(&dir)?;
+        } else if supervisor::clean_up_after_crash(&dir)? {
+            eprintln!("cleaned up after a supervisor that had stopped unexpectedly");
+        }
     }
+    let (release, created) = store.record(&desired, "up")?;
+    let novelty = if created { "new" } else { "unchanged" };
+    eprintln!("release {} ({novelty})", release.revision);
+    start(&args.env, &dir, release.revision, args.foreground)
+}
 
+/// Starts the supervisor for `revision` (in the background unless `foreground`) and waits
+/// until it reports ready or failed.
+fn start(
+    env: &EnvArgs,
+    dir: &StateDir,
+    revision: u32,
+    foreground: bool,
+) -> anyhow::Result<Outcome> {
+    if foreground {
+        return supervise_here(env, dir, revision);
+    }
     let exe = std::env::current_exe()?;
     let supervisor_log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.log("supervisor"))?;
     let mut command = std::process::Command::new(exe);
-    command.arg("supervise").arg("--env").arg(&args.env.name);
-    for set in &args.env.set {
-        command.arg("--set").arg(set);
-    }
-    if let Some(templates) = &args.env.templates {
+    command
+        .arg("supervise")
+        .arg("--env")
+        .arg(&env.name)
+        .arg("--revision")
+        .arg(revision.to_string());
+    if let Some(templates) = &env.templates {
         command.arg("--templates").arg(templates);
     }
     // Its own process group: a Ctrl-C in this terminal must not stop the platform.
     use std::os::unix::process::CommandExt;
     let mut child = command
-        .env("SHOPCTL_BINARIES", &binaries)
         .env("SHOPCTL_STATE_DIR", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -169,34 +211,32 @@ fn supervisor_options(
     env: &EnvArgs,
     templates: &Templates,
     dir: &StateDir,
-    binaries: std::path::PathBuf,
-) -> supervisor::Options {
+    revision: u32,
+) -> anyhow::Result<supervisor::Options> {
     let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    supervisor::Options {
+    let store = ReleaseStore::new(dir.path());
+    let release = store.get(revision)?;
+    Ok(supervisor::Options {
         environment: env.name.clone(),
         state: dir.clone(),
-        binaries,
+        revision,
+        binaries: store.binaries(revision),
+        service_config: release.config,
         database_url: non_empty("DATABASE_URL"),
         redis_url: non_empty("REDIS_URL"),
         prometheus_rules: templates
             .under("observability/rules/")
             .map(|(path, text)| {
-                (
-                    path.rsplit('/').next().unwrap_or(path).to_owned(),
-                    text.to_owned(),
-                )
+                let file = path.rsplit('/').next().unwrap_or(path);
+                (file.to_owned(), text.to_owned())
             })
             .collect(),
-    }
+    })
 }
 
-fn supervise_here(
-    env: &EnvArgs,
-    dir: &StateDir,
-    binaries: std::path::PathBuf,
-) -> anyhow::Result<Outcome> {
+fn supervise_here(env: &EnvArgs, dir: &StateDir, revision: u32) -> anyhow::Result<Outcome> {
     let (templates, _) = env.load()?;
-    let options = supervisor_options(env, &templates, dir, binaries);
+    let options = supervisor_options(env, &templates, dir, revision)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(supervisor::run(options, |event| match &event {
         Event::AllReady { storefront } => {
@@ -211,10 +251,7 @@ fn supervise_here(
 /// The background supervisor: progress events on stdout for `up`, then silence.
 pub fn supervise(args: SuperviseArgs) -> anyhow::Result<Outcome> {
     let (templates, dir) = local_state(&args.env)?;
-    let binaries = std::env::var_os("SHOPCTL_BINARIES")
-        .map(Into::into)
-        .map_or_else(|| binaries::locate(|| {}), Ok)?;
-    let options = supervisor_options(&args.env, &templates, &dir, binaries);
+    let options = supervisor_options(&args.env, &templates, &dir, args.revision)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(supervisor::run(options, |event| {
         // `up` stops reading after the last event; writes after that are not an error.
@@ -243,6 +280,18 @@ pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
             "not confirmed; nothing deleted"
         );
     }
+    stop(&dir)?;
+    if args.purge && dir.exists() {
+        std::fs::remove_dir_all(dir.path())
+            .with_context(|| format!("deleting {}", dir.path().display()))?;
+        eprintln!("deleted {}", dir.path().display());
+    }
+    Ok(Outcome::Success)
+}
+
+/// Stops a running platform (gracefully, through its supervisor), or cleans up after a
+/// supervisor that died.
+fn stop(dir: &StateDir) -> anyhow::Result<()> {
     match dir.read()? {
         Some(state) if state.supervisor.is_alive() => {
             eprintln!("stopping (supervisor pid {})…", state.supervisor.pid);
@@ -252,19 +301,88 @@ pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
             while dir.read()?.is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            supervisor::clean_up_after_crash(&dir)?;
+            supervisor::clean_up_after_crash(dir)?;
             eprintln!("stopped");
         }
         Some(_) => {
-            supervisor::clean_up_after_crash(&dir)?;
+            supervisor::clean_up_after_crash(dir)?;
             eprintln!("the supervisor had stopped unexpectedly; cleaned up what it left running");
         }
         None => eprintln!("nothing running"),
     }
-    if args.purge && dir.exists() {
-        std::fs::remove_dir_all(dir.path())
-            .with_context(|| format!("deleting {}", dir.path().display()))?;
-        eprintln!("deleted {}", dir.path().display());
+    Ok(())
+}
+
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
+    let (_, dir) = local_state(&args.env)?;
+    let store = ReleaseStore::new(dir.path());
+    let releases = store.list()?;
+    anyhow::ensure!(
+        !releases.is_empty(),
+        "there is no release history yet; `shopctl up` creates the first release"
+    );
+    let running = dir.read()?.filter(|s| s.supervisor.is_alive());
+    let current = running
+        .as_ref()
+        .and_then(|s| s.revision)
+        .or(releases.last().map(|r| r.revision));
+    let target = match args.to {
+        Some(revision) => store.get(revision)?.revision,
+        None => releases
+            .iter()
+            .rev()
+            .map(|r| r.revision)
+            .find(|r| Some(*r) < current)
+            .context("there is no earlier release to roll back to; `shopctl history` lists them")?,
+    };
+    anyhow::ensure!(
+        Some(target) != current,
+        "revision {target} is the current release already"
+    );
+    let release = store.reapply(target)?;
+    eprintln!(
+        "rolling back to revision {target} as revision {}",
+        release.revision
+    );
+    if running.is_some() {
+        stop(&dir)?;
+    }
+    start(&args.env, &dir, release.revision, false)
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
+    let (_, dir) = local_state(&args.env)?;
+    let releases = ReleaseStore::new(dir.path()).list()?;
+    let current = dir
+        .read()?
+        .filter(|s| s.supervisor.is_alive())
+        .and_then(|s| s.revision);
+    match args.output {
+        OutputFormat::Json => {
+            let report = serde_json::json!({"current": current, "releases": releases});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        OutputFormat::Table => {
+            let mut table = Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_header(["REVISION", "APPLIED", "BY", "CAUSE", "DIGEST", ""]);
+            for release in &releases {
+                table.add_row([
+                    release.revision.to_string(),
+                    release.applied_at.clone(),
+                    release.applied_by.clone(),
+                    release.cause.clone(),
+                    release.digest[..12].to_owned(),
+                    if Some(release.revision) == current {
+                        "running".into()
+                    } else {
+                        String::new()
+                    },
+                ]);
+            }
+            println!("{table}");
+        }
     }
     Ok(Outcome::Success)
 }
@@ -310,6 +428,7 @@ fn print_status(state: &State, output: OutputFormat) {
                 "running": true,
                 "environment": state.environment,
                 "supervisor_pid": state.supervisor.pid,
+                "revision": state.revision,
                 "started_at": state.started_at,
                 "components": state.components,
             });

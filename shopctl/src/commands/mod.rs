@@ -38,6 +38,10 @@ enum Command {
     Status(local::StatusArgs),
     /// Print (or follow) a component's log.
     Logs(local::LogsArgs),
+    /// Restart a previous release (its binaries and configuration) as a new revision.
+    Rollback(local::RollbackArgs),
+    /// List releases: revision, time, who, why.
+    History(local::HistoryArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -68,6 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Down(args) => local::down(args),
         Command::Status(args) => local::status(args),
         Command::Logs(args) => local::logs(args),
+        Command::Rollback(args) => local::rollback(args),
+        Command::History(args) => local::history(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }

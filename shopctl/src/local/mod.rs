@@ -11,5 +11,6 @@ pub mod binaries;
 pub mod events;
 pub mod postgres;
 pub mod process;
+pub mod release;
 pub mod state;
 pub mod supervisor;

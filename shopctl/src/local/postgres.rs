@@ -16,7 +16,7 @@ const WELL_KNOWN: [&str; 3] = [
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no PostgreSQL server binaries (initdb and postgres) found on PATH or in {searched}. Install them \
+    "no PostgreSQL server binaries (initdb and postgres) found {searched}. Install them \
      (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql), or point shopctl at an \
      existing server with DATABASE_URL=postgres://user:password@host:5432/db"
 )]
@@ -43,7 +43,7 @@ pub fn find() -> Result<Binaries, NotInstalled> {
         return server_dir(&dir)
             .map(|dir| Binaries { dir })
             .ok_or(NotInstalled {
-                searched: dir.display().to_string(),
+                searched: format!("in {} (SHOPCTL_POSTGRES_BIN)", dir.display()),
             });
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -89,13 +89,15 @@ pub fn find() -> Result<Binaries, NotInstalled> {
     candidates.sort();
     match candidates.pop() {
         Some((_, dir)) => Ok(Binaries { dir }),
-        None => Err(NotInstalled {
-            searched: roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+        None if roots.is_empty() => Err(NotInstalled {
+            searched: "on PATH".to_owned(),
         }),
+        None => {
+            let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+            Err(NotInstalled {
+                searched: format!("on PATH or in {}", roots.join(", ")),
+            })
+        }
     }
 }
 

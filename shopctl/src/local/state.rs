@@ -124,6 +124,9 @@ impl StateDir {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub environment: String,
+    /// The release the services run (see `release.rs`).
+    #[serde(default)]
+    pub revision: Option<u32>,
     pub supervisor: ProcessId,
     pub started_at: String,
     pub components: Vec<Component>,

@@ -20,7 +20,10 @@ use super::state::{Component, ComponentState, State, StateDir};
 pub struct Options {
     pub environment: String,
     pub state: StateDir,
+    /// The release to run: its binaries directory and per-service settings.
+    pub revision: u32,
     pub binaries: PathBuf,
+    pub service_config: BTreeMap<String, BTreeMap<String, String>>,
     /// Use this PostgreSQL instead of a private one (a secret: never printed).
     pub database_url: Option<String>,
     /// Use this Redis instead of a private one.
@@ -61,6 +64,7 @@ pub async fn run(options: Options, events: impl Fn(Event)) -> anyhow::Result<()>
     clean_up_after_crash(&options.state)?;
     let state: Shared = Arc::new(Mutex::new(State {
         environment: options.environment.clone(),
+        revision: Some(options.revision),
         supervisor: ProcessId::current(),
         started_at: chrono::Utc::now().to_rfc3339(),
         components: Vec::new(),
@@ -217,10 +221,14 @@ async fn start_all(
     .collect::<anyhow::Result<_>>()
     .map_err(failed("services"))?;
     let service = |name: &'static str, env: Vec<(&str, String)>| {
-        let mut vars: BTreeMap<String, String> =
-            env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        // The release's settings, then where this service finds the others.
+        let mut vars = options
+            .service_config
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
         vars.insert("PORT".into(), ports[name].to_string());
-        vars.insert("SHUTDOWN_DEADLINE_MS".into(), "5000".into());
         Spec {
             name,
             program: options.binaries.join(binary_name(name)),
