@@ -9,3 +9,4 @@ pub mod manifest;
 pub mod render;
 pub mod secrets;
 pub mod templates;
+pub mod validate;

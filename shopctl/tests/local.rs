@@ -419,3 +419,157 @@ fn rollback_after_a_changed_configuration_restores_the_previous_release() {
         "a refused rollback changes nothing"
     );
 }
+
+fn validate(state: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["validate", "--output", "json"];
+    args.extend_from_slice(extra);
+    let output = shopctl_in(state, &args, None);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), report)
+}
+
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id}: {report:#}"))
+}
+
+#[test]
+fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_the_supervisor() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let not_running = shopctl_in(&state, &["validate"], None);
+    assert_eq!(not_running.status.code(), Some(2));
+    assert!(
+        text(&not_running.stderr).contains("`shopctl up` starts it"),
+        "{}",
+        text(&not_running.stderr)
+    );
+
+    let _running = up(&state);
+    let (code, report) = validate(&state, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["failed"], 0);
+    for id in [
+        "app.frontend-ready",
+        "app.backend-ready",
+        "app.ml-ready",
+        "app.products",
+        "app.storefront",
+        "storage.database",
+        "workloads.components-ready",
+    ] {
+        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
+    }
+    let cluster = check(&report, "access.cluster");
+    assert_eq!(cluster["status"], "skipped");
+    assert_eq!(cluster["detail"], "the local target has no Kubernetes API");
+
+    let backend: ProcessId =
+        serde_json::from_value(component(&status(&state), "backend")["process"].clone()).unwrap();
+    Command::new("kill")
+        .args(["-KILL", &backend.pid.to_string()])
+        .status()
+        .unwrap();
+    let (code, report) = validate(&state, &["--only", "app,workloads"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let broken = check(&report, "app.backend-ready");
+    assert_eq!(broken["status"], "fail");
+    assert!(
+        broken["hint"]
+            .as_str()
+            .unwrap()
+            .contains("shopctl logs backend")
+    );
+    assert_eq!(
+        check(&report, "app.ml-ready")["status"],
+        "pass",
+        "only what depends on the backend fails"
+    );
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| ["app", "workloads"].contains(&c["category"].as_str().unwrap()))
+    );
+
+    // The supervisor restarts it; validate recovers (a restart is a warning, not a failure).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let (code, report) = validate(&state, &[]);
+        if code == Some(0) {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "validate did not recover: {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(check(&report, "workloads.no-crash-loop")["status"], "warn");
+}
+
+#[test]
+fn a_hanging_dependency_fails_its_own_checks_within_the_deadline() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let report = status(&state);
+    let Ok(prometheus) =
+        serde_json::from_value::<ProcessId>(component(&report, "prometheus")["process"].clone())
+    else {
+        panic!("this test needs Prometheus (the README's test command installs it): {report:#}");
+    };
+    Command::new("kill")
+        .args(["-STOP", &prometheus.pid.to_string()])
+        .status()
+        .unwrap();
+
+    let started = Instant::now();
+    let (code, report) = validate(&state, &["--check-timeout", "1s"]);
+    let elapsed = started.elapsed();
+    Command::new("kill")
+        .args(["-CONT", &prometheus.pid.to_string()])
+        .status()
+        .unwrap();
+
+    assert_eq!(code, Some(1), "{report:#}");
+    for id in ["obs.prometheus", "obs.targets", "obs.alerts"] {
+        let hung = check(&report, id);
+        assert_eq!(hung["status"], "fail", "{id}");
+        assert_eq!(hung["detail"], "timed out after 1.0s", "{id}");
+    }
+    assert_eq!(
+        check(&report, "app.backend-ready")["status"],
+        "pass",
+        "the rest is unaffected"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "checks ran concurrently within their deadline: {elapsed:?}"
+    );
+}
+
+#[test]
+fn validate_rejects_unknown_check_names_and_cluster_environments() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let unknown = shopctl_in(&state, &["validate", "--only", "app,appz"], None);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("unknown check or category: appz"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let cluster = shopctl_in(&state, &["validate", "--env", "prod"], None);
+    assert_eq!(cluster.status.code(), Some(2));
+    assert!(
+        text(&cluster.stderr).contains("validate --env local"),
+        "{}",
+        text(&cluster.stderr)
+    );
+}

@@ -4,6 +4,7 @@
 mod lint;
 mod local;
 mod render;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Rollback(local::RollbackArgs),
     /// List releases: revision, time, who, why.
     History(local::HistoryArgs),
+    /// Check that an environment is healthy, and say why not.
+    Validate(validate::ValidateArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Logs(args) => local::logs(args),
         Command::Rollback(args) => local::rollback(args),
         Command::History(args) => local::history(args),
+        Command::Validate(args) => validate::run(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }

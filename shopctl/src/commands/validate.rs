@@ -1,0 +1,136 @@
+//! `shopctl validate`: is the environment healthy, and if not, why not. Exit 0 when no
+//! check fails, 1 when one does, 2 when validate itself cannot run.
+
+use std::time::Duration;
+
+use clap::Args;
+use comfy_table::{ContentArrangement, Table, presets};
+use shopctl::env::model::Provider;
+use shopctl::local::state::StateDir;
+use shopctl::validate::{self, LocalTarget, Report, Selection, Status};
+
+use super::{EnvArgs, Outcome, OutputFormat};
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Only these check ids or categories (access, workloads, scaling, security, storage,
+    /// app, obs); comma-separated or repeated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Leave out these check ids or categories.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Deadline for the whole run, e.g. 30s or 2m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Deadline for each check.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    check_timeout: Duration,
+    /// Run the checks one after another instead of concurrently (slower; for comparison
+    /// and for debugging a check in isolation).
+    #[arg(long)]
+    sequential: bool,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let invalid = || format!("`{raw}` is not a duration like 500ms, 30s or 2m");
+    let (number, unit) = raw.trim().split_at(
+        raw.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?,
+    );
+    let value: u64 = number.parse().map_err(|_| invalid())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(invalid()),
+    }
+}
+
+pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    anyhow::ensure!(
+        environment.cluster.provider == Provider::Local,
+        "validating the cluster environment `{}` needs cluster access, which shopctl does not have yet; \
+         `shopctl validate --env local` validates the local platform",
+        environment.name
+    );
+    let unknown = validate::unknown_names(&[args.only.clone(), args.skip.clone()].concat());
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "unknown check or category: {} (see `shopctl validate --output json` for ids)",
+        unknown.join(", ")
+    );
+    let target = LocalTarget::load(&StateDir::resolve(&environment.name))?;
+    let selection = Selection {
+        sequential: args.sequential,
+        only: args.only,
+        skip: args.skip,
+        per_check: args.check_timeout,
+        overall: args.timeout,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(validate::run(&environment.name, &target, &selection));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_table(&report),
+    }
+    Ok(if report.failed() {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
+}
+
+fn print_table(report: &Report) {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["CHECK", "CATEGORY", "STATUS", "DETAIL", "WHAT TO DO"]);
+    for check in &report.checks {
+        let status = match check.verdict.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skipped => "skipped",
+        };
+        table.add_row([
+            check.id,
+            check.category,
+            status,
+            &check.verdict.detail,
+            check.verdict.hint.as_deref().unwrap_or(""),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "{} ({}): {} passed, {} warnings, {} failed, {} skipped in {:.2}s",
+        report.environment,
+        report.target,
+        report.passed,
+        report.warnings,
+        report.failed,
+        report.skipped,
+        report.millis as f64 / 1000.0
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

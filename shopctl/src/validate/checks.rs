@@ -1,0 +1,470 @@
+//! The checks. Each asks the target for what it needs and returns a verdict with a hint.
+
+use serde_json::Value;
+
+use super::target::Target;
+use super::{Check, CheckFuture, Verdict};
+
+pub static ALL: &[Check] = &[
+    Check {
+        id: "workloads.components-ready",
+        category: "workloads",
+        run: components_ready,
+    },
+    Check {
+        id: "workloads.no-crash-loop",
+        category: "workloads",
+        run: no_crash_loop,
+    },
+    Check {
+        id: "workloads.release-current",
+        category: "workloads",
+        run: release_current,
+    },
+    Check {
+        id: "storage.database",
+        category: "storage",
+        run: database,
+    },
+    Check {
+        id: "app.frontend-ready",
+        category: "app",
+        run: |t| ready(t, "frontend"),
+    },
+    Check {
+        id: "app.backend-ready",
+        category: "app",
+        run: |t| ready(t, "backend"),
+    },
+    Check {
+        id: "app.ml-ready",
+        category: "app",
+        run: |t| ready(t, "ml"),
+    },
+    Check {
+        id: "app.products",
+        category: "app",
+        run: products,
+    },
+    Check {
+        id: "app.storefront",
+        category: "app",
+        run: storefront,
+    },
+    Check {
+        id: "obs.prometheus",
+        category: "obs",
+        run: prometheus_ready,
+    },
+    Check {
+        id: "obs.targets",
+        category: "obs",
+        run: scrape_targets,
+    },
+    Check {
+        id: "obs.alerts",
+        category: "obs",
+        run: critical_alerts,
+    },
+    Check {
+        id: "obs.slo-availability",
+        category: "obs",
+        run: slo_availability,
+    },
+    Check {
+        id: "obs.slo-latency",
+        category: "obs",
+        run: slo_latency,
+    },
+];
+
+/// Checks of cluster and cloud objects, and why they do not apply to the local target.
+pub static CLUSTER_ONLY: &[(&str, &str, &str)] = &[
+    (
+        "access.cluster",
+        "access",
+        "the local target has no Kubernetes API",
+    ),
+    (
+        "access.permissions",
+        "access",
+        "the local target has no Kubernetes API",
+    ),
+    (
+        "access.aws",
+        "access",
+        "the local target uses no AWS account",
+    ),
+    (
+        "access.terraform-state",
+        "access",
+        "the local target has no Terraform state",
+    ),
+    (
+        "scaling.hpa",
+        "scaling",
+        "local processes are not autoscaled",
+    ),
+    (
+        "scaling.pdb",
+        "scaling",
+        "disruption budgets are cluster objects",
+    ),
+    (
+        "scaling.spread",
+        "scaling",
+        "everything runs on this one machine",
+    ),
+    (
+        "security.default-deny",
+        "security",
+        "NetworkPolicies are cluster objects",
+    ),
+    (
+        "security.secrets",
+        "security",
+        "Secrets are cluster objects; local services get settings from shopctl",
+    ),
+    (
+        "security.storage-encrypted",
+        "security",
+        "local data lives in the state directory",
+    ),
+    (
+        "storage.volumes",
+        "storage",
+        "PersistentVolumeClaims are cluster objects",
+    ),
+    (
+        "storage.backups",
+        "storage",
+        "the local target has no backup schedule",
+    ),
+    (
+        "obs.loki-tempo",
+        "obs",
+        "the local target runs no Loki or Tempo",
+    ),
+];
+
+fn components_ready(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let components = target.components();
+        let not_ready: Vec<String> = components
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| c.name.clone())
+            .collect();
+        if not_ready.is_empty() {
+            Verdict::pass(format!("{} components ready", components.len()))
+        } else {
+            Verdict::fail(
+                format!("not ready: {}", not_ready.join(", ")),
+                format!(
+                    "look at `shopctl logs {}`; the supervisor restarts crashed services",
+                    not_ready[0]
+                ),
+            )
+        }
+    })
+}
+
+fn no_crash_loop(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let restarted: Vec<(String, u32)> = target
+            .components()
+            .into_iter()
+            .filter(|c| c.managed && c.restarts > 0)
+            .map(|c| (c.name, c.restarts))
+            .collect();
+        let describe = |list: &[(String, u32)]| {
+            list.iter()
+                .map(|(n, r)| format!("{n} restarted {r}x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match restarted.iter().map(|(_, r)| *r).max() {
+            None => Verdict::pass("no restarts"),
+            Some(worst) if worst >= 3 => Verdict::fail(
+                describe(&restarted),
+                "a service keeps crashing: read its log and fix the cause",
+            ),
+            Some(_) => Verdict::warn(
+                describe(&restarted),
+                "a service crashed and was restarted; read its log",
+            ),
+        }
+    })
+}
+
+fn release_current(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        match target.releases() {
+            Some((running, newest)) if running == newest => {
+                Verdict::pass(format!("running revision {running}"))
+            }
+            Some((running, newest)) => Verdict::warn(
+                format!("running revision {running}; the newest recorded is {newest}"),
+                "`shopctl history` shows both; `shopctl up` or `shopctl rollback` chooses",
+            ),
+            None => Verdict::warn("no release record", "run `shopctl up` to record one"),
+        }
+    })
+}
+
+async fn get_json(target: &dyn Target, url: &str) -> Result<(u16, Value), String> {
+    let response = target
+        .http()
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+fn ready<'a>(target: &'a dyn Target, service: &'static str) -> CheckFuture<'a> {
+    Box::pin(async move {
+        let Some(base) = target.service_url(service) else {
+            return Verdict::fail(
+                format!("{service} is not part of this environment"),
+                "run `shopctl up`",
+            );
+        };
+        match get_json(target, &format!("{base}/readyz")).await {
+            Ok((200, _)) => Verdict::pass(format!("{service} /readyz answers ready")),
+            Ok((status, body)) => Verdict::fail(
+                format!("{service} /readyz answered {status}: {body}"),
+                format!(
+                    "its readiness names the dependency that is down; `shopctl logs {service}`"
+                ),
+            ),
+            Err(err) => Verdict::fail(
+                format!("{service} unreachable: {err}"),
+                format!("`shopctl logs {service}`; `shopctl status`"),
+            ),
+        }
+    })
+}
+
+fn database(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(base) = target.service_url("backend") else {
+            return Verdict::fail("no backend to ask", "run `shopctl up`");
+        };
+        match get_json(target, &format!("{base}/readyz")).await {
+            Ok((_, body)) if body["postgres"] == "ok" => {
+                Verdict::pass("PostgreSQL answers the backend")
+            }
+            Ok((_, body)) => Verdict::fail(
+                format!("the backend reports PostgreSQL as {}", body["postgres"]),
+                "`shopctl logs postgres`; is the disk full?",
+            ),
+            Err(err) => Verdict::fail(
+                format!("backend unreachable: {err}"),
+                "check app.backend-ready first",
+            ),
+        }
+    })
+}
+
+fn products(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(base) = target.service_url("backend") else {
+            return Verdict::fail("no backend", "run `shopctl up`");
+        };
+        match get_json(target, &format!("{base}/products?limit=1")).await {
+            Ok((200, body)) if body["items"].as_array().is_some_and(|i| !i.is_empty()) => {
+                Verdict::pass("GET /products returns products")
+            }
+            Ok((status, _)) => Verdict::fail(
+                format!("GET /products answered {status} without products"),
+                "is the catalogue empty? check the backend log",
+            ),
+            Err(err) => Verdict::fail(
+                format!("GET /products failed: {err}"),
+                "check app.backend-ready first",
+            ),
+        }
+    })
+}
+
+fn storefront(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(base) = target.service_url("frontend") else {
+            return Verdict::fail("no frontend", "run `shopctl up`");
+        };
+        match target.http().get(format!("{base}/")).send().await {
+            Ok(response) if response.status().is_success() => {
+                let page = response.text().await.unwrap_or_default();
+                if page.contains("<article class=\"card\">") {
+                    Verdict::pass("the catalogue page renders products")
+                } else {
+                    Verdict::fail(
+                        "the catalogue page has no products",
+                        "the backend answers without items; check app.products",
+                    )
+                }
+            }
+            Ok(response) => Verdict::fail(
+                format!("the storefront answered {}", response.status()),
+                "`shopctl logs frontend`",
+            ),
+            Err(err) => Verdict::fail(
+                format!("storefront unreachable: {}", err.without_url()),
+                "`shopctl logs frontend`",
+            ),
+        }
+    })
+}
+
+/// Runs `query` on Prometheus; `None` (skip) when this target has no Prometheus.
+async fn promql(target: &dyn Target, query: &str) -> Option<Result<Vec<Value>, String>> {
+    let base = target.prometheus_url()?;
+    let url = format!("{base}/api/v1/query");
+    let result = async {
+        let response = target
+            .http()
+            .get(url)
+            .query(&[("query", query)])
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    };
+    Some(result.await)
+}
+
+const NO_PROMETHEUS: &str = "no Prometheus in this environment (install the `prometheus` binary and run `shopctl up` again)";
+
+fn prometheus_ready(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(base) = target.prometheus_url() else {
+            return Verdict::skipped(NO_PROMETHEUS);
+        };
+        match target.http().get(format!("{base}/-/ready")).send().await {
+            Ok(response) if response.status().is_success() => Verdict::pass("Prometheus is ready"),
+            Ok(response) => Verdict::fail(
+                format!("Prometheus answered {}", response.status()),
+                "`shopctl logs prometheus`",
+            ),
+            Err(err) => Verdict::fail(
+                format!("Prometheus unreachable: {}", err.without_url()),
+                "`shopctl logs prometheus`",
+            ),
+        }
+    })
+}
+
+fn scrape_targets(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        match promql(target, "up").await {
+            None => Verdict::skipped(NO_PROMETHEUS),
+            Some(Err(err)) => Verdict::fail(
+                format!("querying Prometheus failed: {err}"),
+                "check obs.prometheus first",
+            ),
+            Some(Ok(series)) if series.is_empty() => Verdict::warn(
+                "no scrape results yet",
+                "Prometheus scrapes every 15 s; run validate again shortly",
+            ),
+            Some(Ok(series)) => {
+                let down: Vec<String> = series
+                    .iter()
+                    .filter(|s| s["value"][1] != "1")
+                    .map(|s| s["metric"]["service"].as_str().unwrap_or("?").to_owned())
+                    .collect();
+                if down.is_empty() {
+                    Verdict::pass(format!("{} targets up", series.len()))
+                } else {
+                    Verdict::fail(
+                        format!("scrapes failing: {}", down.join(", ")),
+                        "the service is down or its /metrics fails; check its readiness",
+                    )
+                }
+            }
+        }
+    })
+}
+
+fn critical_alerts(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        match promql(
+            target,
+            "ALERTS{alertstate=\"firing\",severity=\"critical\"}",
+        )
+        .await
+        {
+            None => Verdict::skipped(NO_PROMETHEUS),
+            Some(Err(err)) => Verdict::fail(
+                format!("querying Prometheus failed: {err}"),
+                "check obs.prometheus first",
+            ),
+            Some(Ok(firing)) if firing.is_empty() => Verdict::pass("no critical alert firing"),
+            Some(Ok(firing)) => {
+                let names: Vec<&str> = firing
+                    .iter()
+                    .filter_map(|a| a["metric"]["alertname"].as_str())
+                    .collect();
+                Verdict::fail(
+                    format!("firing: {}", names.join(", ")),
+                    "follow each alert's runbook (runbooks/)",
+                )
+            }
+        }
+    })
+}
+
+/// An SLI against its objective; no data yet is a warning, not a failure.
+async fn slo(
+    target: &dyn Target,
+    record: &str,
+    objective: f64,
+    describe: fn(f64) -> String,
+) -> Verdict {
+    match promql(target, record).await {
+        None => Verdict::skipped(NO_PROMETHEUS),
+        Some(Err(err)) => Verdict::fail(
+            format!("querying Prometheus failed: {err}"),
+            "check obs.prometheus first",
+        ),
+        Some(Ok(series)) => match series
+            .first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            None => Verdict::warn(
+                format!("{record} has no data yet"),
+                "the SLI needs a few minutes of traffic",
+            ),
+            Some(value) if value.is_nan() => Verdict::warn(
+                format!("{record} has no traffic to measure"),
+                "send some traffic",
+            ),
+            Some(value) if value <= objective => Verdict::pass(describe(value)),
+            Some(value) => Verdict::fail(
+                describe(value),
+                "outside the SLO: see templates/observability/SLOS.md and the matching runbook",
+            ),
+        },
+    }
+}
+
+fn slo_availability(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(slo(target, "slo:api_errors:ratio_rate5m", 0.001, |v| {
+        format!(
+            "{:.3}% of API requests failed (SLO: at most 0.1%)",
+            v * 100.0
+        )
+    }))
+}
+
+fn slo_latency(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(slo(target, "slo:product_read_latency:p95_5m", 0.3, |v| {
+        format!("product reads p95 {:.0} ms (SLO: under 300 ms)", v * 1000.0)
+    }))
+}
