@@ -59,20 +59,28 @@ impl Sort {
 }
 
 /// `GET /products` query parameters as they arrive.
+/// Unknown parameters are rejected: a misspelt `limt=5` must not silently mean 20.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ProductListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Opaque cursor from a previous page's `next_cursor`.
+    #[param(pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Category slug, as listed by `GET /categories`.
+    #[param(pattern = r"^[a-z0-9-]{0,64}$")]
     pub category: Option<String>,
     /// Words to search for in names and descriptions (prefix match).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// One of `id` (default), `price_asc`, `price_desc`, `name`.
+    #[param(pattern = r"^(id|price_asc|price_desc|name)$")]
     pub sort: Option<String>,
     /// Comma-separated product ids to fetch (at most 100), e.g. `3,17,42`.
+    #[param(pattern = r"^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$")]
     pub ids: Option<String>,
 }
 
@@ -227,14 +235,35 @@ fn prefix_tsquery(q: &str) -> Option<String> {
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
+    /// One line per product (a product may not appear twice).
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineRequest>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integral")]
     pub product_id: i64,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "integral")]
     pub quantity: i64,
+}
+
+/// JSON has one number type: `3.0` is the integer 3 (as JSON Schema's `integer` says),
+/// `3.5` is not.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(integer) = number.as_i64() {
+        return Ok(integer);
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => Ok(float as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {number}"
+        ))),
+    }
 }
 
 pub const MAX_ORDER_LINES: usize = 50;
@@ -419,6 +448,23 @@ mod tests {
                 code
             );
         }
+    }
+
+    #[test]
+    fn integral_numbers_are_accepted_in_any_json_spelling() {
+        let parse = |body: &str| {
+            serde_json::from_str::<CreateOrderRequest>(body).map(|r| r.items[0].quantity)
+        };
+        assert_eq!(
+            parse(r#"{"items":[{"product_id":1,"quantity":3}]}"#).unwrap(),
+            3
+        );
+        assert_eq!(
+            parse(r#"{"items":[{"product_id":1,"quantity":3.0}]}"#).unwrap(),
+            3
+        );
+        assert!(parse(r#"{"items":[{"product_id":1,"quantity":3.5}]}"#).is_err());
+        assert!(parse(r#"{"items":[{"product_id":1,"quantity":"3"}]}"#).is_err());
     }
 
     #[test]

@@ -43,13 +43,16 @@ struct LockedProduct {
 
 /// Place an order.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first order")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first order",
+        pattern = r"^[!-~]{1,255}$", max_length = 255)),
     responses(
         (status = 201, description = "order placed", body = Order),
         (status = 200, description = "replay of an earlier request with the same Idempotency-Key", body = Order),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "malformed JSON or Idempotency-Key", body = ErrorBody),
+        (status = 404, description = "a product in the order does not exist", body = ErrorBody),
         (status = 409, description = "not enough stock", body = ErrorBody),
-        (status = 422, description = "invalid items, unknown product or reused key", body = ErrorBody)))]
+        (status = 415, description = "the body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "invalid items (duplicate product) or a reused Idempotency-Key", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -158,7 +161,7 @@ async fn reserve_and_record(
     let mut items = Vec::with_capacity(order.lines.len());
     for (id, quantity) in &order.lines {
         let product = locked.iter().find(|p| p.id == id.get()).ok_or_else(|| {
-            ApiError::unprocessable(
+            ApiError::not_found(
                 "unknown_product",
                 format!("product {} does not exist", id.get()),
             )
@@ -232,7 +235,7 @@ async fn reserve_and_record(
 
 /// Get an order.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
+    params(("id" = i64, Path, description = "Order id", minimum = 1)),
     responses((status = 200, body = Order), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,

@@ -139,7 +139,7 @@ fn cursor_after(sort: Sort, last: &Product) -> Cursor {
 
 /// Get one product.
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,

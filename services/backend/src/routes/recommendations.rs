@@ -17,9 +17,11 @@ const DEFAULT_K: i64 = 4;
 const MAX_K: i64 = 20;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecommendationParams {
     /// How many recommendations, 1 to 20 (default 4).
+    #[param(minimum = 1, maximum = 20)]
     pub limit: Option<i64>,
 }
 
@@ -41,7 +43,7 @@ pub struct Recommendation {
 
 /// Recommendations for a product.
 #[utoipa::path(get, path = "/products/{id}/recommendations", tag = "products",
-    params(("id" = i64, Path, description = "Product id"), RecommendationParams),
+    params(("id" = i64, Path, description = "Product id", minimum = 1), RecommendationParams),
     responses((status = 200, body = Recommendations), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn recommend(
     State(state): State<AppState>,

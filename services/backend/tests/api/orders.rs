@@ -100,7 +100,7 @@ async fn malformed_and_invalid_orders_are_rejected_and_write_nothing() {
         (order(&[(1, -3)]), 422, "invalid_quantity"),
         (order(&[(0, 1)]), 422, "invalid_product_id"),
         (order(&[(1, 1), (1, 2)]), 422, "duplicate_product"),
-        (order(&[(1, 1), (999_999, 1)]), 422, "unknown_product"),
+        (order(&[(1, 1), (999_999, 1)]), 404, "unknown_product"),
         (order(&[(1, 1_000_000)]), 422, "invalid_quantity"),
     ];
     for (body, status, code) in json_cases {

@@ -122,6 +122,8 @@ async fn invalid_listing_parameters_get_400_naming_the_parameter() {
         ),
         (format!("/products?q={long_q}"), "invalid_query"),
         ("/products?ids=1,x".to_owned(), "invalid_ids"),
+        // A misspelt parameter is an error, not silently the default.
+        ("/products?limt=5".to_owned(), "invalid_query"),
     ];
     for (path, code) in cases {
         let (status, body) = app.get_json(&path).await;

@@ -170,6 +170,18 @@ pub async fn checkout(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
             render_cart(&state, &cart, Some(message), status).await
         }
+        // The backend no longer sells one of the products: keep the cart, say so.
+        Err(BackendError::NotFound) => {
+            let notice =
+                "One of the products in your cart is no longer sold; remove it and try again.";
+            render_cart(
+                &state,
+                &cart,
+                Some(notice.to_owned()),
+                StatusCode::NOT_FOUND,
+            )
+            .await
+        }
         Err(other) => Err(other.into()),
     }
 }

@@ -145,6 +145,39 @@ async fn checkout_beyond_stock_explains_and_keeps_the_cart() {
 }
 
 #[tokio::test]
+async fn checkout_of_a_product_no_longer_sold_keeps_the_cart_and_says_why() {
+    let stack = spawn_stack().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO products (name, category, description, price_cents, stock)
+         VALUES ('Discontinued Lamp', 'home-kitchen', 'gone soon', 1999, 5) RETURNING id",
+    )
+    .fetch_one(&stack.db)
+    .await
+    .unwrap();
+    let mut session = Session::new(&stack.frontend);
+    session
+        .post_form(
+            "/cart/items",
+            &[("product_id", &id.to_string()), ("quantity", "1")],
+        )
+        .await;
+    let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
+    sqlx::query("DELETE FROM products WHERE id = $1")
+        .bind(id)
+        .execute(&stack.db)
+        .await
+        .unwrap();
+
+    let attempt = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
+
+    assert_eq!(attempt.status, 404);
+    assert!(attempt.body.contains("no longer sold"), "{}", attempt.body);
+    assert!(attempt.body.contains("role=\"alert\""));
+}
+
+#[tokio::test]
 async fn a_forged_cart_cookie_is_ignored() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);

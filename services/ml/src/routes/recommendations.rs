@@ -12,11 +12,14 @@ const DEFAULT_K: i64 = 5;
 const MAX_K: i64 = 50;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
-    /// The product to recommend for.
+    /// The product to recommend for (required).
+    #[param(minimum = 1)]
     pub product_id: Option<i64>,
     /// How many, 1 to 50 (default 5).
+    #[param(minimum = 1, maximum = 50)]
     pub k: Option<i64>,
 }
 
