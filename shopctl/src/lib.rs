@@ -2,6 +2,7 @@
 //! everything here returns plain data and is testable without a terminal, a cluster or a
 //! cloud account.
 
+pub mod backup;
 pub mod env;
 pub mod lint;
 pub mod local;

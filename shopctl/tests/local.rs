@@ -573,3 +573,40 @@ fn validate_rejects_unknown_check_names_and_cluster_environments() {
         text(&cluster.stderr)
     );
 }
+
+#[test]
+fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    assert_eq!(
+        check(
+            &validate(&state, &["--only", "storage.backups"]).1,
+            "storage.backups"
+        )["status"],
+        "warn"
+    );
+
+    let taken = shopctl_in(&state, &["backup"], None);
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let id = text(&taken.stdout).trim().to_owned();
+    let listed = shopctl_in(&state, &["backup", "list"], None);
+    assert!(
+        text(&listed.stdout).contains(&format!("{id}  "))
+            && text(&listed.stdout).contains("not verified"),
+        "{}",
+        text(&listed.stdout)
+    );
+
+    let verified = shopctl_in(&state, &["backup", "verify"], None);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(
+        text(&verified.stderr).contains("rows match the manifest"),
+        "{}",
+        text(&verified.stderr)
+    );
+    let (_, report) = validate(&state, &["--only", "storage.backups"]);
+    let backups = check(&report, "storage.backups");
+    assert_eq!(backups["status"], "pass", "{report:#}");
+    assert!(backups["detail"].as_str().unwrap().contains(&id));
+}

@@ -84,7 +84,7 @@ pub struct SuperviseArgs {
 }
 
 /// The environment must be the local kind; the cluster kinds arrive with `apply`.
-fn local_state(env: &EnvArgs) -> anyhow::Result<(Templates, StateDir)> {
+pub(super) fn local_state(env: &EnvArgs) -> anyhow::Result<(Templates, StateDir)> {
     let (templates, environment) = env.load()?;
     anyhow::ensure!(
         environment.cluster.provider == Provider::Local,

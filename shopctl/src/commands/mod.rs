@@ -1,6 +1,8 @@
 //! One module per subcommand: each turns raw arguments into validated options once, calls
 //! the library, and prints. Tables and progress live here, never in the library.
 
+mod backup;
+mod db;
 mod lint;
 mod local;
 mod render;
@@ -45,6 +47,10 @@ enum Command {
     History(local::HistoryArgs),
     /// Check that an environment is healthy, and say why not.
     Validate(validate::ValidateArgs),
+    /// Back up, restore, verify, list and prune PostgreSQL backups.
+    Db(db::DbArgs),
+    /// Back up the environment's database; `list` and `verify` its backups.
+    Backup(backup::BackupArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -78,6 +84,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Rollback(args) => local::rollback(args),
         Command::History(args) => local::history(args),
         Command::Validate(args) => validate::run(args),
+        Command::Db(args) => db::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }

@@ -248,3 +248,15 @@ pub fn ensure_database(binaries: &Binaries, port: u16, name: &str) -> anyhow::Re
     );
     Ok(())
 }
+
+/// A connection URL with any password replaced by `***`, for messages.
+pub fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "[unparseable url]".to_owned(),
+    }
+}

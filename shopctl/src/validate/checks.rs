@@ -27,6 +27,11 @@ pub static ALL: &[Check] = &[
         run: database,
     },
     Check {
+        id: "storage.backups",
+        category: "storage",
+        run: backups,
+    },
+    Check {
         id: "app.frontend-ready",
         category: "app",
         run: |t| ready(t, "frontend"),
@@ -134,11 +139,6 @@ pub static CLUSTER_ONLY: &[(&str, &str, &str)] = &[
         "storage.volumes",
         "storage",
         "PersistentVolumeClaims are cluster objects",
-    ),
-    (
-        "storage.backups",
-        "storage",
-        "the local target has no backup schedule",
     ),
     (
         "obs.loki-tempo",
@@ -263,6 +263,48 @@ fn database(target: &dyn Target) -> CheckFuture<'_> {
             Err(err) => Verdict::fail(
                 format!("backend unreachable: {err}"),
                 "check app.backend-ready first",
+            ),
+        }
+    })
+}
+
+fn backups(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(dir) = target.backups() else {
+            return Verdict::skipped("this target keeps no backups");
+        };
+        let newest = match dir.list() {
+            Ok(list) => list.into_iter().next(),
+            Err(err) => {
+                return Verdict::fail(
+                    format!("reading backups failed: {err:#}"),
+                    "check the backup directory",
+                );
+            }
+        };
+        let Some(newest) = newest else {
+            return Verdict::warn(
+                "no backups yet",
+                "`shopctl backup` takes one; `shopctl backup verify` proves it restores",
+            );
+        };
+        let age = chrono::Utc::now() - newest.created_at;
+        let age = format!("{}h{:02}m", age.num_hours(), age.num_minutes() % 60);
+        match &newest.verification {
+            Some(v) if v.ok => Verdict::pass(format!(
+                "newest backup {} ({age} old) verified: restores in {} ms",
+                newest.id, v.restore_millis
+            )),
+            Some(v) => Verdict::fail(
+                format!(
+                    "newest backup {} failed verification: {}",
+                    newest.id, v.detail
+                ),
+                "take a new backup and verify it",
+            ),
+            None => Verdict::warn(
+                format!("newest backup {} ({age} old) is not verified", newest.id),
+                "`shopctl backup verify` restores it into a scratch database",
             ),
         }
     })

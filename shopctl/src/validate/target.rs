@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::backup::store::BackupDir;
 use crate::local::release::ReleaseStore;
 use crate::local::state::{ComponentState, State, StateDir};
 
@@ -28,10 +29,13 @@ pub trait Target: Send + Sync {
     fn components(&self) -> Vec<ComponentHealth>;
     /// (release running, newest release recorded).
     fn releases(&self) -> Option<(u32, u32)>;
+    /// Where the environment's backups are kept.
+    fn backups(&self) -> Option<BackupDir>;
 }
 
 pub struct LocalTarget {
     state: State,
+    root: std::path::PathBuf,
     latest_release: Option<u32>,
     http: reqwest::Client,
 }
@@ -49,6 +53,7 @@ impl LocalTarget {
             .build()?;
         Ok(Self {
             state,
+            root: dir.path().to_path_buf(),
             latest_release,
             http,
         })
@@ -89,5 +94,9 @@ impl Target for LocalTarget {
 
     fn releases(&self) -> Option<(u32, u32)> {
         Some((self.state.revision?, self.latest_release?))
+    }
+
+    fn backups(&self) -> Option<BackupDir> {
+        Some(BackupDir::new(self.root.join("backups")))
     }
 }

@@ -1,0 +1,213 @@
+//! Taking a backup: one exported snapshot for the figures and for pg_dump, the dump
+//! streamed through SHA-256 to disk (never held in memory), the manifest written last.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::manifest::{Manifest, TableFigures};
+use super::store::{BackupDir, write_manifest};
+use super::tools;
+
+/// A connection URL split so the password travels in `PGPASSWORD`, never in a process's
+/// arguments (which `ps` shows to everyone on the machine).
+pub(super) struct Target {
+    pub url_without_password: String,
+    pub password: Option<String>,
+    pub redacted: String,
+}
+
+impl Target {
+    pub fn parse(database_url: &str) -> anyhow::Result<Self> {
+        let mut url = url::Url::parse(database_url).map_err(|_| {
+            anyhow::anyhow!(
+                "the database URL is not a URL like postgres://user:password@host:5432/db"
+            )
+        })?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "postgres" | "postgresql"),
+            "the database URL must start with postgres://"
+        );
+        let password = url.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        let _ = url.set_password(None);
+        let redacted = url.to_string();
+        Ok(Self {
+            url_without_password: url.to_string(),
+            password,
+            redacted,
+        })
+    }
+
+    pub fn command(&self, tool: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(tools::path(tool));
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
+        command
+    }
+}
+
+/// Row count and an order-independent content checksum per table, in one transaction.
+pub(super) async fn table_figures(
+    conn: &mut PgConnection,
+) -> anyhow::Result<BTreeMap<String, TableFigures>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut figures = BTreeMap::new();
+    for table in tables {
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        // A sum of per-row hashes: independent of row order and cheap in memory.
+        let (rows, checksum): (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {quoted} t"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .with_context(|| format!("reading table {table}"))?;
+        figures.insert(table, TableFigures { rows, checksum });
+    }
+    Ok(figures)
+}
+
+pub async fn backup(database_url: &str, to: &BackupDir) -> anyhow::Result<Manifest> {
+    let target = Target::parse(database_url)?;
+    std::fs::create_dir_all(&to.root).with_context(|| format!("creating {}", to.root.display()))?;
+    let created_at = chrono::Utc::now();
+    let id = format!(
+        "{}-{}",
+        created_at.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let partial = to.root.join(format!("{id}.partial"));
+    std::fs::create_dir_all(&partial)?;
+    let result = take(&target, database_url, &partial, &id, created_at).await;
+    match result {
+        Ok(manifest) => {
+            std::fs::rename(&partial, to.path_of(&id)).context("finishing the backup")?;
+            Ok(manifest)
+        }
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            Err(err)
+        }
+    }
+}
+
+async fn take(
+    target: &Target,
+    database_url: &str,
+    dir: &std::path::Path,
+    id: &str,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Manifest> {
+    let mut conn = PgConnection::connect(database_url).await.map_err(|err| {
+        anyhow::anyhow!(
+            "connecting to {}: {}",
+            target.redacted,
+            without_url(&err.to_string())
+        )
+    })?;
+    // The snapshot stays valid while this transaction is open: until pg_dump finishes.
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut conn)
+        .await?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut conn)
+        .await?;
+    let server_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await?;
+    // The schema version is the newest applied migration, when the database has any.
+    let migrated: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await?;
+    let schema_version: Option<i64> = if migrated {
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await
+            .context("reading the schema version")?
+    } else {
+        None
+    };
+    let tables = table_figures(&mut conn).await?;
+
+    let mut child = target
+        .command("pg_dump")
+        .args([
+            "--format=custom",
+            "--compress=6",
+            "--no-owner",
+            "--no-privileges",
+        ])
+        .arg(format!("--snapshot={snapshot}"))
+        .arg(format!("--dbname={}", target.url_without_password))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting pg_dump (is PostgreSQL's client installed?)")?;
+    let mut stdout = child.stdout.take().context("pg_dump output")?;
+    let mut file = tokio::fs::File::create(dir.join("dump.pgc")).await?;
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = stdout.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read]).await?;
+        size += read as u64;
+    }
+    file.sync_all().await?;
+    let output = child.wait_with_output().await?;
+    sqlx::query("COMMIT").execute(&mut conn).await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "pg_dump failed ({}): {}",
+        output.status,
+        without_url(String::from_utf8_lossy(&output.stderr).trim())
+    );
+    anyhow::ensure!(size > 0, "pg_dump produced nothing");
+
+    let manifest = Manifest {
+        id: id.to_owned(),
+        created_at,
+        source: target.redacted.clone(),
+        server_version,
+        schema_version,
+        format: "pg_dump custom (compressed)".to_owned(),
+        size_bytes: size,
+        sha256: format!("{:x}", hasher.finalize()),
+        tables,
+        verification: None,
+    };
+    write_manifest(dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Driver and tool messages may quote the connection string; keep the password out.
+pub(super) fn without_url(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|word| {
+            if word.contains("://") {
+                crate::local::postgres::redact(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

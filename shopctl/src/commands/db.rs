@@ -1,0 +1,225 @@
+//! `shopctl db`: back up, restore, verify, list and prune PostgreSQL backups, anywhere a
+//! database URL reaches (a workstation, a backup job's container, CI).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets};
+use shopctl::backup::{self, retention, store::BackupDir};
+
+use super::{Outcome, OutputFormat};
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Dump the database (compressed custom format) with a manifest of row counts and checksums.
+    Backup {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Directory that holds the backups.
+        #[arg(long, value_name = "DIR")]
+        to: String,
+    },
+    /// Replace a database's contents with a backup, after checking the backup's checksum.
+    Restore {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, value_name = "DIR")]
+        from: String,
+        /// Backup id (default: the newest).
+        #[arg(long)]
+        backup: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Restore a backup into a scratch database on the same server, compare, and record the result.
+    Verify {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, value_name = "DIR")]
+        from: String,
+        #[arg(long)]
+        backup: Option<String>,
+    },
+    /// List backups with age, size and verification.
+    List {
+        #[arg(long = "in", value_name = "DIR")]
+        dir: String,
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Delete backups outside the retention policy (never the newest verified one).
+    Prune {
+        #[arg(long = "in", value_name = "DIR")]
+        dir: String,
+        #[arg(long, default_value_t = 7)]
+        keep_daily: usize,
+        #[arg(long, default_value_t = 4)]
+        keep_weekly: usize,
+        /// Show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Backups live in a directory for now; S3 destinations come with the AWS work.
+fn directory(raw: &str) -> anyhow::Result<BackupDir> {
+    anyhow::ensure!(
+        !raw.contains("://"),
+        "`{raw}`: only directories are supported as backup locations so far (S3 arrives with the AWS support)"
+    );
+    Ok(BackupDir::new(PathBuf::from(raw)))
+}
+
+fn confirm(question: &str, expected: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "{question} — add --yes to confirm non-interactively"
+    );
+    eprint!("{question} Type `{expected}` to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    anyhow::ensure!(answer.trim() == expected, "not confirmed; nothing changed");
+    Ok(())
+}
+
+pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    match args.command {
+        DbCommand::Backup { database_url, to } => {
+            let dir = directory(&to)?;
+            let manifest = runtime.block_on(backup::backup(&database_url, &dir))?;
+            let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
+            eprintln!(
+                "backed up {} tables, {rows} rows, {} bytes (sha256 {})",
+                manifest.tables.len(),
+                manifest.size_bytes,
+                &manifest.sha256[..16]
+            );
+            println!("{}", manifest.id);
+        }
+        DbCommand::Restore {
+            database_url,
+            from,
+            backup,
+            yes,
+        } => {
+            let dir = directory(&from)?;
+            let id = match backup {
+                Some(id) => id,
+                None => dir.newest()?.id,
+            };
+            let manifest = dir.get(&id)?;
+            let target = shopctl::local::postgres::redact(&database_url);
+            let database = url::Url::parse(&database_url)
+                .map(|u| u.path().trim_start_matches('/').to_owned())
+                .unwrap_or_default();
+            confirm(
+                &format!(
+                    "restore backup {id} (taken {}) into {target}, replacing its data?",
+                    manifest.created_at
+                ),
+                &database,
+                yes,
+            )?;
+            let report = runtime.block_on(backup::restore(&database_url, &dir, &id))?;
+            eprintln!(
+                "restored {} into {} in {} ms: {} tables, {} rows match the manifest",
+                report.id, report.target, report.millis, report.tables_checked, report.rows
+            );
+        }
+        DbCommand::Verify {
+            database_url,
+            from,
+            backup,
+        } => {
+            let dir = directory(&from)?;
+            let id = match backup {
+                Some(id) => id,
+                None => dir.newest()?.id,
+            };
+            let verification = runtime.block_on(backup::verify(&database_url, &dir, &id))?;
+            if !verification.ok {
+                eprintln!("backup {id} FAILED verification: {}", verification.detail);
+                return Ok(Outcome::CheckFailed);
+            }
+            eprintln!(
+                "backup {id} verified: restored in {} ms; {}",
+                verification.restore_millis, verification.detail
+            );
+        }
+        DbCommand::List { dir, output } => {
+            let backups = directory(&dir)?.list()?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&backups)?),
+                OutputFormat::Table => {
+                    let mut table = Table::new();
+                    table
+                        .load_preset(presets::UTF8_FULL_CONDENSED)
+                        .set_header(["ID", "AGE", "SIZE", "ROWS", "VERIFIED"]);
+                    let now = chrono::Utc::now();
+                    for backup in &backups {
+                        let age = now - backup.created_at;
+                        let verified = match &backup.verification {
+                            Some(v) if v.ok => format!("yes ({} ms restore)", v.restore_millis),
+                            Some(_) => "FAILED".to_owned(),
+                            None => "no".to_owned(),
+                        };
+                        table.add_row([
+                            backup.id.clone(),
+                            format!("{}h{:02}m", age.num_hours(), age.num_minutes() % 60),
+                            format!("{:.1} MiB", backup.size_bytes as f64 / 1_048_576.0),
+                            backup
+                                .tables
+                                .values()
+                                .map(|t| t.rows)
+                                .sum::<i64>()
+                                .to_string(),
+                            verified,
+                        ]);
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        DbCommand::Prune {
+            dir,
+            keep_daily,
+            keep_weekly,
+            dry_run,
+            yes,
+        } => {
+            let dir = directory(&dir)?;
+            let plan = retention::plan(&dir.list()?, keep_daily, keep_weekly);
+            for id in &plan.delete {
+                eprintln!("{} {id}", if dry_run { "would delete" } else { "delete" });
+            }
+            if dry_run || plan.delete.is_empty() {
+                eprintln!("keeping {} backups", plan.keep.len());
+                return Ok(Outcome::Success);
+            }
+            confirm(
+                &format!("delete {} backups?", plan.delete.len()),
+                "delete",
+                yes,
+            )?;
+            for id in &plan.delete {
+                dir.delete(id)?;
+            }
+            eprintln!("deleted {}, kept {}", plan.delete.len(), plan.keep.len());
+        }
+    }
+    Ok(Outcome::Success)
+}

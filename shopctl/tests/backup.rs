@@ -1,0 +1,402 @@
+//! `shopctl db` against real PostgreSQL: backups taken while writes continue restore to
+//! exactly the snapshot they describe; tampered artefacts are refused; interrupted backups
+//! never look complete; verification and retention.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shopmicro_common::testing::TestDatabase;
+use sqlx::{Connection, PgConnection};
+use support::Scratch;
+
+fn db(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .arg("db")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("shopctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A password that trust authentication ignores, to prove it never appears anywhere.
+fn with_password(url: &str) -> String {
+    url.replacen(
+        "postgres://postgres@",
+        "postgres://postgres:Pa55-Secret@",
+        1,
+    )
+}
+
+async fn seeded() -> TestDatabase {
+    let database = TestDatabase::create().await;
+    let mut conn = PgConnection::connect(database.url()).await.unwrap();
+    for statement in [
+        "CREATE TABLE products (id bigserial PRIMARY KEY, name text NOT NULL, price_cents bigint NOT NULL)",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, product_id bigint REFERENCES products (id), note text)",
+        "INSERT INTO products (name, price_cents) SELECT 'product ' || g, g * 100 FROM generate_series(1, 2000) g",
+        "INSERT INTO orders (product_id, note) SELECT 1 + g % 2000, repeat('x', g % 50) FROM generate_series(1, 20000) g",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    database
+}
+
+fn manifest(dir: &Path, id: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(id).join("manifest.json")).unwrap())
+        .unwrap()
+}
+
+async fn count(url: &str, table: &str) -> i64 {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_taken_while_writes_continue_restores_exactly_its_snapshot() {
+    let source = seeded().await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+
+    // Writes keep landing while the backup runs.
+    let writer_url = source.url().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut conn = PgConnection::connect(&writer_url).await.unwrap();
+        let mut written = 0;
+        while !writing.load(std::sync::atomic::Ordering::Relaxed) {
+            sqlx::query("INSERT INTO orders (product_id, note) VALUES (1, 'during backup')")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            written += 1;
+        }
+        written
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = with_password(source.url());
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        db(&["backup", "--database-url", &url, "--to", &dir_arg])
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let id = text(&output.stdout).trim().to_owned();
+    let manifest = manifest(&dir, &id);
+    let backed_up = manifest["tables"]["orders"]["rows"].as_i64().unwrap();
+    assert!(written > 0);
+    assert!(
+        backed_up >= 20_000 && backed_up < count(source.url(), "orders").await,
+        "a snapshot, not the live table"
+    );
+    assert_eq!(manifest["tables"]["products"]["rows"], 2000);
+    for leak in [
+        text(&output.stdout),
+        text(&output.stderr),
+        manifest.to_string(),
+    ] {
+        assert!(!leak.contains("Pa55-Secret"), "the password leaked: {leak}");
+    }
+
+    let target = TestDatabase::create().await;
+    let restored = db(&[
+        "restore",
+        "--database-url",
+        target.url(),
+        "--from",
+        dir.to_str().unwrap(),
+        "--backup",
+        &id,
+        "--yes",
+    ]);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert!(
+        text(&restored.stderr).contains("match the manifest"),
+        "{}",
+        text(&restored.stderr)
+    );
+    assert_eq!(count(target.url(), "orders").await, backed_up);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_backup_is_refused_and_the_target_is_untouched() {
+    let source = seeded().await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let output = db(&[
+        "backup",
+        "--database-url",
+        source.url(),
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    let id = text(&output.stdout).trim().to_owned();
+    let dump = dir.join(&id).join("dump.pgc");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&dump, bytes).unwrap();
+
+    let target = TestDatabase::create().await;
+    let mut conn = PgConnection::connect(target.url()).await.unwrap();
+    sqlx::query("CREATE TABLE keep_me (id int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let refused = db(&[
+        "restore",
+        "--database-url",
+        target.url(),
+        "--from",
+        dir.to_str().unwrap(),
+        "--yes",
+    ]);
+
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("checksum does not match"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let still_there: Option<String> = sqlx::query_scalar("SELECT to_regclass('keep_me')::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(still_there.as_deref(), Some("keep_me"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_backup_leaves_nothing_that_looks_complete() {
+    let source = TestDatabase::create().await;
+    let mut conn = PgConnection::connect(source.url()).await.unwrap();
+    // Enough data that pg_dump is still writing when we pull the plug.
+    sqlx::query("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 12) AS payload FROM generate_series(1, 400000) g")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .args([
+            "db",
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the dump is being written, then kill the backup outright.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = std::fs::read_dir(&dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.path().extension().is_some_and(|x| x == "partial")
+                    && e.path()
+                        .join("dump.pgc")
+                        .metadata()
+                        .is_ok_and(|m| m.len() > 0)
+            });
+        if started {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the backup finished or never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let listed = db(&["list", "--in", dir.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        serde_json::json!([]),
+        "nothing looks like a backup"
+    );
+    let target = TestDatabase::create().await;
+    let restore = db(&[
+        "restore",
+        "--database-url",
+        target.url(),
+        "--from",
+        dir.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(restore.status.code(), Some(2));
+    assert!(
+        text(&restore.stderr).contains("no backups"),
+        "{}",
+        text(&restore.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_backup_cleans_up_and_says_why() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let missing = "postgres://postgres:Pa55-Secret@127.0.0.1:5432/no_such_database_here";
+    let output = db(&[
+        "backup",
+        "--database-url",
+        missing,
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("no_such_database_here") && !stderr.contains("Pa55-Secret"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no partial directory left behind"
+    );
+
+    let s3 = db(&[
+        "backup",
+        "--database-url",
+        missing,
+        "--to",
+        "s3://bucket/prefix",
+    ]);
+    assert_eq!(s3.status.code(), Some(2));
+    assert!(
+        text(&s3.stderr).contains("only directories"),
+        "{}",
+        text(&s3.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_restores_into_a_scratch_database_and_records_the_result() {
+    let source = seeded().await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let id = text(
+        &db(&[
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            dir.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+
+    let verified = db(&[
+        "verify",
+        "--database-url",
+        source.url(),
+        "--from",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    let recorded = &manifest(&dir, &id)["verification"];
+    assert_eq!(recorded["ok"], true);
+    assert!(recorded["restore_millis"].as_u64().is_some());
+    let mut conn = PgConnection::connect(source.url()).await.unwrap();
+    let scratch_left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'shopctl_verify_%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(scratch_left, 0, "the scratch database is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_the_policy_and_the_newest_verified_backup() {
+    let source = seeded().await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let id = text(
+        &db(&[
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            dir.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    assert!(
+        db(&[
+            "verify",
+            "--database-url",
+            source.url(),
+            "--from",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    // Older backups from other days: copies with earlier dates.
+    let template = manifest(&dir, &id);
+    for (name, date) in [
+        ("old-1", "2026-11-20T03:00:00Z"),
+        ("old-2", "2026-11-20T01:00:00Z"),
+        ("old-3", "2026-10-01T03:00:00Z"),
+    ] {
+        let copy = dir.join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(dir.join(&id).join("dump.pgc"), copy.join("dump.pgc")).unwrap();
+        let mut m = template.clone();
+        m["id"] = name.into();
+        m["created_at"] = date.into();
+        m["verification"] = Value::Null;
+        std::fs::write(copy.join("manifest.json"), m.to_string()).unwrap();
+    }
+    let pruned = db(&[
+        "prune",
+        "--in",
+        dir.to_str().unwrap(),
+        "--keep-daily",
+        "2",
+        "--keep-weekly",
+        "0",
+        "--yes",
+    ]);
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+    let mut remaining: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    remaining.sort();
+    let mut expected = vec![id.clone(), "old-1".to_owned()];
+    expected.sort();
+    assert_eq!(
+        remaining, expected,
+        "the newest of the last two days with backups"
+    );
+}
