@@ -610,3 +610,93 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
     assert_eq!(backups["status"], "pass", "{report:#}");
     assert!(backups["detail"].as_str().unwrap().contains(&id));
 }
+
+async fn place_order(backend: &str) -> i64 {
+    let response = reqwest::Client::new()
+        .post(format!("{backend}/orders"))
+        .json(&serde_json::json!({"items": [{"product_id": 2, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_stops_the_writers_brings_back_the_backup_and_resumes() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let report = status(&state);
+    let backend = component(&report, "backend")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let database = component(&report, "postgres")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = place_order(&backend).await;
+    let id = text(&shopctl_in(&state, &["backup"], None).stdout)
+        .trim()
+        .to_owned();
+    let after = place_order(&backend).await;
+
+    // A tampered copy is refused before anything is stopped.
+    let backups = state.join("backups");
+    let tampered = backups.join("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    let mut manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(backups.join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    manifest["id"] = "tampered".into();
+    std::fs::write(tampered.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(tampered.join("dump.pgc"), b"not the dump").unwrap();
+    let refused = shopctl_in(&state, &["restore", "--backup", "tampered", "--yes"], None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("checksum does not match"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(
+        component(&status(&state), "backend")["state"],
+        "ready",
+        "nothing was stopped"
+    );
+
+    let restored = shopctl_in(&state, &["restore", "--backup", &id, "--yes"], None);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert!(
+        text(&restored.stderr).contains("stopping the writers"),
+        "{}",
+        text(&restored.stderr)
+    );
+    assert!(
+        order_exists(&database, before).await,
+        "data from before the backup is there"
+    );
+    assert!(
+        !order_exists(&database, after).await,
+        "data written after the backup is gone"
+    );
+    let report = status(&state);
+    for name in ["frontend", "backend", "ml"] {
+        assert_eq!(
+            component(&report, name)["state"],
+            "ready",
+            "{name} resumed: {report:#}"
+        );
+    }
+    let backend = component(&report, "backend")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        place_order(&backend).await > 0,
+        "the restored platform takes orders"
+    );
+}

@@ -17,4 +17,4 @@ mod restore;
 
 pub use dump::backup;
 pub use manifest::{Manifest, Verification};
-pub use restore::{RestoreReport, restore, verify};
+pub use restore::{RestoreReport, check_artefact, restore, verify};

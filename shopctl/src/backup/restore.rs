@@ -37,6 +37,19 @@ async fn file_sha256(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// The backup's manifest, after checking that its dump still has the recorded SHA-256.
+pub async fn check_artefact(dir: &BackupDir, id: &str) -> anyhow::Result<Manifest> {
+    let manifest = dir.get(id)?;
+    let actual = file_sha256(&dir.path_of(id).join("dump.pgc")).await?;
+    anyhow::ensure!(
+        actual == manifest.sha256,
+        "refusing to restore backup {id}: its checksum does not match the manifest (expected {}, found {actual}); \
+         the artefact is corrupted or was tampered with — nothing was changed",
+        manifest.sha256
+    );
+    Ok(manifest)
+}
+
 /// Restores `id` into `database_url`, replacing what is there, then checks every table's
 /// row count and content checksum against the manifest and runs a smoke query.
 pub async fn restore(
@@ -44,16 +57,9 @@ pub async fn restore(
     dir: &BackupDir,
     id: &str,
 ) -> anyhow::Result<RestoreReport> {
-    let manifest = dir.get(id)?;
+    let manifest = check_artefact(dir, id).await?;
     let target = Target::parse(database_url)?;
     let dump = dir.path_of(id).join("dump.pgc");
-    let actual = file_sha256(&dump).await?;
-    anyhow::ensure!(
-        actual == manifest.sha256,
-        "refusing to restore backup {id}: its checksum does not match the manifest (expected {}, found {actual}); \
-         the artefact is corrupted or was tampered with — nothing was changed",
-        manifest.sha256
-    );
     let started = Instant::now();
     let output = target
         .command("pg_restore")

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use shopctl::backup::{self, store::BackupDir};
-use shopctl::local::state::StateDir;
+use shopctl::local::state::{ComponentState, StateDir};
 
 use super::local::local_state;
 use super::{EnvArgs, Outcome};
@@ -101,4 +101,83 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Backup id (`shopctl backup list`).
+    #[arg(long)]
+    backup: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
+
+/// The services that read or write the database: stopped during a restore.
+const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
+
+/// `shopctl restore --env local --backup ID`: check the artefact, stop the writers,
+/// restore and compare, bring the writers back — whatever happens in between.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
+    let (_, dir) = local_state(&args.env)?;
+    let (url, backups) = local_database(&dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let manifest = runtime.block_on(backup::check_artefact(&backups, &args.backup))?;
+    if !args.yes {
+        use std::io::IsTerminal;
+        anyhow::ensure!(
+            std::io::stdin().is_terminal(),
+            "restoring replaces the `{}` database with backup {}; add --yes to confirm non-interactively",
+            args.env.name,
+            args.backup
+        );
+        eprint!(
+            "replace the `{}` environment's database with backup {} (taken {})? type the environment name to confirm: ",
+            args.env.name, args.backup, manifest.created_at
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        anyhow::ensure!(
+            answer.trim() == args.env.name,
+            "not confirmed; nothing changed"
+        );
+    }
+
+    eprintln!("stopping the writers ({})…", WRITERS.join(", "));
+    dir.set_paused(&WRITERS)?;
+    let restored = wait_for(&dir, ComponentState::Paused)
+        .and_then(|()| runtime.block_on(backup::restore(&url, &backups, &args.backup)));
+    eprintln!("bringing the writers back…");
+    dir.set_paused(&[])?;
+    let back = wait_for(&dir, ComponentState::Ready);
+    let report = restored?;
+    back?;
+    eprintln!(
+        "restored {} in {} ms: {} tables, {} rows match the manifest; the platform is serving again",
+        report.id, report.millis, report.tables_checked, report.rows
+    );
+    Ok(Outcome::Success)
+}
+
+/// Waits until every writer is in `wanted` (the supervisor acts within a fraction of a second).
+fn wait_for(dir: &StateDir, wanted: ComponentState) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let state = dir
+            .read()?
+            .ok_or_else(|| anyhow::anyhow!("the local platform stopped during the restore"))?;
+        let done = WRITERS
+            .iter()
+            .all(|name| state.component(name).is_some_and(|c| c.state == wanted));
+        if done {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the writers did not become {wanted:?} within 2 minutes; see `shopctl status`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

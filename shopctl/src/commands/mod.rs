@@ -51,6 +51,8 @@ enum Command {
     Db(db::DbArgs),
     /// Back up the environment's database; `list` and `verify` its backups.
     Backup(backup::BackupArgs),
+    /// Replace the environment's database with a backup (writers stopped meanwhile).
+    Restore(backup::RestoreArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -86,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Validate(args) => validate::run(args),
         Command::Db(args) => db::run(args),
         Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }

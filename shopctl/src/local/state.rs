@@ -5,6 +5,7 @@
 //! `~/.local/state/shopctl/<env>`; as root, `/var/lib/shopctl/<env>` (the private
 //! PostgreSQL runs as the `postgres` user and must be able to reach its data directory).
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -112,6 +113,25 @@ impl StateDir {
         }
     }
 
+    /// Components the supervisor should keep stopped (`control.json`).
+    pub fn paused(&self) -> BTreeSet<String> {
+        std::fs::read(self.root.join("control.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Control>(&bytes).ok())
+            .map(|control| control.paused)
+            .unwrap_or_default()
+    }
+
+    pub fn set_paused(&self, components: &[&str]) -> anyhow::Result<()> {
+        let control = Control {
+            paused: components.iter().map(|c| (*c).to_owned()).collect(),
+        };
+        let temporary = self.root.join("control.json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec(&control)?)?;
+        std::fs::rename(&temporary, self.root.join("control.json"))?;
+        Ok(())
+    }
+
     pub fn exists(&self) -> bool {
         self.root.exists()
     }
@@ -119,6 +139,12 @@ impl StateDir {
     pub fn path(&self) -> &Path {
         &self.root
     }
+}
+
+/// Requests to the running supervisor.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Control {
+    paused: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +182,8 @@ pub enum ComponentState {
     Starting,
     Ready,
     Restarting,
+    /// Stopped on purpose (a restore stops the writers) until resumed.
+    Paused,
     Stopped,
     Disabled,
 }

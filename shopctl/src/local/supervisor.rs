@@ -1,7 +1,7 @@
 //! Starts the local platform in dependency order, each component gated on readiness,
 //! keeps it running (restarts with backoff), and stops it gracefully on SIGTERM/SIGINT.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,8 @@ pub async fn run(options: Options, events: impl Fn(Event)) -> anyhow::Result<()>
         anyhow::bail!(message);
     };
     clean_up_after_crash(&options.state)?;
+    // A restore interrupted earlier may have left components paused: start clean.
+    options.state.set_paused(&[])?;
     let state: Shared = Arc::new(Mutex::new(State {
         environment: options.environment.clone(),
         revision: Some(options.revision),
@@ -522,7 +524,8 @@ async fn retrain(ml_port: u16) {
     }
 }
 
-/// Restarts anything that exits until asked to stop; returns the children still running.
+/// Restarts anything that exits until asked to stop; pauses and resumes components as
+/// `control.json` asks (a restore stops the writers). Returns the children still running.
 async fn keep_running(
     dir: &StateDir,
     state: &Shared,
@@ -530,12 +533,33 @@ async fn keep_running(
     mut stop: watch::Receiver<bool>,
 ) -> Vec<(Spec, Child)> {
     let mut backoff: BTreeMap<&'static str, (Duration, Instant)> = BTreeMap::new();
+    let mut paused: BTreeSet<&'static str> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return running,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+        let wanted = dir.paused();
         for (spec, child) in running.iter_mut() {
+            let pause = wanted.contains(spec.name);
+            if pause && !paused.contains(spec.name) {
+                if let Some(id) = child.id().and_then(ProcessId::of) {
+                    tokio::task::spawn_blocking(move || id.terminate(Duration::from_secs(10)))
+                        .await
+                        .ok();
+                }
+                let _ = child.wait().await;
+                paused.insert(spec.name);
+                set_state(dir, state, spec.name, ComponentState::Paused, None);
+                continue;
+            }
+            if !pause && paused.remove(spec.name) {
+                respawn(dir, state, spec, child).await;
+                continue;
+            }
+            if pause {
+                continue;
+            }
             let Ok(Some(status)) = child.try_wait() else {
                 continue;
             };
@@ -561,25 +585,48 @@ async fn keep_running(
             }
             *delay = (*delay * 2).min(MAX_BACKOFF);
             *since = Instant::now();
-            match spawn(dir, spec) {
-                Ok(new_child) => {
-                    *child = new_child;
-                    let ready = wait_ready(spec, Some(child)).await.is_ok();
-                    let mut guard = state.lock().unwrap();
-                    if let Some(component) = guard.component_mut(spec.name) {
-                        component.process = child.id().and_then(ProcessId::of);
-                        component.state = if ready {
-                            ComponentState::Ready
-                        } else {
-                            ComponentState::Restarting
-                        };
-                    }
-                    let _ = dir.write(&guard);
-                }
-                Err(err) => eprintln!("restarting {} failed: {err:#}", spec.name),
-            }
+            respawn(dir, state, spec, child).await;
         }
     }
+}
+
+async fn respawn(dir: &StateDir, state: &Shared, spec: &Spec, child: &mut Child) {
+    match spawn(dir, spec) {
+        Ok(new_child) => {
+            *child = new_child;
+            let ready = wait_ready(spec, Some(child)).await.is_ok();
+            let next = if ready {
+                ComponentState::Ready
+            } else {
+                ComponentState::Restarting
+            };
+            set_state(
+                dir,
+                state,
+                spec.name,
+                next,
+                child.id().and_then(ProcessId::of),
+            );
+        }
+        Err(err) => eprintln!("restarting {} failed: {err:#}", spec.name),
+    }
+}
+
+fn set_state(
+    dir: &StateDir,
+    state: &Shared,
+    name: &str,
+    next: ComponentState,
+    process: Option<ProcessId>,
+) {
+    let mut guard = state.lock().unwrap();
+    if let Some(component) = guard.component_mut(name) {
+        component.state = next;
+        if process.is_some() || next == ComponentState::Paused {
+            component.process = process;
+        }
+    }
+    let _ = dir.write(&guard);
 }
 
 /// Stops in reverse start order: services drain first, the database goes last.
