@@ -1,14 +1,27 @@
-//! Embeds `templates/` (environments, Kubernetes manifests, observability configs) into the
-//! binary, so `shopctl` works from any directory and in a container with nothing else.
+//! Embeds `templates/` (environments, Kubernetes manifests, observability configs) and
+//! `runbooks/` into the binary, so `shopctl` works from any directory and in a container
+//! with nothing else.
 
 use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.join("../templates");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    embed(
+        &manifest_dir.join("../templates"),
+        &out.join("embedded_templates.rs"),
+    );
+    embed(
+        &manifest_dir.join("../runbooks"),
+        &out.join("embedded_runbooks.rs"),
+    );
+}
+
+/// Writes `pub static FILES: &[(relative path, contents)]` for every file under `root`.
+fn embed(root: &Path, out: &Path) {
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
-    collect(&root, &root, &mut files);
+    collect(root, root, &mut files);
     files.sort();
     let mut generated = String::from("pub static FILES: &[(&str, &str)] = &[\n");
     for (relative, absolute) in files {
@@ -19,9 +32,7 @@ fn main() {
         ));
     }
     generated.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"))
-        .join("embedded_templates.rs");
-    std::fs::write(out, generated).expect("writing the embedded template index");
+    std::fs::write(out, generated).expect("writing an embedded file index");
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {

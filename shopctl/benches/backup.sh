@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v hyperfine >/dev/null || { echo "needs hyperfine" >&2; exit 2; }
-PGBIN=$(dirname "$(readlink -f "$(command -v pg_dump 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_dump)")")
+# The server's own tools (on Debian, PATH has only version-switching wrappers).
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 ADMIN=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SOURCE=${ADMIN%/*}/shopctl_bench_source
 work=$(mktemp -d)

@@ -8,6 +8,7 @@ pub mod lint;
 pub mod local;
 pub mod manifest;
 pub mod render;
+pub mod runbook;
 pub mod secrets;
 pub mod templates;
 pub mod validate;

@@ -700,3 +700,143 @@ async fn restore_stops_the_writers_brings_back_the_backup_and_resumes() {
         "the restored platform takes orders"
     );
 }
+
+#[test]
+fn the_backend_outage_runbook_detects_recovers_and_verifies() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    // An outage the supervisor will not heal by itself: the backend is held down.
+    std::fs::write(state.join("control.json"), r#"{"paused":["backend"]}"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while component(&status(&state), "backend")["state"] != "paused" {
+        assert!(Instant::now() < deadline, "the backend did not go down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let run = shopctl_in(&state, &["runbook", "run", "backend-outage", "--yes"], None);
+
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("[1/8] Is the backend ready? (check)\n  ✗"),
+        "detected: {stderr}"
+    );
+    assert!(
+        stderr.contains("`shopctl restart backend` succeeded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("✓ app.backend-ready"), "verified: {stderr}");
+    assert_eq!(component(&status(&state), "backend")["state"], "ready");
+    let transcript = std::fs::read_dir(state.join("transcripts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let transcript = std::fs::read_to_string(transcript).unwrap();
+    assert!(
+        transcript.contains("step 4 `restart`: ok") && transcript.ends_with("finished\n"),
+        "{transcript}"
+    );
+}
+
+fn fixture_runbooks() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/runbooks")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_failing_check_stops_the_run_at_that_step_and_manual_steps_need_a_person() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let backend_before = component(&status(&state), "backend")["process"].clone();
+
+    let stopped = shopctl_in(
+        &state,
+        &[
+            "runbook",
+            "--runbooks",
+            &fixture_runbooks(),
+            "run",
+            "stops",
+            "--yes",
+        ],
+        None,
+    );
+    let stderr = text(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped at step 2 (impossible)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("must never run"),
+        "the run stopped before step 3: {stderr}"
+    );
+    assert_eq!(
+        component(&status(&state), "backend")["process"],
+        backend_before,
+        "nothing was restarted"
+    );
+
+    let manual = shopctl_in(
+        &state,
+        &[
+            "runbook",
+            "--runbooks",
+            &fixture_runbooks(),
+            "run",
+            "manual",
+        ],
+        None,
+    );
+    assert_eq!(manual.status.code(), Some(1));
+    assert!(
+        text(&manual.stderr).contains("a manual step needs a person"),
+        "{}",
+        text(&manual.stderr)
+    );
+
+    let dry = shopctl_in(
+        &state,
+        &[
+            "runbook",
+            "run",
+            "bad-release",
+            "--dry-run",
+            "--from-step",
+            "3",
+        ],
+        None,
+    );
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stderr).contains("would run `shopctl rollback` (dry run)"),
+        "{}",
+        text(&dry.stderr)
+    );
+    assert_eq!(
+        shopctl_in(&state, &["history", "--output", "json"], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        history(&state)["releases"].as_array().unwrap().len(),
+        1,
+        "the dry run rolled nothing back"
+    );
+
+    let unknown = shopctl_in(&state, &["runbook", "run", "no-such-runbook"], None);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr)
+            .contains("runbooks: backend-outage, bad-release, database-restore, high-latency"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}

@@ -6,6 +6,7 @@ mod db;
 mod lint;
 mod local;
 mod render;
+mod runbook;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Replace the environment's database with a backup (writers stopped meanwhile).
     Restore(backup::RestoreArgs),
+    /// List, show and run the executable runbooks.
+    Runbook(runbook::RunbookArgs),
+    /// Restart one service and wait until it is ready again.
+    Restart(runbook::RestartArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -89,6 +94,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Runbook(args) => runbook::run(args),
+        Command::Restart(args) => runbook::restart(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }
@@ -124,5 +131,16 @@ impl EnvArgs {
         }
         let environment = env::load(&templates, &self.name, &overrides)?;
         Ok((templates, environment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique names, valid defaults) over every subcommand.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,0 +1,144 @@
+//! `shopctl runbook list|show|run`, and `shopctl restart`, the action runbooks use most.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use shopctl::local::state::{ComponentState, StateDir};
+use shopctl::runbook::{self, Executor, RunOptions};
+use shopctl::validate::LocalTarget;
+
+use super::local::local_state;
+use super::{EnvArgs, Outcome};
+
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    /// Use the runbooks in this directory instead of the built-in ones.
+    #[arg(long, global = true, env = "SHOPCTL_RUNBOOKS", value_name = "DIR")]
+    runbooks: Option<PathBuf>,
+    #[command(subcommand)]
+    command: RunbookCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunbookCommand {
+    /// The runbooks and what they are for.
+    List,
+    /// Print a runbook as the document it is.
+    Show { name: String },
+    /// Execute a runbook step by step.
+    Run {
+        /// The runbook (`shopctl runbook list`).
+        runbook: String,
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Run the checks, but only say which actions would run.
+        #[arg(long)]
+        dry_run: bool,
+        /// Carry out actions without asking (manual steps still need a person).
+        #[arg(long)]
+        yes: bool,
+        /// Start at this step (1-based), e.g. to resume after a stop.
+        #[arg(long, default_value_t = 1)]
+        from_step: usize,
+    },
+}
+
+pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
+    let dir = args.runbooks.as_deref();
+    match args.command {
+        RunbookCommand::List => {
+            for (name, text) in runbook::library(dir)? {
+                match runbook::Runbook::parse(&name, &text) {
+                    Ok(book) => println!("{name:<18} {} ({} steps)", book.title, book.steps.len()),
+                    Err(problems) => println!("{name:<18} INVALID: {}", problems.join("; ")),
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        RunbookCommand::Show { name } => {
+            print!("{}", runbook::find(dir, &name)?.text);
+            Ok(Outcome::Success)
+        }
+        RunbookCommand::Run {
+            runbook: name,
+            env,
+            dry_run,
+            yes,
+            from_step,
+        } => {
+            let book = runbook::find(dir, &name)?;
+            let (_, state) = local_state(&env)?;
+            let target = LocalTarget::load(&state)?;
+            let database_url = state
+                .read()?
+                .and_then(|s| s.component("postgres").and_then(|c| c.url.clone()));
+            let executor = Executor {
+                target: &target,
+                options: RunOptions {
+                    environment: env.name.clone(),
+                    dry_run,
+                    yes,
+                    from_step,
+                    transcripts: state.path().join("transcripts"),
+                    shopctl: std::env::current_exe()?,
+                    state_dir: state.path().to_path_buf(),
+                    database_url,
+                },
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let outcome = runtime.block_on(executor.run(&book))?;
+            eprintln!("\ntranscript: {}", outcome.transcript.display());
+            Ok(if outcome.completed {
+                Outcome::Success
+            } else {
+                Outcome::CheckFailed
+            })
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// frontend, backend or ml.
+    service: String,
+}
+
+/// Restarts one service of the local platform through its supervisor and waits until it
+/// is ready again (the local `kubectl rollout restart`).
+pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(
+        ["frontend", "backend", "ml"].contains(&args.service.as_str()),
+        "can restart frontend, backend or ml, not `{}`",
+        args.service
+    );
+    let (_, dir) = local_state(&args.env)?;
+    anyhow::ensure!(
+        dir.read()?.is_some_and(|s| s.supervisor.is_alive()),
+        "the local platform is not running; `shopctl up` starts it"
+    );
+    dir.set_paused(&[args.service.as_str()])?;
+    wait_for(&dir, &args.service, ComponentState::Paused)?;
+    dir.set_paused(&[])?;
+    wait_for(&dir, &args.service, ComponentState::Ready)?;
+    eprintln!("{} restarted and ready", args.service);
+    Ok(Outcome::Success)
+}
+
+fn wait_for(dir: &StateDir, service: &str, wanted: ComponentState) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if dir
+            .read()?
+            .and_then(|s| s.component(service).map(|c| c.state))
+            == Some(wanted)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!(
+        "{service} did not become {wanted:?} within 2 minutes; see `shopctl logs {service}`"
+    )
+}
