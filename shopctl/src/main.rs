@@ -28,8 +28,10 @@ fn install_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sqlx reports slow statements as warnings; a backup's checksums are slow by design.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPCTL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},sqlx::query=error"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
