@@ -840,3 +840,115 @@ fn a_failing_check_stops_the_run_at_that_step_and_manual_steps_need_a_person() {
         text(&unknown.stderr)
     );
 }
+
+#[test]
+fn a_crashed_supervisor_is_cleaned_up_by_the_next_command_and_never_an_unrelated_process() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let report = status(&state);
+    let supervisor = ProcessId::of(report["supervisor_pid"].as_u64().unwrap() as u32).unwrap();
+    let orphans = pids(&report);
+
+    // The supervisor dies without cleaning up: its children are orphaned.
+    Command::new("kill")
+        .args(["-KILL", &supervisor.pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while supervisor.is_alive() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        orphans.iter().any(|p| p.is_alive()),
+        "the services outlived their supervisor"
+    );
+
+    // A record that points at an unrelated process (a recycled pid) must not be acted on.
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    let bystander_id = ProcessId::of(bystander.id()).unwrap();
+    let mut recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
+    recorded["components"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "recycled", "origin": "managed", "state": "ready", "restarts": 0,
+            "process": {"pid": bystander_id.pid, "start_time": bystander_id.start_time + 1}
+        }));
+    std::fs::write(state.join("state.json"), recorded.to_string()).unwrap();
+
+    let next = shopctl_in(&state, &["status"], None);
+    assert!(
+        text(&next.stderr).contains("cleaned up"),
+        "{}",
+        text(&next.stderr)
+    );
+    assert!(
+        orphans.iter().all(|p| !p.is_alive()),
+        "the orphans were stopped"
+    );
+    assert!(
+        bystander_id.is_alive(),
+        "a process that only shares a pid is never signalled"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert_eq!(status(&state)["running"], false);
+}
+
+#[test]
+fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
+    use std::io::BufRead;
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .args(["up", "--foreground"])
+        .current_dir(workspace_root())
+        .env("SHOPCTL_STATE_DIR", &state)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|line| line.starts_with("storefront: http://")),
+        "the platform came up in the foreground"
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    let started = pids(&status(&state));
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        started.iter().all(|p| !p.is_alive()),
+        "Ctrl-C stopped everything"
+    );
+    assert!(
+        state.join("postgres").join("PG_VERSION").exists(),
+        "data is kept"
+    );
+
+    let purge_without_yes = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .args(["down", "--purge"])
+        .env("SHOPCTL_STATE_DIR", &state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        purge_without_yes.status.code(),
+        Some(2),
+        "no silent data deletion"
+    );
+    assert!(state.exists());
+    let purged = shopctl_in(&state, &["down", "--purge", "--yes"], None);
+    assert!(purged.status.success(), "{}", text(&purged.stderr));
+    assert!(!state.exists(), "--purge deleted the state directory");
+}
