@@ -952,3 +952,65 @@ fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
     assert!(purged.status.success(), "{}", text(&purged.stderr));
     assert!(!state.exists(), "--purge deleted the state directory");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_database_and_no_redis_or_prometheus_still_make_a_platform() {
+    let database = shopmicro_common::testing::TestDatabase::create().await;
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    // Only `kill` on PATH: no redis-server, no prometheus, no PostgreSQL binaries needed.
+    let bin = scratch.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let kill = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("kill"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::os::unix::fs::symlink(kill, bin.join("kill")).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .arg("up")
+        .current_dir(workspace_root())
+        .env("SHOPCTL_STATE_DIR", &state)
+        .env("PATH", &bin)
+        .env("DATABASE_URL", database.url())
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let _running = Running { state: &state };
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("redis: no redis-server on PATH: running without a cache"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("prometheus: no prometheus binary on PATH"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(database.url()),
+        "the database URL is never printed"
+    );
+
+    let report = status(&state);
+    assert_eq!(component(&report, "postgres")["origin"], "external");
+    assert_eq!(component(&report, "redis")["state"], "disabled");
+    let backend = component(&report, "backend")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ready: Value = reqwest::get(format!("{backend}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "disabled");
+    assert_eq!(ready["postgres"], "ok");
+    assert!(
+        !std::fs::read_to_string(state.join("state.json"))
+            .unwrap()
+            .contains(database.url()),
+        "nor stored in the state"
+    );
+}
