@@ -46,6 +46,17 @@ impl Target {
         })
     }
 
+    /// A connection whose failure names the server but never the password.
+    pub async fn connect(&self, database_url: &str) -> anyhow::Result<PgConnection> {
+        PgConnection::connect(database_url).await.map_err(|err| {
+            anyhow::anyhow!(
+                "connecting to {}: {}",
+                self.redacted,
+                without_url(&err.to_string())
+            )
+        })
+    }
+
     pub fn command(&self, tool: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(tools::path(tool));
         if let Some(password) = &self.password {
@@ -111,13 +122,7 @@ async fn take(
     id: &str,
     created_at: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Manifest> {
-    let mut conn = PgConnection::connect(database_url).await.map_err(|err| {
-        anyhow::anyhow!(
-            "connecting to {}: {}",
-            target.redacted,
-            without_url(&err.to_string())
-        )
-    })?;
+    let mut conn = target.connect(database_url).await?;
     // The snapshot stays valid while this transaction is open: until pg_dump finishes.
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut conn)

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncReadExt;
 
 use super::dump::{Target, table_figures, without_url};
@@ -98,13 +97,7 @@ async fn check_against(
     database_url: &str,
     target: &Target,
 ) -> anyhow::Result<i64> {
-    let mut conn = PgConnection::connect(database_url).await.map_err(|err| {
-        anyhow::anyhow!(
-            "connecting to {}: {}",
-            target.redacted,
-            without_url(&err.to_string())
-        )
-    })?;
+    let mut conn = target.connect(database_url).await?;
     let restored = table_figures(&mut conn).await?;
     let mut problems = Vec::new();
     for (table, expected) in &manifest.tables {
@@ -140,13 +133,7 @@ pub async fn verify(database_url: &str, dir: &BackupDir, id: &str) -> anyhow::Re
         "shopctl_verify_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let mut admin = PgConnection::connect(database_url).await.map_err(|err| {
-        anyhow::anyhow!(
-            "connecting to {}: {}",
-            target.redacted,
-            without_url(&err.to_string())
-        )
-    })?;
+    let mut admin = target.connect(database_url).await?;
     sqlx::query(&format!("CREATE DATABASE \"{scratch}\""))
         .execute(&mut admin)
         .await

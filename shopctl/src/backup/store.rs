@@ -62,6 +62,14 @@ impl BackupDir {
         })
     }
 
+    /// The given backup id, or the newest backup's.
+    pub fn resolve(&self, id: Option<String>) -> anyhow::Result<String> {
+        match id {
+            Some(id) => Ok(id),
+            None => Ok(self.newest()?.id),
+        }
+    }
+
     pub fn newest(&self) -> anyhow::Result<Manifest> {
         self.list()?
             .into_iter()

@@ -85,19 +85,8 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         }
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir)?;
-            let id = match id {
-                Some(id) => id,
-                None => backups.newest()?.id,
-            };
-            let verification = runtime.block_on(backup::verify(&url, &backups, &id))?;
-            if !verification.ok {
-                eprintln!("backup {id} FAILED verification: {}", verification.detail);
-                return Ok(Outcome::CheckFailed);
-            }
-            eprintln!(
-                "backup {id} verified: restored in {} ms; {}",
-                verification.restore_millis, verification.detail
-            );
+            let id = backups.resolve(id)?;
+            return super::db::verify_and_report(&runtime, &url, &backups, &id);
         }
     }
     Ok(Outcome::Success)

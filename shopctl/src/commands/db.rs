@@ -117,10 +117,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             yes,
         } => {
             let dir = directory(&from)?;
-            let id = match backup {
-                Some(id) => id,
-                None => dir.newest()?.id,
-            };
+            let id = dir.resolve(backup)?;
             let manifest = dir.get(&id)?;
             let target = shopctl::local::postgres::redact(&database_url);
             let database = url::Url::parse(&database_url)
@@ -146,19 +143,8 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
         } => {
             let dir = directory(&from)?;
-            let id = match backup {
-                Some(id) => id,
-                None => dir.newest()?.id,
-            };
-            let verification = runtime.block_on(backup::verify(&database_url, &dir, &id))?;
-            if !verification.ok {
-                eprintln!("backup {id} FAILED verification: {}", verification.detail);
-                return Ok(Outcome::CheckFailed);
-            }
-            eprintln!(
-                "backup {id} verified: restored in {} ms; {}",
-                verification.restore_millis, verification.detail
-            );
+            let id = dir.resolve(backup)?;
+            return verify_and_report(&runtime, &database_url, &dir, &id);
         }
         DbCommand::List { dir, output } => {
             let backups = directory(&dir)?.list()?;
@@ -221,5 +207,24 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             eprintln!("deleted {}, kept {}", plan.delete.len(), plan.keep.len());
         }
     }
+    Ok(Outcome::Success)
+}
+
+/// Restores a backup into a scratch database, records the result, and says what happened.
+pub(super) fn verify_and_report(
+    runtime: &tokio::runtime::Runtime,
+    database_url: &str,
+    dir: &BackupDir,
+    id: &str,
+) -> anyhow::Result<Outcome> {
+    let verification = runtime.block_on(backup::verify(database_url, dir, id))?;
+    if !verification.ok {
+        eprintln!("backup {id} FAILED verification: {}", verification.detail);
+        return Ok(Outcome::CheckFailed);
+    }
+    eprintln!(
+        "backup {id} verified: restored in {} ms; {}",
+        verification.restore_millis, verification.detail
+    );
     Ok(Outcome::Success)
 }
