@@ -147,6 +147,7 @@ impl ReleaseStore {
     /// The latest release if it is what `desired` describes, otherwise a new revision
     /// holding copies of the binaries.
     pub fn record(&self, desired: &Desired, cause: &str) -> anyhow::Result<(Release, bool)> {
+        let _exclusive = self.lock()?;
         if let Some(latest) = self.latest()?
             && latest.digest == desired.digest()
         {
@@ -164,6 +165,7 @@ impl ReleaseStore {
     /// A new revision with the content of an earlier one (a rollback is recorded, not a
     /// rewrite of history).
     pub fn reapply(&self, revision: u32) -> anyhow::Result<Release> {
+        let _exclusive = self.lock()?;
         let old = self.get(revision)?;
         self.create(
             old.config,
@@ -171,6 +173,18 @@ impl ReleaseStore {
             &self.binaries(revision),
             &format!("rollback to {revision}"),
         )
+    }
+
+    /// Two `up`s at once must not both write revision N: recording is serialised.
+    fn lock(&self) -> anyhow::Result<std::fs::File> {
+        std::fs::create_dir_all(&self.root)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))?;
+        file.lock().context("locking the release history")?;
+        Ok(file)
     }
 
     fn create(
