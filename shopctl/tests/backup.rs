@@ -279,18 +279,18 @@ async fn a_failed_backup_cleans_up_and_says_why() {
         "no partial directory left behind"
     );
 
-    let s3 = db(&[
+    let other = db(&[
         "backup",
         "--database-url",
         missing,
         "--to",
-        "s3://bucket/prefix",
+        "ftp://somewhere/backups",
     ]);
-    assert_eq!(s3.status.code(), Some(2));
+    assert_eq!(other.status.code(), Some(2));
     assert!(
-        text(&s3.stderr).contains("only directories"),
+        text(&other.stderr).contains("a directory or to s3://bucket/prefix"),
         "{}",
-        text(&s3.stderr)
+        text(&other.stderr)
     );
 }
 
@@ -398,5 +398,222 @@ async fn prune_keeps_the_policy_and_the_newest_verified_backup() {
     assert_eq!(
         remaining, expected,
         "the newest of the last two days with backups"
+    );
+}
+
+// --- S3, against a moto server on loopback ------------------------------------------------
+
+/// A moto server of this test's own (`moto[server]`, installed by the README's test command).
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Moto {
+    let binary = std::env::var("SHOPMICRO_MOTO_SERVER").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/shopmicro-ci/moto/bin/moto_server",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let port = shopmicro_common::testing::closed_port();
+    let child = Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!("{binary}: {err} (the README's test command installs moto[server])")
+        });
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(&moto.endpoint).await.is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Path-style bucket creation; moto accepts unsigned requests.
+    let created = reqwest::Client::new()
+        .put(format!("{}/shop-backups", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    moto
+}
+
+/// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
+fn shopctl_s3(moto: &Moto, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    command
+        .arg("db")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+fn db_s3(moto: &Moto, args: &[&str]) -> Output {
+    shopctl_s3(moto, args).output().expect("shopctl runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_go_to_s3_encrypted_and_come_back_and_a_tampered_object_is_refused() {
+    let moto = moto().await;
+    let source = seeded().await;
+    let location = "s3://shop-backups/postgres";
+
+    let taken = db_s3(
+        &moto,
+        &["backup", "--database-url", source.url(), "--to", location],
+    );
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let id = text(&taken.stdout).trim().to_owned();
+    let dump_url = format!("{}/shop-backups/postgres/{id}/dump.pgc", moto.endpoint);
+    let head = reqwest::Client::new().head(&dump_url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()["x-amz-server-side-encryption"],
+        "AES256",
+        "encrypted at rest"
+    );
+
+    let listed: Value = serde_json::from_slice(
+        &db_s3(&moto, &["list", "--in", location, "--output", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    let target = TestDatabase::create().await;
+    let restored = db_s3(
+        &moto,
+        &[
+            "restore",
+            "--database-url",
+            target.url(),
+            "--from",
+            location,
+            "--yes",
+        ],
+    );
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert_eq!(count(target.url(), "orders").await, 20_000);
+
+    let verified = db_s3(
+        &moto,
+        &["verify", "--database-url", source.url(), "--from", location],
+    );
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    let listed: Value = serde_json::from_slice(
+        &db_s3(&moto, &["list", "--in", location, "--output", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        listed[0]["verification"]["ok"], true,
+        "recorded in the manifest in S3"
+    );
+
+    // Someone replaces the dump object.
+    reqwest::Client::new()
+        .put(&dump_url)
+        .body("not the dump")
+        .send()
+        .await
+        .unwrap();
+    let other = TestDatabase::create().await;
+    let refused = db_s3(
+        &moto,
+        &[
+            "restore",
+            "--database-url",
+            other.url(),
+            "--from",
+            location,
+            "--yes",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("checksum does not match"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_upload_leaves_no_object_that_looks_complete() {
+    let moto = moto().await;
+    let source = TestDatabase::create().await;
+    let mut conn = PgConnection::connect(source.url()).await.unwrap();
+    sqlx::query("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 12) AS payload FROM generate_series(1, 400000) g")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut child = shopctl_s3(
+        &moto,
+        &[
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            "s3://shop-backups/cut",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    // Kill it once the multipart upload has started.
+    let uploads = format!("{}/shop-backups?uploads", moto.endpoint);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listing = reqwest::get(&uploads).await.unwrap().text().await.unwrap();
+        if listing.contains("<UploadId>") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the upload finished or never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let listed = db_s3(
+        &moto,
+        &["list", "--in", "s3://shop-backups/cut", "--output", "json"],
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        serde_json::json!([]),
+        "{}",
+        text(&listed.stderr)
+    );
+    let objects = reqwest::get(format!(
+        "{}/shop-backups?list-type=2&prefix=cut/",
+        moto.endpoint
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        !objects.contains("<Key>"),
+        "no object at all, only an incomplete upload: {objects}"
     );
 }

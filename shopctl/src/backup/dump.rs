@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::location::{Location, MultipartUpload};
 use super::manifest::{Manifest, TableFigures};
-use super::store::{BackupDir, write_manifest};
+use super::store::write_manifest;
 use super::tools;
 
 /// A connection URL split so the password travels in `PGPASSWORD`, never in a process's
@@ -91,26 +92,66 @@ pub(super) async fn table_figures(
     Ok(figures)
 }
 
-pub async fn backup(database_url: &str, to: &BackupDir) -> anyhow::Result<Manifest> {
+pub async fn backup(database_url: &str, to: &Location) -> anyhow::Result<Manifest> {
     let target = Target::parse(database_url)?;
-    std::fs::create_dir_all(&to.root).with_context(|| format!("creating {}", to.root.display()))?;
     let created_at = chrono::Utc::now();
     let id = format!(
         "{}-{}",
         created_at.format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
-    let partial = to.root.join(format!("{id}.partial"));
-    std::fs::create_dir_all(&partial)?;
-    let result = take(&target, database_url, &partial, &id, created_at).await;
-    match result {
-        Ok(manifest) => {
-            std::fs::rename(&partial, to.path_of(&id)).context("finishing the backup")?;
+    match to {
+        Location::Dir(dir) => {
+            std::fs::create_dir_all(&dir.root)
+                .with_context(|| format!("creating {}", dir.root.display()))?;
+            let partial = dir.root.join(format!("{id}.partial"));
+            std::fs::create_dir_all(&partial)?;
+            let file = tokio::fs::File::create(partial.join("dump.pgc")).await?;
+            let taken = take(&target, database_url, Sink::File(file), &id, created_at).await;
+            let finished = taken.and_then(|manifest| {
+                write_manifest(&partial, &manifest)?;
+                std::fs::rename(&partial, dir.path_of(&id)).context("finishing the backup")?;
+                Ok(manifest)
+            });
+            if finished.is_err() {
+                let _ = std::fs::remove_dir_all(&partial);
+            }
+            finished
+        }
+        Location::S3(s3) => {
+            let upload = s3.upload(&id).await?;
+            let manifest = take(&target, database_url, Sink::S3(upload), &id, created_at).await?;
+            // The manifest marks the backup complete, so it is written last.
+            s3.put_manifest(&manifest).await?;
             Ok(manifest)
         }
-        Err(err) => {
-            let _ = std::fs::remove_dir_all(&partial);
-            Err(err)
+    }
+}
+
+/// Where the dump streams: a file in a `.partial` directory, or an S3 multipart upload.
+enum Sink<'a> {
+    File(tokio::fs::File),
+    S3(MultipartUpload<'a>),
+}
+
+impl Sink<'_> {
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Sink::File(file) => Ok(file.write_all(bytes).await?),
+            Sink::S3(upload) => upload.write(bytes).await,
+        }
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(file) => Ok(file.sync_all().await?),
+            Sink::S3(upload) => upload.finish().await,
+        }
+    }
+
+    async fn abort(self) {
+        if let Sink::S3(upload) = self {
+            upload.abort().await;
         }
     }
 }
@@ -118,7 +159,7 @@ pub async fn backup(database_url: &str, to: &BackupDir) -> anyhow::Result<Manife
 async fn take(
     target: &Target,
     database_url: &str,
-    dir: &std::path::Path,
+    sink: Sink<'_>,
     id: &str,
     created_at: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Manifest> {
@@ -161,24 +202,30 @@ async fn take(
         .spawn()
         .context("starting pg_dump (is PostgreSQL's client installed?)")?;
     let stdout = child.stdout.take().context("pg_dump output")?;
-    let file = tokio::fs::File::create(dir.join("dump.pgc")).await?;
     // The figures come from the same snapshot on a second connection, while pg_dump runs.
     let (streamed, tables) = tokio::join!(
-        stream(stdout, file),
+        stream(stdout, sink),
         figures_in_snapshot(database_url, &snapshot)
     );
-    let (size, sha256, file) = streamed?;
-    let tables = tables?;
-    file.sync_all().await?;
+    let (size, sha256, sink) = streamed?;
+    let tables = match tables {
+        Ok(tables) => tables,
+        Err(err) => {
+            sink.abort().await;
+            return Err(err);
+        }
+    };
     let output = child.wait_with_output().await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
-    anyhow::ensure!(
-        output.status.success(),
-        "pg_dump failed ({}): {}",
-        output.status,
-        without_url(String::from_utf8_lossy(&output.stderr).trim())
-    );
-    anyhow::ensure!(size > 0, "pg_dump produced nothing");
+    if !output.status.success() || size == 0 {
+        sink.abort().await;
+        anyhow::bail!(
+            "pg_dump failed ({}): {}",
+            output.status,
+            without_url(String::from_utf8_lossy(&output.stderr).trim())
+        );
+    }
+    sink.finish().await?;
 
     let manifest = Manifest {
         id: id.to_owned(),
@@ -192,15 +239,14 @@ async fn take(
         tables,
         verification: None,
     };
-    write_manifest(dir, &manifest)?;
     Ok(manifest)
 }
 
-/// Copies pg_dump's output to the file through SHA-256, never holding the dump in memory.
-async fn stream(
+/// Copies pg_dump's output to the sink through SHA-256, never holding the dump in memory.
+async fn stream<'a>(
     mut from: tokio::process::ChildStdout,
-    mut to: tokio::fs::File,
-) -> anyhow::Result<(u64, String, tokio::fs::File)> {
+    mut to: Sink<'a>,
+) -> anyhow::Result<(u64, String, Sink<'a>)> {
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut buffer = vec![0u8; 1 << 20];
@@ -210,7 +256,10 @@ async fn stream(
             break;
         }
         hasher.update(&buffer[..read]);
-        to.write_all(&buffer[..read]).await?;
+        if let Err(err) = to.write(&buffer[..read]).await {
+            to.abort().await;
+            return Err(err);
+        }
         size += read as u64;
     }
     Ok((size, format!("{:x}", hasher.finalize()), to))

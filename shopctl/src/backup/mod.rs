@@ -7,6 +7,7 @@
 //! is written under `<id>.partial/` and renamed when complete: an interrupted backup never
 //! looks like a finished one.
 
+pub mod location;
 pub mod manifest;
 pub mod retention;
 pub mod store;
@@ -16,5 +17,6 @@ mod dump;
 mod restore;
 
 pub use dump::backup;
+pub use location::Location;
 pub use manifest::{Manifest, Verification};
 pub use restore::{RestoreReport, check_artefact, restore, verify};

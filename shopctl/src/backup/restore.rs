@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::dump::{Target, table_figures, without_url};
+use super::location::{LocalDump, Location};
 use super::manifest::{Manifest, Verification};
-use super::store::BackupDir;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
@@ -36,29 +36,33 @@ async fn file_sha256(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// The backup's manifest, after checking that its dump still has the recorded SHA-256.
-pub async fn check_artefact(dir: &BackupDir, id: &str) -> anyhow::Result<Manifest> {
-    let manifest = dir.get(id)?;
-    let actual = file_sha256(&dir.path_of(id).join("dump.pgc")).await?;
+/// The backup's manifest and its dump on local disk, after checking that the dump still
+/// has the recorded SHA-256.
+pub async fn check_artefact(
+    location: &Location,
+    id: &str,
+) -> anyhow::Result<(Manifest, LocalDump)> {
+    let manifest = location.get(id).await?;
+    let dump = location.fetch_dump(id).await?;
+    let actual = file_sha256(&dump.path).await?;
     anyhow::ensure!(
         actual == manifest.sha256,
         "refusing to restore backup {id}: its checksum does not match the manifest (expected {}, found {actual}); \
          the artefact is corrupted or was tampered with — nothing was changed",
         manifest.sha256
     );
-    Ok(manifest)
+    Ok((manifest, dump))
 }
 
 /// Restores `id` into `database_url`, replacing what is there, then checks every table's
 /// row count and content checksum against the manifest and runs a smoke query.
 pub async fn restore(
     database_url: &str,
-    dir: &BackupDir,
+    location: &Location,
     id: &str,
 ) -> anyhow::Result<RestoreReport> {
-    let manifest = check_artefact(dir, id).await?;
+    let (manifest, dump) = check_artefact(location, id).await?;
     let target = Target::parse(database_url)?;
-    let dump = dir.path_of(id).join("dump.pgc");
     let started = Instant::now();
     let output = target
         .command("pg_restore")
@@ -71,7 +75,7 @@ pub async fn restore(
             "--exit-on-error",
         ])
         .arg(format!("--dbname={}", target.url_without_password))
-        .arg(&dump)
+        .arg(&dump.path)
         .output()
         .await
         .context("running pg_restore (is PostgreSQL's client installed?)")?;
@@ -127,7 +131,11 @@ async fn check_against(
 
 /// Restores into a scratch database on the same server, compares, drops it, and records
 /// the result (with the time the restore took) in the manifest.
-pub async fn verify(database_url: &str, dir: &BackupDir, id: &str) -> anyhow::Result<Verification> {
+pub async fn verify(
+    database_url: &str,
+    location: &Location,
+    id: &str,
+) -> anyhow::Result<Verification> {
     let target = Target::parse(database_url)?;
     let scratch = format!(
         "shopctl_verify_{}",
@@ -140,7 +148,7 @@ pub async fn verify(database_url: &str, dir: &BackupDir, id: &str) -> anyhow::Re
         .context("creating the scratch database")?;
     let mut scratch_url = url::Url::parse(database_url)?;
     scratch_url.set_path(&scratch);
-    let outcome = restore(scratch_url.as_str(), dir, id).await;
+    let outcome = restore(scratch_url.as_str(), location, id).await;
     let _ = sqlx::query(&format!(
         "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
     ))
@@ -163,8 +171,8 @@ pub async fn verify(database_url: &str, dir: &BackupDir, id: &str) -> anyhow::Re
             detail: format!("{err:#}"),
         },
     };
-    let mut manifest = dir.get(id)?;
+    let mut manifest = location.get(id).await?;
     manifest.verification = Some(verification.clone());
-    dir.save(&manifest)?;
+    location.save(&manifest).await?;
     Ok(verification)
 }

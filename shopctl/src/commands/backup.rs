@@ -2,7 +2,7 @@
 //! local target: the database `up` runs, backups kept in the state directory.
 
 use clap::{Args, Subcommand};
-use shopctl::backup::{self, store::BackupDir};
+use shopctl::backup::{self, Location, store::BackupDir};
 use shopctl::local::state::{ComponentState, StateDir};
 
 use super::local::local_state;
@@ -29,7 +29,7 @@ enum BackupAction {
 }
 
 /// The running local platform's database URL and backup directory.
-fn local_database(dir: &StateDir) -> anyhow::Result<(String, BackupDir)> {
+fn local_database(dir: &StateDir) -> anyhow::Result<(String, Location)> {
     let state = dir
         .read()?
         .filter(|state| state.supervisor.is_alive())
@@ -45,7 +45,10 @@ fn local_database(dir: &StateDir) -> anyhow::Result<(String, BackupDir)> {
             )
         })?,
     };
-    Ok((url, BackupDir::new(dir.path().join("backups"))))
+    Ok((
+        url,
+        Location::Dir(BackupDir::new(dir.path().join("backups"))),
+    ))
 }
 
 pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
@@ -60,7 +63,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
                 "backed up {} tables, {rows} rows, {} bytes into {}",
                 manifest.tables.len(),
                 manifest.size_bytes,
-                backups.root.display()
+                backups.describe()
             );
             println!("{}", manifest.id);
         }
@@ -85,7 +88,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         }
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir)?;
-            let id = backups.resolve(id)?;
+            let id = runtime.block_on(backups.resolve(id))?;
             return super::db::verify_and_report(&runtime, &url, &backups, &id);
         }
     }
@@ -113,7 +116,9 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
     let (_, dir) = local_state(&args.env)?;
     let (url, backups) = local_database(&dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let manifest = runtime.block_on(backup::check_artefact(&backups, &args.backup))?;
+    let manifest = runtime
+        .block_on(backup::check_artefact(&backups, &args.backup))?
+        .0;
     if !args.yes {
         use std::io::IsTerminal;
         anyhow::ensure!(

@@ -2,11 +2,10 @@
 //! database URL reaches (a workstation, a backup job's container, CI).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets};
-use shopctl::backup::{self, retention, store::BackupDir};
+use shopctl::backup::{self, Location, retention};
 
 use super::{Outcome, OutputFormat};
 
@@ -22,7 +21,7 @@ enum DbCommand {
     Backup {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
-        /// Directory that holds the backups.
+        /// Where backups go: a directory or s3://bucket/prefix.
         #[arg(long, value_name = "DIR")]
         to: String,
     },
@@ -71,15 +70,6 @@ enum DbCommand {
     },
 }
 
-/// Backups live in a directory for now; S3 destinations come with the AWS work.
-fn directory(raw: &str) -> anyhow::Result<BackupDir> {
-    anyhow::ensure!(
-        !raw.contains("://"),
-        "`{raw}`: only directories are supported as backup locations so far (S3 arrives with the AWS support)"
-    );
-    Ok(BackupDir::new(PathBuf::from(raw)))
-}
-
 fn confirm(question: &str, expected: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
@@ -99,7 +89,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
         DbCommand::Backup { database_url, to } => {
-            let dir = directory(&to)?;
+            let dir = runtime.block_on(Location::parse(&to))?;
             let manifest = runtime.block_on(backup::backup(&database_url, &dir))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
@@ -116,9 +106,9 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
             yes,
         } => {
-            let dir = directory(&from)?;
-            let id = dir.resolve(backup)?;
-            let manifest = dir.get(&id)?;
+            let dir = runtime.block_on(Location::parse(&from))?;
+            let id = runtime.block_on(dir.resolve(backup))?;
+            let manifest = runtime.block_on(dir.get(&id))?;
             let target = shopctl::local::postgres::redact(&database_url);
             let database = url::Url::parse(&database_url)
                 .map(|u| u.path().trim_start_matches('/').to_owned())
@@ -142,12 +132,12 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             from,
             backup,
         } => {
-            let dir = directory(&from)?;
-            let id = dir.resolve(backup)?;
+            let dir = runtime.block_on(Location::parse(&from))?;
+            let id = runtime.block_on(dir.resolve(backup))?;
             return verify_and_report(&runtime, &database_url, &dir, &id);
         }
         DbCommand::List { dir, output } => {
-            let backups = directory(&dir)?.list()?;
+            let backups = runtime.block_on(async { Location::parse(&dir).await?.list().await })?;
             match output {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&backups)?),
                 OutputFormat::Table => {
@@ -187,8 +177,8 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             dry_run,
             yes,
         } => {
-            let dir = directory(&dir)?;
-            let plan = retention::plan(&dir.list()?, keep_daily, keep_weekly);
+            let dir = runtime.block_on(Location::parse(&dir))?;
+            let plan = retention::plan(&runtime.block_on(dir.list())?, keep_daily, keep_weekly);
             for id in &plan.delete {
                 eprintln!("{} {id}", if dry_run { "would delete" } else { "delete" });
             }
@@ -202,7 +192,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
                 yes,
             )?;
             for id in &plan.delete {
-                dir.delete(id)?;
+                runtime.block_on(dir.delete(id))?;
             }
             eprintln!("deleted {}, kept {}", plan.delete.len(), plan.keep.len());
         }
@@ -214,7 +204,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
 pub(super) fn verify_and_report(
     runtime: &tokio::runtime::Runtime,
     database_url: &str,
-    dir: &BackupDir,
+    dir: &Location,
     id: &str,
 ) -> anyhow::Result<Outcome> {
     let verification = runtime.block_on(backup::verify(database_url, dir, id))?;
