@@ -323,13 +323,19 @@ async fn verify_restores_into_a_scratch_database_and_records_the_result() {
     let recorded = &manifest(&dir, &id)["verification"];
     assert_eq!(recorded["ok"], true);
     assert!(recorded["restore_millis"].as_u64().is_some());
+    // Other tests verify on the same server at the same time: look for this run's database.
+    let scratch_database = recorded["scratch_database"].as_str().unwrap();
+    assert!(
+        scratch_database.starts_with("shopctl_verify_"),
+        "{recorded}"
+    );
     let mut conn = PgConnection::connect(source.url()).await.unwrap();
-    let scratch_left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_database WHERE datname LIKE 'shopctl_verify_%'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let scratch_left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(scratch_database)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(scratch_left, 0, "the scratch database is dropped");
 }
 

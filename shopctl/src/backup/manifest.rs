@@ -35,4 +35,7 @@ pub struct Verification {
     pub ok: bool,
     pub restore_millis: u64,
     pub detail: String,
+    /// The scratch database it was restored into (and dropped), to trace or clean up.
+    #[serde(default)]
+    pub scratch_database: String,
 }

@@ -163,12 +163,14 @@ pub async fn verify(
                 "{} tables, {} rows match the manifest",
                 report.tables_checked, report.rows
             ),
+            scratch_database: scratch.clone(),
         },
         Err(err) => Verification {
             at: chrono::Utc::now(),
             ok: false,
             restore_millis: 0,
             detail: format!("{err:#}"),
+            scratch_database: scratch.clone(),
         },
     };
     let mut manifest = location.get(id).await?;

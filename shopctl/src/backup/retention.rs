@@ -71,6 +71,7 @@ mod tests {
                 ok: true,
                 restore_millis: 1,
                 detail: String::new(),
+                scratch_database: String::new(),
             }),
         }
     }
