@@ -104,6 +104,41 @@ fn network_findings_say_which_side_blocks() {
 }
 
 #[test]
+fn ephemeral_volumes_are_checked_for_encryption_like_other_claims() {
+    let scratch = Scratch::new();
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "scratch", "namespace": "shop"},
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "work", "image": "registry.example.com/work:1.0.0"}],
+            "volumes": [
+                {"name": "default-class", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}}},
+                {"name": "unknown-class", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                    "storageClassName": "elsewhere",
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}}},
+                {"name": "memory", "emptyDir": {}}
+            ]
+        }}}
+    });
+    let file = scratch.path("job.yaml");
+    std::fs::write(&file, serde_json::to_string(&job).unwrap()).unwrap();
+    let (code, report) = lint_file(&file);
+    assert_eq!(code, 1);
+    let messages: Vec<&str> = active_findings(&report, "SM013")
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{report:#}");
+    assert!(messages[0].contains("default StorageClass"), "{messages:?}");
+    assert!(messages[1].contains("`elsewhere`"), "{messages:?}");
+}
+
+#[test]
 fn every_environment_lints_clean() {
     for env in ["local", "dev", "staging", "prod"] {
         let run = shopctl(&["lint", "--env", env]);

@@ -112,6 +112,7 @@ fn typed_check(object: &Manifest) -> Result<(), String> {
         "DaemonSet" => round_trip::<apps::v1::DaemonSet>(object),
         "PersistentVolumeClaim" => round_trip::<core::v1::PersistentVolumeClaim>(object),
         "ClusterRole" => round_trip::<k8s_openapi::api::rbac::v1::ClusterRole>(object),
+        "CronJob" => round_trip::<k8s_openapi::api::batch::v1::CronJob>(object),
         "ClusterRoleBinding" => {
             round_trip::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object)
         }
@@ -453,4 +454,74 @@ fn a_template_syntax_error_names_the_file_and_line() {
         &["--env", "dev", "--templates", templates.to_str().unwrap()],
         &["k8s/21-ingress.yaml.tera", "-->"],
     );
+}
+
+#[test]
+fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
+    let objects = parse_stream("prod", &render("prod")).unwrap();
+    let job = objects
+        .iter()
+        .find(|o| o.kind() == "CronJob" && o.name() == "db-backup")
+        .expect("prod renders the backup CronJob");
+    assert_eq!(job.str_at("/spec/schedule"), "15 2 * * *");
+    assert_eq!(job.str_at("/spec/concurrencyPolicy"), "Forbid");
+    let pod = job
+        .value
+        .pointer("/spec/jobTemplate/spec/template/spec")
+        .unwrap();
+    assert_eq!(pod["serviceAccountName"], "db-backup", "IRSA gives it S3");
+
+    // Init containers run in order and stop at the first failure: prune only follows a
+    // backup that verified.
+    let steps: Vec<&Value> = pod["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["containers"].as_array().unwrap())
+        .collect();
+    let args = |step: &Value| -> Vec<String> {
+        step["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let location = "s3://shopmicro-prod-backups-210987654321/postgres/";
+    assert_eq!(args(steps[0]), ["db", "backup", "--to", location]);
+    assert_eq!(args(steps[1]), ["db", "verify", "--from", location]);
+    assert_eq!(
+        args(steps[2]),
+        [
+            "db",
+            "prune",
+            "--in",
+            location,
+            "--keep-daily",
+            "14",
+            "--keep-weekly",
+            "8",
+            "--yes"
+        ]
+    );
+    for step in &steps[..2] {
+        let database_url = step["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DATABASE_URL")
+            .expect("the database URL comes from the environment");
+        assert_eq!(
+            database_url["valueFrom"]["secretKeyRef"]["name"],
+            "database-credentials"
+        );
+    }
+    // The arguments parse as shopctl's own command line would.
+    for step in &steps {
+        let mut help = args(step);
+        help.push("--help".to_owned());
+        let as_strs: Vec<&str> = help.iter().map(String::as_str).collect();
+        let run = shopctl(&as_strs);
+        assert_eq!(run.code, 0, "{as_strs:?}: {}", run.stderr);
+    }
 }

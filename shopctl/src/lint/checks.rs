@@ -884,7 +884,7 @@ fn storage_encrypted(objects: &[Manifest], _: &Context) -> Vec<Violation> {
             .map(str::to_owned)
     };
     for (index, object) in objects.iter().enumerate() {
-        let claims: Vec<Option<String>> = match object.kind() {
+        let mut claims: Vec<Option<String>> = match object.kind() {
             "StatefulSet" => object
                 .value
                 .pointer("/spec/volumeClaimTemplates")
@@ -894,8 +894,18 @@ fn storage_encrypted(objects: &[Manifest], _: &Context) -> Vec<Violation> {
                 .map(claim_class)
                 .collect(),
             "PersistentVolumeClaim" => vec![claim_class(&object.value)],
-            _ => continue,
+            _ => Vec::new(),
         };
+        // Generic ephemeral volumes are claims too, made per pod from the template.
+        claims.extend(
+            pod_spec(object)
+                .and_then(|spec| spec.get("volumes"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|volume| volume.pointer("/ephemeral/volumeClaimTemplate"))
+                .map(claim_class),
+        );
         for class_name in claims {
             match class_name {
                 None => found.push(violation(index, "claims a volume from the cluster's default StorageClass, which may not encrypt".to_owned())),
