@@ -72,3 +72,58 @@ fn each_service_dockerfile_builds_and_runs_the_workspace_binary_on_the_manifest_
         );
     }
 }
+
+/// The major version in an image reference like `…/postgres:16.6-bookworm`.
+fn postgres_major(image: &str) -> &str {
+    let tag = image.rsplit(':').next().unwrap();
+    tag.split(['.', '-']).next().unwrap()
+}
+
+#[test]
+fn the_shopctl_image_runs_shopctl_with_a_pg_dump_matching_every_environments_server() {
+    let root = workspace_root();
+    let dockerfile = std::fs::read_to_string(root.join("shopctl/Dockerfile")).unwrap();
+    for expected in [
+        "--package shopctl --bin shopctl",
+        "COPY --from=build /src/target/release/shopctl /usr/local/bin/shopctl",
+        "ENTRYPOINT [\"/usr/local/bin/shopctl\"]",
+        // The uid the backup CronJob's pod security context runs it as.
+        "USER 10001:10001",
+    ] {
+        assert!(
+            dockerfile.contains(expected),
+            "Dockerfile lacks `{expected}`"
+        );
+    }
+    let cronjob =
+        std::fs::read_to_string(root.join("templates/k8s/32-db-backup.yaml.tera")).unwrap();
+    assert!(cronjob.contains("m::pod_security(uid=10001)"));
+    assert!(cronjob.contains("/shopmicro-shopctl:"));
+
+    // pg_dump refuses a server newer than itself; an older server dumps fine but restores
+    // are only tested like for like.
+    let runtime = dockerfile
+        .lines()
+        .rfind(|line| line.starts_with("FROM "))
+        .unwrap()
+        .trim_start_matches("FROM ");
+    assert!(runtime.contains("/postgres:"), "runtime image: {runtime}");
+    for env in ["local", "dev", "staging", "prod"] {
+        let file = root.join(format!("templates/environments/{env}.yaml"));
+        let text = std::fs::read_to_string(file).unwrap();
+        let server = text
+            .split("\npostgres:\n")
+            .nth(1)
+            .and_then(|section| {
+                section
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("image: "))
+            })
+            .unwrap_or_else(|| panic!("{env}: postgres.image"));
+        assert_eq!(
+            postgres_major(server),
+            postgres_major(runtime),
+            "{env}: server {server}, shopctl image {runtime}"
+        );
+    }
+}
