@@ -22,6 +22,19 @@ fn db(args: &[&str]) -> Output {
         .expect("shopctl runs")
 }
 
+/// Backs `url` up into `dir`, insisting it works; the new backup's id.
+fn backed_up(url: &str, dir: &Path) -> String {
+    let output = db(&[
+        "backup",
+        "--database-url",
+        url,
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout).trim().to_owned()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -139,14 +152,7 @@ async fn a_tampered_backup_is_refused_and_the_target_is_untouched() {
     let source = seeded().await;
     let scratch = Scratch::new();
     let dir = scratch.path("backups");
-    let output = db(&[
-        "backup",
-        "--database-url",
-        source.url(),
-        "--to",
-        dir.to_str().unwrap(),
-    ]);
-    let id = text(&output.stdout).trim().to_owned();
+    let id = backed_up(source.url(), &dir);
     let dump = dir.join(&id).join("dump.pgc");
     let mut bytes = std::fs::read(&dump).unwrap();
     let middle = bytes.len() / 2;
@@ -299,18 +305,7 @@ async fn verify_restores_into_a_scratch_database_and_records_the_result() {
     let source = seeded().await;
     let scratch = Scratch::new();
     let dir = scratch.path("backups");
-    let id = text(
-        &db(&[
-            "backup",
-            "--database-url",
-            source.url(),
-            "--to",
-            dir.to_str().unwrap(),
-        ])
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let id = backed_up(source.url(), &dir);
 
     let verified = db(&[
         "verify",
@@ -344,18 +339,7 @@ async fn prune_keeps_the_policy_and_the_newest_verified_backup() {
     let source = seeded().await;
     let scratch = Scratch::new();
     let dir = scratch.path("backups");
-    let id = text(
-        &db(&[
-            "backup",
-            "--database-url",
-            source.url(),
-            "--to",
-            dir.to_str().unwrap(),
-        ])
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let id = backed_up(source.url(), &dir);
     assert!(
         db(&[
             "verify",

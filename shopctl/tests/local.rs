@@ -314,12 +314,10 @@ fn without_postgres_binaries_up_says_how_to_install_them_and_leaves_nothing_runn
 #[test]
 fn cluster_environments_are_refused_with_a_pointer_to_local() {
     let scratch = Scratch::new();
-    let output = shopctl_in(&scratch.path("state"), &["up", "--env", "prod"], None);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        text(&output.stderr).contains("use --env local"),
-        "{}",
-        text(&output.stderr)
+    refused(
+        &scratch.path("state"),
+        &["up", "--env", "prod"],
+        "use --env local",
     );
 }
 
@@ -338,6 +336,14 @@ fn backend_log_level(state: &Path) -> Option<String> {
     environ_of(&backend, "RUST_LOG")
 }
 
+/// Runs shopctl, insisting it refuses (exit 2) and says `because` on stderr.
+fn refused(state: &Path, args: &[&str], because: &str) {
+    let output = shopctl_in(state, args, None);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(because), "{args:?}: {stderr}");
+}
+
 fn history(state: &Path) -> Value {
     let output = shopctl_in(state, &["history", "--output", "json"], None);
     serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", text(&output.stderr)))
@@ -347,13 +353,7 @@ fn history(state: &Path) -> Value {
 fn rollback_after_a_changed_configuration_restores_the_previous_release() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
-    let refused = shopctl_in(&state, &["rollback"], None);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(
-        text(&refused.stderr).contains("no release history"),
-        "{}",
-        text(&refused.stderr)
-    );
+    refused(&state, &["rollback"], "no release history");
 
     let _running = up(&state);
     assert_eq!(
@@ -406,12 +406,10 @@ fn rollback_after_a_changed_configuration_restores_the_previous_release() {
         "the same release, re-applied"
     );
 
-    let missing = shopctl_in(&state, &["rollback", "--to", "99"], None);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        text(&missing.stderr).contains("no revision 99; known revisions: 1, 2, 3"),
-        "{}",
-        text(&missing.stderr)
+    refused(
+        &state,
+        &["rollback", "--to", "99"],
+        "no revision 99; known revisions: 1, 2, 3",
     );
     assert_eq!(
         history(&state)["current"],
@@ -441,13 +439,7 @@ fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
 fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_the_supervisor() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
-    let not_running = shopctl_in(&state, &["validate"], None);
-    assert_eq!(not_running.status.code(), Some(2));
-    assert!(
-        text(&not_running.stderr).contains("`shopctl up` starts it"),
-        "{}",
-        text(&not_running.stderr)
-    );
+    refused(&state, &["validate"], "`shopctl up` starts it");
 
     let _running = up(&state);
     let (code, report) = validate(&state, &[]);
@@ -558,19 +550,15 @@ fn a_hanging_dependency_fails_its_own_checks_within_the_deadline() {
 fn validate_rejects_unknown_check_names_and_cluster_environments() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
-    let unknown = shopctl_in(&state, &["validate", "--only", "app,appz"], None);
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(
-        text(&unknown.stderr).contains("unknown check or category: appz"),
-        "{}",
-        text(&unknown.stderr)
+    refused(
+        &state,
+        &["validate", "--only", "app,appz"],
+        "unknown check or category: appz",
     );
-    let cluster = shopctl_in(&state, &["validate", "--env", "prod"], None);
-    assert_eq!(cluster.status.code(), Some(2));
-    assert!(
-        text(&cluster.stderr).contains("validate --env local"),
-        "{}",
-        text(&cluster.stderr)
+    refused(
+        &state,
+        &["validate", "--env", "prod"],
+        "validate --env local",
     );
 }
 
@@ -655,12 +643,10 @@ async fn restore_stops_the_writers_brings_back_the_backup_and_resumes() {
     manifest["id"] = "tampered".into();
     std::fs::write(tampered.join("manifest.json"), manifest.to_string()).unwrap();
     std::fs::write(tampered.join("dump.pgc"), b"not the dump").unwrap();
-    let refused = shopctl_in(&state, &["restore", "--backup", "tampered", "--yes"], None);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(
-        text(&refused.stderr).contains("checksum does not match"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        &state,
+        &["restore", "--backup", "tampered", "--yes"],
+        "checksum does not match",
     );
     assert_eq!(
         component(&status(&state), "backend")["state"],
@@ -831,13 +817,10 @@ fn a_failing_check_stops_the_run_at_that_step_and_manual_steps_need_a_person() {
         "the dry run rolled nothing back"
     );
 
-    let unknown = shopctl_in(&state, &["runbook", "run", "no-such-runbook"], None);
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(
-        text(&unknown.stderr)
-            .contains("runbooks: backend-outage, bad-release, database-restore, high-latency"),
-        "{}",
-        text(&unknown.stderr)
+    refused(
+        &state,
+        &["runbook", "run", "no-such-runbook"],
+        "runbooks: backend-outage, bad-release, database-restore, high-latency",
     );
 }
 

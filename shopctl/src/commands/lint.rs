@@ -10,7 +10,7 @@ use shopctl::lint::{self, Context, Report};
 use shopctl::manifest;
 use shopctl::render::{self, SecretMode};
 
-use super::{EnvArgs, Outcome, OutputFormat};
+use super::{EnvArgs, Outcome, OutputFormat, print_report};
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
@@ -41,15 +41,7 @@ pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
             lint::lint(&objects, &Context::for_environment(&environment))
         }
     };
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Table => print_table(&report),
-    }
-    Ok(if report.failed() {
-        Outcome::CheckFailed
-    } else {
-        Outcome::Success
-    })
+    print_report(&report, args.output, print_table, report.failed())
 }
 
 fn print_table(report: &Report) {

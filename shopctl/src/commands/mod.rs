@@ -106,6 +106,25 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Prints a checks report (lint, validate) as JSON for CI or a table for people; the
+/// outcome says whether any check failed.
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    output: OutputFormat,
+    print_table: fn(&R),
+    failed: bool,
+) -> anyhow::Result<Outcome> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Table => print_table(report),
+    }
+    Ok(if failed {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
+}
+
 /// Choosing and adjusting an environment, shared by every command that needs one.
 #[derive(Debug, Clone, Args)]
 pub struct EnvArgs {

@@ -9,7 +9,7 @@ use shopctl::env::model::Provider;
 use shopctl::local::state::StateDir;
 use shopctl::validate::{self, LocalTarget, Report, Selection, Status};
 
-use super::{EnvArgs, Outcome, OutputFormat};
+use super::{EnvArgs, Outcome, OutputFormat, print_report};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -76,15 +76,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(validate::run(&environment.name, &target, &selection));
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Table => print_table(&report),
-    }
-    Ok(if report.failed() {
-        Outcome::CheckFailed
-    } else {
-        Outcome::Success
-    })
+    print_report(&report, args.output, print_table, report.failed())
 }
 
 fn print_table(report: &Report) {
