@@ -35,6 +35,14 @@ fn backed_up(url: &str, dir: &Path) -> String {
     text(&output.stdout).trim().to_owned()
 }
 
+/// Runs `shopctl db`, insisting it refuses (exit 2) and says `because` on stderr.
+fn refused(args: &[&str], because: &str) {
+    let output = db(args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(because), "{args:?}: {stderr}");
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -165,20 +173,16 @@ async fn a_tampered_backup_is_refused_and_the_target_is_untouched() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let refused = db(&[
-        "restore",
-        "--database-url",
-        target.url(),
-        "--from",
-        dir.to_str().unwrap(),
-        "--yes",
-    ]);
-
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(
-        text(&refused.stderr).contains("checksum does not match"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        &[
+            "restore",
+            "--database-url",
+            target.url(),
+            "--from",
+            dir.to_str().unwrap(),
+            "--yes",
+        ],
+        "checksum does not match",
     );
     let still_there: Option<String> = sqlx::query_scalar("SELECT to_regclass('keep_me')::text")
         .fetch_one(&mut conn)
@@ -245,19 +249,16 @@ async fn an_interrupted_backup_leaves_nothing_that_looks_complete() {
         "nothing looks like a backup"
     );
     let target = TestDatabase::create().await;
-    let restore = db(&[
-        "restore",
-        "--database-url",
-        target.url(),
-        "--from",
-        dir.to_str().unwrap(),
-        "--yes",
-    ]);
-    assert_eq!(restore.status.code(), Some(2));
-    assert!(
-        text(&restore.stderr).contains("no backups"),
-        "{}",
-        text(&restore.stderr)
+    refused(
+        &[
+            "restore",
+            "--database-url",
+            target.url(),
+            "--from",
+            dir.to_str().unwrap(),
+            "--yes",
+        ],
+        "no backups",
     );
 }
 
@@ -285,18 +286,15 @@ async fn a_failed_backup_cleans_up_and_says_why() {
         "no partial directory left behind"
     );
 
-    let other = db(&[
-        "backup",
-        "--database-url",
-        missing,
-        "--to",
-        "ftp://somewhere/backups",
-    ]);
-    assert_eq!(other.status.code(), Some(2));
-    assert!(
-        text(&other.stderr).contains("a directory or to s3://bucket/prefix"),
-        "{}",
-        text(&other.stderr)
+    refused(
+        &[
+            "backup",
+            "--database-url",
+            missing,
+            "--to",
+            "ftp://somewhere/backups",
+        ],
+        "a directory or to s3://bucket/prefix",
     );
 }
 
