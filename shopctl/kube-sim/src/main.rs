@@ -1,0 +1,36 @@
+//! Runs the simulated Kubernetes API server until stopped, and writes a kubeconfig that
+//! points at it: for demos and for trying shopctl without a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use shopmicro_kube_sim::{Config, Simulator};
+
+/// A simulated Kubernetes API server (not a real cluster) on loopback.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where to write a kubeconfig for it (mode 0600).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// How long a healthy pod takes to become ready, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    ready_after_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config { ready_after: Duration::from_millis(args.ready_after_ms) };
+    let simulator = Simulator::start(args.listen, config)?;
+    simulator.write_kubeconfig(&args.kubeconfig, simulator.admin_token(), None)?;
+    println!("simulated Kubernetes API server (not a real cluster) serving on {}", simulator.url());
+    println!("kubeconfig written to {}; export KUBECONFIG={}", args.kubeconfig.display(), args.kubeconfig.display());
+    println!("press Ctrl-C to stop");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    Ok(())
+}
