@@ -3,6 +3,7 @@
 //! cloud account.
 
 pub mod backup;
+pub mod cluster;
 pub mod env;
 pub mod lint;
 pub mod local;

@@ -12,7 +12,7 @@
 //! Simplifications, stated honestly: a rolling update surges the new ReplicaSet to full
 //! size and scales old ones to zero once it is fully available (availability is kept, as
 //! with maxUnavailable 0); CronJobs do not fire on their schedule (create a Job from one).
-//! HPAs report their target's replicas; there is no metrics server.
+//! HPAs keep their target within its bounds; there is no metrics server to scale on.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -77,9 +77,24 @@ fn owner_ref(owner: &Value, kind: &str, api_version: &str) -> Value {
 }
 
 /// A stable short hash of a pod template, like upstream's pod-template-hash.
+/// Key order does not matter, as it does not upstream (which hashes the decoded struct).
 pub fn template_hash(template: &Value) -> String {
-    let digest = Sha256::digest(template.to_string().as_bytes());
+    let digest = Sha256::digest(canonical(template).as_bytes());
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()[..10].to_string()
+}
+
+/// JSON text with object keys sorted at every level.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k]))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -593,10 +608,18 @@ impl Controllers {
             let Some(target_rt) = resources::RESOURCES.iter().find(|r| r.kind == target["kind"] && r.scale) else { continue };
             let Ok(workload) = self.store.get(target_rt, ns_of(&hpa), target["name"].as_str().unwrap_or("")) else { continue };
             let current = workload["status"]["replicas"].as_i64().unwrap_or(0);
+            // Upstream enforces the bounds before consulting metrics, so an HPA scales its
+            // target into [minReplicas, maxReplicas] even without a metrics server.
+            let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
+            let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+            let bounded = replicas_of(&workload).clamp(min, max.max(min));
+            if bounded != replicas_of(&workload) {
+                self.merge(target_rt, &workload, json!({"spec": {"replicas": bounded}}));
+            }
             let at = now();
             self.set_status(rt("autoscaling", "HorizontalPodAutoscaler"), &hpa, json!({
                 "currentReplicas": current,
-                "desiredReplicas": replicas_of(&workload),
+                "desiredReplicas": bounded,
                 "conditions": [
                     condition("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", &at),
                     condition("ScalingActive", false, "FailedGetResourceMetric", "the simulated cluster has no metrics server", &at),

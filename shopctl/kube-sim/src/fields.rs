@@ -244,14 +244,21 @@ pub fn apply(
         set_path(&mut merged, path, value);
     }
 
-    entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
-    entries.push(ManagedEntry {
+    let entry = ManagedEntry {
         manager: manager.to_string(),
         operation: "Apply".into(),
         api_version: rt.api_version(),
         time: now.to_string(),
         fields: applied,
-    });
+    };
+    // Replaced in place: a no-op apply must leave managedFields exactly as they were.
+    match entries
+        .iter_mut()
+        .find(|e| e.manager == manager && e.operation == "Apply")
+    {
+        Some(existing) => *existing = entry,
+        None => entries.push(entry),
+    }
     write_managed(&mut merged, &entries);
     Ok(merged)
 }

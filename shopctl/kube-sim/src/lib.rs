@@ -97,9 +97,10 @@ impl Simulator {
         &self.store
     }
 
-    /// Writes a kubeconfig (mode 0600) whose current context points here with `token`.
-    pub fn write_kubeconfig(&self, path: &Path, token: &str, namespace: Option<&str>) -> std::io::Result<()> {
-        std::fs::write(path, kubeconfig(&self.url(), token, namespace))?;
+    /// Writes a kubeconfig (mode 0600) whose current context, named after `cluster`,
+    /// points here with `token`.
+    pub fn write_kubeconfig(&self, path: &Path, token: &str, cluster: &str) -> std::io::Result<()> {
+        std::fs::write(path, kubeconfig(&self.url(), token, cluster))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -120,10 +121,9 @@ impl Drop for Simulator {
     }
 }
 
-pub fn kubeconfig(server: &str, token: &str, namespace: Option<&str>) -> String {
-    let namespace = namespace.map(|ns| format!("\n    namespace: {ns}")).unwrap_or_default();
+pub fn kubeconfig(server: &str, token: &str, cluster: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: simulated\n  cluster:\n    server: {server}\ncontexts:\n- name: simulated\n  context:\n    cluster: simulated\n    user: simulated-user{namespace}\ncurrent-context: simulated\nusers:\n- name: simulated-user\n  user:\n    token: {token}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-user\ncurrent-context: {cluster}\nusers:\n- name: {cluster}-user\n  user:\n    token: {token}\n"
     )
 }
 

@@ -17,6 +17,10 @@ struct Args {
     /// Where to write a kubeconfig for it (mode 0600).
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// Cluster name in the kubeconfig; shopctl checks it against the environment's
+    /// `cluster.name` (dev: shopmicro-dev).
+    #[arg(long, default_value = "shopmicro-dev")]
+    cluster_name: String,
     /// How long a healthy pod takes to become ready, in milliseconds.
     #[arg(long, default_value_t = 500)]
     ready_after_ms: u64,
@@ -26,7 +30,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config { ready_after: Duration::from_millis(args.ready_after_ms) };
     let simulator = Simulator::start(args.listen, config)?;
-    simulator.write_kubeconfig(&args.kubeconfig, simulator.admin_token(), None)?;
+    simulator.write_kubeconfig(&args.kubeconfig, simulator.admin_token(), &args.cluster_name)?;
     println!("simulated Kubernetes API server (not a real cluster) serving on {}", simulator.url());
     println!("kubeconfig written to {}; export KUBECONFIG={}", args.kubeconfig.display(), args.kubeconfig.display());
     println!("press Ctrl-C to stop");

@@ -15,6 +15,7 @@ use shopctl::local::state::{ComponentState, State, StateDir};
 use shopctl::local::{binaries, supervisor};
 use shopctl::templates::Templates;
 
+use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
@@ -41,9 +42,11 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[arg(long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -60,18 +63,34 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// Revision to restore (default: the one before the running release).
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Revision to restore (default: the one before the running release; with --service,
+    /// the Deployment revision before the current one).
     #[arg(long)]
-    to: Option<u32>,
+    pub to: Option<u32>,
+    /// Roll back only this Deployment, as `kubectl rollout undo` does (clusters only).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// How long to wait for the rollback's rollout (clusters), e.g. 90s or 5m.
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Releases to keep in the history (clusters).
+    #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
+    pub history_max: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[arg(long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

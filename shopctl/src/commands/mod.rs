@@ -2,6 +2,7 @@
 //! the library, and prints. Tables and progress live here, never in the library.
 
 mod backup;
+mod cluster;
 mod db;
 mod lint;
 mod local;
@@ -34,15 +35,17 @@ enum Command {
     Render(render::RenderArgs),
     /// Check rendered manifests against the platform's policies.
     Lint(lint::LintArgs),
+    /// Apply an environment's release to its cluster (server-side apply, prune, history).
+    Apply(cluster::ApplyArgs),
     /// Start the platform on this machine (--env local) and return once it is ready.
     Up(local::UpArgs),
     /// Stop what `up` started (data is kept unless --purge).
     Down(local::DownArgs),
-    /// Show what runs, where, and whether it is ready.
+    /// Show what runs, where, and whether it is ready (workloads, autoscalers, budgets).
     Status(local::StatusArgs),
     /// Print (or follow) a component's log.
     Logs(local::LogsArgs),
-    /// Restart a previous release (its binaries and configuration) as a new revision.
+    /// Go back to a previous release (as a new revision), or one Deployment with --service.
     Rollback(local::RollbackArgs),
     /// List releases: revision, time, who, why.
     History(local::HistoryArgs),
@@ -86,9 +89,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Lint(args) => lint::run(args),
         Command::Up(args) => local::up(args),
         Command::Down(args) => local::down(args),
+        Command::Apply(args) => cluster::apply(args),
+        Command::Status(args) if args.env.is_cluster()? => cluster::status(args),
         Command::Status(args) => local::status(args),
         Command::Logs(args) => local::logs(args),
+        Command::Rollback(args) if args.env.is_cluster()? => cluster::rollback(args),
         Command::Rollback(args) => local::rollback(args),
+        Command::History(args) if args.env.is_cluster()? => cluster::history(args),
         Command::History(args) => local::history(args),
         Command::Validate(args) => validate::run(args),
         Command::Db(args) => db::run(args),
@@ -142,6 +149,12 @@ pub struct EnvArgs {
 }
 
 impl EnvArgs {
+    /// Whether the environment runs on a Kubernetes cluster (not as local processes).
+    pub fn is_cluster(&self) -> anyhow::Result<bool> {
+        let (_, environment) = self.load()?;
+        Ok(environment.cluster.provider != shopctl::env::model::Provider::Local)
+    }
+
     pub fn load(&self) -> anyhow::Result<(Templates, Environment)> {
         let templates = Templates::select(self.templates.as_ref())?;
         let mut overrides = Override::from_env_vars(std::env::vars());
@@ -150,6 +163,22 @@ impl EnvArgs {
         }
         let environment = env::load(&templates, &self.name, &overrides)?;
         Ok((templates, environment))
+    }
+}
+
+/// Durations as operators type them: 500ms, 30s, 5m, 1h.
+fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let invalid = || format!("`{raw}` is not a duration like 500ms, 30s, 5m or 1h");
+    let raw = raw.trim();
+    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?);
+    let value: u64 = number.parse().map_err(|_| invalid())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(invalid()),
     }
 }
 

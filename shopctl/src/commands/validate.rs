@@ -9,7 +9,7 @@ use shopctl::env::model::Provider;
 use shopctl::local::state::StateDir;
 use shopctl::validate::{self, LocalTarget, Report, Selection, Status};
 
-use super::{EnvArgs, Outcome, OutputFormat, print_report};
+use super::{EnvArgs, Outcome, OutputFormat, parse_duration, print_report};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -34,22 +34,6 @@ pub struct ValidateArgs {
     /// and for debugging a check in isolation).
     #[arg(long)]
     sequential: bool,
-}
-
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let invalid = || format!("`{raw}` is not a duration like 500ms, 30s or 2m");
-    let (number, unit) = raw.trim().split_at(
-        raw.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?,
-    );
-    let value: u64 = number.parse().map_err(|_| invalid())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(invalid()),
-    }
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {

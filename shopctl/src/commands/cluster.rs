@@ -1,0 +1,330 @@
+//! `apply`, and the cluster side of `status`, `history` and `rollback`: connect the way
+//! kubectl does, call the library, draw progress bars on a terminal, print a table or JSON.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use comfy_table::{ContentArrangement, Table, presets};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use shopctl::cluster::apply::{ApplyOptions, Change};
+use shopctl::cluster::deploy::{DeployOptions, DeployReport, Deployer};
+use shopctl::cluster::release::ReleaseStore;
+use shopctl::cluster::rollout::{Progress, ProgressCallback, WaitResult, Workload};
+use shopctl::cluster::{Cluster, ClusterOptions, rollback, status};
+use shopctl::env::Environment;
+use shopctl::render::{self, SecretMode};
+use shopctl::secrets::SecretSource;
+
+use super::local::{HistoryArgs, RollbackArgs, StatusArgs};
+use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
+
+/// Which cluster, as kubectl users expect (kubeconfig, context; in-cluster when neither).
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context, which must point at the
+    /// environment's cluster).
+    #[arg(long)]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> ClusterOptions {
+        ClusterOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Ask the server what would change (server-side dry run) and print a diff per object.
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait until every workload has rolled out.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, e.g. 90s or 5m.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Go back to the previous release if the rollout fails (implies --wait).
+    #[arg(long)]
+    atomic: bool,
+    /// Take over fields another field manager owns (server-side apply force).
+    #[arg(long)]
+    force: bool,
+    /// Releases to keep in the history.
+    #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
+    history_max: usize,
+    /// Secrets file (default .shopctl/secrets/<env>.yaml).
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Result<Cluster> {
+    Cluster::connect(&args.options(), environment).await
+}
+
+/// Progress bars on a terminal (one per workload); plain lines as workloads settle
+/// otherwise, so CI logs show progress without control characters.
+fn progress_reporter() -> ProgressCallback {
+    let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let multi = MultiProgress::with_draw_target(if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    let style = ProgressStyle::with_template("{spinner} {prefix:40} [{bar:20}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    Arc::new(move |workload: &Workload, progress: &Progress| {
+        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(workload.id()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(1));
+            bar.set_style(style.clone());
+            bar.set_prefix(workload.id());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        match progress {
+            Progress::Waiting { ready, desired, message } => {
+                bar.set_length((*desired).max(1) as u64);
+                bar.set_position((*ready).max(0) as u64);
+                bar.set_message(message.clone());
+            }
+            Progress::Ready => {
+                bar.set_position(bar.length().unwrap_or(1));
+                bar.finish_with_message("ready");
+                if !terminal {
+                    eprintln!("{} ready", workload.id());
+                }
+            }
+            Progress::Failed { condition, .. } => {
+                bar.abandon_with_message(condition.clone());
+                if !terminal {
+                    eprintln!("{} failed: {condition}", workload.id());
+                }
+            }
+        }
+    })
+}
+
+fn deploy_options(args: &ApplyArgs) -> DeployOptions {
+    DeployOptions {
+        apply: ApplyOptions { dry_run: args.dry_run, force: args.force },
+        wait: (args.wait || args.atomic).then_some(args.timeout),
+        atomic: args.atomic,
+        keep: args.history_max,
+        cause: "apply".into(),
+    }
+}
+
+pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
+    let (templates, environment) = args.env.load()?;
+    let secrets = SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?;
+    let manifests: Vec<Value> = render::render(&templates, &environment, &SecretMode::Values(secrets))?.into_iter().map(|m| m.value).collect();
+    let runtime = runtime()?;
+    let report = runtime.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        let deployer = Deployer { cluster: &cluster, environment: environment.name.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
+        deployer.deploy(&manifests, &deploy_options(&args)).await
+    })?;
+    print_deploy(&report, args.output)
+}
+
+fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<Outcome> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Table => print_deploy_table(report),
+    }
+    Ok(if report.rollout_failed() { Outcome::CheckFailed } else { Outcome::Success })
+}
+
+fn print_deploy_table(report: &DeployReport) {
+    let count = |change: Change| report.changes.iter().filter(|c| c.change == change).count();
+    for change in report.changes.iter().filter(|c| c.change != Change::Unchanged) {
+        let verb = match change.change {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Pruned => "pruned",
+            Change::Unchanged => "unchanged",
+        };
+        let verb = if report.dry_run { format!("{verb} (dry run)") } else { verb.to_string() };
+        println!("{:<22} {}", verb, change.id);
+        if let Some(diff) = &change.diff {
+            println!("{diff}");
+        }
+    }
+    println!(
+        "{} created, {} configured, {} unchanged, {} pruned{}",
+        count(Change::Created),
+        count(Change::Configured),
+        count(Change::Unchanged),
+        count(Change::Pruned),
+        if report.dry_run { " (dry run: nothing was changed)" } else { "" }
+    );
+    if !report.dry_run {
+        match (report.revision, report.previous) {
+            (Some(revision), Some(previous)) => println!("recorded release {revision} of {} (previous: {previous})", report.environment),
+            (Some(revision), None) => println!("recorded release {revision} of {} (the first)", report.environment),
+            (None, Some(previous)) => println!("no changes: release {previous} of {} is current", report.environment),
+            (None, None) => {}
+        }
+    }
+    print_rollout(&report.rollout);
+    if let Some(back) = &report.rolled_back {
+        match back.revision {
+            Some(revision) => println!("rolled back automatically to release {} (recorded as release {revision})", back.to),
+            None => println!("rolled back automatically to release {}", back.to),
+        }
+        print_rollout(&back.rollout);
+    }
+}
+
+fn print_rollout(results: &[WaitResult]) {
+    if results.is_empty() {
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
+    for result in results {
+        table.add_row([
+            result.workload.clone(),
+            if result.ready { "ready".into() } else { "FAILED".into() },
+            format!("{:.1}", result.seconds),
+            result.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    for result in results.iter().filter(|r| !r.warnings.is_empty()) {
+        println!("recent warning events for {}:", result.workload);
+        for warning in &result.warnings {
+            println!("  {warning}");
+        }
+    }
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    let namespaces = vec![environment.namespace.clone(), environment.observability.namespace.clone()];
+    let report = runtime()?.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        status::status(&cluster, &environment.name, &namespaces).await
+    })?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_status(&report),
+    }
+    Ok(Outcome::Success)
+}
+
+fn print_status(report: &status::StatusReport) {
+    match &report.release {
+        Some(r) => println!("{} on {}: release {} ({:?}), applied {} by {}", report.environment, report.server, r.revision, r.status, r.applied_at, r.applied_by),
+        None => println!("{} on {}: no release recorded", report.environment, report.server),
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["WORKLOAD", "READY", "UP-TO-DATE", "AVAILABLE", "REVISION", "AGE", "IMAGE", "ROLLOUT"]);
+    for w in &report.workloads {
+        let rollout = match &w.rollout {
+            Progress::Ready => "ready".to_string(),
+            Progress::Waiting { message, .. } => message.clone(),
+            Progress::Failed { condition, .. } => condition.clone(),
+        };
+        table.add_row([
+            format!("{}/{}/{}", w.kind, w.namespace, w.name),
+            format!("{}/{}", w.ready, w.desired),
+            w.updated.to_string(),
+            w.available.to_string(),
+            w.revision.clone().unwrap_or_else(|| "-".into()),
+            w.age.clone(),
+            w.images.join(", "),
+            rollout,
+        ]);
+    }
+    println!("{table}");
+    if !report.autoscalers.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header(["AUTOSCALER", "TARGET", "CURRENT", "DESIRED", "MIN", "MAX"]);
+        for h in &report.autoscalers {
+            table.add_row([format!("{}/{}", h.namespace, h.name), h.target.clone(), h.current.to_string(), h.desired.to_string(), h.min.to_string(), h.max.to_string()]);
+        }
+        println!("{table}");
+    }
+    if !report.budgets.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header(["DISRUPTION BUDGET", "HEALTHY", "NEEDED", "ALLOWED DISRUPTIONS"]);
+        for b in &report.budgets {
+            table.add_row([format!("{}/{}", b.namespace, b.name), b.current_healthy.to_string(), b.desired_healthy.to_string(), b.disruptions_allowed.to_string()]);
+        }
+        println!("{table}");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    let releases = runtime()?.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        ReleaseStore::new(&cluster, &environment.namespace, &environment.name).list().await
+    })?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"environment": environment.name, "releases": releases}))?),
+        OutputFormat::Table => {
+            if releases.is_empty() {
+                println!("no releases recorded for {}; `shopctl apply --env {}` creates the first", environment.name, environment.name);
+                return Ok(Outcome::Success);
+            }
+            let mut table = Table::new();
+            table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
+            for r in &releases {
+                table.add_row([r.revision.to_string(), r.applied_at.clone(), r.applied_by.clone(), format!("{:?}", r.status).to_lowercase(), r.cause.clone(), r.digest[..12].to_string()]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    let runtime = runtime()?;
+    if let Some(service) = &args.service {
+        let (rolled, results) = runtime.block_on(async {
+            let cluster = connect(&args.cluster, &environment).await?;
+            let rolled = rollback::rollback_service(&cluster, &environment.namespace, &environment.name, service, args.to).await?;
+            let workload = Workload { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: environment.namespace.clone(), name: service.clone() };
+            let results = shopctl::cluster::rollout::wait_all(&cluster, &[workload], args.timeout, progress_reporter()).await?;
+            anyhow::Ok((rolled, results))
+        })?;
+        println!("Deployment {} rolled back from revision {} to the template of revision {}", rolled.deployment, rolled.from, rolled.to);
+        println!("note: the environment's release history is unchanged; the next `shopctl apply` applies the templates again");
+        print_rollout(&results);
+        return Ok(if results.iter().all(|r| r.ready) { Outcome::Success } else { Outcome::CheckFailed });
+    }
+    let options = DeployOptions {
+        apply: ApplyOptions { dry_run: false, force: true },
+        wait: Some(args.timeout),
+        atomic: false,
+        keep: args.history_max,
+        cause: String::new(),
+    };
+    let report = runtime.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        let deployer = Deployer { cluster: &cluster, environment: environment.name.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
+        deployer.rollback(args.to, &options).await
+    })?;
+    print_deploy(&report, args.output)
+}
