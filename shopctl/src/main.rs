@@ -33,7 +33,9 @@ fn install_tracing(verbose: u8) {
         // kube's client logs a failed connection as an ERROR before returning it; shopctl
         // reports it once, with advice, so the client's line is noise unless asked for.
         let kube = if verbose > 0 { default } else { "off" };
-        tracing_subscriber::EnvFilter::new(format!("{default},sqlx::query=error,kube_client={kube}"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},sqlx::query=error,kube_client={kube}"
+        ))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -52,7 +52,14 @@ fn error_response(error: &ApiError) -> Response {
     json_response(error.code, &error.status())
 }
 
-pub async fn handle(State(state): State<AppState>, method: Method, uri: Uri, Query(params): Query<Params>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     if segments == ["version"] || segments == ["healthz"] || segments == ["readyz"] {
         return json_response(200, &version());
@@ -80,10 +87,19 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Access
     }
 }
 
-fn authorise(user: &(String, Access), verb: &str, rt: &ResourceType, namespace: Option<&str>) -> Result<(), ApiError> {
+fn authorise(
+    user: &(String, Access),
+    verb: &str,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
     match &user.1 {
         Access::Admin => Ok(()),
-        Access::Namespaces(allowed) if namespace.is_some_and(|ns| allowed.iter().any(|a| a == ns)) => Ok(()),
+        Access::Namespaces(allowed)
+            if namespace.is_some_and(|ns| allowed.iter().any(|a| a == ns)) =>
+        {
+            Ok(())
+        }
         _ => Err(ApiError::forbidden(&user.0, verb, rt, namespace)),
     }
 }
@@ -106,9 +122,15 @@ struct Target<'a> {
 }
 
 fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Result<Target<'a>, ApiError> {
-    let not_found = || ApiError::bad_request(format!("the server could not find the requested resource ({group}/{version} {rest:?})"));
+    let not_found = || {
+        ApiError::bad_request(format!(
+            "the server could not find the requested resource ({group}/{version} {rest:?})"
+        ))
+    };
     let (namespace, rest) = match rest {
-        ["namespaces", ns, plural, ..] if resources::by_path(group, version, plural).is_some() => (Some(*ns), &rest[2..]),
+        ["namespaces", ns, plural, ..] if resources::by_path(group, version, plural).is_some() => {
+            (Some(*ns), &rest[2..])
+        }
         _ => (None, rest),
     };
     let (plural, name, subresource) = match rest {
@@ -126,31 +148,69 @@ fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Result<Targ
     if rt.namespaced && name.is_some() && namespace.is_none() {
         return Err(not_found());
     }
-    Ok(Target { rt, namespace, name, subresource })
+    Ok(Target {
+        rt,
+        namespace,
+        name,
+        subresource,
+    })
 }
 
-async fn route(state: &AppState, user: &(String, Access), method: &Method, segments: &[&str], params: &Params, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+async fn route(
+    state: &AppState,
+    user: &(String, Access),
+    method: &Method,
+    segments: &[&str],
+    params: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let (group, version, rest): (&str, &str, &[&str]) = match segments {
-        ["api"] => return Ok(json_response(200, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
+        ["api"] => {
+            return Ok(json_response(
+                200,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ));
+        }
         ["apis"] => return Ok(json_response(200, &group_list())),
         ["api", "v1"] => return Ok(json_response(200, &resource_list("", "v1"))),
         ["apis", group] => {
-            let (_, version) = resources::groups().into_iter().find(|(g, _)| g == group).ok_or_else(|| ApiError::bad_request("unknown group"))?;
-            return Ok(json_response(200, &json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [{"groupVersion": format!("{group}/{version}"), "version": version}], "preferredVersion": {"groupVersion": format!("{group}/{version}"), "version": version}})));
+            let (_, version) = resources::groups()
+                .into_iter()
+                .find(|(g, _)| g == group)
+                .ok_or_else(|| ApiError::bad_request("unknown group"))?;
+            return Ok(json_response(
+                200,
+                &json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [{"groupVersion": format!("{group}/{version}"), "version": version}], "preferredVersion": {"groupVersion": format!("{group}/{version}"), "version": version}}),
+            ));
         }
-        ["apis", group, version] if resources::groups().iter().any(|(g, v)| g == group && v == version) => {
+        ["apis", group, version]
+            if resources::groups()
+                .iter()
+                .any(|(g, v)| g == group && v == version) =>
+        {
             return Ok(json_response(200, &resource_list(group, version)));
         }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", group, version, rest @ ..] => (group, version, rest),
-        _ => return Err(ApiError { code: 404, reason: "NotFound", message: "the server could not find the requested resource".into(), details: Value::Null }),
+        _ => {
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: "the server could not find the requested resource".into(),
+                details: Value::Null,
+            });
+        }
     };
     let target = parse_target(group, version, rest)?;
     let rt = target.rt;
     let namespace = target.namespace.unwrap_or("");
     let options = WriteOptions {
         dry_run: params.get("dryRun").is_some_and(|v| v == "All"),
-        field_manager: params.get("fieldManager").cloned().unwrap_or_else(|| manager_from_user_agent(headers)),
+        field_manager: params
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| manager_from_user_agent(headers)),
         force: params.get("force").is_some_and(|v| v == "true"),
     };
     let verb = match (method.as_str(), target.name) {
@@ -163,42 +223,122 @@ async fn route(state: &AppState, user: &(String, Access), method: &Method, segme
         ("DELETE", Some(_)) => "delete",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    authorise(user, verb, rt, rt.namespaced.then_some(namespace).filter(|ns| !ns.is_empty()))?;
+    authorise(
+        user,
+        verb,
+        rt,
+        rt.namespaced
+            .then_some(namespace)
+            .filter(|ns| !ns.is_empty()),
+    )?;
     let store = &state.store;
     let part = match target.subresource {
         None => Part::Main,
         Some("status") if rt.status => Part::Status,
-        Some("scale") if rt.scale => return scale(store, rt, namespace, target.name.unwrap_or(""), method, headers, body, &options),
-        Some(other) => return Err(ApiError { code: 404, reason: "NotFound", message: format!("{} has no subresource {other}", rt.qualified()), details: Value::Null }),
+        Some("scale") if rt.scale => {
+            return scale(
+                store,
+                rt,
+                namespace,
+                target.name.unwrap_or(""),
+                method,
+                headers,
+                body,
+                &options,
+            );
+        }
+        Some(other) => {
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: format!("{} has no subresource {other}", rt.qualified()),
+                details: Value::Null,
+            });
+        }
     };
     let created = |object: Value, code: u16| Ok(json_response(code, &object));
     match verb {
         "watch" => watch(store, rt, target.namespace, params),
         "list" => {
-            let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str), rt.kind).map_err(ApiError::bad_request)?;
+            let labels =
+                LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+                    .map_err(ApiError::bad_request)?;
+            let fields = FieldSelector::parse(
+                params.get("fieldSelector").map_or("", String::as_str),
+                rt.kind,
+            )
+            .map_err(ApiError::bad_request)?;
             let (items, revision) = store.list(rt, target.namespace, &labels, &fields);
-            created(json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": revision.to_string()}, "items": items}), 200)
+            created(
+                json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": revision.to_string()}, "items": items}),
+                200,
+            )
         }
         "get" => created(store.get(rt, namespace, target.name.unwrap_or(""))?, 200),
-        "create" => created(store.create(rt, namespace, parse_body(body)?, &options)?, 201),
-        "update" => created(store.update(rt, namespace, target.name.unwrap_or(""), parse_body(body)?, part, &options)?, 200),
+        "create" => created(
+            store.create(rt, namespace, parse_body(body)?, &options)?,
+            201,
+        ),
+        "update" => created(
+            store.update(
+                rt,
+                namespace,
+                target.name.unwrap_or(""),
+                parse_body(body)?,
+                part,
+                &options,
+            )?,
+            200,
+        ),
         "patch" => {
             let kind = patch_kind(headers)?;
+            let mut options = options;
+            if matches!(kind, PatchKind::Apply) && !params.contains_key("fieldManager") {
+                // Upstream requires an explicit manager for apply; no user-agent default.
+                options.field_manager.clear();
+            }
             let existed = store.get(rt, namespace, target.name.unwrap_or("")).is_ok();
-            let object = store.patch(rt, namespace, target.name.unwrap_or(""), kind, &parse_body(body)?, part, &options)?;
+            let object = store.patch(
+                rt,
+                namespace,
+                target.name.unwrap_or(""),
+                kind,
+                &parse_body(body)?,
+                part,
+                &options,
+            )?;
             created(object, if existed { 200 } else { 201 })
         }
         "delete" => {
-            let delete_options: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
-            let policy = params.get("propagationPolicy").cloned().or_else(|| delete_options["propagationPolicy"].as_str().map(str::to_string));
+            let delete_options: Value = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(body)?
+            };
+            let policy = params.get("propagationPolicy").cloned().or_else(|| {
+                delete_options["propagationPolicy"]
+                    .as_str()
+                    .map(str::to_string)
+            });
             let propagation = match policy.as_deref() {
                 Some("Orphan") => Propagation::Orphan,
                 Some("Foreground") => Propagation::Foreground,
                 _ => Propagation::Background,
             };
-            let dry_run = options.dry_run || delete_options["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"));
-            created(store.delete(rt, namespace, target.name.unwrap_or(""), propagation, dry_run)?, 200)
+            let dry_run = options.dry_run
+                || delete_options["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|v| v == "All"));
+            created(
+                store.delete(
+                    rt,
+                    namespace,
+                    target.name.unwrap_or(""),
+                    propagation,
+                    dry_run,
+                )?,
+                200,
+            )
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -216,11 +356,15 @@ fn manager_from_user_agent(headers: &HeaderMap) -> String {
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     match content_type.split(';').next().unwrap_or("").trim() {
         "application/merge-patch+json" => Ok(PatchKind::Merge),
         "application/json-patch+json" => Ok(PatchKind::Json),
@@ -243,7 +387,10 @@ fn group_list() -> Value {
 
 fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         resources.push(json!({
             "name": r.plural,
             "singularName": r.kind.to_lowercase(),
@@ -258,13 +405,26 @@ fn resource_list(group: &str, version: &str) -> Value {
             resources.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
 /// The `scale` subresource: an `autoscaling/v1` Scale view of `spec.replicas`.
 #[allow(clippy::too_many_arguments)] // reason: a route handler with the request's parts
-fn scale(store: &Store, rt: &'static ResourceType, namespace: &str, name: &str, method: &Method, headers: &HeaderMap, body: &Bytes, options: &WriteOptions) -> Result<Response, ApiError> {
+fn scale(
+    store: &Store,
+    rt: &'static ResourceType,
+    namespace: &str,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    options: &WriteOptions,
+) -> Result<Response, ApiError> {
     let view = |object: &Value| {
         let selector = LabelSelector::from_object(&object["spec"]["selector"]).unwrap_or_default();
         json!({
@@ -290,8 +450,10 @@ fn scale(store: &Store, rt: &'static ResourceType, namespace: &str, name: &str, 
             let patch = parse_body(body)?;
             match patch_kind(headers)? {
                 PatchKind::Json => {
-                    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    json_patch::patch(&mut current, &patch).map_err(|e| ApiError::invalid(rt, name, "patch", &e.to_string()))?;
+                    let patch: json_patch::Patch = serde_json::from_value(patch)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    json_patch::patch(&mut current, &patch)
+                        .map_err(|e| ApiError::invalid(rt, name, "patch", &e.to_string()))?;
                 }
                 _ => json_patch::merge(&mut current, &patch),
             }
@@ -299,8 +461,23 @@ fn scale(store: &Store, rt: &'static ResourceType, namespace: &str, name: &str, 
         }
         _ => return Err(ApiError::method_not_allowed()),
     };
-    let replicas = replicas.filter(|r| *r >= 0).ok_or_else(|| ApiError::invalid(rt, name, "spec.replicas", "must be greater than or equal to 0"))?;
-    let updated = store.patch(rt, namespace, name, PatchKind::Merge, &json!({"spec": {"replicas": replicas}}), Part::Main, options)?;
+    let replicas = replicas.filter(|r| *r >= 0).ok_or_else(|| {
+        ApiError::invalid(
+            rt,
+            name,
+            "spec.replicas",
+            "must be greater than or equal to 0",
+        )
+    })?;
+    let updated = store.patch(
+        rt,
+        namespace,
+        name,
+        PatchKind::Merge,
+        &json!({"spec": {"replicas": replicas}}),
+        Part::Main,
+        options,
+    )?;
     Ok(json_response(200, &view(&updated)))
 }
 
@@ -309,12 +486,27 @@ fn scale(store: &Store, rt: &'static ResourceType, namespace: &str, name: &str, 
 /// watch"): without a resourceVersion (or "0") the stream starts with synthetic ADDED events
 /// for the current state; with one, it replays every change after it, or 410 Gone when the
 /// history was compacted.
-fn watch(store: &Store, rt: &'static ResourceType, namespace: Option<&str>, params: &Params) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str), rt.kind).map_err(ApiError::bad_request)?;
-    let from = params.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0");
+fn watch(
+    store: &Store,
+    rt: &'static ResourceType,
+    namespace: Option<&str>,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(
+        params.get("fieldSelector").map_or("", String::as_str),
+        rt.kind,
+    )
+    .map_err(ApiError::bad_request)?;
+    let from = params
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && *rv != "0");
     let from = match from {
-        Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
         None => None,
     };
     let (backlog, receiver) = store.watch_from(from)?;
@@ -328,25 +520,47 @@ fn watch(store: &Store, rt: &'static ResourceType, namespace: Option<&str>, para
     let namespace = namespace.map(str::to_string);
     let wanted = move |event: &WatchEvent| {
         std::ptr::eq(event.resource, rt)
-            && namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
+            && namespace
+                .as_deref()
+                .is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
             && labels.matches(event.object["metadata"].get("labels"))
             && fields.matches(&event.object)
     };
     let wanted = Arc::new(wanted);
-    let replay: Vec<(&'static str, Value)> = backlog.into_iter().filter(|e| wanted(e)).map(|e| (e.kind, e.object)).collect();
+    let replay: Vec<(&'static str, Value)> = backlog
+        .into_iter()
+        .filter(|e| wanted(e))
+        .map(|e| (e.kind, e.object))
+        .collect();
     let live_filter = wanted.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(receiver)
         // A lagging watcher ends; the client relists, as it would after a dropped watch.
         .take_while(|item| std::future::ready(item.is_ok()))
         .filter_map(move |item| {
-            let keep = item.ok().filter(|e| e.revision > seen && live_filter(e)).map(|e| (e.kind, e.object));
+            let keep = item
+                .ok()
+                .filter(|e| e.revision > seen && live_filter(e))
+                .map(|e| (e.kind, e.object));
             std::future::ready(keep)
         });
     let events = futures_util::stream::iter(initial.into_iter().chain(replay)).chain(live);
-    let timeout = params.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let deadline = tokio::time::sleep(Duration::from_secs(timeout));
     let lines = events
-        .map(|(kind, object)| Ok::<_, Infallible>(Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))))
+        .map(|(kind, object)| {
+            Ok::<_, Infallible>(Bytes::from(format!(
+                "{}\n",
+                json!({"type": kind, "object": object})
+            )))
+        })
         .take_until(deadline);
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(lines)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }

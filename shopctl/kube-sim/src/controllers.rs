@@ -80,7 +80,12 @@ fn owner_ref(owner: &Value, kind: &str, api_version: &str) -> Value {
 /// Key order does not matter, as it does not upstream (which hashes the decoded struct).
 pub fn template_hash(template: &Value) -> String {
     let digest = Sha256::digest(canonical(template).as_bytes());
-    digest.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()[..10].to_string()
+    digest
+        .iter()
+        .take(5)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..10]
+        .to_string()
 }
 
 /// JSON text with object keys sorted at every level.
@@ -89,10 +94,16 @@ fn canonical(value: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let fields: Vec<String> = keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k]))).collect();
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k])))
+                .collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -153,13 +164,25 @@ impl Controllers {
     }
 
     fn all(&self, rt: &'static ResourceType) -> Vec<Value> {
-        self.store.list(rt, None, &LabelSelector::default(), &FieldSelector::default()).0
+        self.store
+            .list(
+                rt,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .0
     }
 
     fn owned(&self, rt: &'static ResourceType, owner: &Value) -> Vec<Value> {
         let uid = uid_of(owner);
         self.store
-            .list(rt, Some(ns_of(owner)), &LabelSelector::default(), &FieldSelector::default())
+            .list(
+                rt,
+                Some(ns_of(owner)),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
             .0
             .into_iter()
             .filter(|o| owner_uids(o).iter().any(|u| u == uid))
@@ -167,18 +190,36 @@ impl Controllers {
     }
 
     fn options() -> WriteOptions {
-        WriteOptions { field_manager: MANAGER.into(), ..WriteOptions::default() }
+        WriteOptions {
+            field_manager: MANAGER.into(),
+            ..WriteOptions::default()
+        }
     }
 
     // Controller writes that fail (a concurrent delete, say) are retried on the next pass,
     // as upstream controllers requeue; nothing else needs to know.
     fn set_status(&self, rt: &'static ResourceType, object: &Value, status: Value) {
         let body = json!({"metadata": {"name": name_of(object)}, "status": status});
-        let _ = self.store.update(rt, ns_of(object), name_of(object), body, Part::Status, &Self::options());
+        let _ = self.store.update(
+            rt,
+            ns_of(object),
+            name_of(object),
+            body,
+            Part::Status,
+            &Self::options(),
+        );
     }
 
     fn merge(&self, rt: &'static ResourceType, object: &Value, patch: Value) {
-        let _ = self.store.patch(rt, ns_of(object), name_of(object), PatchKind::Merge, &patch, Part::Main, &Self::options());
+        let _ = self.store.patch(
+            rt,
+            ns_of(object),
+            name_of(object),
+            PatchKind::Merge,
+            &patch,
+            Part::Main,
+            &Self::options(),
+        );
     }
 
     fn create(&self, rt: &'static ResourceType, namespace: &str, object: Value) {
@@ -186,20 +227,49 @@ impl Controllers {
     }
 
     fn delete(&self, rt: &'static ResourceType, object: &Value) {
-        let _ = self.store.delete(rt, ns_of(object), name_of(object), Propagation::Background, false);
+        let _ = self.store.delete(
+            rt,
+            ns_of(object),
+            name_of(object),
+            Propagation::Background,
+            false,
+        );
     }
 
     /// Records an Event like the kubelet or a controller does; repeats within a few
     /// seconds are aggregated into the existing event's count.
-    pub fn event(&mut self, involved: &Value, kind: &str, reason: &str, message: &str, component: &str) {
+    pub fn event(
+        &mut self,
+        involved: &Value,
+        kind: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
         let key = (uid_of(involved).to_string(), reason.to_string());
-        if self.emitted.get(&key).is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
+        if self
+            .emitted
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(2))
+        {
             return;
         }
         self.emitted.insert(key, Instant::now());
         let events = rt("", "Event");
-        let selector = FieldSelector::parse(&format!("involvedObject.uid={},reason={reason}", uid_of(involved)), "Event").expect("supported fields");
-        let existing = self.store.list(events, Some(ns_of(involved)), &LabelSelector::default(), &selector).0;
+        let selector = FieldSelector::parse(
+            &format!("involvedObject.uid={},reason={reason}", uid_of(involved)),
+            "Event",
+        )
+        .expect("supported fields");
+        let existing = self
+            .store
+            .list(
+                events,
+                Some(ns_of(involved)),
+                &LabelSelector::default(),
+                &selector,
+            )
+            .0;
         let now = now();
         match existing.first() {
             Some(event) => {
@@ -235,9 +305,16 @@ impl Controllers {
             let template = deployment["spec"]["template"].clone();
             let hash = template_hash(&template);
             let owned = self.owned(replica_sets, &deployment);
-            let revision_of = |rs: &Value| rs["metadata"]["annotations"][REVISION].as_str().and_then(|r| r.parse::<i64>().ok()).unwrap_or(0);
+            let revision_of = |rs: &Value| {
+                rs["metadata"]["annotations"][REVISION]
+                    .as_str()
+                    .and_then(|r| r.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
             let newest = owned.iter().map(revision_of).max().unwrap_or(0);
-            let current = owned.iter().find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] == hash.as_str());
+            let current = owned
+                .iter()
+                .find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] == hash.as_str());
             let paused = deployment["spec"]["paused"].as_bool().unwrap_or(false);
             let new_rs_name = format!("{}-{hash}", name_of(&deployment));
             let revision = match current {
@@ -269,7 +346,11 @@ impl Controllers {
                     let mut revision = revision_of(rs);
                     if revision < newest {
                         revision = newest + 1;
-                        self.merge(replica_sets, rs, json!({"metadata": {"annotations": {REVISION: revision.to_string()}}}));
+                        self.merge(
+                            replica_sets,
+                            rs,
+                            json!({"metadata": {"annotations": {REVISION: revision.to_string()}}}),
+                        );
                     }
                     if replicas_of(rs) != replicas && !paused {
                         self.merge(replica_sets, rs, json!({"spec": {"replicas": replicas}}));
@@ -277,22 +358,42 @@ impl Controllers {
                     revision
                 }
             };
-            if deployment["metadata"]["annotations"][REVISION].as_str() != Some(&revision.to_string()) && revision > 0 {
-                self.merge(rt("apps", "Deployment"), &deployment, json!({"metadata": {"annotations": {REVISION: revision.to_string()}}}));
+            if deployment["metadata"]["annotations"][REVISION].as_str()
+                != Some(&revision.to_string())
+                && revision > 0
+            {
+                self.merge(
+                    rt("apps", "Deployment"),
+                    &deployment,
+                    json!({"metadata": {"annotations": {REVISION: revision.to_string()}}}),
+                );
             }
             self.deployment_status(&deployment, &new_rs_name, replicas, paused);
         }
     }
 
-    fn deployment_status(&mut self, deployment: &Value, new_rs_name: &str, replicas: i64, paused: bool) {
+    fn deployment_status(
+        &mut self,
+        deployment: &Value,
+        new_rs_name: &str,
+        replicas: i64,
+        paused: bool,
+    ) {
         let owned = self.owned(rt("apps", "ReplicaSet"), deployment);
         let new_rs = owned.iter().find(|rs| name_of(rs) == new_rs_name);
         let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
         let new_available = new_rs.map_or(0, |rs| count(rs, "availableReplicas"));
         let new_replicas = new_rs.map_or(0, |rs| count(rs, "replicas"));
         if new_available >= replicas && !paused {
-            for old in owned.iter().filter(|rs| name_of(rs) != new_rs_name && replicas_of(rs) != 0) {
-                self.merge(rt("apps", "ReplicaSet"), old, json!({"spec": {"replicas": 0}}));
+            for old in owned
+                .iter()
+                .filter(|rs| name_of(rs) != new_rs_name && replicas_of(rs) != 0)
+            {
+                self.merge(
+                    rt("apps", "ReplicaSet"),
+                    old,
+                    json!({"spec": {"replicas": 0}}),
+                );
             }
         }
         let total: i64 = owned.iter().map(|rs| count(rs, "replicas")).sum();
@@ -301,27 +402,64 @@ impl Controllers {
         let complete = new_replicas == replicas && new_available == replicas && total == replicas;
 
         let key = uid_of(deployment).to_string();
-        let progressed = self.progress.get(&key).is_none_or(|(rs, avail, _)| rs != new_rs_name || *avail != new_available);
+        let progressed = self
+            .progress
+            .get(&key)
+            .is_none_or(|(rs, avail, _)| rs != new_rs_name || *avail != new_available);
         if progressed {
-            self.progress.insert(key.clone(), (new_rs_name.to_string(), new_available, Instant::now()));
+            self.progress.insert(
+                key.clone(),
+                (new_rs_name.to_string(), new_available, Instant::now()),
+            );
         }
         let since = self.progress[&key].2;
-        let previous: Vec<Value> = deployment["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let previous: Vec<Value> = deployment["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let keep_time = |kind: &str, reason: &str| {
-            previous.iter().find(|c| c["type"] == kind && c["reason"] == reason).and_then(|c| c["lastUpdateTime"].as_str().map(str::to_string)).unwrap_or_else(now)
+            previous
+                .iter()
+                .find(|c| c["type"] == kind && c["reason"] == reason)
+                .and_then(|c| c["lastUpdateTime"].as_str().map(str::to_string))
+                .unwrap_or_else(now)
         };
-        let deadline = Duration::from_secs(deployment["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600));
+        let deadline = Duration::from_secs(
+            deployment["spec"]["progressDeadlineSeconds"]
+                .as_u64()
+                .unwrap_or(600),
+        );
         let (progressing, reason, message) = if complete {
-            (true, "NewReplicaSetAvailable", format!("ReplicaSet \"{new_rs_name}\" has successfully progressed."))
+            (
+                true,
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{new_rs_name}\" has successfully progressed."),
+            )
         } else if since.elapsed() > deadline {
-            (false, "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_rs_name}\" has timed out progressing."))
+            (
+                false,
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{new_rs_name}\" has timed out progressing."),
+            )
         } else {
-            (true, "ReplicaSetUpdated", format!("ReplicaSet \"{new_rs_name}\" is progressing."))
+            (
+                true,
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{new_rs_name}\" is progressing."),
+            )
         };
         let max_unavailable = max_unavailable(deployment, replicas);
         let is_available = available >= replicas - max_unavailable;
-        let available_reason = if is_available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" };
-        let available_message = if is_available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." };
+        let available_reason = if is_available {
+            "MinimumReplicasAvailable"
+        } else {
+            "MinimumReplicasUnavailable"
+        };
+        let available_message = if is_available {
+            "Deployment has minimum availability."
+        } else {
+            "Deployment does not have minimum availability."
+        };
         let status = json!({
             "observedGeneration": deployment["metadata"]["generation"],
             "replicas": total,
@@ -337,7 +475,14 @@ impl Controllers {
         self.set_status(rt("apps", "Deployment"), deployment, status);
     }
 
-    fn new_pod(&self, owner: &Value, owner_kind: &str, api_version: &str, name: Value, node: &str) -> Value {
+    fn new_pod(
+        &self,
+        owner: &Value,
+        owner_kind: &str,
+        api_version: &str,
+        name: Value,
+        node: &str,
+    ) -> Value {
         let template = &owner["spec"]["template"];
         json!({
             "apiVersion": "v1",
@@ -360,15 +505,28 @@ impl Controllers {
         let pods = self.all(rt("", "Pod"));
         NODES
             .iter()
-            .map(|(node, _)| (pods.iter().filter(|p| p["spec"]["nodeName"] == *node).count(), *node))
+            .map(|(node, _)| {
+                (
+                    pods.iter()
+                        .filter(|p| p["spec"]["nodeName"] == *node)
+                        .count(),
+                    *node,
+                )
+            })
             .min()
             .map(|(_, node)| node.to_string())
             .unwrap_or_default()
     }
 
     fn pod_counts(pods: &[Value]) -> (i64, i64) {
-        let live: Vec<&Value> = pods.iter().filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))).collect();
-        (live.len() as i64, live.iter().filter(|p| is_ready(p)).count() as i64)
+        let live: Vec<&Value> = pods
+            .iter()
+            .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+            .collect();
+        (
+            live.len() as i64,
+            live.iter().filter(|p| is_ready(p)).count() as i64,
+        )
     }
 
     fn replica_sets(&mut self) {
@@ -377,7 +535,13 @@ impl Controllers {
             let mut pods = self.owned(pods_rt, &rs);
             let desired = replicas_of(&rs);
             while (pods.len() as i64) < desired {
-                let pod = self.new_pod(&rs, "ReplicaSet", "apps/v1", json!({"generateName": format!("{}-", name_of(&rs))}), &self.least_loaded_node());
+                let pod = self.new_pod(
+                    &rs,
+                    "ReplicaSet",
+                    "apps/v1",
+                    json!({"generateName": format!("{}-", name_of(&rs))}),
+                    &self.least_loaded_node(),
+                );
                 self.create(pods_rt, ns_of(&rs), pod.clone());
                 pods.push(pod);
             }
@@ -390,24 +554,38 @@ impl Controllers {
             }
             let pods = self.owned(pods_rt, &rs);
             let (count, ready) = Self::pod_counts(&pods);
-            self.set_status(rt("apps", "ReplicaSet"), &rs, json!({
-                "replicas": count,
-                "fullyLabeledReplicas": count,
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "observedGeneration": rs["metadata"]["generation"],
-            }));
+            self.set_status(
+                rt("apps", "ReplicaSet"),
+                &rs,
+                json!({
+                    "replicas": count,
+                    "fullyLabeledReplicas": count,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                    "observedGeneration": rs["metadata"]["generation"],
+                }),
+            );
         }
     }
 
     /// Recreates pods whose template is out of date; returns (pods, up to date, ready).
-    fn revisioned_pods(&self, owner: &Value, kind: &str, names: Vec<(String, String)>) -> (i64, i64, i64, String) {
+    fn revisioned_pods(
+        &self,
+        owner: &Value,
+        kind: &str,
+        names: Vec<(String, String)>,
+    ) -> (i64, i64, i64, String) {
         let pods_rt = rt("", "Pod");
-        let revision = format!("{}-{}", name_of(owner), template_hash(&owner["spec"]["template"]));
+        let revision = format!(
+            "{}-{}",
+            name_of(owner),
+            template_hash(&owner["spec"]["template"])
+        );
         let pods = self.owned(pods_rt, owner);
         for pod in &pods {
             let wanted = names.iter().any(|(name, _)| name == name_of(pod));
-            if !wanted || pod["metadata"]["labels"]["controller-revision-hash"] != revision.as_str() {
+            if !wanted || pod["metadata"]["labels"]["controller-revision-hash"] != revision.as_str()
+            {
                 self.delete(pods_rt, pod);
             }
         }
@@ -420,7 +598,10 @@ impl Controllers {
         }
         let pods = self.owned(pods_rt, owner);
         let (count, ready) = Self::pod_counts(&pods);
-        let current = pods.iter().filter(|p| p["metadata"]["labels"]["controller-revision-hash"] == revision.as_str()).count() as i64;
+        let current = pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["controller-revision-hash"] == revision.as_str())
+            .count() as i64;
         (count, current, ready, revision)
     }
 
@@ -428,9 +609,20 @@ impl Controllers {
         let claims = rt("", "PersistentVolumeClaim");
         for sts in self.all(rt("apps", "StatefulSet")) {
             let replicas = replicas_of(&sts);
-            let names: Vec<(String, String)> = (0..replicas).map(|i| (format!("{}-{i}", name_of(&sts)), NODES[i as usize % NODES.len()].0.to_string())).collect();
+            let names: Vec<(String, String)> = (0..replicas)
+                .map(|i| {
+                    (
+                        format!("{}-{i}", name_of(&sts)),
+                        NODES[i as usize % NODES.len()].0.to_string(),
+                    )
+                })
+                .collect();
             for (pod, _) in &names {
-                for template in sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                for template in sts["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     let claim = format!("{}-{pod}", name_of(template));
                     if self.store.get(claims, ns_of(&sts), &claim).is_err() {
                         self.create(claims, ns_of(&sts), json!({
@@ -442,33 +634,45 @@ impl Controllers {
                     }
                 }
             }
-            let (count, current, ready, revision) = self.revisioned_pods(&sts, "StatefulSet", names);
-            self.set_status(rt("apps", "StatefulSet"), &sts, json!({
-                "observedGeneration": sts["metadata"]["generation"],
-                "replicas": count,
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "currentReplicas": current,
-                "updatedReplicas": current,
-                "currentRevision": revision,
-                "updateRevision": revision,
-            }));
+            let (count, current, ready, revision) =
+                self.revisioned_pods(&sts, "StatefulSet", names);
+            self.set_status(
+                rt("apps", "StatefulSet"),
+                &sts,
+                json!({
+                    "observedGeneration": sts["metadata"]["generation"],
+                    "replicas": count,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                    "currentReplicas": current,
+                    "updatedReplicas": current,
+                    "currentRevision": revision,
+                    "updateRevision": revision,
+                }),
+            );
         }
     }
 
     fn daemon_sets(&mut self) {
         for ds in self.all(rt("apps", "DaemonSet")) {
-            let names = NODES.iter().map(|(node, _)| (format!("{}-{node}", name_of(&ds)), node.to_string())).collect();
+            let names = NODES
+                .iter()
+                .map(|(node, _)| (format!("{}-{node}", name_of(&ds)), node.to_string()))
+                .collect();
             let (count, current, ready, _) = self.revisioned_pods(&ds, "DaemonSet", names);
-            self.set_status(rt("apps", "DaemonSet"), &ds, json!({
-                "observedGeneration": ds["metadata"]["generation"],
-                "desiredNumberScheduled": NODES.len(),
-                "currentNumberScheduled": count,
-                "updatedNumberScheduled": current,
-                "numberReady": ready,
-                "numberAvailable": ready,
-                "numberMisscheduled": 0,
-            }));
+            self.set_status(
+                rt("apps", "DaemonSet"),
+                &ds,
+                json!({
+                    "observedGeneration": ds["metadata"]["generation"],
+                    "desiredNumberScheduled": NODES.len(),
+                    "currentNumberScheduled": count,
+                    "updatedNumberScheduled": current,
+                    "numberReady": ready,
+                    "numberAvailable": ready,
+                    "numberMisscheduled": 0,
+                }),
+            );
         }
     }
 
@@ -476,7 +680,13 @@ impl Controllers {
         let pods_rt = rt("", "Pod");
         let jobs_rt = rt("batch", "Job");
         for job in self.all(jobs_rt) {
-            let finished = job["status"]["conditions"].as_array().into_iter().flatten().any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+            let finished = job["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                });
             if finished {
                 continue;
             }
@@ -486,26 +696,65 @@ impl Controllers {
             let failed = pods.iter().filter(|p| phase(p, "Failed")).count() as i64;
             let active = pods.len() as i64 - succeeded - failed;
             let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
-            let start = job["status"]["startTime"].as_str().map(str::to_string).unwrap_or_else(now);
+            let start = job["status"]["startTime"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(now);
             let mut status = json!({"startTime": start, "active": active, "succeeded": succeeded, "failed": failed});
             if succeeded > 0 {
                 let at = now();
                 status["completionTime"] = json!(at);
                 status["active"] = json!(0);
                 status["conditions"] = json!([
-                    condition("SuccessCriteriaMet", true, "CompletionsReached", "Reached expected number of succeeded pods", &at),
-                    condition("Complete", true, "CompletionsReached", "Reached expected number of succeeded pods", &at),
+                    condition(
+                        "SuccessCriteriaMet",
+                        true,
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods",
+                        &at
+                    ),
+                    condition(
+                        "Complete",
+                        true,
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods",
+                        &at
+                    ),
                 ]);
             } else if failed > backoff_limit {
                 let at = now();
                 status["active"] = json!(0);
                 status["conditions"] = json!([
-                    condition("FailureTarget", true, "BackoffLimitExceeded", "Job has reached the specified backoff limit", &at),
-                    condition("Failed", true, "BackoffLimitExceeded", "Job has reached the specified backoff limit", &at),
+                    condition(
+                        "FailureTarget",
+                        true,
+                        "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit",
+                        &at
+                    ),
+                    condition(
+                        "Failed",
+                        true,
+                        "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit",
+                        &at
+                    ),
                 ]);
-                self.event(&job, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit", "job-controller");
+                self.event(
+                    &job,
+                    "Warning",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    "job-controller",
+                );
             } else if active == 0 {
-                let pod = self.new_pod(&job, "Job", "batch/v1", json!({"generateName": format!("{}-", name_of(&job))}), &self.least_loaded_node());
+                let pod = self.new_pod(
+                    &job,
+                    "Job",
+                    "batch/v1",
+                    json!({"generateName": format!("{}-", name_of(&job))}),
+                    &self.least_loaded_node(),
+                );
                 self.create(pods_rt, ns_of(&job), pod);
                 status["active"] = json!(1);
             }
@@ -520,9 +769,21 @@ impl Controllers {
         let jobs_rt = rt("batch", "Job");
         for cron in self.all(rt("batch", "CronJob")) {
             let jobs = self.owned(jobs_rt, &cron);
-            let done = |job: &Value| job["status"]["conditions"].as_array().into_iter().flatten().any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+            let done = |job: &Value| {
+                job["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                    })
+            };
             let active: Vec<Value> = jobs.iter().filter(|j| !done(j)).map(|j| json!({"apiVersion": "batch/v1", "kind": "Job", "name": name_of(j), "namespace": ns_of(j), "uid": uid_of(j)})).collect();
-            let last_success = jobs.iter().filter_map(|j| j["status"]["completionTime"].as_str()).max().map(str::to_string);
+            let last_success = jobs
+                .iter()
+                .filter_map(|j| j["status"]["completionTime"].as_str())
+                .max()
+                .map(str::to_string);
             let mut status = cron["status"].clone();
             status["active"] = json!(active);
             if let Some(at) = last_success {
@@ -535,55 +796,116 @@ impl Controllers {
     fn kubelet(&mut self) {
         let pods_rt = rt("", "Pod");
         let pods = self.all(pods_rt);
-        self.pod_started.retain(|uid, _| pods.iter().any(|p| uid_of(p) == uid));
+        self.pod_started
+            .retain(|uid, _| pods.iter().any(|p| uid_of(p) == uid));
         for pod in pods {
             let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
             if matches!(phase, "Succeeded" | "Failed") {
                 continue;
             }
-            let started = *self.pod_started.entry(uid_of(&pod).to_string()).or_insert_with(Instant::now);
+            let started = *self
+                .pod_started
+                .entry(uid_of(&pod).to_string())
+                .or_insert_with(Instant::now);
             let elapsed = started.elapsed();
-            let containers: Vec<Value> = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
-            let tags: Vec<String> = containers.iter().map(|c| c["image"].as_str().unwrap_or("").rsplit(':').next().unwrap_or("").to_string()).collect();
+            let containers: Vec<Value> = pod["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let tags: Vec<String> = containers
+                .iter()
+                .map(|c| {
+                    c["image"]
+                        .as_str()
+                        .unwrap_or("")
+                        .rsplit(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect();
             let scripted = |word: &str| tags.iter().any(|t| t.contains(word));
-            let in_job = pod["metadata"]["ownerReferences"].as_array().into_iter().flatten().any(|r| r["kind"] == "Job");
-            let at = pod["status"]["startTime"].as_str().map(str::to_string).unwrap_or_else(now);
+            let in_job = pod["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["kind"] == "Job");
+            let at = pod["status"]["startTime"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(now);
             let container_status = |ready: bool, state: Value, restarts: u64| -> Vec<Value> {
                 containers.iter().map(|c| json!({"name": c["name"], "image": c["image"], "ready": ready, "started": ready, "restartCount": restarts, "state": state})).collect()
             };
-            let base = |phase: &str, ready: bool| json!({
-                "phase": phase,
-                "startTime": at,
-                "hostIP": "10.0.0.10",
-                "podIP": format!("10.244.0.{}", 10 + (uid_of(&pod).as_bytes()[0] % 200)),
-                "conditions": [
-                    condition("PodScheduled", true, "", "", &at),
-                    condition("Ready", ready, if ready { "" } else { "ContainersNotReady" }, "", &at),
-                    condition("ContainersReady", ready, if ready { "" } else { "ContainersNotReady" }, "", &at),
-                ],
-            });
+            let base = |phase: &str, ready: bool| {
+                json!({
+                    "phase": phase,
+                    "startTime": at,
+                    "hostIP": "10.0.0.10",
+                    "podIP": format!("10.244.0.{}", 10 + (uid_of(&pod).as_bytes()[0] % 200)),
+                    "conditions": [
+                        condition("PodScheduled", true, "", "", &at),
+                        condition("Ready", ready, if ready { "" } else { "ContainersNotReady" }, "", &at),
+                        condition("ContainersReady", ready, if ready { "" } else { "ContainersNotReady" }, "", &at),
+                    ],
+                })
+            };
             let status = if elapsed < self.ready_after {
                 continue;
             } else if in_job {
                 let failed = scripted("fail");
                 let mut status = base(if failed { "Failed" } else { "Succeeded" }, false);
-                status["containerStatuses"] = json!(container_status(false, json!({"terminated": {"exitCode": if failed { 1 } else { 0 }, "reason": if failed { "Error" } else { "Completed" }}}), 0));
+                status["containerStatuses"] = json!(container_status(
+                    false,
+                    json!({"terminated": {"exitCode": if failed { 1 } else { 0 }, "reason": if failed { "Error" } else { "Completed" }}}),
+                    0
+                ));
                 status
             } else if scripted("crashloop") {
                 let restarts = elapsed.as_secs();
                 let mut status = base("Running", false);
-                status["containerStatuses"] = json!(container_status(false, json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}), restarts));
-                let container = containers.first().map(|c| c["name"].as_str().unwrap_or("")).unwrap_or("");
-                self.event(&pod, "Warning", "BackOff", &format!("Back-off restarting failed container {container} in pod {}", name_of(&pod)), "kubelet");
+                status["containerStatuses"] = json!(container_status(
+                    false,
+                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}),
+                    restarts
+                ));
+                let container = containers
+                    .first()
+                    .map(|c| c["name"].as_str().unwrap_or(""))
+                    .unwrap_or("");
+                self.event(
+                    &pod,
+                    "Warning",
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {container} in pod {}",
+                        name_of(&pod)
+                    ),
+                    "kubelet",
+                );
                 status
             } else if scripted("never-ready") {
                 let mut status = base("Running", false);
-                status["containerStatuses"] = json!(container_status(false, json!({"running": {"startedAt": at}}), 0));
-                self.event(&pod, "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", "kubelet");
+                status["containerStatuses"] = json!(container_status(
+                    false,
+                    json!({"running": {"startedAt": at}}),
+                    0
+                ));
+                self.event(
+                    &pod,
+                    "Warning",
+                    "Unhealthy",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                    "kubelet",
+                );
                 status
             } else {
                 let mut status = base("Running", true);
-                status["containerStatuses"] = json!(container_status(true, json!({"running": {"startedAt": at}}), 0));
+                status["containerStatuses"] = json!(container_status(
+                    true,
+                    json!({"running": {"startedAt": at}}),
+                    0
+                ));
                 status
             };
             self.set_status(pods_rt, &pod, status);
@@ -594,19 +916,34 @@ impl Controllers {
     fn claims(&mut self) {
         for claim in self.all(rt("", "PersistentVolumeClaim")) {
             let size = claim["spec"]["resources"]["requests"]["storage"].clone();
-            self.set_status(rt("", "PersistentVolumeClaim"), &claim, json!({
-                "phase": "Bound",
-                "accessModes": claim["spec"]["accessModes"],
-                "capacity": {"storage": size},
-            }));
+            self.set_status(
+                rt("", "PersistentVolumeClaim"),
+                &claim,
+                json!({
+                    "phase": "Bound",
+                    "accessModes": claim["spec"]["accessModes"],
+                    "capacity": {"storage": size},
+                }),
+            );
         }
     }
 
     fn autoscalers(&mut self) {
         for hpa in self.all(rt("autoscaling", "HorizontalPodAutoscaler")) {
             let target = &hpa["spec"]["scaleTargetRef"];
-            let Some(target_rt) = resources::RESOURCES.iter().find(|r| r.kind == target["kind"] && r.scale) else { continue };
-            let Ok(workload) = self.store.get(target_rt, ns_of(&hpa), target["name"].as_str().unwrap_or("")) else { continue };
+            let Some(target_rt) = resources::RESOURCES
+                .iter()
+                .find(|r| r.kind == target["kind"] && r.scale)
+            else {
+                continue;
+            };
+            let Ok(workload) = self.store.get(
+                target_rt,
+                ns_of(&hpa),
+                target["name"].as_str().unwrap_or(""),
+            ) else {
+                continue;
+            };
             let current = workload["status"]["replicas"].as_i64().unwrap_or(0);
             // Upstream enforces the bounds before consulting metrics, so an HPA scales its
             // target into [minReplicas, maxReplicas] even without a metrics server.
@@ -630,8 +967,18 @@ impl Controllers {
 
     fn disruption_budgets(&mut self) {
         for pdb in self.all(rt("policy", "PodDisruptionBudget")) {
-            let Ok(selector) = LabelSelector::from_object(&pdb["spec"]["selector"]) else { continue };
-            let pods = self.store.list(rt("", "Pod"), Some(ns_of(&pdb)), &selector, &FieldSelector::default()).0;
+            let Ok(selector) = LabelSelector::from_object(&pdb["spec"]["selector"]) else {
+                continue;
+            };
+            let pods = self
+                .store
+                .list(
+                    rt("", "Pod"),
+                    Some(ns_of(&pdb)),
+                    &selector,
+                    &FieldSelector::default(),
+                )
+                .0;
             let expected = pods.len() as i64;
             let healthy = pods.iter().filter(|p| is_ready(p)).count() as i64;
             let desired = match (&pdb["spec"]["minAvailable"], &pdb["spec"]["maxUnavailable"]) {
@@ -667,7 +1014,11 @@ fn int_or_percent(value: &Value, total: i64, round_up: bool) -> i64 {
         Value::String(s) => {
             let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             let scaled = percent * total;
-            if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+            if round_up {
+                (scaled + 99) / 100
+            } else {
+                scaled / 100
+            }
         }
         _ => 0,
     }
@@ -675,5 +1026,9 @@ fn int_or_percent(value: &Value, total: i64, round_up: bool) -> i64 {
 
 fn max_unavailable(deployment: &Value, replicas: i64) -> i64 {
     let value = &deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"];
-    if value.is_null() { replicas / 4 } else { int_or_percent(value, replicas, false) }
+    if value.is_null() {
+        replicas / 4
+    } else {
+        int_or_percent(value, replicas, false)
+    }
 }

@@ -29,12 +29,20 @@ impl ApiError {
     }
 
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
-            .with_details(rt, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+        )
+        .with_details(rt, name)
     }
 
     pub fn namespace_not_found(namespace: &str) -> Self {
-        Self::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("namespaces \"{namespace}\" not found"),
+        )
     }
 
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
@@ -60,16 +68,31 @@ impl ApiError {
         .with_details(rt, name)
     }
 
-    pub fn apply_conflicts(rt: &ResourceType, name: &str, conflicts: &[crate::fields::Conflict]) -> Self {
+    pub fn apply_conflicts(
+        rt: &ResourceType,
+        name: &str,
+        conflicts: &[crate::fields::Conflict],
+    ) -> Self {
         let described: Vec<String> = conflicts
             .iter()
-            .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, rt.api_version(), c.field))
+            .map(|c| {
+                format!(
+                    "conflict with \"{}\" using {}: {}",
+                    c.manager,
+                    rt.api_version(),
+                    c.field
+                )
+            })
             .collect();
         let plural = if conflicts.len() == 1 { "" } else { "s" };
         let mut error = Self::new(
             409,
             "Conflict",
-            format!("Apply failed with {} conflict{plural}: {}", conflicts.len(), described.join("\n")),
+            format!(
+                "Apply failed with {} conflict{plural}: {}",
+                conflicts.len(),
+                described.join("\n")
+            ),
         )
         .with_details(rt, name);
         error.details["causes"] = conflicts
@@ -93,7 +116,8 @@ impl ApiError {
             format!("{} \"{name}\" is invalid: {field}: {problem}", rt.kind),
         )
         .with_details(rt, name);
-        error.details["causes"] = json!([{"reason": "FieldValueInvalid", "message": problem, "field": field}]);
+        error.details["causes"] =
+            json!([{"reason": "FieldValueInvalid", "message": problem, "field": field}]);
         error
     }
 
@@ -102,11 +126,21 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource".into())
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
+        )
     }
 
     pub fn unauthorized() -> Self {

@@ -105,7 +105,9 @@ fn remove_path(value: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    if let Some(parent) = parents.iter().try_fold(&mut *value, |v, key| v.get_mut(key))
+    if let Some(parent) = parents
+        .iter()
+        .try_fold(&mut *value, |v, key| v.get_mut(key))
         && let Some(map) = parent.as_object_mut()
     {
         map.remove(last);
@@ -197,9 +199,9 @@ pub fn apply(
 ) -> Result<Value, Vec<Conflict>> {
     let applied = leaf_paths(config, rt);
     let mut entries = live.map(read_managed).unwrap_or_default();
-    let mut merged = live.cloned().unwrap_or_else(|| {
-        json!({"apiVersion": config["apiVersion"], "kind": config["kind"], "metadata": {}})
-    });
+    let mut merged = live.cloned().unwrap_or_else(
+        || json!({"apiVersion": config["apiVersion"], "kind": config["kind"], "metadata": {}}),
+    );
 
     let mut conflicts = Vec::new();
     for entry in entries.iter_mut().filter(|e| e.manager != manager) {
@@ -241,7 +243,11 @@ pub fn apply(
     }
     for path in &applied {
         let value = get_path(config, path).cloned().unwrap_or(Value::Null);
-        set_path(&mut merged, path, value);
+        // Maps merge: applying `{}` claims the map, it does not empty it.
+        let empty_map = value.as_object().is_some_and(Map::is_empty);
+        if !(empty_map && get_path(&merged, path).is_some_and(Value::is_object)) {
+            set_path(&mut merged, path, value);
+        }
     }
 
     let entry = ManagedEntry {

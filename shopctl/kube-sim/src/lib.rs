@@ -33,7 +33,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ready_after: Duration::from_millis(100) }
+        Self {
+            ready_after: Duration::from_millis(100),
+        }
     }
 }
 
@@ -48,7 +50,11 @@ pub struct Simulator {
 }
 
 fn random_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl Simulator {
@@ -61,20 +67,45 @@ impl Simulator {
         let store = Store::new();
         bootstrap(&store);
         let admin_token = random_token();
-        let tokens = Arc::new(Mutex::new(HashMap::from([(admin_token.clone(), ("admin".to_string(), Access::Admin))])));
+        let tokens = Arc::new(Mutex::new(HashMap::from([(
+            admin_token.clone(),
+            ("admin".to_string(), Access::Admin),
+        )])));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = api::AppState { store: store.clone(), tokens: tokens.clone() };
+        let state = api::AppState {
+            store: store.clone(),
+            tokens: tokens.clone(),
+        };
         let controller_store = store.clone();
-        let thread = std::thread::Builder::new().name("kube-sim".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                let app = axum::Router::new().fallback(api::handle).with_state(state);
-                tokio::spawn(controllers::Controllers::new(controller_store, config.ready_after).run());
-                let _ = axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await;
-            });
-        })?;
-        Ok(Self { addr, store, tokens, admin_token, shutdown: Some(shutdown), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("kube-sim".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                    let app = axum::Router::new().fallback(api::handle).with_state(state);
+                    tokio::spawn(
+                        controllers::Controllers::new(controller_store, config.ready_after).run(),
+                    );
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(Self {
+            addr,
+            store,
+            tokens,
+            admin_token,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -88,7 +119,10 @@ impl Simulator {
     /// A new bearer token for `user` with the given access.
     pub fn add_token(&self, user: &str, access: Access) -> String {
         let token = random_token();
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), (user.to_string(), access));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), (user.to_string(), access));
         token
     }
 
@@ -129,10 +163,16 @@ pub fn kubeconfig(server: &str, token: &str, cluster: &str) -> String {
 
 /// What a new cluster has: the default namespaces and three nodes in three zones.
 fn bootstrap(store: &Store) {
-    let options = WriteOptions { field_manager: "kube-apiserver".into(), ..WriteOptions::default() };
+    let options = WriteOptions {
+        field_manager: "kube-apiserver".into(),
+        ..WriteOptions::default()
+    };
     for namespace in ["default", "kube-system", "kube-public"] {
-        let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-        store.create(resources::lookup("", "Namespace"), "", object, &options).expect("a fresh store accepts the default namespaces");
+        let object =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        store
+            .create(resources::lookup("", "Namespace"), "", object, &options)
+            .expect("a fresh store accepts the default namespaces");
     }
     for (node, zone) in controllers::NODES {
         let object = json!({
@@ -141,6 +181,8 @@ fn bootstrap(store: &Store) {
             "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "topology.kubernetes.io/zone": zone}},
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
         });
-        store.create(resources::lookup("", "Node"), "", object, &options).expect("a fresh store accepts the nodes");
+        store
+            .create(resources::lookup("", "Node"), "", object, &options)
+            .expect("a fresh store accepts the nodes");
     }
 }

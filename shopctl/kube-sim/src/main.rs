@@ -28,13 +28,28 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config { ready_after: Duration::from_millis(args.ready_after_ms) };
+    let config = Config {
+        ready_after: Duration::from_millis(args.ready_after_ms),
+    };
     let simulator = Simulator::start(args.listen, config)?;
-    simulator.write_kubeconfig(&args.kubeconfig, simulator.admin_token(), &args.cluster_name)?;
-    println!("simulated Kubernetes API server (not a real cluster) serving on {}", simulator.url());
-    println!("kubeconfig written to {}; export KUBECONFIG={}", args.kubeconfig.display(), args.kubeconfig.display());
+    simulator.write_kubeconfig(
+        &args.kubeconfig,
+        simulator.admin_token(),
+        &args.cluster_name,
+    )?;
+    println!(
+        "simulated Kubernetes API server (not a real cluster) serving on {}",
+        simulator.url()
+    );
+    println!(
+        "kubeconfig written to {}; export KUBECONFIG={}",
+        args.kubeconfig.display(),
+        args.kubeconfig.display()
+    );
     println!("press Ctrl-C to stop");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(tokio::signal::ctrl_c())?;
     Ok(())
 }

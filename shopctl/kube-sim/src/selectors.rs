@@ -48,7 +48,9 @@ impl LabelSelector {
             .into_iter()
             .flatten()
         {
-            let key = expression["key"].as_str().ok_or("matchExpressions need a key")?;
+            let key = expression["key"]
+                .as_str()
+                .ok_or("matchExpressions need a key")?;
             let values: Vec<String> = expression["values"]
                 .as_array()
                 .into_iter()
@@ -134,7 +136,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, String> {
         return Ok(Requirement::In(key.trim().into(), set(rest)?));
     }
     if let Some((key, value)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(key.trim().into(), value.trim().into()));
+        return Ok(Requirement::NotEquals(
+            key.trim().into(),
+            value.trim().into(),
+        ));
     }
     if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
         return Ok(Requirement::Equals(key.trim().into(), value.trim().into()));
@@ -142,7 +147,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, String> {
     if let Some(key) = term.strip_prefix('!') {
         return Ok(Requirement::DoesNotExist(key.trim().into()));
     }
-    if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+    if term
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
         return Ok(Requirement::Exists(term.into()));
     }
     Err(format!("unable to parse requirement: {term:?}"))
@@ -164,9 +172,7 @@ impl FieldSelector {
                 return Err(format!("invalid field selector: {term:?}"));
             };
             if !supported_field(kind, field) {
-                return Err(format!(
-                    "field label not supported: {field}"
-                ));
+                return Err(format!("field label not supported: {field}"));
             }
             terms.push((field.to_string(), equal, value.to_string()));
         }
@@ -216,13 +222,31 @@ mod tests {
     #[test]
     fn label_selectors_combine_equality_and_set_based_requirements() {
         let labels = json!({"app": "backend", "tier": "api"});
-        let yes = ["app=backend", "app==backend,tier", "app in (web,backend)", "!canary", "tier notin (db)"];
-        let no = ["app=web", "app!=backend", "app in (web)", "canary", "app=backend,!tier"];
+        let yes = [
+            "app=backend",
+            "app==backend,tier",
+            "app in (web,backend)",
+            "!canary",
+            "tier notin (db)",
+        ];
+        let no = [
+            "app=web",
+            "app!=backend",
+            "app in (web)",
+            "canary",
+            "app=backend,!tier",
+        ];
         for raw in yes {
-            assert!(LabelSelector::parse(raw).unwrap().matches(Some(&labels)), "{raw}");
+            assert!(
+                LabelSelector::parse(raw).unwrap().matches(Some(&labels)),
+                "{raw}"
+            );
         }
         for raw in no {
-            assert!(!LabelSelector::parse(raw).unwrap().matches(Some(&labels)), "{raw}");
+            assert!(
+                !LabelSelector::parse(raw).unwrap().matches(Some(&labels)),
+                "{raw}"
+            );
         }
     }
 

@@ -24,7 +24,11 @@ impl Key {
     fn new(rt: &ResourceType, namespace: &str, name: &str) -> Self {
         Self {
             resource: rt.qualified(),
-            namespace: if rt.namespaced { namespace.to_string() } else { String::new() },
+            namespace: if rt.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -154,31 +158,53 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn revision(&self) -> u64 {
         self.lock().revision
     }
 
-    fn commit(&self, inner: &mut Inner, rt: &'static ResourceType, kind: &'static str, mut object: Value) -> Value {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        rt: &'static ResourceType,
+        kind: &'static str,
+        mut object: Value,
+    ) -> Value {
         inner.revision += 1;
         let revision = inner.revision;
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
-        let key = Key::new(rt, object["metadata"]["namespace"].as_str().unwrap_or(""), object["metadata"]["name"].as_str().unwrap_or(""));
+        let key = Key::new(
+            rt,
+            object["metadata"]["namespace"].as_str().unwrap_or(""),
+            object["metadata"]["name"].as_str().unwrap_or(""),
+        );
         if kind == "DELETED" {
             inner.objects.remove(&key);
         } else {
             inner.objects.insert(key, object.clone());
         }
-        let event = WatchEvent { revision, resource: rt, kind, object: object.clone() };
+        let event = WatchEvent {
+            revision,
+            resource: rt,
+            kind,
+            object: object.clone(),
+        };
         inner.log.push(event.clone());
         let _ = self.events.send(event);
         self.changed.notify_one();
         object
     }
 
-    pub fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         self.lock()
             .objects
             .get(&Key::new(rt, namespace, name))
@@ -211,14 +237,25 @@ impl Store {
 
     /// The changes after `revision` (for a watch) and a receiver for the ones to come,
     /// taken under one lock so nothing falls between them.
-    pub fn watch_from(&self, revision: Option<u64>) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
+    pub fn watch_from(
+        &self,
+        revision: Option<u64>,
+    ) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
         let inner = self.lock();
         let receiver = self.events.subscribe();
         let backlog = match revision {
             Some(rv) if rv < inner.compacted => {
-                return Err(ApiError::gone(format!("too old resource version: {rv} ({})", inner.compacted)));
+                return Err(ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    inner.compacted
+                )));
             }
-            Some(rv) => inner.log.iter().filter(|e| e.revision > rv).cloned().collect(),
+            Some(rv) => inner
+                .log
+                .iter()
+                .filter(|e| e.revision > rv)
+                .cloned()
+                .collect(),
             None => Vec::new(),
         };
         Ok((backlog, receiver))
@@ -231,37 +268,85 @@ impl Store {
         inner.log.clear();
     }
 
-    fn validate(&self, inner: &Inner, rt: &'static ResourceType, namespace: &str, object: &Value, live: Option<&Value>) -> Result<(), ApiError> {
+    fn validate(
+        &self,
+        inner: &Inner,
+        rt: &'static ResourceType,
+        namespace: &str,
+        object: &Value,
+        live: Option<&Value>,
+    ) -> Result<(), ApiError> {
         let name = object["metadata"]["name"].as_str().unwrap_or("");
         if !is_dns_subdomain(name) {
-            return Err(ApiError::invalid(rt, name, "metadata.name", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"));
+            return Err(ApiError::invalid(
+                rt,
+                name,
+                "metadata.name",
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            ));
         }
-        if rt.namespaced && !inner.objects.contains_key(&Key::new(resources::lookup("", "Namespace"), "", namespace)) {
+        if rt.namespaced
+            && !inner.objects.contains_key(&Key::new(
+                resources::lookup("", "Namespace"),
+                "",
+                namespace,
+            ))
+        {
             return Err(ApiError::namespace_not_found(namespace));
         }
         if rt.group == "apps" {
             let selector = &object["spec"]["selector"];
             if !selector.is_object() {
-                return Err(ApiError::invalid(rt, name, "spec.selector", "Required value"));
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    "spec.selector",
+                    "Required value",
+                ));
             }
-            let parsed = LabelSelector::from_object(selector).map_err(|e| ApiError::invalid(rt, name, "spec.selector", &e))?;
-            if parsed.is_empty() || !parsed.matches(object["spec"]["template"]["metadata"].get("labels")) {
-                return Err(ApiError::invalid(rt, name, "spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`"));
+            let parsed = LabelSelector::from_object(selector)
+                .map_err(|e| ApiError::invalid(rt, name, "spec.selector", &e))?;
+            if parsed.is_empty()
+                || !parsed.matches(object["spec"]["template"]["metadata"].get("labels"))
+            {
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    "spec.template.metadata.labels",
+                    "Invalid value: `selector` does not match template `labels`",
+                ));
             }
             // Upstream: "spec.selector: field is immutable" for apps/v1 workloads.
             if let Some(live) = live
                 && live["spec"]["selector"] != *selector
             {
-                return Err(ApiError::invalid(rt, name, "spec.selector", "field is immutable"));
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    "spec.selector",
+                    "field is immutable",
+                ));
             }
         }
         Ok(())
     }
 
-    pub fn create(&self, rt: &'static ResourceType, namespace: &str, mut object: Value, options: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        if object["apiVersion"].as_str() != Some(&rt.api_version()) || object["kind"].as_str() != Some(rt.kind) {
-            return Err(ApiError::bad_request(format!("the API version in the data ({}) does not match the expected API version ({})", object["apiVersion"], rt.api_version())));
+        if object["apiVersion"].as_str() != Some(&rt.api_version())
+            || object["kind"].as_str() != Some(rt.kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                object["apiVersion"],
+                rt.api_version()
+            )));
         }
         if !object["metadata"].is_object() {
             object["metadata"] = json!({});
@@ -274,12 +359,17 @@ impl Store {
         if rt.namespaced {
             match object["metadata"]["namespace"].as_str() {
                 Some(ns) if ns != namespace => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => object["metadata"]["namespace"] = json!(namespace),
             }
         }
-        let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         self.validate(&inner, rt, namespace, &object, None)?;
         if inner.objects.contains_key(&Key::new(rt, namespace, &name)) {
             return Err(ApiError::already_exists(rt, &name));
@@ -309,28 +399,55 @@ impl Store {
         }
         if rt.kind == "Namespace" {
             object["status"] = json!({"phase": "Active"});
-            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = object["metadata"]["name"].clone();
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"] =
+                object["metadata"]["name"].clone();
         }
     }
 
     /// PUT: replace the object (or its status), keeping identity and, for kinds with a
     /// status subresource, the part the caller did not address.
-    pub fn update(&self, rt: &'static ResourceType, namespace: &str, name: &str, object: Value, part: Part, options: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn update(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let live = inner.objects.get(&Key::new(rt, namespace, name)).cloned().ok_or_else(|| ApiError::not_found(rt, name))?;
+        let live = inner
+            .objects
+            .get(&Key::new(rt, namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
         if let Some(expected) = object["metadata"]["resourceVersion"].as_str()
             && Some(expected) != live["metadata"]["resourceVersion"].as_str()
         {
             return Err(ApiError::stale(rt, name));
         }
-        if object["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        if object["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != name)
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         self.store_update(&mut inner, rt, namespace, live, object, part, options)
     }
 
     #[allow(clippy::too_many_arguments)] // reason: one private funnel for PUT and PATCH
-    fn store_update(&self, inner: &mut Inner, rt: &'static ResourceType, namespace: &str, live: Value, proposed: Value, part: Part, options: &WriteOptions) -> Result<Value, ApiError> {
+    fn store_update(
+        &self,
+        inner: &mut Inner,
+        rt: &'static ResourceType,
+        namespace: &str,
+        live: Value,
+        proposed: Value,
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let name = live["metadata"]["name"].as_str().unwrap_or("").to_string();
         let mut next = match part {
             Part::Status => {
@@ -348,7 +465,15 @@ impl Store {
         };
         next["apiVersion"] = json!(rt.api_version());
         next["kind"] = json!(rt.kind);
-        for field in ["uid", "creationTimestamp", "generation", "resourceVersion", "namespace", "name", "deletionTimestamp"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+            "namespace",
+            "name",
+            "deletionTimestamp",
+        ] {
             match live["metadata"].get(field) {
                 Some(value) => next["metadata"][field] = value.clone(),
                 None => {
@@ -358,7 +483,10 @@ impl Store {
                 }
             }
         }
-        if next["metadata"].get("managedFields").is_none_or(|m| m.is_null()) {
+        if next["metadata"]
+            .get("managedFields")
+            .is_none_or(|m| m.is_null())
+        {
             next["metadata"]["managedFields"] = live["metadata"]["managedFields"].clone();
         }
         self.validate(inner, rt, namespace, &next, Some(&live))?;
@@ -382,20 +510,37 @@ impl Store {
         Ok(self.commit(inner, rt, "MODIFIED", next))
     }
 
-    pub fn patch(&self, rt: &'static ResourceType, namespace: &str, name: &str, kind: PatchKind, body: &Value, part: Part, options: &WriteOptions) -> Result<Value, ApiError> {
+    #[allow(clippy::too_many_arguments)] // reason: one argument per part of a PATCH request
+    pub fn patch(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        kind: PatchKind,
+        body: &Value,
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let live = inner.objects.get(&Key::new(rt, namespace, name)).cloned();
         let now = now();
         match kind {
             PatchKind::Apply => {
                 if options.field_manager.is_empty() {
-                    return Err(ApiError::bad_request("PATCH requests with apply content type must set fieldManager"));
+                    return Err(ApiError::bad_request(
+                        "PATCH requests with apply content type must set fieldManager",
+                    ));
                 }
                 if body["metadata"]["name"].as_str() != Some(name) {
-                    return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+                    return Err(ApiError::bad_request(
+                        "the name of the object does not match the name on the URL",
+                    ));
                 }
                 if let Some(expected) = body["metadata"]["resourceVersion"].as_str()
-                    && live.as_ref().and_then(|l| l["metadata"]["resourceVersion"].as_str()) != Some(expected)
+                    && live
+                        .as_ref()
+                        .and_then(|l| l["metadata"]["resourceVersion"].as_str())
+                        != Some(expected)
                 {
                     return Err(ApiError::stale(rt, name));
                 }
@@ -403,8 +548,15 @@ impl Store {
                 if rt.namespaced {
                     config["metadata"]["namespace"] = json!(namespace);
                 }
-                let merged = fields::apply(live.as_ref(), &config, &options.field_manager, options.force, rt, &now)
-                    .map_err(|conflicts| ApiError::apply_conflicts(rt, name, &conflicts))?;
+                let merged = fields::apply(
+                    live.as_ref(),
+                    &config,
+                    &options.field_manager,
+                    options.force,
+                    rt,
+                    &now,
+                )
+                .map_err(|conflicts| ApiError::apply_conflicts(rt, name, &conflicts))?;
                 match live {
                     None => {
                         let mut created = merged;
@@ -424,7 +576,9 @@ impl Store {
                         }
                         Ok(self.commit(&mut inner, rt, "ADDED", created))
                     }
-                    Some(live) => self.store_update(&mut inner, rt, namespace, live, merged, part, options),
+                    Some(live) => {
+                        self.store_update(&mut inner, rt, namespace, live, merged, part, options)
+                    }
                 }
             }
             _ => {
@@ -432,8 +586,12 @@ impl Store {
                 let mut next = live.clone();
                 match kind {
                     PatchKind::Json => {
-                        let patch: json_patch::Patch = serde_json::from_value(body.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                        json_patch::patch(&mut next, &patch).map_err(|e| ApiError::invalid(rt, name, "patch", &e.to_string()))?;
+                        let patch: json_patch::Patch = serde_json::from_value(body.clone())
+                            .map_err(|e| {
+                                ApiError::bad_request(format!("invalid JSON patch: {e}"))
+                            })?;
+                        json_patch::patch(&mut next, &patch)
+                            .map_err(|e| ApiError::invalid(rt, name, "patch", &e.to_string()))?;
                     }
                     _ => json_patch::merge(&mut next, body),
                 }
@@ -448,9 +606,20 @@ impl Store {
         }
     }
 
-    pub fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str, propagation: Propagation, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let live = inner.objects.get(&Key::new(rt, namespace, name)).cloned().ok_or_else(|| ApiError::not_found(rt, name))?;
+        let live = inner
+            .objects
+            .get(&Key::new(rt, namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
         if dry_run {
             return Ok(live);
         }
@@ -461,9 +630,17 @@ impl Store {
         let deleted = self.commit(&mut inner, rt, "DELETED", live);
         if rt.kind == "Namespace" {
             // The namespace controller deletes everything inside.
-            let inside: Vec<(Key, Value)> = inner.objects.iter().filter(|(k, _)| k.namespace == name).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let inside: Vec<(Key, Value)> = inner
+                .objects
+                .iter()
+                .filter(|(k, _)| k.namespace == name)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             for (key, object) in inside {
-                let rt = resources::RESOURCES.iter().find(|r| r.qualified() == key.resource).expect("stored kinds are served");
+                let rt = resources::RESOURCES
+                    .iter()
+                    .find(|r| r.qualified() == key.resource)
+                    .expect("stored kinds are served");
                 self.commit(&mut inner, rt, "DELETED", object);
             }
         }
@@ -484,7 +661,10 @@ impl Store {
             if let Some(refs) = object["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"].as_str() != Some(uid));
             }
-            let rt = resources::RESOURCES.iter().find(|r| r.qualified() == key.resource).expect("stored kinds are served");
+            let rt = resources::RESOURCES
+                .iter()
+                .find(|r| r.qualified() == key.resource)
+                .expect("stored kinds are served");
             self.commit(inner, rt, "MODIFIED", object);
         }
     }
@@ -493,7 +673,11 @@ impl Store {
     /// so deletion cascades through ReplicaSets to Pods.
     fn collect_garbage(&self, inner: &mut Inner) {
         loop {
-            let uids: std::collections::HashSet<String> = inner.objects.values().filter_map(|o| o["metadata"]["uid"].as_str().map(str::to_string)).collect();
+            let uids: std::collections::HashSet<String> = inner
+                .objects
+                .values()
+                .filter_map(|o| o["metadata"]["uid"].as_str().map(str::to_string))
+                .collect();
             let orphans: Vec<(Key, Value)> = inner
                 .objects
                 .iter()
@@ -507,7 +691,10 @@ impl Store {
                 return;
             }
             for (key, object) in orphans {
-                let rt = resources::RESOURCES.iter().find(|r| r.qualified() == key.resource).expect("stored kinds are served");
+                let rt = resources::RESOURCES
+                    .iter()
+                    .find(|r| r.qualified() == key.resource)
+                    .expect("stored kinds are served");
                 self.commit(inner, rt, "DELETED", object);
             }
         }

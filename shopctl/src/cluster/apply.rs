@@ -49,10 +49,18 @@ pub struct Resources<'a> {
 
 impl<'a> Resources<'a> {
     pub fn new(cluster: &'a Cluster) -> Self {
-        Self { cluster, cache: HashMap::new() }
+        Self {
+            cluster,
+            cache: HashMap::new(),
+        }
     }
 
-    pub async fn api(&mut self, api_version: &str, kind: &str, namespace: Option<&str>) -> anyhow::Result<Api<DynamicObject>> {
+    pub async fn api(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> anyhow::Result<Api<DynamicObject>> {
         let key = (api_version.to_string(), kind.to_string());
         if !self.cache.contains_key(&key) {
             let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -61,7 +69,10 @@ impl<'a> Resources<'a> {
                 kube::Error::Discovery(_) => anyhow::anyhow!("the cluster does not serve {kind} in {api_version}; is the cluster too old or the API not installed?"),
                 other => self.cluster.explain(other),
             })?;
-            self.cache.insert(key.clone(), (resource, capabilities.scope == Scope::Namespaced));
+            self.cache.insert(
+                key.clone(),
+                (resource, capabilities.scope == Scope::Namespaced),
+            );
         }
         let (resource, namespaced) = &self.cache[&key];
         let client = self.cluster.client.clone();
@@ -89,10 +100,19 @@ fn name_of(object: &Value) -> &str {
 fn comparable(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(metadata) = object["metadata"].as_object_mut() {
-        for field in ["managedFields", "resourceVersion", "generation", "uid", "creationTimestamp"] {
+        for field in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "uid",
+            "creationTimestamp",
+        ] {
             metadata.remove(field);
         }
-        if metadata.get("annotations").is_some_and(|a| a.as_object().is_some_and(|a| a.is_empty())) {
+        if metadata
+            .get("annotations")
+            .is_some_and(|a| a.as_object().is_some_and(|a| a.is_empty()))
+        {
             metadata.remove("annotations");
         }
     }
@@ -104,8 +124,11 @@ fn comparable(object: &Value) -> Value {
             if let Some(values) = object[field].as_object_mut() {
                 for value in values.values_mut() {
                     // A digest shows that a value changed without showing the value.
-                    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(value.to_string()));
-                    *value = Value::String(format!("[redacted, sha256 {:.8}]", format!("{digest:x}")));
+                    let digest = sha2::Digest::finalize(
+                        <sha2::Sha256 as sha2::Digest>::new_with_prefix(value.to_string()),
+                    );
+                    *value =
+                        Value::String(format!("[redacted, sha256 {:.8}]", format!("{digest:x}")));
                 }
             }
         }
@@ -114,7 +137,9 @@ fn comparable(object: &Value) -> Value {
 }
 
 fn diff(live: Option<&Value>, applied: &Value, id: &str) -> Option<String> {
-    let before = live.map(|l| serde_json::to_string_pretty(&comparable(l)).unwrap_or_default()).unwrap_or_default();
+    let before = live
+        .map(|l| serde_json::to_string_pretty(&comparable(l)).unwrap_or_default())
+        .unwrap_or_default();
     let after = serde_json::to_string_pretty(&comparable(applied)).unwrap_or_default();
     if before == after {
         return None;
@@ -128,13 +153,27 @@ fn diff(live: Option<&Value>, applied: &Value, id: &str) -> Option<String> {
 }
 
 fn patch_params(options: &ApplyOptions, dry_run: bool) -> PatchParams {
-    PatchParams { dry_run, force: options.force, field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+    PatchParams {
+        dry_run,
+        force: options.force,
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
 }
 
 /// Applies `manifests`; with `dry_run`, only asks the server what would change.
-pub async fn apply(cluster: &Cluster, manifests: &[Value], previous: &[ObjectRef], options: &ApplyOptions) -> anyhow::Result<Vec<ObjectChange>> {
+pub async fn apply(
+    cluster: &Cluster,
+    manifests: &[Value],
+    previous: &[ObjectRef],
+    options: &ApplyOptions,
+) -> anyhow::Result<Vec<ObjectChange>> {
     let mut resources = Resources::new(cluster);
-    let new_namespaces: BTreeSet<&str> = manifests.iter().filter(|m| m["kind"] == "Namespace").map(name_of).collect();
+    let new_namespaces: BTreeSet<&str> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "Namespace")
+        .map(name_of)
+        .collect();
 
     // Pass 1: a server-side dry run of everything. Validation errors and field conflicts
     // surface here, before any object is changed.
@@ -142,24 +181,51 @@ pub async fn apply(cluster: &Cluster, manifests: &[Value], previous: &[ObjectRef
     for manifest in manifests {
         let id = super::object_id(manifest);
         let api = resources.api_for(manifest).await?;
-        let live = api.get_opt(name_of(manifest)).await.map_err(|err| cluster.explain(err))?;
+        let live = api
+            .get_opt(name_of(manifest))
+            .await
+            .map_err(|err| cluster.explain(err))?;
         let live = live.map(|l| serde_json::to_value(l).unwrap_or_default());
-        let namespace_is_new = manifest["metadata"]["namespace"].as_str().is_some_and(|ns| new_namespaces.contains(ns));
-        let dry = match api.patch(name_of(manifest), &patch_params(options, true), &Patch::Apply(manifest)).await {
+        let namespace_is_new = manifest["metadata"]["namespace"]
+            .as_str()
+            .is_some_and(|ns| new_namespaces.contains(ns));
+        let dry = match api
+            .patch(
+                name_of(manifest),
+                &patch_params(options, true),
+                &Patch::Apply(manifest),
+            )
+            .await
+        {
             Ok(result) => serde_json::to_value(result)?,
             // The namespace this object goes into is created by this very apply.
-            Err(kube::Error::Api(status)) if status.code == 404 && namespace_is_new && live.is_none() => manifest.clone(),
-            Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "Conflict" => {
-                anyhow::bail!("{id}: {}; another field manager owns these fields: reconcile the change or pass --force to take them over", status.message);
+            Err(kube::Error::Api(status))
+                if status.code == 404 && namespace_is_new && live.is_none() =>
+            {
+                manifest.clone()
             }
-            Err(err) => return Err(cluster.explain(err).context(format!("{id} was rejected by the cluster; nothing was changed"))),
+            Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "Conflict" => {
+                anyhow::bail!(
+                    "{id}: {}; another field manager owns these fields: reconcile the change or pass --force to take them over",
+                    status.message
+                );
+            }
+            Err(err) => {
+                return Err(cluster.explain(err).context(format!(
+                    "{id} was rejected by the cluster; nothing was changed"
+                )));
+            }
         };
         let change = match &live {
             None => Change::Created,
             Some(live) if comparable(live) == comparable(&dry) => Change::Unchanged,
             Some(_) => Change::Configured,
         };
-        let diff = if options.dry_run && change != Change::Unchanged { diff(live.as_ref(), &dry, &id) } else { None };
+        let diff = if options.dry_run && change != Change::Unchanged {
+            diff(live.as_ref(), &dry, &id)
+        } else {
+            None
+        };
         planned.push(ObjectChange { id, change, diff });
     }
 
@@ -167,14 +233,28 @@ pub async fn apply(cluster: &Cluster, manifests: &[Value], previous: &[ObjectRef
     if !options.dry_run {
         for (manifest, planned) in manifests.iter().zip(&mut planned) {
             let api = resources.api_for(manifest).await?;
-            let before = api.get_opt(name_of(manifest)).await.map_err(|err| cluster.explain(err))?.and_then(|o| o.metadata.resource_version);
-            let applied = api
-                .patch(name_of(manifest), &patch_params(options, false), &Patch::Apply(manifest))
+            let before = api
+                .get_opt(name_of(manifest))
                 .await
-                .map_err(|err| cluster.explain(err).context(format!("applying {}", planned.id)))?;
+                .map_err(|err| cluster.explain(err))?
+                .and_then(|o| o.metadata.resource_version);
+            let applied = api
+                .patch(
+                    name_of(manifest),
+                    &patch_params(options, false),
+                    &Patch::Apply(manifest),
+                )
+                .await
+                .map_err(|err| {
+                    cluster
+                        .explain(err)
+                        .context(format!("applying {}", planned.id))
+                })?;
             planned.change = match before {
                 None => Change::Created,
-                Some(rv) if Some(rv.as_str()) == applied.metadata.resource_version.as_deref() => Change::Unchanged,
+                Some(rv) if Some(rv.as_str()) == applied.metadata.resource_version.as_deref() => {
+                    Change::Unchanged
+                }
                 Some(_) => Change::Configured,
             };
         }
@@ -190,22 +270,49 @@ pub async fn apply(cluster: &Cluster, manifests: &[Value], previous: &[ObjectRef
 }
 
 /// Deletes an object the previous release had, if it is still there and still ours.
-async fn prune(cluster: &Cluster, resources: &mut Resources<'_>, gone: &ObjectRef, dry_run: bool) -> anyhow::Result<Option<ObjectChange>> {
-    let api = resources.api(&gone.api_version, &gone.kind, gone.namespace.as_deref()).await?;
-    let Some(live) = api.get_opt(&gone.name).await.map_err(|err| cluster.explain(err))? else {
+async fn prune(
+    cluster: &Cluster,
+    resources: &mut Resources<'_>,
+    gone: &ObjectRef,
+    dry_run: bool,
+) -> anyhow::Result<Option<ObjectChange>> {
+    let api = resources
+        .api(&gone.api_version, &gone.kind, gone.namespace.as_deref())
+        .await?;
+    let Some(live) = api
+        .get_opt(&gone.name)
+        .await
+        .map_err(|err| cluster.explain(err))?
+    else {
         return Ok(None);
     };
-    let ours = live.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY)).is_some_and(|v| v == "shopctl");
+    let ours = live
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY))
+        .is_some_and(|v| v == "shopctl");
     if !ours {
-        tracing::warn!("{} was in the previous release but is no longer labelled {MANAGED_BY}=shopctl; left alone", gone.id());
+        tracing::warn!(
+            "{} was in the previous release but is no longer labelled {MANAGED_BY}=shopctl; left alone",
+            gone.id()
+        );
         return Ok(None);
     }
     if !dry_run {
         match api.delete(&gone.name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
-            Err(err) => return Err(cluster.explain(err).context(format!("pruning {}", gone.id()))),
+            Err(err) => {
+                return Err(cluster
+                    .explain(err)
+                    .context(format!("pruning {}", gone.id())));
+            }
         }
     }
-    Ok(Some(ObjectChange { id: gone.id(), change: Change::Pruned, diff: None }))
+    Ok(Some(ObjectChange {
+        id: gone.id(),
+        change: Change::Pruned,
+        diff: None,
+    }))
 }

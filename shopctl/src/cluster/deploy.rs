@@ -66,13 +66,24 @@ impl Deployer<'_> {
         ReleaseStore::new(self.cluster, &self.namespace, &self.environment)
     }
 
-    pub async fn deploy(&self, manifests: &[Value], options: &DeployOptions) -> anyhow::Result<DeployReport> {
+    pub async fn deploy(
+        &self,
+        manifests: &[Value],
+        options: &DeployOptions,
+    ) -> anyhow::Result<DeployReport> {
         let store = self.store();
         let history = store.list().await?;
         let previous = history.last().cloned();
         // What --atomic returns to: the newest release that did not fail its rollout.
-        let last_good = history.iter().rev().find(|r| r.status != ReleaseStatus::Failed).cloned();
-        let inventory = previous.as_ref().map(|r| r.objects.clone()).unwrap_or_default();
+        let last_good = history
+            .iter()
+            .rev()
+            .find(|r| r.status != ReleaseStatus::Failed)
+            .cloned();
+        let inventory = previous
+            .as_ref()
+            .map(|r| r.objects.clone())
+            .unwrap_or_default();
         let changes = apply::apply(self.cluster, manifests, &inventory, &options.apply).await?;
         let mut report = DeployReport {
             environment: self.environment.clone(),
@@ -91,7 +102,12 @@ impl Deployer<'_> {
         let changed = report.changes.iter().any(|c| c.change != Change::Unchanged);
         let same_release = previous.as_ref().is_some_and(|p| p.digest == digest);
         if changed || !same_release {
-            let recorded = store.record(self.new_release(manifests, digest, &options.cause), options.keep).await?;
+            let recorded = store
+                .record(
+                    self.new_release(manifests, digest, &options.cause),
+                    options.keep,
+                )
+                .await?;
             report.revision = Some(recorded.revision);
         }
         let Some(timeout) = options.wait else {
@@ -100,20 +116,50 @@ impl Deployer<'_> {
         report.rollout = self.wait(manifests, timeout).await?;
         let failed = report.rollout_failed();
         if let Some(revision) = report.revision {
-            store.set_status(revision, if failed { ReleaseStatus::Failed } else { ReleaseStatus::Ready }).await?;
+            store
+                .set_status(
+                    revision,
+                    if failed {
+                        ReleaseStatus::Failed
+                    } else {
+                        ReleaseStatus::Ready
+                    },
+                )
+                .await?;
         }
-        if failed && options.atomic
+        if failed
+            && options.atomic
             && let Some(previous) = last_good.filter(|p| Some(p.revision) != report.revision)
         {
-            let cause = format!("automatic rollback to {} (revision {} did not become ready)", previous.revision, report.revision.map_or("-".into(), |r| r.to_string()));
-            let back = DeployOptions { atomic: false, cause, apply: ApplyOptions { dry_run: false, force: true }, ..options.clone() };
+            let cause = format!(
+                "automatic rollback to {} (revision {} did not become ready)",
+                previous.revision,
+                report.revision.map_or("-".into(), |r| r.to_string())
+            );
+            let back = DeployOptions {
+                atomic: false,
+                cause,
+                apply: ApplyOptions {
+                    dry_run: false,
+                    force: true,
+                },
+                ..options.clone()
+            };
             let undone = Box::pin(self.deploy(&previous.manifests, &back)).await?;
-            report.rolled_back = Some(AutomaticRollback { to: previous.revision, revision: undone.revision, rollout: undone.rollout });
+            report.rolled_back = Some(AutomaticRollback {
+                to: previous.revision,
+                revision: undone.revision,
+                rollout: undone.rollout,
+            });
         }
         Ok(report)
     }
 
-    async fn wait(&self, manifests: &[Value], timeout: Duration) -> anyhow::Result<Vec<WaitResult>> {
+    async fn wait(
+        &self,
+        manifests: &[Value],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<WaitResult>> {
         let workloads: Vec<Workload> = manifests.iter().filter_map(Workload::of).collect();
         rollout::wait_all(self.cluster, &workloads, timeout, self.on_progress.clone()).await
     }
@@ -133,7 +179,11 @@ impl Deployer<'_> {
     }
 
     /// Re-applies release `to` (default: the one before the newest) as a new revision.
-    pub async fn rollback(&self, to: Option<u32>, options: &DeployOptions) -> anyhow::Result<DeployReport> {
+    pub async fn rollback(
+        &self,
+        to: Option<u32>,
+        options: &DeployOptions,
+    ) -> anyhow::Result<DeployReport> {
         let store = self.store();
         let releases = store.list().await?;
         let target = match to {
@@ -148,7 +198,10 @@ impl Deployer<'_> {
                     .ok_or_else(|| anyhow::anyhow!("there is no earlier release to roll back to (history: {}); `shopctl history --env {}` lists them", releases.iter().map(|r| r.revision.to_string()).collect::<Vec<_>>().join(", "), self.environment))?
             }
         };
-        let options = DeployOptions { cause: format!("rollback to {}", target.revision), ..options.clone() };
+        let options = DeployOptions {
+            cause: format!("rollback to {}", target.revision),
+            ..options.clone()
+        };
         self.deploy(&target.manifests, &options).await
     }
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -57,10 +57,16 @@ pub struct ObjectRef {
 impl ObjectRef {
     pub fn of(object: &Value) -> Self {
         Self {
-            api_version: object["apiVersion"].as_str().unwrap_or_default().to_string(),
+            api_version: object["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             kind: object["kind"].as_str().unwrap_or_default().to_string(),
             namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
-            name: object["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            name: object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
@@ -111,7 +117,9 @@ pub fn images(manifests: &[Value]) -> BTreeMap<String, Vec<String>> {
     let mut images = BTreeMap::new();
     for manifest in manifests {
         let spec = match manifest["kind"].as_str() {
-            Some("Deployment" | "StatefulSet" | "DaemonSet") => &manifest["spec"]["template"]["spec"],
+            Some("Deployment" | "StatefulSet" | "DaemonSet") => {
+                &manifest["spec"]["template"]["spec"]
+            }
             Some("CronJob") => &manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"],
             _ => continue,
         };
@@ -121,7 +129,11 @@ pub fn images(manifests: &[Value]) -> BTreeMap<String, Vec<String>> {
             .flatten()
             .filter_map(|c| c["image"].as_str().map(str::to_string))
             .collect();
-        let key = format!("{}/{}", manifest["kind"].as_str().unwrap_or(""), manifest["metadata"]["name"].as_str().unwrap_or(""));
+        let key = format!(
+            "{}/{}",
+            manifest["kind"].as_str().unwrap_or(""),
+            manifest["metadata"]["name"].as_str().unwrap_or("")
+        );
         images.insert(key, list);
     }
     images
@@ -210,7 +222,17 @@ impl<'a> ReleaseStore<'a> {
             let next = self.latest().await?.map_or(1, |r| r.revision + 1);
             release.revision = next;
             let secret = self.encode(&release)?;
-            match self.secrets.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &secret).await {
+            match self
+                .secrets
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..PostParams::default()
+                    },
+                    &secret,
+                )
+                .await
+            {
                 Ok(_) => {
                     self.prune(keep).await?;
                     return Ok(release);
@@ -219,7 +241,9 @@ impl<'a> ReleaseStore<'a> {
                 Err(err) => return Err(self.cluster.explain(err)),
             }
         }
-        anyhow::bail!("could not record the release: other applies kept taking the next revision; retry")
+        anyhow::bail!(
+            "could not record the release: other applies kept taking the next revision; retry"
+        )
     }
 
     pub async fn set_status(&self, revision: u32, status: ReleaseStatus) -> anyhow::Result<()> {
@@ -231,7 +255,14 @@ impl<'a> ReleaseStore<'a> {
             "data": secret.data,
         });
         self.secrets
-            .patch(&self.secret_name(revision), &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(&patch))
+            .patch(
+                &self.secret_name(revision),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(|err| self.cluster.explain(err))?;
         Ok(())
@@ -242,7 +273,14 @@ impl<'a> ReleaseStore<'a> {
         let releases = self.list().await?;
         let excess = releases.len().saturating_sub(keep.max(1));
         for release in releases.iter().take(excess) {
-            match self.secrets.delete(&self.secret_name(release.revision), &DeleteParams::default()).await {
+            match self
+                .secrets
+                .delete(
+                    &self.secret_name(release.revision),
+                    &DeleteParams::default(),
+                )
+                .await
+            {
                 Ok(_) => {}
                 // A concurrent apply pruned it first.
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -253,7 +291,10 @@ impl<'a> ReleaseStore<'a> {
     }
 
     fn encode(&self, release: &Release) -> anyhow::Result<Secret> {
-        let stored = Stored { release: release.clone(), manifests: release.manifests.clone() };
+        let stored = Stored {
+            release: release.clone(),
+            manifests: release.manifests.clone(),
+        };
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(&serde_json::to_vec(&stored)?)?;
         let payload = gzip.finish()?;
@@ -264,7 +305,10 @@ impl<'a> ReleaseStore<'a> {
                 labels: Some(BTreeMap::from([
                     (MANAGED_BY.to_string(), "shopctl".to_string()),
                     (RELEASE_OF.to_string(), self.env.clone()),
-                    ("shopmicro.io/revision".to_string(), release.revision.to_string()),
+                    (
+                        "shopmicro.io/revision".to_string(),
+                        release.revision.to_string(),
+                    ),
                     (STATUS.to_string(), release.status.label().to_string()),
                 ])),
                 ..ObjectMeta::default()
@@ -287,7 +331,8 @@ fn decode(secret: &Secret) -> anyhow::Result<Release> {
     flate2::read::GzDecoder::new(payload.0.as_slice())
         .read_to_end(&mut json)
         .with_context(|| format!("release record {name} is not gzip"))?;
-    let stored: Stored = serde_json::from_slice(&json).with_context(|| format!("release record {name} is not a release"))?;
+    let stored: Stored = serde_json::from_slice(&json)
+        .with_context(|| format!("release record {name} is not a release"))?;
     let mut release = stored.release;
     release.manifests = stored.manifests;
     Ok(release)

@@ -24,7 +24,13 @@ pub struct ServiceRollback {
     pub to: u32,
 }
 
-pub async fn rollback_service(cluster: &Cluster, namespace: &str, env: &str, name: &str, to: Option<u32>) -> anyhow::Result<ServiceRollback> {
+pub async fn rollback_service(
+    cluster: &Cluster,
+    namespace: &str,
+    env: &str,
+    name: &str,
+    to: Option<u32>,
+) -> anyhow::Result<ServiceRollback> {
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let deployment = deployments
         .get_opt(name)
@@ -40,11 +46,21 @@ pub async fn rollback_service(cluster: &Cluster, namespace: &str, env: &str, nam
         .map_err(|err| cluster.explain(err))?
         .items
         .into_iter()
-        .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
         .filter_map(|rs| revision_of(&rs.metadata).map(|r| (r, rs)))
         .collect();
     history.sort_by_key(|(r, _)| *r);
-    let known = history.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>().join(", ");
+    let known = history
+        .iter()
+        .map(|(r, _)| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let (target, replica_set) = match to {
         Some(wanted) => history.into_iter().find(|(r, _)| *r == wanted).ok_or_else(|| {
             anyhow::anyhow!("Deployment {name} has no revision {wanted} (it has: {known})")
@@ -53,29 +69,59 @@ pub async fn rollback_service(cluster: &Cluster, namespace: &str, env: &str, nam
             anyhow::anyhow!("Deployment {name} has no revision before {current} to roll back to (it has: {known})")
         })?,
     };
-    anyhow::ensure!(target != current, "Deployment {name} is at revision {target} already");
+    anyhow::ensure!(
+        target != current,
+        "Deployment {name} is at revision {target} already"
+    );
 
-    let mut template = serde_json::to_value(replica_set.spec.and_then(|s| s.template).unwrap_or_default())?;
+    let mut template = serde_json::to_value(
+        replica_set
+            .spec
+            .and_then(|s| s.template)
+            .unwrap_or_default(),
+    )?;
     if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
         labels.remove("pod-template-hash");
     }
     let mut manifest = release_manifest(cluster, namespace, env, name).await?;
     manifest["spec"]["template"] = template;
     deployments
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&manifest))
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&manifest),
+        )
         .await
         .map_err(|err| cluster.explain(err))?;
-    Ok(ServiceRollback { deployment: name.to_string(), from: current, to: target })
+    Ok(ServiceRollback {
+        deployment: name.to_string(),
+        from: current,
+        to: target,
+    })
 }
 
 /// The Deployment as the newest release applied it.
-async fn release_manifest(cluster: &Cluster, namespace: &str, env: &str, name: &str) -> anyhow::Result<Value> {
+async fn release_manifest(
+    cluster: &Cluster,
+    namespace: &str,
+    env: &str,
+    name: &str,
+) -> anyhow::Result<Value> {
     let latest = ReleaseStore::new(cluster, namespace, env).latest().await?.ok_or_else(|| {
         anyhow::anyhow!("no releases are recorded for environment {env}; shopctl rolls back only Deployments it applied")
     })?;
     latest
         .manifests
         .into_iter()
-        .find(|m| m["kind"] == "Deployment" && m["metadata"]["name"] == name && m["metadata"]["namespace"] == namespace)
-        .ok_or_else(|| anyhow::anyhow!("Deployment {name} is not part of release {} of {env}", latest.revision))
+        .find(|m| {
+            m["kind"] == "Deployment"
+                && m["metadata"]["name"] == name
+                && m["metadata"]["namespace"] == namespace
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "Deployment {name} is not part of release {} of {env}",
+                latest.revision
+            )
+        })
 }

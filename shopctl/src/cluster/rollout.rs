@@ -45,10 +45,17 @@ impl Workload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Progress {
-    Waiting { ready: i64, desired: i64, message: String },
+    Waiting {
+        ready: i64,
+        desired: i64,
+        message: String,
+    },
     Ready,
     /// It will not get there by itself (upstream: ProgressDeadlineExceeded).
-    Failed { condition: String, message: String },
+    Failed {
+        condition: String,
+        message: String,
+    },
 }
 
 fn int(value: &Value) -> i64 {
@@ -60,9 +67,17 @@ pub fn judge(object: &Value) -> Progress {
     let spec = &object["spec"];
     let status = &object["status"];
     let desired = spec["replicas"].as_i64().unwrap_or(1);
-    let waiting = |ready: i64, desired: i64, message: String| Progress::Waiting { ready, desired, message };
+    let waiting = |ready: i64, desired: i64, message: String| Progress::Waiting {
+        ready,
+        desired,
+        message,
+    };
     if int(&object["metadata"]["generation"]) > int(&status["observedGeneration"]) {
-        return waiting(0, desired, "waiting for the controller to observe the new spec".into());
+        return waiting(
+            0,
+            desired,
+            "waiting for the controller to observe the new spec".into(),
+        );
     }
     match object["kind"].as_str().unwrap_or_default() {
         "Deployment" => {
@@ -72,16 +87,35 @@ pub fn judge(object: &Value) -> Progress {
             {
                 return Progress::Failed {
                     condition: "Progressing=False (ProgressDeadlineExceeded)".into(),
-                    message: progressing["message"].as_str().unwrap_or_default().to_string(),
+                    message: progressing["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 };
             }
-            let (updated, total, available) = (int(&status["updatedReplicas"]), int(&status["replicas"]), int(&status["availableReplicas"]));
+            let (updated, total, available) = (
+                int(&status["updatedReplicas"]),
+                int(&status["replicas"]),
+                int(&status["availableReplicas"]),
+            );
             if updated < desired {
-                waiting(updated, desired, format!("{updated} of {desired} replicas updated"))
+                waiting(
+                    updated,
+                    desired,
+                    format!("{updated} of {desired} replicas updated"),
+                )
             } else if total > updated {
-                waiting(available.min(desired), desired, format!("{} old replicas pending termination", total - updated))
+                waiting(
+                    available.min(desired),
+                    desired,
+                    format!("{} old replicas pending termination", total - updated),
+                )
             } else if available < updated {
-                waiting(available, desired, format!("{available} of {updated} updated replicas available"))
+                waiting(
+                    available,
+                    desired,
+                    format!("{available} of {updated} updated replicas available"),
+                )
             } else {
                 Progress::Ready
             }
@@ -91,23 +125,41 @@ pub fn judge(object: &Value) -> Progress {
             if ready < desired {
                 waiting(ready, desired, format!("{ready} of {desired} pods ready"))
             } else if status["updateRevision"] != status["currentRevision"] {
-                waiting(ready, desired, "pods being updated to the new revision".into())
+                waiting(
+                    ready,
+                    desired,
+                    "pods being updated to the new revision".into(),
+                )
             } else {
                 Progress::Ready
             }
         }
         "DaemonSet" => {
             let wanted = int(&status["desiredNumberScheduled"]);
-            let (updated, available) = (int(&status["updatedNumberScheduled"]), int(&status["numberAvailable"]));
+            let (updated, available) = (
+                int(&status["updatedNumberScheduled"]),
+                int(&status["numberAvailable"]),
+            );
             if updated < wanted {
-                waiting(updated, wanted, format!("{updated} of {wanted} pods updated"))
+                waiting(
+                    updated,
+                    wanted,
+                    format!("{updated} of {wanted} pods updated"),
+                )
             } else if available < wanted {
-                waiting(available, wanted, format!("{available} of {wanted} updated pods available"))
+                waiting(
+                    available,
+                    wanted,
+                    format!("{available} of {wanted} updated pods available"),
+                )
             } else {
                 Progress::Ready
             }
         }
-        other => Progress::Failed { condition: "unsupported".into(), message: format!("cannot wait for a {other}") },
+        other => Progress::Failed {
+            condition: "unsupported".into(),
+            message: format!("cannot wait for a {other}"),
+        },
     }
 }
 
@@ -128,16 +180,29 @@ pub struct WaitResult {
 pub type ProgressCallback = Arc<dyn Fn(&Workload, &Progress) + Send + Sync>;
 
 /// Waits for every workload concurrently, each until ready, failed, or `timeout`.
-pub async fn wait_all(cluster: &Cluster, workloads: &[Workload], timeout: Duration, on_progress: ProgressCallback) -> anyhow::Result<Vec<WaitResult>> {
+pub async fn wait_all(
+    cluster: &Cluster,
+    workloads: &[Workload],
+    timeout: Duration,
+    on_progress: ProgressCallback,
+) -> anyhow::Result<Vec<WaitResult>> {
     let mut resources = Resources::new(cluster);
     let mut waits = Vec::new();
     for workload in workloads {
-        let api = resources.api(&workload.api_version, &workload.kind, Some(&workload.namespace)).await?;
+        let api = resources
+            .api(
+                &workload.api_version,
+                &workload.kind,
+                Some(&workload.namespace),
+            )
+            .await?;
         let workload = workload.clone();
         let on_progress = on_progress.clone();
         waits.push(async move {
             let started = Instant::now();
-            let outcome = tokio::time::timeout(timeout, watch_until_settled(&api, &workload, &on_progress)).await;
+            let outcome =
+                tokio::time::timeout(timeout, watch_until_settled(&api, &workload, &on_progress))
+                    .await;
             (workload, started.elapsed(), outcome)
         });
     }
@@ -145,7 +210,9 @@ pub async fn wait_all(cluster: &Cluster, workloads: &[Workload], timeout: Durati
     for (workload, elapsed, outcome) in futures_util::future::join_all(waits).await {
         let reason = match outcome {
             Ok(Ok(Progress::Ready)) => None,
-            Ok(Ok(Progress::Failed { condition, message })) => Some(format!("{condition}: {message}")),
+            Ok(Ok(Progress::Failed { condition, message })) => {
+                Some(format!("{condition}: {message}"))
+            }
             Ok(Ok(Progress::Waiting { message, .. })) => Some(message),
             Ok(Err(err)) => Some(format!("{:#}", cluster.explain(err))),
             Err(_) => {
@@ -153,15 +220,29 @@ pub async fn wait_all(cluster: &Cluster, workloads: &[Workload], timeout: Durati
                 Some(format!("timed out after {}s; {last}", timeout.as_secs()))
             }
         };
-        let warnings = if reason.is_some() { recent_warnings(cluster, &workload, 5).await } else { Vec::new() };
-        results.push(WaitResult { workload: workload.id(), ready: reason.is_none(), seconds: elapsed.as_secs_f64(), reason, warnings });
+        let warnings = if reason.is_some() {
+            recent_warnings(cluster, &workload, 5).await
+        } else {
+            Vec::new()
+        };
+        results.push(WaitResult {
+            workload: workload.id(),
+            ready: reason.is_none(),
+            seconds: elapsed.as_secs_f64(),
+            reason,
+            warnings,
+        });
     }
     Ok(results)
 }
 
 /// Gets the object, then watches it from that resourceVersion until it is ready or failed;
 /// a watch that ends (server timeout, 410 Gone) is resumed from a fresh get.
-async fn watch_until_settled(api: &Api<DynamicObject>, workload: &Workload, on_progress: &ProgressCallback) -> Result<Progress, kube::Error> {
+async fn watch_until_settled(
+    api: &Api<DynamicObject>,
+    workload: &Workload,
+    on_progress: &ProgressCallback,
+) -> Result<Progress, kube::Error> {
     loop {
         let object = api.get(&workload.name).await?;
         let version = object.metadata.resource_version.clone().unwrap_or_default();
@@ -170,13 +251,18 @@ async fn watch_until_settled(api: &Api<DynamicObject>, workload: &Workload, on_p
         if !matches!(progress, Progress::Waiting { .. }) {
             return Ok(progress);
         }
-        let params = WatchParams::default().fields(&format!("metadata.name={}", workload.name)).timeout(290);
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={}", workload.name))
+            .timeout(290);
         let mut events = api.watch(&params, &version).await?.boxed();
         while let Some(event) = events.try_next().await? {
             let object = match event {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => o,
                 WatchEvent::Deleted(_) => {
-                    return Ok(Progress::Failed { condition: "deleted".into(), message: "the workload was deleted while waiting".into() });
+                    return Ok(Progress::Failed {
+                        condition: "deleted".into(),
+                        message: "the workload was deleted while waiting".into(),
+                    });
                 }
                 WatchEvent::Bookmark(_) => continue,
                 // Usually 410 Gone: start again from a fresh get.
@@ -193,7 +279,14 @@ async fn watch_until_settled(api: &Api<DynamicObject>, workload: &Workload, on_p
 
 async fn last_state(cluster: &Cluster, workload: &Workload) -> String {
     let mut resources = Resources::new(cluster);
-    let Ok(api) = resources.api(&workload.api_version, &workload.kind, Some(&workload.namespace)).await else {
+    let Ok(api) = resources
+        .api(
+            &workload.api_version,
+            &workload.kind,
+            Some(&workload.namespace),
+        )
+        .await
+    else {
         return "state unknown".into();
     };
     match api.get(&workload.name).await {
@@ -204,8 +297,17 @@ async fn last_state(cluster: &Cluster, workload: &Workload) -> String {
                 Progress::Ready => "ready by now".into(),
                 Progress::Failed { condition, message } => format!("{condition}: {message}"),
             };
-            for condition in object["status"]["conditions"].as_array().into_iter().flatten() {
-                state.push_str(&format!("; {}={} ({})", condition["type"].as_str().unwrap_or(""), condition["status"].as_str().unwrap_or(""), condition["reason"].as_str().unwrap_or("")));
+            for condition in object["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                state.push_str(&format!(
+                    "; {}={} ({})",
+                    condition["type"].as_str().unwrap_or(""),
+                    condition["status"].as_str().unwrap_or(""),
+                    condition["reason"].as_str().unwrap_or("")
+                ));
             }
             state
         }
@@ -216,15 +318,24 @@ async fn last_state(cluster: &Cluster, workload: &Workload) -> String {
 /// The newest warning events about a workload or anything named after it (its
 /// ReplicaSets and pods), newest last.
 pub async fn recent_warnings(cluster: &Cluster, workload: &Workload, limit: usize) -> Vec<String> {
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cluster.client.clone(), &workload.namespace);
-    let Ok(list) = events.list(&ListParams::default().fields("type=Warning")).await else {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(cluster.client.clone(), &workload.namespace);
+    let Ok(list) = events
+        .list(&ListParams::default().fields("type=Warning"))
+        .await
+    else {
         return Vec::new();
     };
     let prefix = format!("{}-", workload.name);
     let mut relevant: Vec<_> = list
         .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref().is_some_and(|n| n == workload.name || n.starts_with(&prefix)))
+        .filter(|e| {
+            e.involved_object
+                .name
+                .as_deref()
+                .is_some_and(|n| n == workload.name || n.starts_with(&prefix))
+        })
         .collect();
     relevant.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
     relevant

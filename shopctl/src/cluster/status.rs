@@ -79,7 +79,9 @@ pub fn age(created: &str) -> String {
     let Ok(created) = chrono::DateTime::parse_from_rfc3339(created) else {
         return "?".into();
     };
-    let seconds = (Utc::now() - created.with_timezone(&Utc)).num_seconds().max(0);
+    let seconds = (Utc::now() - created.with_timezone(&Utc))
+        .num_seconds()
+        .max(0);
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -88,23 +90,43 @@ pub fn age(created: &str) -> String {
     }
 }
 
-async fn list(cluster: &Cluster, resources: &mut Resources<'_>, api_version: &str, kind: &str, namespace: &str) -> anyhow::Result<Vec<Value>> {
+async fn list(
+    cluster: &Cluster,
+    resources: &mut Resources<'_>,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+) -> anyhow::Result<Vec<Value>> {
     let api: Api<DynamicObject> = resources.api(api_version, kind, Some(namespace)).await?;
-    let items = api.list(&ListParams::default()).await.map_err(|err| cluster.explain(err))?.items;
-    Ok(items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect())
+    let items = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|err| cluster.explain(err))?
+        .items;
+    Ok(items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
+        .collect())
 }
 
-pub async fn status(cluster: &Cluster, environment: &str, namespaces: &[String]) -> anyhow::Result<StatusReport> {
+pub async fn status(
+    cluster: &Cluster,
+    environment: &str,
+    namespaces: &[String],
+) -> anyhow::Result<StatusReport> {
     let mut resources = Resources::new(cluster);
     let mut report = StatusReport {
         environment: environment.to_string(),
         server: cluster.server.clone(),
-        release: ReleaseStore::new(cluster, &namespaces[0], environment).latest().await?.map(|r| ReleaseSummary {
-            revision: r.revision,
-            status: r.status,
-            applied_at: r.applied_at,
-            applied_by: r.applied_by,
-        }),
+        release: ReleaseStore::new(cluster, &namespaces[0], environment)
+            .latest()
+            .await?
+            .map(|r| ReleaseSummary {
+                revision: r.revision,
+                status: r.status,
+                applied_at: r.applied_at,
+                applied_by: r.applied_by,
+            }),
         workloads: Vec::new(),
         autoscalers: Vec::new(),
         budgets: Vec::new(),
@@ -116,18 +138,38 @@ pub async fn status(cluster: &Cluster, environment: &str, namespaces: &[String])
                 report.workloads.push(workload_status(&object));
             }
         }
-        for hpa in list(cluster, &mut resources, "autoscaling/v2", "HorizontalPodAutoscaler", namespace).await? {
+        for hpa in list(
+            cluster,
+            &mut resources,
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            namespace,
+        )
+        .await?
+        {
             report.autoscalers.push(AutoscalerStatus {
                 namespace: namespace.clone(),
                 name: text(&hpa["metadata"]["name"]),
-                target: format!("{}/{}", text(&hpa["spec"]["scaleTargetRef"]["kind"]), text(&hpa["spec"]["scaleTargetRef"]["name"])),
+                target: format!(
+                    "{}/{}",
+                    text(&hpa["spec"]["scaleTargetRef"]["kind"]),
+                    text(&hpa["spec"]["scaleTargetRef"]["name"])
+                ),
                 current: int(&hpa["status"]["currentReplicas"]),
                 desired: int(&hpa["status"]["desiredReplicas"]),
                 min: hpa["spec"]["minReplicas"].as_i64().unwrap_or(1),
                 max: int(&hpa["spec"]["maxReplicas"]),
             });
         }
-        for pdb in list(cluster, &mut resources, "policy/v1", "PodDisruptionBudget", namespace).await? {
+        for pdb in list(
+            cluster,
+            &mut resources,
+            "policy/v1",
+            "PodDisruptionBudget",
+            namespace,
+        )
+        .await?
+        {
             report.budgets.push(BudgetStatus {
                 namespace: namespace.clone(),
                 name: text(&pdb["metadata"]["name"]),
@@ -136,9 +178,20 @@ pub async fn status(cluster: &Cluster, environment: &str, namespaces: &[String])
                 disruptions_allowed: int(&pdb["status"]["disruptionsAllowed"]),
             });
         }
-        for workload in report.workloads.iter().filter(|w| w.namespace == *namespace && !matches!(w.rollout, Progress::Ready)) {
-            let id = rollout::Workload { api_version: "apps/v1".into(), kind: workload.kind.clone(), namespace: namespace.clone(), name: workload.name.clone() };
-            report.warnings.extend(rollout::recent_warnings(cluster, &id, 5).await);
+        for workload in report
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == *namespace && !matches!(w.rollout, Progress::Ready))
+        {
+            let id = rollout::Workload {
+                api_version: "apps/v1".into(),
+                kind: workload.kind.clone(),
+                namespace: namespace.clone(),
+                name: workload.name.clone(),
+            };
+            report
+                .warnings
+                .extend(rollout::recent_warnings(cluster, &id, 5).await);
         }
     }
     Ok(report)
@@ -148,7 +201,12 @@ fn workload_status(object: &Value) -> WorkloadStatus {
     let status = &object["status"];
     let kind = text(&object["kind"]);
     let (desired, ready, updated, available) = match kind.as_str() {
-        "DaemonSet" => (int(&status["desiredNumberScheduled"]), int(&status["numberReady"]), int(&status["updatedNumberScheduled"]), int(&status["numberAvailable"])),
+        "DaemonSet" => (
+            int(&status["desiredNumberScheduled"]),
+            int(&status["numberReady"]),
+            int(&status["updatedNumberScheduled"]),
+            int(&status["numberAvailable"]),
+        ),
         _ => (
             object["spec"]["replicas"].as_i64().unwrap_or(1),
             int(&status["readyReplicas"]),
@@ -163,9 +221,18 @@ fn workload_status(object: &Value) -> WorkloadStatus {
         ready,
         updated,
         available,
-        images: object["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten().map(|c| text(&c["image"])).collect(),
-        revision: object["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().map(str::to_string),
-        age: age(object["metadata"]["creationTimestamp"].as_str().unwrap_or_default()),
+        images: object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| text(&c["image"]))
+            .collect(),
+        revision: object["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            .as_str()
+            .map(str::to_string),
+        age: age(object["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or_default()),
         rollout: rollout::judge(object),
         kind,
     }

@@ -37,7 +37,10 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     fn options(&self) -> ClusterOptions {
-        ClusterOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
     }
 }
 
@@ -73,7 +76,10 @@ pub struct ApplyArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Result<Cluster> {
@@ -84,9 +90,14 @@ async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Resul
 /// otherwise, so CI logs show progress without control characters.
 fn progress_reporter() -> ProgressCallback {
     let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let multi = MultiProgress::with_draw_target(if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let multi = MultiProgress::with_draw_target(if terminal {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
-    let style = ProgressStyle::with_template("{spinner} {prefix:40} [{bar:20}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{spinner} {prefix:40} [{bar:20}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     Arc::new(move |workload: &Workload, progress: &Progress| {
         let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
         let bar = bars.entry(workload.id()).or_insert_with(|| {
@@ -97,7 +108,11 @@ fn progress_reporter() -> ProgressCallback {
             bar
         });
         match progress {
-            Progress::Waiting { ready, desired, message } => {
+            Progress::Waiting {
+                ready,
+                desired,
+                message,
+            } => {
                 bar.set_length((*desired).max(1) as u64);
                 bar.set_position((*ready).max(0) as u64);
                 bar.set_message(message.clone());
@@ -121,7 +136,10 @@ fn progress_reporter() -> ProgressCallback {
 
 fn deploy_options(args: &ApplyArgs) -> DeployOptions {
     DeployOptions {
-        apply: ApplyOptions { dry_run: args.dry_run, force: args.force },
+        apply: ApplyOptions {
+            dry_run: args.dry_run,
+            force: args.force,
+        },
         wait: (args.wait || args.atomic).then_some(args.timeout),
         atomic: args.atomic,
         keep: args.history_max,
@@ -132,11 +150,20 @@ fn deploy_options(args: &ApplyArgs) -> DeployOptions {
 pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     let secrets = SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?;
-    let manifests: Vec<Value> = render::render(&templates, &environment, &SecretMode::Values(secrets))?.into_iter().map(|m| m.value).collect();
+    let manifests: Vec<Value> =
+        render::render(&templates, &environment, &SecretMode::Values(secrets))?
+            .into_iter()
+            .map(|m| m.value)
+            .collect();
     let runtime = runtime()?;
     let report = runtime.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
-        let deployer = Deployer { cluster: &cluster, environment: environment.name.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
+        let deployer = Deployer {
+            cluster: &cluster,
+            environment: environment.name.clone(),
+            namespace: environment.namespace.clone(),
+            on_progress: progress_reporter(),
+        };
         deployer.deploy(&manifests, &deploy_options(&args)).await
     })?;
     print_deploy(&report, args.output)
@@ -147,19 +174,31 @@ fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<O
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
         OutputFormat::Table => print_deploy_table(report),
     }
-    Ok(if report.rollout_failed() { Outcome::CheckFailed } else { Outcome::Success })
+    Ok(if report.rollout_failed() {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 fn print_deploy_table(report: &DeployReport) {
     let count = |change: Change| report.changes.iter().filter(|c| c.change == change).count();
-    for change in report.changes.iter().filter(|c| c.change != Change::Unchanged) {
+    for change in report
+        .changes
+        .iter()
+        .filter(|c| c.change != Change::Unchanged)
+    {
         let verb = match change.change {
             Change::Created => "created",
             Change::Configured => "configured",
             Change::Pruned => "pruned",
             Change::Unchanged => "unchanged",
         };
-        let verb = if report.dry_run { format!("{verb} (dry run)") } else { verb.to_string() };
+        let verb = if report.dry_run {
+            format!("{verb} (dry run)")
+        } else {
+            verb.to_string()
+        };
         println!("{:<22} {}", verb, change.id);
         if let Some(diff) = &change.diff {
             println!("{diff}");
@@ -171,20 +210,36 @@ fn print_deploy_table(report: &DeployReport) {
         count(Change::Configured),
         count(Change::Unchanged),
         count(Change::Pruned),
-        if report.dry_run { " (dry run: nothing was changed)" } else { "" }
+        if report.dry_run {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        }
     );
     if !report.dry_run {
         match (report.revision, report.previous) {
-            (Some(revision), Some(previous)) => println!("recorded release {revision} of {} (previous: {previous})", report.environment),
-            (Some(revision), None) => println!("recorded release {revision} of {} (the first)", report.environment),
-            (None, Some(previous)) => println!("no changes: release {previous} of {} is current", report.environment),
+            (Some(revision), Some(previous)) => println!(
+                "recorded release {revision} of {} (previous: {previous})",
+                report.environment
+            ),
+            (Some(revision), None) => println!(
+                "recorded release {revision} of {} (the first)",
+                report.environment
+            ),
+            (None, Some(previous)) => println!(
+                "no changes: release {previous} of {} is current",
+                report.environment
+            ),
             (None, None) => {}
         }
     }
     print_rollout(&report.rollout);
     if let Some(back) = &report.rolled_back {
         match back.revision {
-            Some(revision) => println!("rolled back automatically to release {} (recorded as release {revision})", back.to),
+            Some(revision) => println!(
+                "rolled back automatically to release {} (recorded as release {revision})",
+                back.to
+            ),
             None => println!("rolled back automatically to release {}", back.to),
         }
         print_rollout(&back.rollout);
@@ -196,11 +251,18 @@ fn print_rollout(results: &[WaitResult]) {
         return;
     }
     let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
     for result in results {
         table.add_row([
             result.workload.clone(),
-            if result.ready { "ready".into() } else { "FAILED".into() },
+            if result.ready {
+                "ready".into()
+            } else {
+                "FAILED".into()
+            },
             format!("{:.1}", result.seconds),
             result.reason.clone().unwrap_or_default(),
         ]);
@@ -216,7 +278,10 @@ fn print_rollout(results: &[WaitResult]) {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.env.load()?;
-    let namespaces = vec![environment.namespace.clone(), environment.observability.namespace.clone()];
+    let namespaces = vec![
+        environment.namespace.clone(),
+        environment.observability.namespace.clone(),
+    ];
     let report = runtime()?.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         status::status(&cluster, &environment.name, &namespaces).await
@@ -230,11 +295,29 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 
 fn print_status(report: &status::StatusReport) {
     match &report.release {
-        Some(r) => println!("{} on {}: release {} ({:?}), applied {} by {}", report.environment, report.server, r.revision, r.status, r.applied_at, r.applied_by),
-        None => println!("{} on {}: no release recorded", report.environment, report.server),
+        Some(r) => println!(
+            "{} on {}: release {} ({:?}), applied {} by {}",
+            report.environment, report.server, r.revision, r.status, r.applied_at, r.applied_by
+        ),
+        None => println!(
+            "{} on {}: no release recorded",
+            report.environment, report.server
+        ),
     }
     let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["WORKLOAD", "READY", "UP-TO-DATE", "AVAILABLE", "REVISION", "AGE", "IMAGE", "ROLLOUT"]);
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "WORKLOAD",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "REVISION",
+            "AGE",
+            "IMAGE",
+            "ROLLOUT",
+        ]);
     for w in &report.workloads {
         let rollout = match &w.rollout {
             Progress::Ready => "ready".to_string(),
@@ -255,17 +338,41 @@ fn print_status(report: &status::StatusReport) {
     println!("{table}");
     if !report.autoscalers.is_empty() {
         let mut table = Table::new();
-        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header(["AUTOSCALER", "TARGET", "CURRENT", "DESIRED", "MIN", "MAX"]);
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+            "AUTOSCALER",
+            "TARGET",
+            "CURRENT",
+            "DESIRED",
+            "MIN",
+            "MAX",
+        ]);
         for h in &report.autoscalers {
-            table.add_row([format!("{}/{}", h.namespace, h.name), h.target.clone(), h.current.to_string(), h.desired.to_string(), h.min.to_string(), h.max.to_string()]);
+            table.add_row([
+                format!("{}/{}", h.namespace, h.name),
+                h.target.clone(),
+                h.current.to_string(),
+                h.desired.to_string(),
+                h.min.to_string(),
+                h.max.to_string(),
+            ]);
         }
         println!("{table}");
     }
     if !report.budgets.is_empty() {
         let mut table = Table::new();
-        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header(["DISRUPTION BUDGET", "HEALTHY", "NEEDED", "ALLOWED DISRUPTIONS"]);
+        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+            "DISRUPTION BUDGET",
+            "HEALTHY",
+            "NEEDED",
+            "ALLOWED DISRUPTIONS",
+        ]);
         for b in &report.budgets {
-            table.add_row([format!("{}/{}", b.namespace, b.name), b.current_healthy.to_string(), b.desired_healthy.to_string(), b.disruptions_allowed.to_string()]);
+            table.add_row([
+                format!("{}/{}", b.namespace, b.name),
+                b.current_healthy.to_string(),
+                b.desired_healthy.to_string(),
+                b.disruptions_allowed.to_string(),
+            ]);
         }
         println!("{table}");
     }
@@ -278,19 +385,39 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.env.load()?;
     let releases = runtime()?.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
-        ReleaseStore::new(&cluster, &environment.namespace, &environment.name).list().await
+        ReleaseStore::new(&cluster, &environment.namespace, &environment.name)
+            .list()
+            .await
     })?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"environment": environment.name, "releases": releases}))?),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"environment": environment.name, "releases": releases})
+            )?
+        ),
         OutputFormat::Table => {
             if releases.is_empty() {
-                println!("no releases recorded for {}; `shopctl apply --env {}` creates the first", environment.name, environment.name);
+                println!(
+                    "no releases recorded for {}; `shopctl apply --env {}` creates the first",
+                    environment.name, environment.name
+                );
                 return Ok(Outcome::Success);
             }
             let mut table = Table::new();
-            table.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_header(["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
             for r in &releases {
-                table.add_row([r.revision.to_string(), r.applied_at.clone(), r.applied_by.clone(), format!("{:?}", r.status).to_lowercase(), r.cause.clone(), r.digest[..12].to_string()]);
+                table.add_row([
+                    r.revision.to_string(),
+                    r.applied_at.clone(),
+                    r.applied_by.clone(),
+                    format!("{:?}", r.status).to_lowercase(),
+                    r.cause.clone(),
+                    r.digest[..12].to_string(),
+                ]);
             }
             println!("{table}");
         }
@@ -304,18 +431,48 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
     if let Some(service) = &args.service {
         let (rolled, results) = runtime.block_on(async {
             let cluster = connect(&args.cluster, &environment).await?;
-            let rolled = rollback::rollback_service(&cluster, &environment.namespace, &environment.name, service, args.to).await?;
-            let workload = Workload { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: environment.namespace.clone(), name: service.clone() };
-            let results = shopctl::cluster::rollout::wait_all(&cluster, &[workload], args.timeout, progress_reporter()).await?;
+            let rolled = rollback::rollback_service(
+                &cluster,
+                &environment.namespace,
+                &environment.name,
+                service,
+                args.to,
+            )
+            .await?;
+            let workload = Workload {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: environment.namespace.clone(),
+                name: service.clone(),
+            };
+            let results = shopctl::cluster::rollout::wait_all(
+                &cluster,
+                &[workload],
+                args.timeout,
+                progress_reporter(),
+            )
+            .await?;
             anyhow::Ok((rolled, results))
         })?;
-        println!("Deployment {} rolled back from revision {} to the template of revision {}", rolled.deployment, rolled.from, rolled.to);
-        println!("note: the environment's release history is unchanged; the next `shopctl apply` applies the templates again");
+        println!(
+            "Deployment {} rolled back from revision {} to the template of revision {}",
+            rolled.deployment, rolled.from, rolled.to
+        );
+        println!(
+            "note: the environment's release history is unchanged; the next `shopctl apply` applies the templates again"
+        );
         print_rollout(&results);
-        return Ok(if results.iter().all(|r| r.ready) { Outcome::Success } else { Outcome::CheckFailed });
+        return Ok(if results.iter().all(|r| r.ready) {
+            Outcome::Success
+        } else {
+            Outcome::CheckFailed
+        });
     }
     let options = DeployOptions {
-        apply: ApplyOptions { dry_run: false, force: true },
+        apply: ApplyOptions {
+            dry_run: false,
+            force: true,
+        },
         wait: Some(args.timeout),
         atomic: false,
         keep: args.history_max,
@@ -323,7 +480,12 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
     };
     let report = runtime.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
-        let deployer = Deployer { cluster: &cluster, environment: environment.name.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
+        let deployer = Deployer {
+            cluster: &cluster,
+            environment: environment.name.clone(),
+            namespace: environment.namespace.clone(),
+            on_progress: progress_reporter(),
+        };
         deployer.rollback(args.to, &options).await
     })?;
     print_deploy(&report, args.output)

@@ -171,7 +171,10 @@ fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let invalid = || format!("`{raw}` is not a duration like 500ms, 30s, 5m or 1h");
     let raw = raw.trim();
-    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?);
+    let (number, unit) = raw.split_at(
+        raw.find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?,
+    );
     let value: u64 = number.parse().map_err(|_| invalid())?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),

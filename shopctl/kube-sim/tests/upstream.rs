@@ -1,0 +1,800 @@
+//! The simulator against the upstream behaviour it imitates, each test citing the
+//! Kubernetes documentation it follows. Real HTTP on loopback, as shopctl sees it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shopmicro_kube_sim::{Access, Config, Simulator};
+
+struct Client {
+    sim: Simulator,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Client {
+    fn start() -> Self {
+        let sim = Simulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Config {
+                ready_after: Duration::from_millis(20),
+            },
+        )
+        .unwrap();
+        let token = sim.admin_token().to_string();
+        Self {
+            sim,
+            http: reqwest::Client::new(),
+            token,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.sim.url()))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", content_type)
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, "", None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, "application/json", Some(body))
+            .await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, "application/json", Some(body))
+            .await
+    }
+
+    async fn patch(&self, path: &str, content_type: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, content_type, Some(body))
+            .await
+    }
+
+    async fn apply(
+        &self,
+        path: &str,
+        manager: &str,
+        force: bool,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let path = format!("{path}?fieldManager={manager}&force={force}");
+        self.patch(&path, "application/apply-patch+yaml", body)
+            .await
+    }
+
+    /// A watch request, read until the server ends it, as its events.
+    async fn watch(&self, path: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.sim.url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let text = response.text().await.unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, "", None).await
+    }
+
+    /// Polls until `check` holds; controllers are asynchronous, as upstream.
+    async fn eventually(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, object) = self.get(path).await;
+            if check(&object) {
+                return object;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {object}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn deployment(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}},
+        },
+    })
+}
+
+fn config_map(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+/// Discovery: https://kubernetes.io/docs/concepts/overview/kubernetes-api/#discovery-api
+/// (unaggregated: /api, /apis, then one APIResourceList per group version, listing
+/// subresources as `resource/subresource`).
+#[tokio::test]
+async fn discovery_lists_groups_resources_and_their_subresources() {
+    let client = Client::start();
+    let (_, core) = client.get("/api").await;
+    assert_eq!(core["versions"], json!(["v1"]));
+    let (_, groups) = client.get("/apis").await;
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "apps")
+    );
+    let (_, apps) = client.get("/apis/apps/v1").await;
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "deployments",
+        "deployments/status",
+        "deployments/scale",
+        "statefulsets",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+}
+
+/// Object metadata: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/object-meta/
+/// (uid, resourceVersion, creationTimestamp set by the server) and the Status kind for
+/// errors: https://kubernetes.io/docs/reference/using-api/api-concepts/#response-status-kind
+#[tokio::test]
+async fn create_sets_server_metadata_and_errors_are_status_objects() {
+    let client = Client::start();
+    let (code, created) = client
+        .post(CONFIGMAPS, config_map("settings", json!({"a": "1"})))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    for field in ["uid", "resourceVersion", "creationTimestamp"] {
+        assert!(created["metadata"][field].is_string(), "{field}: {created}");
+    }
+    assert_eq!(created["metadata"]["namespace"], "default");
+
+    let (code, duplicate) = client
+        .post(CONFIGMAPS, config_map("settings", json!({})))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(
+        (
+            duplicate["kind"].as_str(),
+            duplicate["reason"].as_str(),
+            duplicate["code"].as_i64()
+        ),
+        (Some("Status"), Some("AlreadyExists"), Some(409))
+    );
+
+    let (code, missing) = client.get(&format!("{CONFIGMAPS}/nope")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(missing["message"], "configmaps \"nope\" not found");
+    assert_eq!(missing["details"]["name"], "nope");
+}
+
+/// Creating in a namespace that does not exist is refused (NamespaceLifecycle admission);
+/// a workload whose selector does not match its template is 422 Invalid, and
+/// `spec.selector` is immutable for apps/v1 workloads:
+/// https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#label-selector-updates
+#[tokio::test]
+async fn invalid_objects_are_rejected_with_404_or_422() {
+    let client = Client::start();
+    let (code, _) = client
+        .post(
+            "/api/v1/namespaces/absent/configmaps",
+            config_map("x", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    let mut mismatched = deployment("web", "nginx:1");
+    mismatched["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let (code, invalid) = client.post(DEPLOYMENTS, mismatched).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid["reason"], "Invalid");
+
+    client.post(DEPLOYMENTS, deployment("web", "nginx:1")).await;
+    let relabel = json!({"spec": {"selector": {"matchLabels": {"tier": "x"}}, "template": {"metadata": {"labels": {"tier": "x"}}}}});
+    let (code, immutable) = client
+        .patch(
+            &format!("{DEPLOYMENTS}/web"),
+            "application/merge-patch+json",
+            relabel,
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        immutable["message"]
+            .as_str()
+            .unwrap()
+            .contains("field is immutable")
+    );
+}
+
+/// `metadata.generation` counts changes to the desired state (spec), not to metadata or
+/// status; with a status subresource, writes to the main resource ignore status and writes
+/// to /status change only status:
+/// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource
+#[tokio::test]
+async fn generation_follows_the_spec_and_the_status_subresource_separates_status() {
+    let client = Client::start();
+    let mut paused = deployment("paused", "nginx:1");
+    paused["spec"]["paused"] = json!(true);
+    let (_, created) = client.post(DEPLOYMENTS, paused).await;
+    assert_eq!(created["metadata"]["generation"], 1);
+    let path = format!("{DEPLOYMENTS}/paused");
+
+    let (_, relabelled) = client
+        .patch(
+            &path,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"team": "a"}}}),
+        )
+        .await;
+    assert_eq!(relabelled["metadata"]["generation"], 1);
+    assert_ne!(
+        relabelled["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+
+    let (_, rescaled) = client
+        .patch(
+            &path,
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 3}, "status": {"replicas": 99}}),
+        )
+        .await;
+    assert_eq!(rescaled["metadata"]["generation"], 2);
+    assert_ne!(
+        rescaled["status"]["replicas"], 99,
+        "status is ignored on the main resource"
+    );
+
+    let (_, status) = client
+        .patch(
+            &format!("{path}/status"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 7}, "status": {"observedGeneration": 42}}),
+        )
+        .await;
+    assert_eq!(status["status"]["observedGeneration"], 42);
+    assert_eq!(status["spec"]["replicas"], 3, "spec is ignored on /status");
+    assert_eq!(status["metadata"]["generation"], 2);
+}
+
+/// Optimistic concurrency: an update carrying a stale resourceVersion is a 409 Conflict:
+/// https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions
+#[tokio::test]
+async fn an_update_with_a_stale_resource_version_is_a_conflict() {
+    let client = Client::start();
+    let (_, created) = client
+        .post(CONFIGMAPS, config_map("cm", json!({"a": "1"})))
+        .await;
+    let mut first = created.clone();
+    first["data"]["a"] = json!("2");
+    assert_eq!(
+        client.put(&format!("{CONFIGMAPS}/cm"), first).await.0,
+        StatusCode::OK
+    );
+    let mut stale = created;
+    stale["data"]["a"] = json!("3");
+    let (code, conflict) = client.put(&format!("{CONFIGMAPS}/cm"), stale).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(
+        conflict["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
+    );
+}
+
+/// Server-side apply: https://kubernetes.io/docs/reference/using-api/server-side-apply/
+/// (create-or-update; managedFields per manager; a conflict when changing a field another
+/// manager owns, unless forced, which moves ownership; fields a manager stops applying are
+/// removed; equal values are shared, not conflicts; a no-op apply changes nothing).
+#[tokio::test]
+async fn server_side_apply_tracks_owners_conflicts_and_removals() {
+    let client = Client::start();
+    let path = format!("{CONFIGMAPS}/app");
+    let (code, created) = client
+        .apply(
+            &path,
+            "shopctl",
+            false,
+            config_map("app", json!({"a": "1", "b": "2"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "shopctl"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["operation"],
+        "Apply"
+    );
+
+    let (code, same) = client
+        .apply(
+            &path,
+            "shopctl",
+            false,
+            config_map("app", json!({"a": "1", "b": "2"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        same["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"],
+        "a no-op apply is not stored"
+    );
+
+    let (code, shared) = client
+        .apply(&path, "other", false, config_map("app", json!({"a": "1"})))
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "the same value is shared ownership: {shared}"
+    );
+
+    let (code, conflict) = client
+        .apply(
+            &path,
+            "other",
+            false,
+            config_map("app", json!({"a": "changed"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(conflict["details"]["causes"][0]["field"], ".data.a");
+    assert!(
+        conflict["message"]
+            .as_str()
+            .unwrap()
+            .contains("conflict with \"shopctl\"")
+    );
+
+    let (_, forced) = client
+        .apply(
+            &path,
+            "other",
+            true,
+            config_map("app", json!({"a": "changed"})),
+        )
+        .await;
+    assert_eq!(forced["data"]["a"], "changed");
+    let owners = shopmicro_kube_sim::fields::owners(&forced);
+    assert_eq!(
+        owners["shopctl"],
+        [".data.b"],
+        "forcing moved .data.a away from shopctl"
+    );
+
+    let (_, removed) = client
+        .apply(&path, "shopctl", false, config_map("app", json!({})))
+        .await;
+    assert!(
+        removed["data"].get("b").is_none(),
+        "b is no longer applied by its only owner: {removed}"
+    );
+    assert_eq!(removed["data"]["a"], "changed", "a belongs to `other`");
+
+    let (code, _) = client
+        .patch(
+            &path,
+            "application/apply-patch+yaml",
+            config_map("app", json!({})),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::BAD_REQUEST,
+        "apply requires a fieldManager"
+    );
+}
+
+/// JSON merge patch (RFC 7386: null deletes) and JSON patch (RFC 6902):
+/// https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
+#[tokio::test]
+async fn merge_and_json_patches_follow_their_rfcs() {
+    let client = Client::start();
+    client
+        .post(CONFIGMAPS, config_map("p", json!({"a": "1", "b": "2"})))
+        .await;
+    let path = format!("{CONFIGMAPS}/p");
+    let (_, merged) = client
+        .patch(
+            &path,
+            "application/merge-patch+json",
+            json!({"data": {"a": null, "c": "3"}}),
+        )
+        .await;
+    assert_eq!(merged["data"], json!({"b": "2", "c": "3"}));
+    let (_, patched) = client.patch(&path, "application/json-patch+json", json!([{"op": "replace", "path": "/data/b", "value": "20"}, {"op": "remove", "path": "/data/c"}])).await;
+    assert_eq!(patched["data"], json!({"b": "20"}));
+    let (code, _) = client
+        .patch(
+            &path,
+            "application/json-patch+json",
+            json!([{"op": "test", "path": "/data/b", "value": "nope"}]),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a failed test op changes nothing"
+    );
+    let (code, _) = client.patch(&path, "text/plain", json!({})).await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+/// Selectors on list: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#api
+/// and field selectors, unsupported fields being an error:
+/// https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
+#[tokio::test]
+async fn lists_filter_by_label_and_field_selectors() {
+    let client = Client::start();
+    for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web")] {
+        let mut cm = config_map(name, json!({}));
+        cm["metadata"]["labels"] = json!({"tier": tier});
+        client.post(CONFIGMAPS, cm).await;
+    }
+    let names = |list: &Value| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (_, web) = client
+        .get(&format!("{CONFIGMAPS}?labelSelector=tier%3Dweb"))
+        .await;
+    assert_eq!(names(&web), ["a", "c"]);
+    let (_, set) = client
+        .get(&format!("{CONFIGMAPS}?labelSelector=tier%20notin%20(web)"))
+        .await;
+    assert_eq!(names(&set), ["b"]);
+    let (_, by_name) = client
+        .get(&format!("{CONFIGMAPS}?fieldSelector=metadata.name%3Dc"))
+        .await;
+    assert_eq!(names(&by_name), ["c"]);
+    let (code, _) = client
+        .get(&format!("{CONFIGMAPS}?fieldSelector=data.x%3D1"))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+/// Watch: https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
+/// (from a resourceVersion, every later change in order; without one, synthetic ADDED
+/// events for the current state; 410 Gone once the history was compacted).
+#[tokio::test]
+async fn watches_replay_from_a_resource_version_and_expire_after_compaction() {
+    let client = Client::start();
+    let (_, first) = client
+        .post(CONFIGMAPS, config_map("w", json!({"v": "1"})))
+        .await;
+    let from = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    client
+        .patch(
+            &format!("{CONFIGMAPS}/w"),
+            "application/merge-patch+json",
+            json!({"data": {"v": "2"}}),
+        )
+        .await;
+    client.delete(&format!("{CONFIGMAPS}/w")).await;
+
+    let events = client
+        .watch(&format!(
+            "{CONFIGMAPS}?watch=true&resourceVersion={from}&timeoutSeconds=1"
+        ))
+        .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["MODIFIED", "DELETED"]);
+    assert_eq!(events[0]["object"]["data"]["v"], "2");
+
+    client.post(CONFIGMAPS, config_map("now", json!({}))).await;
+    let initial = client
+        .watch(&format!("{CONFIGMAPS}?watch=1&timeoutSeconds=1"))
+        .await;
+    assert!(
+        initial
+            .iter()
+            .any(|e| e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "now"),
+        "{initial:?}"
+    );
+
+    client.sim.store().compact();
+    let (_, expired) = client
+        .get(&format!(
+            "{CONFIGMAPS}?watch=true&resourceVersion={from}&timeoutSeconds=1"
+        ))
+        .await;
+    assert_eq!(expired["code"], 410, "{expired}");
+}
+
+/// The scale subresource: https://kubernetes.io/docs/reference/kubernetes-api/autoscaling/v1/scale-v1/
+#[tokio::test]
+async fn the_scale_subresource_reads_and_writes_spec_replicas() {
+    let client = Client::start();
+    client.post(DEPLOYMENTS, deployment("s", "nginx:1")).await;
+    let (_, scale) = client.get(&format!("{DEPLOYMENTS}/s/scale")).await;
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(2))
+    );
+    assert_eq!(scale["status"]["selector"], "app=s");
+    let (_, rescaled) = client
+        .patch(
+            &format!("{DEPLOYMENTS}/s/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 4}}),
+        )
+        .await;
+    assert_eq!(rescaled["spec"]["replicas"], 4);
+    let (_, live) = client.get(&format!("{DEPLOYMENTS}/s")).await;
+    assert_eq!(live["spec"]["replicas"], 4);
+}
+
+/// Garbage collection: https://kubernetes.io/docs/concepts/architecture/garbage-collection/
+/// (background cascading deletion removes dependents through ownerReferences; `Orphan`
+/// leaves them, without the reference).
+#[tokio::test]
+async fn deleting_an_owner_cascades_unless_orphaned() {
+    let client = Client::start();
+    for (name, policy) in [("cascade", "Background"), ("orphan", "Orphan")] {
+        let (_, owner) = client.post(CONFIGMAPS, config_map(name, json!({}))).await;
+        let mut dependent = config_map(&format!("{name}-child"), json!({}));
+        dependent["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": owner["metadata"]["uid"]}]);
+        client.post(CONFIGMAPS, dependent).await;
+        client
+            .delete(&format!("{CONFIGMAPS}/{name}?propagationPolicy={policy}"))
+            .await;
+    }
+    assert_eq!(
+        client.get(&format!("{CONFIGMAPS}/cascade-child")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (code, orphan) = client.get(&format!("{CONFIGMAPS}/orphan-child")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+}
+
+/// Deployments: https://kubernetes.io/docs/concepts/workloads/controllers/deployment/
+/// (a ReplicaSet per pod template with the `deployment.kubernetes.io/revision`
+/// annotation; rolling back to an old template reuses its ReplicaSet under the next
+/// revision number; a rollout that stops progressing gets Progressing=False with reason
+/// ProgressDeadlineExceeded after progressDeadlineSeconds; Warning events for failing pods).
+#[tokio::test]
+async fn deployments_get_replica_set_revisions_and_report_a_stalled_rollout() {
+    let client = Client::start();
+    let path = format!("{DEPLOYMENTS}/web");
+    client
+        .apply(&path, "t", false, deployment("web", "nginx:1"))
+        .await;
+    let ready = |d: &Value| {
+        d["status"]["availableReplicas"] == 2
+            && d["status"]["updatedReplicas"] == 2
+            && d["status"]["replicas"] == 2
+    };
+    let first = client
+        .eventually(&path, "revision 1 available", ready)
+        .await;
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(
+        first["status"]["observedGeneration"],
+        first["metadata"]["generation"]
+    );
+
+    client
+        .apply(&path, "t", false, deployment("web", "nginx:2"))
+        .await;
+    client
+        .eventually(&path, "revision 2", |d| {
+            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2" && ready(d)
+        })
+        .await;
+    client
+        .apply(&path, "t", false, deployment("web", "nginx:1"))
+        .await;
+    client
+        .eventually(&path, "revision 3", |d| {
+            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3" && ready(d)
+        })
+        .await;
+    let (_, sets) = client
+        .get("/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dweb")
+        .await;
+    assert_eq!(
+        sets["items"].as_array().unwrap().len(),
+        2,
+        "the first ReplicaSet was reused: {sets}"
+    );
+
+    client
+        .apply(&path, "t", false, deployment("web", "nginx:3-never-ready"))
+        .await;
+    let stalled = client
+        .eventually(&path, "ProgressDeadlineExceeded", |d| {
+            d["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["type"] == "Progressing"
+                        && c["status"] == "False"
+                        && c["reason"] == "ProgressDeadlineExceeded"
+                })
+        })
+        .await;
+    assert_eq!(
+        stalled["status"]["availableReplicas"], 2,
+        "the old pods keep serving"
+    );
+    let (_, events) = client
+        .get("/api/v1/namespaces/default/events?fieldSelector=type%3DWarning,reason%3DUnhealthy")
+        .await;
+    assert!(!events["items"].as_array().unwrap().is_empty());
+}
+
+/// Jobs: https://kubernetes.io/docs/concepts/workloads/controllers/job/ (Complete, or
+/// Failed with BackoffLimitExceeded after backoffLimit retries) and a Job created from a
+/// CronJob (`kubectl create job --from=cronjob/…`) counted in the CronJob's
+/// lastSuccessfulTime: https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/
+#[tokio::test]
+async fn jobs_complete_or_fail_as_scripted_and_cron_jobs_record_success() {
+    let client = Client::start();
+    let jobs = "/apis/batch/v1/namespaces/default/jobs";
+    let template = |image: &str| json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "job", "image": image}]}});
+    let (_, cron) = client.post("/apis/batch/v1/namespaces/default/cronjobs", json!({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "backup"},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template("tool:1")}}},
+    })).await;
+    client.post(jobs, json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "backup-manual", "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "backup", "uid": cron["metadata"]["uid"], "controller": true}]},
+        "spec": {"template": template("tool:1")},
+    })).await;
+    client.post(jobs, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "broken"}, "spec": {"backoffLimit": 1, "template": template("tool:1-fail")}})).await;
+
+    let condition = |kind: &'static str| {
+        move |job: &Value| {
+            job["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        }
+    };
+    client
+        .eventually(
+            &format!("{jobs}/backup-manual"),
+            "Complete",
+            condition("Complete"),
+        )
+        .await;
+    let broken = client
+        .eventually(&format!("{jobs}/broken"), "Failed", condition("Failed"))
+        .await;
+    assert_eq!(
+        broken["status"]["failed"], 2,
+        "one try plus backoffLimit retries"
+    );
+    client
+        .eventually(
+            "/apis/batch/v1/namespaces/default/cronjobs/backup",
+            "lastSuccessfulTime",
+            |c| c["status"]["lastSuccessfulTime"].is_string(),
+        )
+        .await;
+    let (_, events) = client
+        .get("/api/v1/namespaces/default/events?fieldSelector=reason%3DBackoffLimitExceeded")
+        .await;
+    assert_eq!(events["items"][0]["involvedObject"]["name"], "broken");
+}
+
+/// Dry run: https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run
+/// (the request is processed, validated and answered, but nothing is persisted).
+#[tokio::test]
+async fn dry_run_requests_are_answered_but_not_persisted() {
+    let client = Client::start();
+    let (code, answered) = client
+        .post(
+            &format!("{CONFIGMAPS}?dryRun=All"),
+            config_map("dry", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(answered["metadata"]["name"], "dry");
+    assert_eq!(
+        client.get(&format!("{CONFIGMAPS}/dry")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (code, _) = client
+        .patch(
+            &format!("{CONFIGMAPS}/dry2?fieldManager=x&dryRun=All"),
+            "application/apply-patch+yaml",
+            config_map("dry2", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        client.get(&format!("{CONFIGMAPS}/dry2")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Authentication and authorisation answers: 401 for a missing or rejected token, 403 for
+/// a request the user may not make:
+/// https://kubernetes.io/docs/reference/access-authn-authz/authentication/ and
+/// https://kubernetes.io/docs/reference/access-authn-authz/authorization/
+#[tokio::test]
+async fn requests_need_a_valid_token_and_permission() {
+    let mut client = Client::start();
+    client.token = client.sim.add_token("expired", Access::Expired);
+    assert_eq!(client.get(CONFIGMAPS).await.0, StatusCode::UNAUTHORIZED);
+    client.token = client
+        .sim
+        .add_token("dev", Access::Namespaces(vec!["default".into()]));
+    assert_eq!(client.get(CONFIGMAPS).await.0, StatusCode::OK);
+    let (code, forbidden) = client
+        .get("/api/v1/namespaces/kube-system/configmaps")
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(
+        forbidden["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"dev\" cannot list resource \"configmaps\"")
+    );
+    assert_eq!(
+        client.get("/version").await.0,
+        StatusCode::OK,
+        "/version needs no credentials"
+    );
+}
