@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
 use sqlx::{Connection, PgConnection};
-use support::Scratch;
+use support::{Moto, Scratch, moto_with_bucket};
 
 fn db(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shopctl"))
@@ -392,53 +392,6 @@ async fn prune_keeps_the_policy_and_the_newest_verified_backup() {
 // --- S3, against a moto server on loopback ------------------------------------------------
 
 /// A moto server of this test's own (`moto[server]`, installed by the README's test command).
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn moto() -> Moto {
-    let binary = std::env::var("SHOPMICRO_MOTO_SERVER").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/shopmicro-ci/moto/bin/moto_server",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let port = shopmicro_common::testing::closed_port();
-    let child = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| {
-            panic!("{binary}: {err} (the README's test command installs moto[server])")
-        });
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(&moto.endpoint).await.is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Path-style bucket creation; moto accepts unsigned requests.
-    let created = reqwest::Client::new()
-        .put(format!("{}/shop-backups", moto.endpoint))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success(), "{}", created.status());
-    moto
-}
-
 /// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
 fn shopctl_s3(moto: &Moto, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
@@ -460,7 +413,7 @@ fn db_s3(moto: &Moto, args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_go_to_s3_encrypted_and_come_back_and_a_tampered_object_is_refused() {
-    let moto = moto().await;
+    let moto = moto_with_bucket("shop-backups").await;
     let source = seeded().await;
     let location = "s3://shop-backups/postgres";
 
@@ -543,7 +496,7 @@ async fn backups_go_to_s3_encrypted_and_come_back_and_a_tampered_object_is_refus
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_upload_leaves_no_object_that_looks_complete() {
-    let moto = moto().await;
+    let moto = moto_with_bucket("shop-backups").await;
     let source = TestDatabase::create().await;
     let mut conn = PgConnection::connect(source.url()).await.unwrap();
     sqlx::query("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 12) AS payload FROM generate_series(1, 400000) g")

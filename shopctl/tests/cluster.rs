@@ -5,15 +5,17 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use shopmicro_common::testing::TestDatabase;
 use shopmicro_kube_sim::resources::lookup;
 use shopmicro_kube_sim::selectors::LabelSelector;
 use shopmicro_kube_sim::store::{Part, PatchKind, WriteOptions};
 use shopmicro_kube_sim::{Access, Config, Simulator};
-use support::{Run, Scratch, shopctl_with};
+use support::{Moto, Run, Scratch, moto_with_bucket, shopctl_with};
 
 const NS: &str = "shopmicro";
 
@@ -26,10 +28,16 @@ struct TestCluster {
 
 impl TestCluster {
     fn start() -> Self {
+        Self::start_with(Duration::from_millis(50))
+    }
+
+    /// `ready_after`: how long pods take to become ready (or Jobs to finish).
+    fn start_with(ready_after: Duration) -> Self {
         let sim = Simulator::start(
             "127.0.0.1:0".parse().unwrap(),
             Config {
-                ready_after: Duration::from_millis(50),
+                ready_after,
+                ..Config::default()
             },
         )
         .expect("the simulator starts");
@@ -59,6 +67,38 @@ impl TestCluster {
         all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
         let vars: Vec<(&str, &str)> = self.secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
         shopctl_with(&all, &vars)
+    }
+
+    /// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
+    fn shopctl_aws(&self, moto: &Moto, args: &[&str]) -> Run {
+        // Right after the subcommand, before any sub-subcommand (`backup --kubeconfig K list`).
+        let mut all: Vec<&str> = vec![args[0]];
+        if args[0] != "db" {
+            all.extend(["--kubeconfig", self.kubeconfig.to_str().unwrap()]);
+        }
+        all.extend(&args[1..]);
+        let mut vars: Vec<(&str, &str)> =
+            self.secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        vars.extend([
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        shopctl_with(&all, &vars)
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        self.sim
+            .store()
+            .list(
+                lookup("batch", "Job"),
+                Some(NS),
+                &LabelSelector::default(),
+                &Default::default(),
+            )
+            .0
     }
 
     fn shopctl(&self, args: &[&str]) -> Run {
@@ -744,4 +784,333 @@ fn unreachable_servers_bad_credentials_missing_permissions_and_the_wrong_cluster
             .is_err(),
         "nothing was applied"
     );
+}
+
+const BACKUP_BUCKET: &str = "shopmicro-dev-backups-123456789012";
+
+/// The Job is made as `kubectl create job --from=cronjob/db-backup` makes it. The test plays
+/// the Job's container (which runs `shopctl db backup` inside the cluster) by taking a real
+/// backup of a real database into the emulated bucket while the simulated Job runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_runs_the_cron_job_as_a_job_and_reports_the_backup_it_wrote() {
+    let moto = moto_with_bucket(BACKUP_BUCKET).await;
+    let database = TestDatabase::create().await;
+    let cluster = TestCluster::start_with(Duration::from_secs(4));
+    assert_eq!(cluster.shopctl(&["apply", "--env", "dev"]).code, 0);
+
+    let triggered = std::thread::scope(|scope| {
+        let backup = scope.spawn(|| {
+            cluster.shopctl_aws(
+                &moto,
+                &["backup", "--env", "dev", "--wait", "--timeout", "60s"],
+            )
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while cluster.jobs().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no Job was created");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let location = format!("s3://{BACKUP_BUCKET}/postgres/");
+        let taken = cluster.shopctl_aws(
+            &moto,
+            &[
+                "db",
+                "backup",
+                "--database-url",
+                database.url(),
+                "--to",
+                &location,
+            ],
+        );
+        assert_eq!(taken.code, 0, "{}", taken.stderr);
+        (backup.join().unwrap(), taken.stdout.trim().to_string())
+    });
+    let (run, backup_id) = triggered;
+
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.trim(), backup_id, "the new backup is reported");
+    let job = &cluster.jobs()[0];
+    let cron = cluster.get("batch", "CronJob", "db-backup").unwrap();
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["uid"],
+        cron["metadata"]["uid"]
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(
+        job["spec"]["template"],
+        cron["spec"]["jobTemplate"]["spec"]["template"]
+    );
+    let listed = cluster.shopctl_aws(&moto, &["backup", "--env", "dev", "list"]);
+    assert!(
+        listed.stdout.contains(&backup_id),
+        "{}\n{}",
+        listed.stdout,
+        listed.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_backup_job_or_a_job_that_wrote_nothing_exits_1_and_says_where_to_look() {
+    let moto = moto_with_bucket(BACKUP_BUCKET).await;
+    let cluster = TestCluster::start();
+    assert_eq!(cluster.shopctl(&["apply", "--env", "dev"]).code, 0);
+
+    let silent = cluster.shopctl_aws(
+        &moto,
+        &["backup", "--env", "dev", "--wait", "--timeout", "30s"],
+    );
+    assert_eq!(silent.code, 1, "{}", silent.stderr);
+    assert!(
+        silent.stderr.contains("no backup newer than its start")
+            && silent
+                .stderr
+                .contains("kubectl logs -n shopmicro job/db-backup-manual-"),
+        "{}",
+        silent.stderr
+    );
+
+    // Someone broke the backup image: its pods fail.
+    let broken = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "prune", "image": "registry.example/shopctl:0.1.0-fail"}]}}}}}});
+    let options = WriteOptions {
+        field_manager: "someone-else".into(),
+        ..WriteOptions::default()
+    };
+    cluster
+        .sim
+        .store()
+        .patch(
+            lookup("batch", "CronJob"),
+            NS,
+            "db-backup",
+            PatchKind::Merge,
+            &broken,
+            Part::Main,
+            &options,
+        )
+        .unwrap();
+    let failed = cluster.shopctl_aws(
+        &moto,
+        &["backup", "--env", "dev", "--wait", "--timeout", "30s"],
+    );
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("BackoffLimitExceeded"),
+        "{}",
+        failed.stderr
+    );
+}
+
+fn validate(cluster: &TestCluster, code: i32) -> Value {
+    cluster.json(&["validate", "--env", "dev", "--timeout", "20s"], code)
+}
+
+fn with_status(report: &Value, status: &str) -> BTreeSet<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A platform as healthy as the simulator can make it: applied, rolled out, backed up.
+fn healthy() -> TestCluster {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    assert_eq!(cluster.shopctl(&["backup", "--env", "dev"]).code, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster.get("batch", "CronJob", "db-backup").unwrap()["status"]["lastSuccessfulTime"]
+        .is_null()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup Job did not complete"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster
+}
+
+#[test]
+fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_skips() {
+    let cluster = healthy();
+
+    let report = validate(&cluster, 0);
+
+    assert_eq!(report["target"], "cluster");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    let passed = with_status(&report, "pass");
+    for id in [
+        "access.cluster",
+        "access.permissions",
+        "workloads.namespaces",
+        "workloads.components-ready",
+        "workloads.no-crash-loop",
+        "workloads.release-current",
+        "scaling.pdb",
+        "scaling.spread",
+        "security.default-deny",
+        "security.secrets",
+        "security.config-literals",
+        "security.storage-encrypted",
+        "storage.volumes",
+        "storage.backup-job",
+        "obs.loki-tempo",
+    ] {
+        assert!(passed.contains(id), "{id} should pass: {report:#}");
+    }
+    // The simulator has no metrics server: the autoscaler warns, honestly.
+    assert_eq!(
+        with_status(&report, "warn"),
+        BTreeSet::from(["scaling.hpa".to_string()])
+    );
+    let skipped = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "skipped");
+    assert!(skipped.clone().any(|c| c["id"] == "app.backend-ready"
+        && c["detail"].as_str().unwrap().contains("service proxy")));
+}
+
+#[test]
+fn each_broken_thing_fails_its_own_check_and_only_that() {
+    let options = WriteOptions {
+        field_manager: "chaos".into(),
+        ..WriteOptions::default()
+    };
+    type Breakage = fn(&TestCluster, &WriteOptions);
+    let breakages: [(&str, Breakage); 4] = [
+        ("workloads.components-ready", |cluster, _| {
+            assert_eq!(
+                cluster
+                    .shopctl(&[
+                        "apply",
+                        "--env",
+                        "dev",
+                        "--set",
+                        "services.ml.tag=0.2.0-never-ready"
+                    ])
+                    .code,
+                0
+            );
+        }),
+        ("security.secrets", |cluster, options| {
+            let remove = json!([{"op": "remove", "path": "/data/cart-signing-key"}]);
+            cluster
+                .sim
+                .store()
+                .patch(
+                    lookup("", "Secret"),
+                    NS,
+                    "frontend-secrets",
+                    PatchKind::Json,
+                    &remove,
+                    Part::Main,
+                    options,
+                )
+                .unwrap();
+        }),
+        ("security.default-deny", |cluster, _| {
+            cluster
+                .sim
+                .store()
+                .delete(
+                    lookup("networking.k8s.io", "NetworkPolicy"),
+                    NS,
+                    "default-deny-all",
+                    shopmicro_kube_sim::store::Propagation::Background,
+                    false,
+                )
+                .unwrap();
+        }),
+        ("storage.backup-job", |cluster, options| {
+            let job = cluster.jobs().into_iter().next().unwrap();
+            let old = (chrono::Utc::now() - chrono::Duration::days(3))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let aged = json!({"status": {"completionTime": old}});
+            cluster
+                .sim
+                .store()
+                .patch(
+                    lookup("batch", "Job"),
+                    NS,
+                    job["metadata"]["name"].as_str().unwrap(),
+                    PatchKind::Merge,
+                    &aged,
+                    Part::Status,
+                    options,
+                )
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while cluster.get("batch", "CronJob", "db-backup").unwrap()["status"]["lastSuccessfulTime"]
+                != old.as_str()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the CronJob did not take the aged Job's time"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }),
+    ];
+    for (check, breakage) in breakages {
+        let cluster = healthy();
+        breakage(&cluster, &options);
+
+        let report = validate(&cluster, 1);
+
+        assert_eq!(
+            with_status(&report, "fail"),
+            BTreeSet::from([check.to_string()]),
+            "{report:#}"
+        );
+        let failed = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == check)
+            .unwrap();
+        assert!(
+            failed["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{failed}"
+        );
+    }
+}
+
+#[test]
+fn a_hanging_api_server_makes_validate_give_up_within_its_deadline() {
+    let cluster = TestCluster::start();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let kubeconfig = cluster.scratch.path("hanging");
+    std::fs::write(
+        &kubeconfig,
+        shopmicro_kube_sim::kubeconfig(&format!("http://{address}"), "t", "shopmicro-dev"),
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let run = cluster.shopctl_as(
+        &kubeconfig,
+        &["validate", "--env", "dev", "--timeout", "2s"],
+    );
+
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("reading the cluster took longer than --timeout 2s"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gave up in time"
+    );
+    drop(silent);
 }

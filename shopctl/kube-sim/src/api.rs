@@ -35,6 +35,9 @@ pub enum Access {
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Mutex<HashMap<String, (String, Access)>>>,
+    /// What requests without credentials may do (upstream `--anonymous-auth`, user
+    /// `system:anonymous`); None rejects them with 401.
+    pub anonymous: Option<Access>,
 }
 
 type Params = HashMap<String, String>;
@@ -75,11 +78,15 @@ pub async fn handle(
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Access), ApiError> {
-    let token = headers
+    let header = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
+        .and_then(|v| v.to_str().ok());
+    let token = match (header, &state.anonymous) {
+        (None, Some(access)) => return Ok(("system:anonymous".into(), access.clone())),
+        (header, _) => header
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?,
+    };
     let tokens = state.tokens.lock().unwrap_or_else(|p| p.into_inner());
     match tokens.get(token) {
         Some((_, Access::Expired)) | None => Err(ApiError::unauthorized()),

@@ -500,21 +500,27 @@ impl Controllers {
         })
     }
 
-    /// The node with the fewest pods, so replicas spread across zones.
-    fn least_loaded_node(&self) -> String {
+    /// The scheduler: the node with the fewest pods of the same owner, then the fewest
+    /// pods. Upstream's default topology spreading likewise spreads a workload's pods
+    /// across nodes and zones.
+    fn pick_node(&self, owner: &Value) -> String {
         let pods = self.all(rt("", "Pod"));
+        let uid = uid_of(owner);
         NODES
             .iter()
             .map(|(node, _)| {
-                (
-                    pods.iter()
-                        .filter(|p| p["spec"]["nodeName"] == *node)
-                        .count(),
-                    *node,
-                )
+                let on_node: Vec<&Value> = pods
+                    .iter()
+                    .filter(|p| p["spec"]["nodeName"] == *node)
+                    .collect();
+                let siblings = on_node
+                    .iter()
+                    .filter(|p| owner_uids(p).iter().any(|u| u == uid))
+                    .count();
+                (siblings, on_node.len(), *node)
             })
             .min()
-            .map(|(_, node)| node.to_string())
+            .map(|(_, _, node)| node.to_string())
             .unwrap_or_default()
     }
 
@@ -540,7 +546,7 @@ impl Controllers {
                     "ReplicaSet",
                     "apps/v1",
                     json!({"generateName": format!("{}-", name_of(&rs))}),
-                    &self.least_loaded_node(),
+                    &self.pick_node(&rs),
                 );
                 self.create(pods_rt, ns_of(&rs), pod.clone());
                 pods.push(pod);
@@ -753,7 +759,7 @@ impl Controllers {
                     "Job",
                     "batch/v1",
                     json!({"generateName": format!("{}-", name_of(&job))}),
-                    &self.least_loaded_node(),
+                    &self.pick_node(&job),
                 );
                 self.create(pods_rt, ns_of(&job), pod);
                 status["active"] = json!(1);

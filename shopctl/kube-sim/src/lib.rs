@@ -29,12 +29,16 @@ use store::{Store, WriteOptions};
 pub struct Config {
     /// How long a healthy pod takes to become ready (or a Job's pod to finish).
     pub ready_after: Duration,
+    /// Serve requests without credentials with this access (for kubectl, which sends
+    /// tokens only over TLS); None answers them 401, as a secured API server does.
+    pub anonymous: Option<Access>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             ready_after: Duration::from_millis(100),
+            anonymous: None,
         }
     }
 }
@@ -75,6 +79,7 @@ impl Simulator {
         let state = api::AppState {
             store: store.clone(),
             tokens: tokens.clone(),
+            anonymous: config.anonymous.clone(),
         };
         let controller_store = store.clone();
         let thread = std::thread::Builder::new()

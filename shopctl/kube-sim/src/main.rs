@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shopmicro_kube_sim::{Config, Simulator};
+use shopmicro_kube_sim::{Access, Config, Simulator};
 
 /// A simulated Kubernetes API server (not a real cluster) on loopback.
 #[derive(Debug, Parser)]
@@ -24,12 +24,17 @@ struct Args {
     /// How long a healthy pod takes to become ready, in milliseconds.
     #[arg(long, default_value_t = 500)]
     ready_after_ms: u64,
+    /// Let requests without credentials in as cluster-admin, so kubectl (which sends
+    /// tokens only over TLS) can talk to this plain-HTTP server. Loopback demos only.
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config {
         ready_after: Duration::from_millis(args.ready_after_ms),
+        anonymous: args.allow_anonymous.then_some(Access::Admin),
     };
     let simulator = Simulator::start(args.listen, config)?;
     simulator.write_kubeconfig(

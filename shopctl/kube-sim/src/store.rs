@@ -119,6 +119,22 @@ fn is_dns_subdomain(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// What the registry does to an object before storing it. Secrets: `stringData` is a
+/// write-only convenience merged into `data` (base64), as upstream's Secret strategy does.
+fn normalise(object: &mut Value) {
+    if object["kind"] == "Secret"
+        && let Some(Value::Object(plain)) =
+            object.as_object_mut().and_then(|o| o.remove("stringData"))
+    {
+        use base64::Engine;
+        for (key, value) in plain {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(value.as_str().unwrap_or_default());
+            object["data"][key] = json!(encoded);
+        }
+    }
+}
+
 /// Everything but metadata and status: what bumps `metadata.generation`.
 fn spec_of(object: &Value) -> Value {
     let mut spec = object.clone();
@@ -375,6 +391,7 @@ impl Store {
             return Err(ApiError::already_exists(rt, &name));
         }
         self.initialise(rt, &mut object);
+        normalise(&mut object);
         let now = now();
         fields::record_update(None, &mut object, &options.field_manager, rt, &now);
         if options.dry_run {
@@ -489,6 +506,7 @@ impl Store {
         {
             next["metadata"]["managedFields"] = live["metadata"]["managedFields"].clone();
         }
+        normalise(&mut next);
         self.validate(inner, rt, namespace, &next, Some(&live))?;
         if rt.has_generation() && spec_of(&next) != spec_of(&live) {
             let generation = live["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -570,6 +588,7 @@ impl Store {
                             return Err(ApiError::already_exists(rt, name));
                         }
                         self.initialise(rt, &mut created);
+                        normalise(&mut created);
                         created["metadata"]["managedFields"] = managed;
                         if options.dry_run {
                             return Ok(created);

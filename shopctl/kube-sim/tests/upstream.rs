@@ -19,6 +19,7 @@ impl Client {
             "127.0.0.1:0".parse().unwrap(),
             Config {
                 ready_after: Duration::from_millis(20),
+                ..Config::default()
             },
         )
         .unwrap();
@@ -738,6 +739,26 @@ async fn jobs_complete_or_fail_as_scripted_and_cron_jobs_record_success() {
     assert_eq!(events["items"][0]["involvedObject"]["name"], "broken");
 }
 
+/// Secrets: "stringData is a write-only convenience field … merged into the data field"
+/// (https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data).
+#[tokio::test]
+async fn secret_string_data_is_stored_as_base64_data() {
+    let client = Client::start();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ=="}, "stringData": {"b": "bee"}});
+    let (_, created) = client
+        .post("/api/v1/namespaces/default/secrets", secret.clone())
+        .await;
+    assert_eq!(created["data"], json!({"a": "YQ==", "b": "YmVl"}));
+    assert!(created.get("stringData").is_none());
+    let path = "/api/v1/namespaces/default/secrets/s";
+    let (_, applied) = client.apply(path, "t", true, secret.clone()).await;
+    let (_, again) = client.apply(path, "t", false, secret).await;
+    assert_eq!(
+        again["metadata"]["resourceVersion"], applied["metadata"]["resourceVersion"],
+        "re-applying stringData is a no-op"
+    );
+}
+
 /// Dry run: https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run
 /// (the request is processed, validated and answered, but nothing is persisted).
 #[tokio::test]
@@ -796,5 +817,21 @@ async fn requests_need_a_valid_token_and_permission() {
         client.get("/version").await.0,
         StatusCode::OK,
         "/version needs no credentials"
+    );
+
+    let anonymous = |sim: &Simulator| {
+        let url = format!("{}/api/v1/namespaces", sim.url());
+        async move { reqwest::get(url).await.unwrap().status() }
+    };
+    assert_eq!(anonymous(&client.sim).await, StatusCode::UNAUTHORIZED);
+    let open = Config {
+        anonymous: Some(Access::Admin),
+        ..Config::default()
+    };
+    let open = Simulator::start("127.0.0.1:0".parse().unwrap(), open).unwrap();
+    assert_eq!(
+        anonymous(&open).await,
+        StatusCode::OK,
+        "--allow-anonymous lets kubectl in"
     );
 }

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod deploy;
+pub mod jobs;
 pub mod release;
 pub mod rollback;
 pub mod rollout;

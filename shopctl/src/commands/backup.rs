@@ -1,10 +1,13 @@
 //! `shopctl backup [list|verify] --env NAME`: the environment's database backups. For the
-//! local target: the database `up` runs, backups kept in the state directory.
+//! local target: the database `up` runs, backups kept in the state directory. For a
+//! cluster: a Job from the `db-backup` CronJob, backups in the environment's bucket.
 
 use clap::{Args, Subcommand};
-use shopctl::backup::{self, Location, store::BackupDir};
+use shopctl::backup::{self, Location, Manifest, store::BackupDir};
+use shopctl::cluster::{Cluster, jobs};
 use shopctl::local::state::{ComponentState, StateDir};
 
+use super::cluster::ClusterArgs;
 use super::local::local_state;
 use super::{EnvArgs, Outcome};
 
@@ -12,6 +15,14 @@ use super::{EnvArgs, Outcome};
 pub struct BackupArgs {
     #[command(flatten)]
     env: EnvArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Clusters: follow the backup Job to its end and report the backup it made.
+    #[arg(long)]
+    wait: bool,
+    /// Clusters: how long --wait waits, e.g. 30m.
+    #[arg(long, default_value = "30m", value_parser = super::parse_duration)]
+    timeout: std::time::Duration,
     #[command(subcommand)]
     action: Option<BackupAction>,
 }
@@ -52,6 +63,9 @@ fn local_database(dir: &StateDir) -> anyhow::Result<(String, Location)> {
 }
 
 pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
+    if args.env.is_cluster()? {
+        return cluster_backup(args);
+    }
     let (_, dir) = local_state(&args.env)?;
     let runtime = tokio::runtime::Runtime::new()?;
     match args.action {
@@ -68,23 +82,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
             println!("{}", manifest.id);
         }
         Some(BackupAction::List) => {
-            let backups = BackupDir::new(dir.path().join("backups")).list()?;
-            for backup in &backups {
-                let verified = match &backup.verification {
-                    Some(v) if v.ok => "verified",
-                    Some(_) => "VERIFICATION FAILED",
-                    None => "not verified",
-                };
-                println!(
-                    "{}  {}  {} bytes  {verified}",
-                    backup.id,
-                    backup.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-                    backup.size_bytes
-                );
-            }
-            if backups.is_empty() {
-                eprintln!("no backups yet; `shopctl backup` takes one");
-            }
+            print_backups(&BackupDir::new(dir.path().join("backups")).list()?);
         }
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir)?;
@@ -93,6 +91,81 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+fn print_backups(backups: &[Manifest]) {
+    for backup in backups {
+        let verified = match &backup.verification {
+            Some(v) if v.ok => "verified",
+            Some(_) => "VERIFICATION FAILED",
+            None => "not verified",
+        };
+        println!(
+            "{}  {}  {} bytes  {verified}",
+            backup.id,
+            backup.created_at.format("%Y-%m-%d %H:%M:%SZ"),
+            backup.size_bytes
+        );
+    }
+    if backups.is_empty() {
+        eprintln!("no backups yet; `shopctl backup` takes one");
+    }
+}
+
+/// A cluster environment: trigger the backup CronJob as a Job, optionally follow it and
+/// find the backup it wrote; list the environment's bucket.
+fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let bucket = format!(
+        "s3://{}/{}",
+        environment.backup.bucket, environment.backup.prefix
+    );
+    match args.action {
+        Some(BackupAction::List) => {
+            let backups = runtime.block_on(async { Location::parse(&bucket).await?.list().await })?;
+            print_backups(&backups);
+            Ok(Outcome::Success)
+        }
+        Some(BackupAction::Verify { .. }) => anyhow::bail!(
+            "on a cluster every backup Job verifies its backup before it finishes (restore into a \
+             scratch database); `shopctl backup --env {} --wait` takes and verifies one",
+            environment.name
+        ),
+        None => runtime.block_on(async {
+            let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
+            // Time-ordered and unique, like kubectl's generated names.
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let name = format!("db-backup-manual-{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), &suffix[..5]);
+            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name).await?;
+            eprintln!("created Job {name} from CronJob db-backup in namespace {}", environment.namespace);
+            if !args.wait {
+                println!("{name}");
+                return Ok(Outcome::Success);
+            }
+            let outcome = jobs::follow(&cluster, &environment.namespace, &name, args.timeout).await?;
+            if !outcome.succeeded {
+                eprintln!("Job {name} failed after {:.0}s: {}", outcome.seconds, outcome.reason.unwrap_or_default());
+                for warning in &outcome.warnings {
+                    eprintln!("  {warning}");
+                }
+                return Ok(Outcome::CheckFailed);
+            }
+            let started = job.metadata.creation_timestamp.map(|t| t.0).unwrap_or_default();
+            let newest = Location::parse(&bucket).await?.list().await?.into_iter().max_by_key(|b| b.created_at);
+            match newest.filter(|b| b.created_at.timestamp() >= started.as_second()) {
+                Some(backup) => {
+                    eprintln!("Job {name} completed in {:.0}s; backup {} ({} bytes) is in {bucket}", outcome.seconds, backup.id, backup.size_bytes);
+                    println!("{}", backup.id);
+                    Ok(Outcome::Success)
+                }
+                None => {
+                    eprintln!("Job {name} completed, but no backup newer than its start is in {bucket}; check its logs: kubectl logs -n {} job/{name} --all-containers", environment.namespace);
+                    Ok(Outcome::CheckFailed)
+                }
+            }
+        }),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -33,10 +33,22 @@ pub struct ClusterArgs {
     /// environment's cluster).
     #[arg(long)]
     context: Option<String>,
+    /// Namespace the platform runs in (default: the environment's `namespace`).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
 }
 
 impl ClusterArgs {
-    fn options(&self) -> ClusterOptions {
+    /// The environment as this invocation sees it: --namespace moves the platform.
+    fn load(&self, env: &EnvArgs) -> anyhow::Result<(shopctl::templates::Templates, Environment)> {
+        let (templates, mut environment) = env.load()?;
+        if let Some(namespace) = &self.namespace {
+            environment.namespace = namespace.clone();
+        }
+        Ok((templates, environment))
+    }
+
+    pub fn options(&self) -> ClusterOptions {
         ClusterOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
@@ -148,7 +160,7 @@ fn deploy_options(args: &ApplyArgs) -> DeployOptions {
 }
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
-    let (templates, environment) = args.env.load()?;
+    let (templates, environment) = args.cluster.load(&args.env)?;
     let secrets = SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?;
     let manifests: Vec<Value> =
         render::render(&templates, &environment, &SecretMode::Values(secrets))?
@@ -277,7 +289,7 @@ fn print_rollout(results: &[WaitResult]) {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.env.load()?;
+    let (_, environment) = args.cluster.load(&args.env)?;
     let namespaces = vec![
         environment.namespace.clone(),
         environment.observability.namespace.clone(),
@@ -382,7 +394,7 @@ fn print_status(report: &status::StatusReport) {
 }
 
 pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.env.load()?;
+    let (_, environment) = args.cluster.load(&args.env)?;
     let releases = runtime()?.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         ReleaseStore::new(&cluster, &environment.namespace, &environment.name)
@@ -426,7 +438,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
 }
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.env.load()?;
+    let (_, environment) = args.cluster.load(&args.env)?;
     let runtime = runtime()?;
     if let Some(service) = &args.service {
         let (rolled, results) = runtime.block_on(async {

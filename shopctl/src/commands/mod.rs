@@ -189,6 +189,20 @@ fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use clap::CommandFactory;
 
+    #[test]
+    fn durations_read_as_operators_type_them() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(super::parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(super::parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(super::parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(super::parse_duration("soon").is_err());
+        assert!(super::parse_duration("5d").is_err());
+    }
+
     /// clap's own consistency checks (unique names, valid defaults) over every subcommand.
     #[test]
     fn the_command_line_is_well_formed() {

@@ -743,7 +743,7 @@ fn paths_reachable(objects: &[Manifest], context: &Context) -> Vec<Violation> {
 }
 
 /// Key names and values that look like credentials.
-fn looks_secret(name: &str, value: &str) -> bool {
+pub(crate) fn looks_secret(name: &str, value: &str) -> bool {
     let name = name.to_lowercase();
     let secret_name = [
         "password",

@@ -6,6 +6,8 @@ mod checks;
 pub mod network;
 pub mod selectors;
 
+pub(crate) use checks::looks_secret;
+
 use serde::Serialize;
 
 use crate::env::Environment;

@@ -271,8 +271,7 @@ impl Executor<'_> {
                 }
             }
             CheckSpec::Validate { check } => {
-                let Some(found) = crate::validate::all_checks().iter().find(|c| c.id == check)
-                else {
+                let Some(found) = crate::validate::all_checks().find(|c| c.id == check) else {
                     return (false, format!("no validate check {check}"));
                 };
                 let verdict = (found.run)(self.target).await;

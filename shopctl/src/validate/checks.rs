@@ -83,70 +83,6 @@ pub static ALL: &[Check] = &[
     },
 ];
 
-/// Checks of cluster and cloud objects, and why they do not apply to the local target.
-pub static CLUSTER_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "access.cluster",
-        "access",
-        "the local target has no Kubernetes API",
-    ),
-    (
-        "access.permissions",
-        "access",
-        "the local target has no Kubernetes API",
-    ),
-    (
-        "access.aws",
-        "access",
-        "the local target uses no AWS account",
-    ),
-    (
-        "access.terraform-state",
-        "access",
-        "the local target has no Terraform state",
-    ),
-    (
-        "scaling.hpa",
-        "scaling",
-        "local processes are not autoscaled",
-    ),
-    (
-        "scaling.pdb",
-        "scaling",
-        "disruption budgets are cluster objects",
-    ),
-    (
-        "scaling.spread",
-        "scaling",
-        "everything runs on this one machine",
-    ),
-    (
-        "security.default-deny",
-        "security",
-        "NetworkPolicies are cluster objects",
-    ),
-    (
-        "security.secrets",
-        "security",
-        "Secrets are cluster objects; local services get settings from shopctl",
-    ),
-    (
-        "security.storage-encrypted",
-        "security",
-        "local data lives in the state directory",
-    ),
-    (
-        "storage.volumes",
-        "storage",
-        "PersistentVolumeClaims are cluster objects",
-    ),
-    (
-        "obs.loki-tempo",
-        "obs",
-        "the local target runs no Loki or Tempo",
-    ),
-];
-
 fn components_ready(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
         let components = target.components();
@@ -203,12 +139,30 @@ fn release_current(target: &dyn Target) -> CheckFuture<'_> {
             Some((running, newest)) if running == newest => {
                 Verdict::pass(format!("running revision {running}"))
             }
+            Some((0, newest)) => Verdict::fail(
+                format!("the workloads do not run the images release {newest} recorded"),
+                "something changed them outside shopctl; `shopctl apply` or `shopctl rollback` restores a release",
+            ),
             Some((running, newest)) => Verdict::warn(
                 format!("running revision {running}; the newest recorded is {newest}"),
                 "`shopctl history` shows both; `shopctl up` or `shopctl rollback` chooses",
             ),
             None => Verdict::warn("no release record", "run `shopctl up` to record one"),
         }
+    })
+}
+
+/// A service's base URL, or the verdict when the target cannot reach services (skipped)
+/// or does not run this one (failed).
+fn service_base(target: &dyn Target, service: &str) -> Result<String, Verdict> {
+    if let Some(reason) = target.unreachable_services() {
+        return Err(Verdict::skipped(reason));
+    }
+    target.service_url(service).ok_or_else(|| {
+        Verdict::fail(
+            format!("{service} is not part of this environment"),
+            "run `shopctl up`",
+        )
     })
 }
 
@@ -225,11 +179,9 @@ async fn get_json(target: &dyn Target, url: &str) -> Result<(u16, Value), String
 
 fn ready<'a>(target: &'a dyn Target, service: &'static str) -> CheckFuture<'a> {
     Box::pin(async move {
-        let Some(base) = target.service_url(service) else {
-            return Verdict::fail(
-                format!("{service} is not part of this environment"),
-                "run `shopctl up`",
-            );
+        let base = match service_base(target, service) {
+            Ok(base) => base,
+            Err(verdict) => return verdict,
         };
         match get_json(target, &format!("{base}/readyz")).await {
             Ok((200, _)) => Verdict::pass(format!("{service} /readyz answers ready")),
@@ -249,8 +201,9 @@ fn ready<'a>(target: &'a dyn Target, service: &'static str) -> CheckFuture<'a> {
 
 fn database(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let Some(base) = target.service_url("backend") else {
-            return Verdict::fail("no backend to ask", "run `shopctl up`");
+        let base = match service_base(target, "backend") {
+            Ok(base) => base,
+            Err(verdict) => return verdict,
         };
         match get_json(target, &format!("{base}/readyz")).await {
             Ok((_, body)) if body["postgres"] == "ok" => {
@@ -312,8 +265,9 @@ fn backups(target: &dyn Target) -> CheckFuture<'_> {
 
 fn products(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let Some(base) = target.service_url("backend") else {
-            return Verdict::fail("no backend", "run `shopctl up`");
+        let base = match service_base(target, "backend") {
+            Ok(base) => base,
+            Err(verdict) => return verdict,
         };
         match get_json(target, &format!("{base}/products?limit=1")).await {
             Ok((200, body)) if body["items"].as_array().is_some_and(|i| !i.is_empty()) => {
@@ -333,8 +287,9 @@ fn products(target: &dyn Target) -> CheckFuture<'_> {
 
 fn storefront(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let Some(base) = target.service_url("frontend") else {
-            return Verdict::fail("no frontend", "run `shopctl up`");
+        let base = match service_base(target, "frontend") {
+            Ok(base) => base,
+            Err(verdict) => return verdict,
         };
         match target.http().get(format!("{base}/")).send().await {
             Ok(response) if response.status().is_success() => {

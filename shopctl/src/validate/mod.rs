@@ -3,6 +3,8 @@
 //! its own checks ("timed out after …") and never hangs the command.
 
 mod checks;
+pub mod cluster;
+mod cluster_checks;
 pub mod target;
 
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use cluster::ClusterTarget;
 pub use target::{LocalTarget, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -132,8 +135,8 @@ fn category_rank(category: &str) -> usize {
     .unwrap_or(99)
 }
 
-pub fn all_checks() -> &'static [Check] {
-    checks::ALL
+pub fn all_checks() -> impl Iterator<Item = &'static Check> {
+    checks::ALL.iter().chain(cluster_checks::ALL)
 }
 
 /// Names `--only`/`--skip` accept that match nothing (a typo should not silently run
@@ -141,15 +144,7 @@ pub fn all_checks() -> &'static [Check] {
 pub fn unknown_names(names: &[String]) -> Vec<String> {
     names
         .iter()
-        .filter(|name| {
-            let known_check = all_checks()
-                .iter()
-                .any(|c| selected(c, std::slice::from_ref(name)));
-            let known_skip = checks::CLUSTER_ONLY
-                .iter()
-                .any(|(id, category, _)| *id == name.as_str() || *category == name.as_str());
-            !known_check && !known_skip
-        })
+        .filter(|name| !all_checks().any(|c| selected(c, std::slice::from_ref(name))))
         .cloned()
         .collect()
 }
@@ -159,7 +154,6 @@ pub async fn run(environment: &str, target: &dyn Target, selection: &Selection) 
     let started = Instant::now();
     let deadline = started + selection.overall;
     let chosen: Vec<&Check> = all_checks()
-        .iter()
         .filter(|c| selection.only.is_empty() || selected(c, &selection.only))
         .filter(|c| !selected(c, &selection.skip))
         .collect();
@@ -191,21 +185,6 @@ pub async fn run(environment: &str, target: &dyn Target, selection: &Selection) 
     } else {
         futures_util::future::join_all(runs).await
     };
-    if target.kind() == "local" {
-        let skipped = checks::CLUSTER_ONLY
-            .iter()
-            .filter(|(id, category, _)| {
-                let names = |list: &[String]| list.iter().any(|n| n == id || n == category);
-                (selection.only.is_empty() || names(&selection.only)) && !names(&selection.skip)
-            })
-            .map(|(id, category, reason)| CheckResult {
-                id,
-                category,
-                verdict: Verdict::skipped(*reason),
-                millis: 0,
-            });
-        checks.extend(skipped);
-    }
     checks.sort_by_key(|c| (category_rank(c.category), c.id));
     let count = |status| checks.iter().filter(|c| c.verdict.status == status).count();
     Report {

@@ -31,6 +31,14 @@ pub trait Target: Send + Sync {
     fn releases(&self) -> Option<(u32, u32)>;
     /// Where the environment's backups are kept.
     fn backups(&self) -> Option<BackupDir>;
+    /// Why the services' HTTP endpoints cannot be reached from here, if they cannot.
+    fn unreachable_services(&self) -> Option<&'static str> {
+        None
+    }
+    /// The cluster objects, for a cluster target.
+    fn cluster(&self) -> Option<&super::cluster::Snapshot> {
+        None
+    }
 }
 
 pub struct LocalTarget {

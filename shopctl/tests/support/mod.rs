@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub struct Run {
     pub code: i32,
@@ -91,4 +92,53 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// A moto server (the AWS emulator) on a free port, killed when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts moto and creates `bucket` in it.
+pub async fn moto_with_bucket(bucket: &str) -> Moto {
+    let binary = std::env::var("SHOPMICRO_MOTO_SERVER").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/shopmicro-ci/moto/bin/moto_server",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let port = shopmicro_common::testing::closed_port();
+    let child = Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!("{binary}: {err} (the README's test command installs moto[server])")
+        });
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(&moto.endpoint).await.is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Path-style bucket creation; moto accepts unsigned requests.
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    moto
 }

@@ -1,0 +1,239 @@
+//! The cluster target: one snapshot of the objects validate reasons about, read
+//! concurrently when validate starts, so every check is a fast look at the same moment.
+//! Secret values are dropped as they are read; only key names are kept.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::Value;
+
+use super::target::{ComponentHealth, Target};
+use crate::backup::store::BackupDir;
+use crate::cluster::Cluster;
+use crate::cluster::apply::Resources;
+use crate::cluster::release::{Release, ReleaseStore};
+use crate::cluster::rollout::{self, Progress};
+use crate::env::Environment;
+
+/// The objects of the environment, by kind.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub server: String,
+    pub namespaces: Vec<String>,
+    pub objects: BTreeMap<&'static str, Vec<Value>>,
+    /// Kinds the caller may not list (403), with the server's message.
+    pub forbidden: Vec<String>,
+    pub release: Option<Release>,
+    pub history: Vec<u32>,
+    /// The backup CronJob's schedule, from the environment.
+    pub backup_schedule: String,
+}
+
+const KINDS: [(&str, &str, bool); 15] = [
+    ("v1", "Namespace", false),
+    ("v1", "Node", false),
+    ("storage.k8s.io/v1", "StorageClass", false),
+    ("apps/v1", "Deployment", true),
+    ("apps/v1", "StatefulSet", true),
+    ("apps/v1", "DaemonSet", true),
+    ("v1", "Pod", true),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", true),
+    ("policy/v1", "PodDisruptionBudget", true),
+    ("networking.k8s.io/v1", "NetworkPolicy", true),
+    ("v1", "Secret", true),
+    ("v1", "ConfigMap", true),
+    ("v1", "PersistentVolumeClaim", true),
+    ("batch/v1", "CronJob", true),
+    ("batch/v1", "Job", true),
+];
+
+impl Snapshot {
+    pub fn of(&self, kind: &str) -> &[Value] {
+        self.objects.get(kind).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn find(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
+        self.of(kind)
+            .iter()
+            .find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"] == namespace)
+    }
+
+    pub async fn load(cluster: &Cluster, environment: &Environment) -> anyhow::Result<Self> {
+        let namespaces: Vec<String> = [
+            &environment.namespace,
+            &environment.observability.namespace,
+            &format!("{}-agents", environment.observability.namespace),
+        ]
+        .into_iter()
+        .cloned()
+        .collect();
+        let mut resources = Resources::new(cluster);
+        let mut requests = Vec::new();
+        for (api_version, kind, namespaced) in KINDS {
+            let scopes: Vec<Option<String>> = if namespaced {
+                namespaces.iter().cloned().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for namespace in scopes {
+                let api: Api<DynamicObject> = resources
+                    .api(api_version, kind, namespace.as_deref())
+                    .await?;
+                requests.push(async move { (kind, api.list(&ListParams::default()).await) });
+            }
+        }
+        let mut snapshot = Snapshot {
+            server: cluster.server.clone(),
+            namespaces,
+            backup_schedule: environment.backup.schedule.clone(),
+            ..Snapshot::default()
+        };
+        for (kind, listed) in futures_util::future::join_all(requests).await {
+            match listed {
+                Ok(list) => {
+                    let entry = snapshot.objects.entry(kind).or_default();
+                    entry.extend(list.items.into_iter().map(|o| {
+                        let mut value = serde_json::to_value(o).unwrap_or_default();
+                        value["kind"] = Value::String(kind.to_string());
+                        redact(&mut value);
+                        value
+                    }));
+                }
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    snapshot.forbidden.push(status.message.clone())
+                }
+                Err(err) => return Err(cluster.explain(err)),
+            }
+        }
+        let store = ReleaseStore::new(cluster, &environment.namespace, &environment.name);
+        let history = match store.list().await {
+            Ok(history) => history,
+            Err(err) if err.to_string().contains("forbidden") => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        snapshot.history = history.iter().map(|r| r.revision).collect();
+        snapshot.release = history.into_iter().last();
+        Ok(snapshot)
+    }
+}
+
+/// Secret values never leave the cluster: keep the key names only.
+fn redact(object: &mut Value) {
+    if object["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(values) = object[field].as_object_mut() {
+                for value in values.values_mut() {
+                    *value = Value::Null;
+                }
+            }
+        }
+    }
+}
+
+pub struct ClusterTarget {
+    pub snapshot: Snapshot,
+    http: reqwest::Client,
+}
+
+impl ClusterTarget {
+    pub async fn load(cluster: &Cluster, environment: &Environment) -> anyhow::Result<Self> {
+        Ok(Self {
+            snapshot: Snapshot::load(cluster, environment).await?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })
+    }
+}
+
+fn restarts(snapshot: &Snapshot, namespace: &str, name: &str) -> u32 {
+    let prefix = format!("{name}-");
+    snapshot
+        .of("Pod")
+        .iter()
+        .filter(|p| {
+            p["metadata"]["namespace"] == namespace
+                && p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .flat_map(|p| {
+            p["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| c["restartCount"].as_u64().unwrap_or(0) as u32)
+        .max()
+        .unwrap_or(0)
+}
+
+impl Target for ClusterTarget {
+    fn kind(&self) -> &'static str {
+        "cluster"
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn service_url(&self, _service: &str) -> Option<String> {
+        None
+    }
+
+    fn prometheus_url(&self) -> Option<String> {
+        None
+    }
+
+    fn unreachable_services(&self) -> Option<&'static str> {
+        Some(
+            "the services are reached through the API server's service proxy, which shopctl does not use yet",
+        )
+    }
+
+    fn components(&self) -> Vec<ComponentHealth> {
+        ["Deployment", "StatefulSet", "DaemonSet"]
+            .iter()
+            .flat_map(|kind| self.snapshot.of(kind))
+            .map(|workload| {
+                let namespace = workload["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default();
+                let name = workload["metadata"]["name"].as_str().unwrap_or_default();
+                ComponentHealth {
+                    name: format!(
+                        "{}/{namespace}/{name}",
+                        workload["kind"].as_str().unwrap_or_default()
+                    ),
+                    ready: rollout::judge(workload) == Progress::Ready,
+                    restarts: restarts(&self.snapshot, namespace, name),
+                    managed: true,
+                }
+            })
+            .collect()
+    }
+
+    fn releases(&self) -> Option<(u32, u32)> {
+        let release = self.snapshot.release.as_ref()?;
+        // The release runs when every workload it recorded runs its images.
+        let workloads: Vec<Value> = ["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
+            .iter()
+            .flat_map(|kind| self.snapshot.of(kind).iter().cloned())
+            .collect();
+        let live = crate::cluster::release::images(&workloads);
+        let running = release
+            .images
+            .iter()
+            .all(|(workload, images)| live.get(workload) == Some(images));
+        Some((if running { release.revision } else { 0 }, release.revision))
+    }
+
+    fn backups(&self) -> Option<BackupDir> {
+        None
+    }
+
+    fn cluster(&self) -> Option<&Snapshot> {
+        Some(&self.snapshot)
+    }
+}
