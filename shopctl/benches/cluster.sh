@@ -4,7 +4,7 @@
 # rendered manifests; then the delay between a rollout becoming ready (seen on a watch of
 # the API server) and `shopctl apply --wait` reporting it, next to `kubectl rollout status`.
 # Method: release builds, the simulator on loopback (pods ready 200 ms after creation),
-# hyperfine with warm-up runs; the readiness delay is measured by cluster-wait-latency.py.
+# hyperfine with warm-up runs; the readiness delay is measured by benches/wait_latency.rs.
 # The simulator is not a cluster: these numbers are shopctl's own cost plus loopback HTTP.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,4 +46,4 @@ hyperfine --warmup 2 --runs 15 --output=null \
     --prepare "$bin apply --env dev --set services.backend.tag=0.3.0 --wait" \
     "$bin rollback --env dev"
 cat target/cluster-apply-bench.md target/cluster-change-bench.md
-python3 shopctl/benches/cluster-wait-latency.py "$bin" "http://127.0.0.1:$port" "$anon" "$work"
+cargo bench --locked -p shopctl --bench wait_latency

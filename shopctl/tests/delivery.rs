@@ -127,3 +127,97 @@ fn the_shopctl_image_runs_shopctl_with_a_pg_dump_matching_every_environments_ser
         );
     }
 }
+
+/// Every `run:` script in the workflows, with line continuations joined.
+fn workflow_scripts() -> Vec<(String, String)> {
+    fn collect(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    match (key.as_str(), child.as_str()) {
+                        ("run", Some(script)) => out.push(script.replace("\\\n", " ")),
+                        _ => collect(child, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            _ => {}
+        }
+    }
+    let dir = workspace_root().join(".github/workflows");
+    let mut scripts = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let workflow: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut found = Vec::new();
+        collect(&workflow, &mut found);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        scripts.extend(found.into_iter().map(|s| (name.clone(), s)));
+    }
+    scripts
+}
+
+/// The words after each `…/shopctl` in a script, up to the end of its command.
+fn shopctl_invocations(script: &str) -> Vec<Vec<String>> {
+    let words: Vec<String> = script
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_string())
+        .collect();
+    let mut invocations = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        if word == "shopctl" || word.ends_with("/shopctl") {
+            let args = words[i + 1..]
+                .iter()
+                .take_while(|w| !matches!(w.as_str(), "|" | "||" | "&&" | ";" | ";;" | ">" | "2>"))
+                .map(|w| w.trim_end_matches(";;").to_string())
+                .collect();
+            invocations.push(args);
+        }
+    }
+    invocations
+}
+
+/// A renamed subcommand or flag breaks this test, not a deploy.
+#[test]
+fn every_shopctl_invocation_in_the_workflows_exists_in_the_binary() {
+    let mut checked = 0;
+    for (workflow, script) in workflow_scripts() {
+        for args in shopctl_invocations(&script) {
+            let subcommand: Vec<&str> = args.iter().map(String::as_str).take_while(|a| !a.starts_with('-')).collect();
+            let help = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl")).args(&subcommand).arg("--help").output().unwrap();
+            assert!(help.status.success(), "{workflow}: `shopctl {}` is not a command:\n{}", subcommand.join(" "), String::from_utf8_lossy(&help.stderr));
+            let help = String::from_utf8_lossy(&help.stdout).into_owned();
+            for flag in args.iter().filter(|a| a.starts_with("--")) {
+                let flag = flag.split('=').next().unwrap();
+                assert!(
+                    help.split(|c: char| c.is_whitespace() || c == ',').any(|w| w == flag),
+                    "{workflow}: `shopctl {}` has no flag {flag}",
+                    subcommand.join(" ")
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} shopctl invocations found: is the parsing broken?");
+}
+
+#[test]
+fn the_images_workflow_builds_every_dockerfile_under_the_names_the_manifests_pull() {
+    let images = std::fs::read_to_string(workspace_root().join(".github/workflows/images.yml")).unwrap();
+    let workflow: serde_json::Value = serde_saphyr::from_str(&images).unwrap();
+    let matrix = workflow["jobs"]["push"]["strategy"]["matrix"]["image"].as_array().unwrap();
+    let dev = std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
+    let backup_job = std::fs::read_to_string(workspace_root().join("templates/k8s/32-db-backup.yaml.tera")).unwrap();
+    let mut dockerfiles = Vec::new();
+    for entry in matrix {
+        let (name, dockerfile) = (entry["name"].as_str().unwrap(), entry["dockerfile"].as_str().unwrap());
+        assert!(workspace_root().join(dockerfile).exists(), "{dockerfile} is missing");
+        assert!(dev.contains(&format!("image: {name}")) || backup_job.contains(&format!("/{name}:")), "no manifest pulls {name}");
+        dockerfiles.push(dockerfile.to_string());
+    }
+    for service in ["backend", "ml", "frontend"] {
+        assert!(dockerfiles.contains(&format!("services/{service}/Dockerfile")), "{service} is not built");
+    }
+    assert!(dockerfiles.contains(&"shopctl/Dockerfile".to_string()));
+}
