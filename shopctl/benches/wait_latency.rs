@@ -19,7 +19,9 @@ const ROLLOUTS: usize = 10;
 fn rolled_out(object: &serde_json::Value, tag: &str) -> bool {
     object["kind"] == "Deployment"
         && object["metadata"]["name"] == "backend"
-        && object["spec"]["template"]["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.ends_with(&format!(":{tag}")))
+        && object["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(&format!(":{tag}")))
         && judge(object) == Progress::Ready
 }
 
@@ -36,13 +38,18 @@ fn measure(sim: &Simulator, tag: &str, client: impl FnOnce(&str) -> Instant) -> 
         }
     });
     let reported = client(tag);
-    let ready = watcher.join().expect("the watcher ends when the rollout completes");
+    let ready = watcher
+        .join()
+        .expect("the watcher ends when the rollout completes");
     reported.saturating_duration_since(ready)
 }
 
 fn shopctl(args: &[&str], kubeconfig: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    command.args(args).args(["--kubeconfig", kubeconfig]).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    command
+        .args(args)
+        .args(["--kubeconfig", kubeconfig])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     command
 }
 
@@ -58,42 +65,89 @@ fn summary(name: &str, mut delays: Vec<Duration>) {
 }
 
 fn main() {
-    let config = Config { ready_after: Duration::from_millis(200), anonymous: Some(Access::Admin) };
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), config).expect("the simulator starts");
+    let config = Config {
+        ready_after: Duration::from_millis(200),
+        anonymous: Some(Access::Admin),
+    };
+    let sim =
+        Simulator::start("127.0.0.1:0".parse().unwrap(), config).expect("the simulator starts");
     let dir = std::env::temp_dir().join(format!("wait-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig, sim.admin_token(), "shopmicro-dev").unwrap();
+    sim.write_kubeconfig(&kubeconfig, sim.admin_token(), "shopmicro-dev")
+        .unwrap();
     let anonymous = dir.join("anonymous");
-    std::fs::write(&anonymous, shopmicro_kube_sim::kubeconfig(&sim.url(), "", "shopmicro-dev").replace("    token: \n", "    {}\n")).unwrap();
+    std::fs::write(
+        &anonymous,
+        shopmicro_kube_sim::kubeconfig(&sim.url(), "", "shopmicro-dev")
+            .replace("    token: \n", "    {}\n"),
+    )
+    .unwrap();
     let kubeconfig = kubeconfig.to_str().unwrap().to_string();
-    for name in ["SHOPMICRO_POSTGRES_PASSWORD", "SHOPMICRO_CART_SIGNING_KEY", "SHOPMICRO_GRAFANA_ADMIN_PASSWORD"] {
+    for name in [
+        "SHOPMICRO_POSTGRES_PASSWORD",
+        "SHOPMICRO_CART_SIGNING_KEY",
+        "SHOPMICRO_GRAFANA_ADMIN_PASSWORD",
+    ] {
         // SAFETY: set before any thread of ours reads the environment.
         unsafe { std::env::set_var(name, format!("bench-{}", std::process::id())) };
     }
-    assert!(shopctl(&["apply", "--env", "dev", "--wait"], &kubeconfig).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        shopctl(&["apply", "--env", "dev", "--wait"], &kubeconfig)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let shopctl_wait = |tag: &str| {
         let set = format!("services.backend.tag={tag}");
-        let mut child = shopctl(&["apply", "--env", "dev", "--set", &set, "--wait"], &kubeconfig).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = shopctl(
+            &["apply", "--env", "dev", "--set", &set, "--wait"],
+            &kubeconfig,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         let mut reported = None;
         for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-            if line.unwrap().starts_with("Deployment/shopmicro/backend ready") {
+            if line
+                .unwrap()
+                .starts_with("Deployment/shopmicro/backend ready")
+            {
                 reported.get_or_insert_with(Instant::now);
             }
         }
         assert!(child.wait().unwrap().success());
         reported.expect("shopctl reported the backend ready")
     };
-    let delays = (0..ROLLOUTS).map(|i| measure(&sim, &format!("shopctl-{i}"), shopctl_wait)).collect();
+    let delays = (0..ROLLOUTS)
+        .map(|i| measure(&sim, &format!("shopctl-{i}"), shopctl_wait))
+        .collect();
     summary("shopctl apply --wait", delays);
 
     let anonymous = anonymous.to_str().unwrap().to_string();
     let kubectl_wait = |tag: &str| {
         let set = format!("services.backend.tag={tag}");
-        assert!(shopctl(&["apply", "--env", "dev", "--set", &set], &kubeconfig).stdout(Stdio::null()).status().unwrap().success());
+        assert!(
+            shopctl(&["apply", "--env", "dev", "--set", &set], &kubeconfig)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = Command::new("kubectl")
-            .args(["--kubeconfig", &anonymous, "-n", "shopmicro", "rollout", "status", "deployment/backend", "--timeout=60s"])
+            .args([
+                "--kubeconfig",
+                &anonymous,
+                "-n",
+                "shopmicro",
+                "rollout",
+                "status",
+                "deployment/backend",
+                "--timeout=60s",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("kubectl is installed");
@@ -101,7 +155,9 @@ fn main() {
         assert!(status.success());
         reported
     };
-    let delays = (0..ROLLOUTS).map(|i| measure(&sim, &format!("kubectl-{i}"), kubectl_wait)).collect();
+    let delays = (0..ROLLOUTS)
+        .map(|i| measure(&sim, &format!("kubectl-{i}"), kubectl_wait))
+        .collect();
     summary("kubectl rollout status", delays);
     let _ = std::fs::remove_dir_all(&dir);
 }

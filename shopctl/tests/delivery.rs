@@ -149,7 +149,8 @@ fn workflow_scripts() -> Vec<(String, String)> {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let workflow: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let workflow: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut found = Vec::new();
         collect(&workflow, &mut found);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -184,14 +185,28 @@ fn every_shopctl_invocation_in_the_workflows_exists_in_the_binary() {
     let mut checked = 0;
     for (workflow, script) in workflow_scripts() {
         for args in shopctl_invocations(&script) {
-            let subcommand: Vec<&str> = args.iter().map(String::as_str).take_while(|a| !a.starts_with('-')).collect();
-            let help = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl")).args(&subcommand).arg("--help").output().unwrap();
-            assert!(help.status.success(), "{workflow}: `shopctl {}` is not a command:\n{}", subcommand.join(" "), String::from_utf8_lossy(&help.stderr));
+            let subcommand: Vec<&str> = args
+                .iter()
+                .map(String::as_str)
+                .take_while(|a| !a.starts_with('-'))
+                .collect();
+            let help = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl"))
+                .args(&subcommand)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                help.status.success(),
+                "{workflow}: `shopctl {}` is not a command:\n{}",
+                subcommand.join(" "),
+                String::from_utf8_lossy(&help.stderr)
+            );
             let help = String::from_utf8_lossy(&help.stdout).into_owned();
             for flag in args.iter().filter(|a| a.starts_with("--")) {
                 let flag = flag.split('=').next().unwrap();
                 assert!(
-                    help.split(|c: char| c.is_whitespace() || c == ',').any(|w| w == flag),
+                    help.split(|c: char| c.is_whitespace() || c == ',')
+                        .any(|w| w == flag),
                     "{workflow}: `shopctl {}` has no flag {flag}",
                     subcommand.join(" ")
                 );
@@ -199,25 +214,46 @@ fn every_shopctl_invocation_in_the_workflows_exists_in_the_binary() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "only {checked} shopctl invocations found: is the parsing broken?");
+    assert!(
+        checked >= 5,
+        "only {checked} shopctl invocations found: is the parsing broken?"
+    );
 }
 
 #[test]
 fn the_images_workflow_builds_every_dockerfile_under_the_names_the_manifests_pull() {
-    let images = std::fs::read_to_string(workspace_root().join(".github/workflows/images.yml")).unwrap();
+    let images =
+        std::fs::read_to_string(workspace_root().join(".github/workflows/images.yml")).unwrap();
     let workflow: serde_json::Value = serde_saphyr::from_str(&images).unwrap();
-    let matrix = workflow["jobs"]["push"]["strategy"]["matrix"]["image"].as_array().unwrap();
-    let dev = std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
-    let backup_job = std::fs::read_to_string(workspace_root().join("templates/k8s/32-db-backup.yaml.tera")).unwrap();
+    let matrix = workflow["jobs"]["push"]["strategy"]["matrix"]["image"]
+        .as_array()
+        .unwrap();
+    let dev =
+        std::fs::read_to_string(workspace_root().join("templates/environments/dev.yaml")).unwrap();
+    let backup_job =
+        std::fs::read_to_string(workspace_root().join("templates/k8s/32-db-backup.yaml.tera"))
+            .unwrap();
     let mut dockerfiles = Vec::new();
     for entry in matrix {
-        let (name, dockerfile) = (entry["name"].as_str().unwrap(), entry["dockerfile"].as_str().unwrap());
-        assert!(workspace_root().join(dockerfile).exists(), "{dockerfile} is missing");
-        assert!(dev.contains(&format!("image: {name}")) || backup_job.contains(&format!("/{name}:")), "no manifest pulls {name}");
+        let (name, dockerfile) = (
+            entry["name"].as_str().unwrap(),
+            entry["dockerfile"].as_str().unwrap(),
+        );
+        assert!(
+            workspace_root().join(dockerfile).exists(),
+            "{dockerfile} is missing"
+        );
+        assert!(
+            dev.contains(&format!("image: {name}")) || backup_job.contains(&format!("/{name}:")),
+            "no manifest pulls {name}"
+        );
         dockerfiles.push(dockerfile.to_string());
     }
     for service in ["backend", "ml", "frontend"] {
-        assert!(dockerfiles.contains(&format!("services/{service}/Dockerfile")), "{service} is not built");
+        assert!(
+            dockerfiles.contains(&format!("services/{service}/Dockerfile")),
+            "{service} is not built"
+        );
     }
     assert!(dockerfiles.contains(&"shopctl/Dockerfile".to_string()));
 }
