@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod env;
+pub mod infra;
 pub mod lint;
 pub mod local;
 pub mod manifest;

@@ -547,7 +547,7 @@ fn a_hanging_dependency_fails_its_own_checks_within_the_deadline() {
 }
 
 #[test]
-fn validate_rejects_unknown_check_names_and_cluster_environments() {
+fn validate_rejects_unknown_check_names_and_a_cluster_it_cannot_reach() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
     refused(
@@ -555,10 +555,17 @@ fn validate_rejects_unknown_check_names_and_cluster_environments() {
         &["validate", "--only", "app,appz"],
         "unknown check or category: appz",
     );
+    let nowhere = scratch.path("no-kubeconfig");
     refused(
         &state,
-        &["validate", "--env", "prod"],
-        "validate --env local",
+        &[
+            "validate",
+            "--env",
+            "prod",
+            "--kubeconfig",
+            nowhere.to_str().unwrap(),
+        ],
+        "reading the kubeconfig",
     );
 }
 

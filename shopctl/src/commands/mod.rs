@@ -4,6 +4,7 @@
 mod backup;
 mod cluster;
 mod db;
+mod infra;
 mod lint;
 mod local;
 mod render;
@@ -35,6 +36,8 @@ enum Command {
     Render(render::RenderArgs),
     /// Check rendered manifests against the platform's policies.
     Lint(lint::LintArgs),
+    /// Provision the environment's cloud: state backend, Terraform plan/apply/drift, locks.
+    Infra(infra::InfraArgs),
     /// Apply an environment's release to its cluster (server-side apply, prune, history).
     Apply(cluster::ApplyArgs),
     /// Start the platform on this machine (--env local) and return once it is ready.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Lint(args) => lint::run(args),
         Command::Up(args) => local::up(args),
         Command::Down(args) => local::down(args),
+        Command::Infra(args) => infra::run(args),
         Command::Apply(args) => cluster::apply(args),
         Command::Status(args) if args.env.is_cluster()? => cluster::status(args),
         Command::Status(args) => local::status(args),

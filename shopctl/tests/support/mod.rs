@@ -107,8 +107,8 @@ impl Drop for Moto {
     }
 }
 
-/// Starts moto and creates `bucket` in it.
-pub async fn moto_with_bucket(bucket: &str) -> Moto {
+/// Starts moto (S3, DynamoDB, STS, … on one loopback port).
+pub async fn moto() -> Moto {
     let binary = std::env::var("SHOPMICRO_MOTO_SERVER").unwrap_or_else(|_| {
         format!(
             "{}/.cache/shopmicro-ci/moto/bin/moto_server",
@@ -133,6 +133,12 @@ pub async fn moto_with_bucket(bucket: &str) -> Moto {
         assert!(Instant::now() < deadline, "moto did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    moto
+}
+
+/// Starts moto and creates `bucket` in it.
+pub async fn moto_with_bucket(bucket: &str) -> Moto {
+    let moto = moto().await;
     // Path-style bucket creation; moto accepts unsigned requests.
     let created = reqwest::Client::new()
         .put(format!("{}/{bucket}", moto.endpoint))

@@ -1,0 +1,57 @@
+//! Infrastructure: the Terraform state backend (bootstrap), Terraform runs with the
+//! backend configuration and variables derived from the environment (plan, apply, destroy,
+//! drift), and state locks. AWS is reached through the standard credential chain;
+//! `AWS_ENDPOINT_URL` points every client (and Terraform's backend) at an emulator.
+
+pub mod bootstrap;
+pub mod locks;
+pub mod terraform;
+
+use anyhow::Context;
+
+use crate::env::Environment;
+
+/// The AWS SDK configuration every infra client shares.
+pub async fn aws_config(env: &Environment) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(env.aws.region.clone()))
+        .load()
+        .await
+}
+
+/// Emulators need path-style S3 addressing.
+pub fn emulated_endpoint() -> Option<String> {
+    std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(emulated_endpoint().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// The credentials work and belong to the environment's account: a wrong account is the
+/// most expensive mistake infrastructure tooling can make.
+pub async fn check_account(
+    config: &aws_config::SdkConfig,
+    env: &Environment,
+) -> anyhow::Result<String> {
+    let identity = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err)))
+        .context("no usable AWS credentials (checked with sts:GetCallerIdentity); configure a profile, environment credentials or web identity")?;
+    let account = identity.account().unwrap_or_default().to_string();
+    anyhow::ensure!(
+        account == env.aws.account_id,
+        "these AWS credentials are for account {account}, but environment {} lives in account {}; \
+         switch profile (AWS_PROFILE) before touching its infrastructure",
+        env.name,
+        env.aws.account_id
+    );
+    Ok(identity.arn().unwrap_or_default().to_string())
+}

@@ -1,0 +1,602 @@
+//! `shopctl infra` with the real terraform binary and the AWS emulator (moto server):
+//! bootstrap of the state backend, plan/apply/drift of a provider-free stack that uses
+//! exactly the backend shopctl generates, state locks held, refused and released.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Moto, Scratch, fixture, moto, workspace_root};
+
+const STATE_BUCKET: &str = "shopmicro-dev-tfstate-123456789012";
+const LOCK_TABLE: &str = "shopmicro-dev-tflock";
+const STATE_KEY: &str = "shopmicro/dev/terraform.tfstate";
+
+/// shopctl with the AWS credential chain pinned to the emulator (never instance metadata)
+/// and Terraform's working data in a scratch state directory.
+fn infra(moto: &Moto, state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    command
+        .arg("infra")
+        .args(args)
+        .current_dir(workspace_root())
+        .env("SHOPCTL_STATE_DIR", state)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+fn run(moto: &Moto, state: &Path, args: &[&str]) -> Output {
+    infra(moto, state, args).output().expect("shopctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(output: &Output, code: i32) -> Value {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
+}
+
+async fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A state backend made directly, for the Terraform tests: bootstrap's TLS-only bucket
+/// policy (rightly) refuses the emulator's plain-HTTP object requests.
+async fn plain_backend(moto: &Moto) {
+    let s3 = s3(moto).await;
+    s3.create_bucket()
+        .bucket(STATE_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = aws_sdk_dynamodb::types::KeySchemaElement::builder()
+        .attribute_name("LockID")
+        .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+        .build()
+        .unwrap();
+    let attribute = aws_sdk_dynamodb::types::AttributeDefinition::builder()
+        .attribute_name("LockID")
+        .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+        .build()
+        .unwrap();
+    dynamodb(moto)
+        .await
+        .create_table()
+        .table_name(LOCK_TABLE)
+        .key_schema(key)
+        .attribute_definitions(attribute)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn stack(name: &str) -> String {
+    fixture(&format!("terraform/{name}"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
+    let moto = moto().await;
+    let state = Scratch::new();
+
+    let dry = json(
+        &run(
+            &moto,
+            &state.0,
+            &["bootstrap", "--env", "dev", "--dry-run", "--output", "json"],
+        ),
+        0,
+    );
+    assert!(
+        dry["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "would create"),
+        "{dry}"
+    );
+    assert!(
+        s3(&moto)
+            .await
+            .head_bucket()
+            .bucket(STATE_BUCKET)
+            .send()
+            .await
+            .is_err(),
+        "a dry run creates nothing"
+    );
+
+    let first = json(
+        &run(
+            &moto,
+            &state.0,
+            &["bootstrap", "--env", "dev", "--output", "json"],
+        ),
+        0,
+    );
+    assert!(
+        first["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "created"),
+        "{first}"
+    );
+    let s3 = s3(&moto).await;
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(STATE_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(STATE_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "aws:kms"
+    );
+    let block = s3
+        .get_public_access_block()
+        .bucket(STATE_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        block
+            .public_access_block_configuration()
+            .unwrap()
+            .restrict_public_buckets(),
+        Some(true)
+    );
+    let policy = s3
+        .get_bucket_policy()
+        .bucket(STATE_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert!(policy.policy().unwrap().contains("aws:SecureTransport"));
+    let dynamodb = dynamodb(&moto).await;
+    let table = dynamodb
+        .describe_table()
+        .table_name(LOCK_TABLE)
+        .send()
+        .await
+        .unwrap();
+    let table = table.table().unwrap();
+    assert_eq!(table.key_schema()[0].attribute_name(), "LockID");
+    assert_eq!(
+        table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str()),
+        Some("PAY_PER_REQUEST")
+    );
+    let backups = dynamodb
+        .describe_continuous_backups()
+        .table_name(LOCK_TABLE)
+        .send()
+        .await
+        .unwrap();
+    let pitr = backups
+        .continuous_backups_description()
+        .unwrap()
+        .point_in_time_recovery_description()
+        .unwrap();
+    assert_eq!(
+        pitr.point_in_time_recovery_status().map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+
+    let second = json(
+        &run(
+            &moto,
+            &state.0,
+            &["bootstrap", "--env", "dev", "--output", "json"],
+        ),
+        0,
+    );
+    assert!(
+        second["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "found"),
+        "{second}"
+    );
+    // The policy is enforced: the emulator's plain-HTTP object requests are now refused.
+    let insecure = s3
+        .get_object()
+        .bucket(STATE_BUCKET)
+        .key("any")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        insecure.raw_response().map(|r| r.status().as_u16()),
+        Some(403)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_bucket_without_versioning_is_reported_not_used() {
+    let moto = support::moto_with_bucket(STATE_BUCKET).await;
+    let state = Scratch::new();
+
+    let refused = run(&moto, &state.0, &["bootstrap", "--env", "dev"]);
+
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("exists but cannot be used")
+            && stderr.contains("versioning is not enabled"),
+        "{stderr}"
+    );
+    assert!(
+        dynamodb(&moto)
+            .await
+            .describe_table()
+            .table_name(LOCK_TABLE)
+            .send()
+            .await
+            .is_err(),
+        "nothing else was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() {
+    let moto = moto().await;
+    let state = Scratch::new();
+    plain_backend(&moto).await;
+    let fixture = stack("stack");
+
+    let plan = json(
+        &run(
+            &moto,
+            &state.0,
+            &[
+                "plan", "--env", "dev", "--stack", &fixture, "--output", "json",
+            ],
+        ),
+        0,
+    );
+    assert_eq!(plan["changes"], true);
+    assert_eq!(plan["summary"]["counts"]["create"]["terraform_data"], 1);
+
+    let applied = run(
+        &moto,
+        &state.0,
+        &["apply", "--env", "dev", "--stack", &fixture],
+    );
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert!(
+        text(&applied.stderr).contains("==> terraform apply: done"),
+        "each phase is reported"
+    );
+    let object = s3(&moto)
+        .await
+        .get_object()
+        .bucket(STATE_BUCKET)
+        .key(STATE_KEY)
+        .send()
+        .await
+        .expect("the state is in the emulated bucket");
+    let state_json: Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(state_json["resources"][0]["type"], "terraform_data");
+
+    let steady = json(
+        &run(
+            &moto,
+            &state.0,
+            &[
+                "drift", "--env", "dev", "--stack", &fixture, "--output", "json",
+            ],
+        ),
+        0,
+    );
+    assert_eq!(steady["drift"], false);
+    let drifted = json(
+        &run(
+            &moto,
+            &state.0,
+            &[
+                "drift",
+                "--env",
+                "dev",
+                "--stack",
+                &fixture,
+                "--set",
+                "cluster.name=renamed",
+                "--output",
+                "json",
+            ],
+        ),
+        1,
+    );
+    assert_eq!(
+        drifted["summary"]["counts"]["update"]["terraform_data"], 1,
+        "{drifted}"
+    );
+
+    let scratch = Scratch::new();
+    let broken = scratch.path("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("main.tf"),
+        "terraform {\n  backend \"s3\" {}\n}\nresource \"terraform_data\" {\n",
+    )
+    .unwrap();
+    let failed = run(
+        &moto,
+        &state.0,
+        &["drift", "--env", "dev", "--stack", broken.to_str().unwrap()],
+    );
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains("terraform init failed"),
+        "{}",
+        text(&failed.stderr)
+    );
+}
+
+/// The processes under `pid` (Linux /proc), for killing an apply together with terraform.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            found.push(child);
+            found.extend(descendants(child));
+        }
+    }
+    found
+}
+
+fn lock_ids(moto: &Moto, state: &Path, fixture: &str) -> Vec<String> {
+    let locks = json(
+        &run(
+            moto,
+            state,
+            &[
+                "locks", "--env", "dev", "--stack", fixture, "--output", "json",
+            ],
+        ),
+        0,
+    );
+    locks["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_be_released() {
+    let moto = moto().await;
+    let state = Scratch::new();
+    let second_state = Scratch::new();
+    plain_backend(&moto).await;
+    let fixture = stack("slow");
+
+    let mut first = infra(
+        &moto,
+        &state.0,
+        &["apply", "--env", "dev", "--stack", &fixture, "--yes"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let ids = lock_ids(&moto, &state.0, &fixture);
+        if let Some(id) = ids.first() {
+            break id.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    let second = run(
+        &moto,
+        &second_state.0,
+        &["apply", "--env", "dev", "--stack", &fixture, "--yes"],
+    );
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = text(&second.stderr);
+    assert!(
+        stderr.contains("is locked by")
+            && stderr.contains(&held)
+            && stderr.contains("shopctl infra unlock"),
+        "{stderr}"
+    );
+
+    for pid in descendants(first.id()) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(
+        lock_ids(&moto, &state.0, &fixture),
+        std::slice::from_ref(&held),
+        "the killed apply left its lock"
+    );
+
+    let refused = run(
+        &moto,
+        &state.0,
+        &[
+            "unlock", "--env", "dev", "--stack", &fixture, &held, "--yes",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("may belong to a run still in progress"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let unknown = run(
+        &moto,
+        &state.0,
+        &[
+            "unlock",
+            "--env",
+            "dev",
+            "--stack",
+            &fixture,
+            "not-a-lock",
+            "--yes",
+            "--force",
+        ],
+    );
+    assert!(
+        text(&unknown.stderr).contains("no lock not-a-lock is held"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let released = run(
+        &moto,
+        &state.0,
+        &[
+            "unlock", "--env", "dev", "--stack", &fixture, &held, "--yes", "--force",
+        ],
+    );
+    assert!(released.status.success(), "{}", text(&released.stderr));
+    assert!(lock_ids(&moto, &state.0, &fixture).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_error() {
+    let moto = moto().await;
+    let state = Scratch::new();
+    let fixture = stack("stack");
+    let one_line = |output: &Output, expected: &str| {
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    };
+
+    // The emulator's account is 123456789012; prod lives in another.
+    one_line(
+        &run(
+            &moto,
+            &state.0,
+            &["plan", "--env", "prod", "--stack", &fixture],
+        ),
+        "these AWS credentials are for account 123456789012, but environment prod lives in account 210987654321",
+    );
+
+    let no_terraform = infra(
+        &moto,
+        &state.0,
+        &["plan", "--env", "dev", "--stack", &fixture],
+    )
+    .env("PATH", "/usr/bin:/bin")
+    .env_remove("SHOPCTL_TERRAFORM")
+    .output()
+    .unwrap();
+    one_line(&no_terraform, "terraform is not installed");
+
+    let scratch = Scratch::new();
+    let old: PathBuf = scratch.path("terraform");
+    std::fs::write(
+        &old,
+        "#!/bin/sh\necho '{\"terraform_version\": \"1.5.7\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let too_old = infra(
+        &moto,
+        &state.0,
+        &["plan", "--env", "dev", "--stack", &fixture],
+    )
+    .env("SHOPCTL_TERRAFORM", &old)
+    .output()
+    .unwrap();
+    one_line(&too_old, "terraform 1.5.7 is too old");
+
+    one_line(
+        &run(&moto, &state.0, &["plan", "--env", "local"]),
+        "has no cloud infrastructure",
+    );
+}
