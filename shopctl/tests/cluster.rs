@@ -1114,3 +1114,45 @@ fn a_hanging_api_server_makes_validate_give_up_within_its_deadline() {
     );
     drop(silent);
 }
+
+#[test]
+fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
+    let cluster = TestCluster::start();
+
+    let first = cluster.shopctl(&["up", "--env", "dev", "--skip-infra", "--timeout", "60s"]);
+
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    for phase in [
+        "==> connecting to the cluster: done",
+        "==> apply and wait for the rollout: done",
+        "==> validate: done",
+    ] {
+        assert!(
+            first.stderr.contains(phase),
+            "{phase} in:\n{}",
+            first.stderr
+        );
+    }
+    assert!(
+        first.stdout.contains("recorded release 1 of dev"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first
+            .stdout
+            .contains("no backup yet: the db-backup CronJob is new"),
+        "a new environment warns, not fails:\n{}",
+        first.stdout
+    );
+
+    let again = cluster.shopctl(&["up", "--env", "dev", "--skip-infra"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("no changes: release 1 of dev is current"),
+        "{}",
+        again.stdout
+    );
+}

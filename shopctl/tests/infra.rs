@@ -600,3 +600,118 @@ async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_e
         "has no cloud infrastructure",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeconfig_and_eks_token_for_a_cluster_in_the_emulator() {
+    let moto = moto().await;
+    let state = Scratch::new();
+    let eks_config = aws_sdk_eks::config::Builder::new()
+        .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_sdk_eks::config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_eks::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    let vpc = aws_sdk_eks::types::VpcConfigRequest::builder()
+        .subnet_ids("subnet-1")
+        .subnet_ids("subnet-2")
+        .build();
+    let created = aws_sdk_eks::Client::from_conf(eks_config)
+        .create_cluster()
+        .name("shopmicro-dev")
+        .role_arn("arn:aws:iam::123456789012:role/shopmicro-dev-cluster")
+        .resources_vpc_config(vpc)
+        .send()
+        .await
+        .unwrap();
+    let created = created.cluster().unwrap();
+    let kubeconfig = state.path("kube/config");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    for (key, value) in infra(&moto, &state.0, &[]).get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    let written = command
+        .args([
+            "kubeconfig",
+            "--env",
+            "dev",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    let config: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
+    let arn = created.arn().unwrap();
+    assert_eq!(config["current-context"], arn);
+    assert_eq!(
+        config["clusters"][0]["cluster"]["server"],
+        created.endpoint().unwrap()
+    );
+    assert_eq!(
+        config["clusters"][0]["cluster"]["certificate-authority-data"],
+        created.certificate_authority().unwrap().data().unwrap()
+    );
+    assert_eq!(
+        config["users"][0]["user"]["exec"]["args"],
+        serde_json::json!(["eks-token", "--env", "dev"])
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    for (key, value) in infra(&moto, &state.0, &[]).get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    let issued = command
+        .args(["eks-token", "--env", "dev"])
+        .output()
+        .unwrap();
+    let credential: Value = serde_json::from_slice(&issued.stdout)
+        .unwrap_or_else(|_| panic!("{}", text(&issued.stderr)));
+    assert_eq!(credential["kind"], "ExecCredential");
+    let token = credential["status"]["token"].as_str().unwrap();
+    use base64::Engine;
+    let url = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(
+                token
+                    .strip_prefix("k8s-aws-v1.")
+                    .expect("the k8s-aws-v1. prefix"),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    for part in [
+        "Action=GetCallerIdentity",
+        "X-Amz-Expires=60",
+        "X-Amz-SignedHeaders=host%3Bx-k8s-aws-id",
+        "X-Amz-Signature=",
+    ] {
+        assert!(url.contains(part), "{part} in {url}");
+    }
+    // Signed for STS in the environment's region with the caller's key. (The authenticator
+    // replays the URL against STS; moto's single-port server routes such a GET to S3, so
+    // the replay itself cannot be shown here.)
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    assert!(
+        url.contains(&format!(
+            "X-Amz-Credential=testing%2F{today}%2Feu-west-1%2Fsts%2Faws4_request"
+        )),
+        "{url}"
+    );
+    assert!(
+        url.starts_with(&moto.endpoint),
+        "the emulator's STS, as AWS_ENDPOINT_URL says: {url}"
+    );
+}

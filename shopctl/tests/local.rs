@@ -316,7 +316,7 @@ fn cluster_environments_are_refused_with_a_pointer_to_local() {
     let scratch = Scratch::new();
     refused(
         &scratch.path("state"),
-        &["up", "--env", "prod"],
+        &["down", "--env", "prod"],
         "use --env local",
     );
 }

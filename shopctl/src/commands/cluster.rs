@@ -48,6 +48,18 @@ impl ClusterArgs {
         Ok((templates, environment))
     }
 
+    /// The kubeconfig to write: the one named on the command line, else `default`.
+    pub fn kubeconfig_or(&self, default: PathBuf) -> PathBuf {
+        self.kubeconfig.clone().unwrap_or(default)
+    }
+
+    /// These arguments pointed at `kubeconfig` and its `context`.
+    pub fn with(mut self, kubeconfig: PathBuf, context: String) -> Self {
+        self.kubeconfig = Some(kubeconfig);
+        self.context = Some(context);
+        self
+    }
+
     pub fn options(&self) -> ClusterOptions {
         ClusterOptions {
             kubeconfig: self.kubeconfig.clone(),
@@ -100,7 +112,7 @@ async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Resul
 
 /// Progress bars on a terminal (one per workload); plain lines as workloads settle
 /// otherwise, so CI logs show progress without control characters.
-fn progress_reporter() -> ProgressCallback {
+pub(super) fn progress_reporter() -> ProgressCallback {
     let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let multi = MultiProgress::with_draw_target(if terminal {
         ProgressDrawTarget::stderr()
@@ -193,7 +205,7 @@ fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<O
     })
 }
 
-fn print_deploy_table(report: &DeployReport) {
+pub(super) fn print_deploy_table(report: &DeployReport) {
     let count = |change: Change| report.changes.iter().filter(|c| c.change == change).count();
     for change in report
         .changes

@@ -90,7 +90,7 @@ fn load(env: &EnvArgs) -> anyhow::Result<Environment> {
 }
 
 /// A phase on stderr: a spinner on a terminal, a line with its duration otherwise.
-async fn phase<T>(
+pub(super) async fn phase<T>(
     name: &str,
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
@@ -171,7 +171,7 @@ fn print_summary(
 }
 
 /// Asks on a terminal; refuses without one, naming the flag that confirms.
-fn confirm(question: &str, expected: &str, flag: &str) -> anyhow::Result<()> {
+pub(super) fn confirm(question: &str, expected: &str, flag: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         std::io::stdin().is_terminal(),
         "{question}: not confirmed (no terminal); pass {flag} to confirm non-interactively"

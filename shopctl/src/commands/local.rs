@@ -21,10 +21,31 @@ use super::{EnvArgs, Outcome, OutputFormat};
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// Stay attached; Ctrl-C stops everything.
+    pub env: EnvArgs,
+    /// Stay attached; Ctrl-C stops everything (local).
     #[arg(long)]
     foreground: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Clusters: deploy onto the cluster the kubeconfig points at, without provisioning
+    /// (no bootstrap, terraform or kubeconfig phases).
+    #[arg(long)]
+    pub skip_infra: bool,
+    /// Clusters: go back to the previous release if the rollout fails.
+    #[arg(long)]
+    pub atomic: bool,
+    /// Clusters: confirm infrastructure changes that delete or replace resources.
+    #[arg(long)]
+    pub yes: bool,
+    /// Clusters: how long to wait for the rollout, e.g. 10m.
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Clusters: Terraform root module (default: terraform/envs/<env>).
+    #[arg(long, value_name = "DIR")]
+    pub stack: Option<std::path::PathBuf>,
+    /// Clusters: releases to keep in the history.
+    #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
+    pub history_max: usize,
 }
 
 #[derive(Debug, Args)]

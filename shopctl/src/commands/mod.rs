@@ -2,6 +2,7 @@
 //! the library, and prints. Tables and progress live here, never in the library.
 
 mod backup;
+mod cloud;
 mod cluster;
 mod db;
 mod infra;
@@ -40,8 +41,14 @@ enum Command {
     Infra(infra::InfraArgs),
     /// Apply an environment's release to its cluster (server-side apply, prune, history).
     Apply(cluster::ApplyArgs),
-    /// Start the platform on this machine (--env local) and return once it is ready.
+    /// Bring an environment up: locally (--env local, the default) or in the cloud
+    /// (bootstrap, terraform, kubeconfig, apply --wait, validate).
     Up(local::UpArgs),
+    /// Write or merge the environment's EKS cluster into a kubeconfig (no aws CLI needed).
+    Kubeconfig(cloud::KubeconfigArgs),
+    /// Print an EKS bearer token as an ExecCredential (what the kubeconfig entry runs).
+    #[command(hide = true)]
+    EksToken(cloud::EksTokenArgs),
     /// Stop what `up` started (data is kept unless --purge).
     Down(local::DownArgs),
     /// Show what runs, where, and whether it is ready (workloads, autoscalers, budgets).
@@ -90,7 +97,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Render(args) => render::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Up(args) if args.env.is_cluster()? => cloud::up(args),
         Command::Up(args) => local::up(args),
+        Command::Kubeconfig(args) => cloud::kubeconfig(args),
+        Command::EksToken(args) => cloud::eks_token(args),
         Command::Down(args) => local::down(args),
         Command::Infra(args) => infra::run(args),
         Command::Apply(args) => cluster::apply(args),

@@ -80,7 +80,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
     print_report(&report, args.output, print_table, report.failed())
 }
 
-fn print_table(report: &Report) {
+pub(super) fn print_table(report: &Report) {
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)

@@ -4,6 +4,7 @@
 //! `AWS_ENDPOINT_URL` points every client (and Terraform's backend) at an emulator.
 
 pub mod bootstrap;
+pub mod eks;
 pub mod locks;
 pub mod terraform;
 

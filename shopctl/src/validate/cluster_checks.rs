@@ -535,21 +535,25 @@ fn backup_job(snapshot: &Snapshot) -> Verdict {
             "`shopctl apply` creates it",
         );
     };
-    let Some(last) = cron["status"]["lastSuccessfulTime"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    else {
-        return Verdict::fail(
-            "the db-backup CronJob has never succeeded",
-            format!(
-                "`shopctl backup --env <env> --wait` runs it now (schedule: {})",
-                snapshot.backup_schedule
-            ),
-        );
-    };
-    let age = chrono::Utc::now() - last.with_timezone(&chrono::Utc);
     // One missed run is tolerated: a backup is late when it is older than two periods.
     let allowed = chrono::Duration::hours(2 * schedule_period_hours(&snapshot.backup_schedule));
+    let age_of = |field: &Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(field.as_str()?).ok()?;
+        Some(chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+    };
+    let Some(age) = age_of(&cron["status"]["lastSuccessfulTime"]) else {
+        let hint = format!(
+            "`shopctl backup --env <env> --wait` runs it now (schedule: {})",
+            snapshot.backup_schedule
+        );
+        // A new environment has had no chance to back up yet.
+        return match age_of(&cron["metadata"]["creationTimestamp"]) {
+            Some(existed) if existed < allowed => {
+                Verdict::warn("no backup yet: the db-backup CronJob is new", hint)
+            }
+            _ => Verdict::fail("the db-backup CronJob has never succeeded", hint),
+        };
+    };
     let detail = format!(
         "last successful backup {}h{:02}m ago (schedule {})",
         age.num_hours(),
