@@ -1,4 +1,4 @@
-# dev: one NAT gateway, a small node group, the same modules as prod.
+# dev: one NAT gateway, a small node group, the same platform module as prod.
 
 provider "aws" {
   region              = var.region
@@ -13,126 +13,19 @@ provider "aws" {
   }
 }
 
-# Zones named explicitly: a data-source lookup would move subnets when AWS adds a zone.
-locals {
-  availability_zones = [for suffix in ["a", "b", "c"] : "${var.region}${suffix}"]
-}
-
-module "vpc" {
-  source             = "../../modules/vpc"
-  name               = var.cluster_name
-  cluster_name       = var.cluster_name
-  availability_zones = local.availability_zones
-  single_nat_gateway = true
-}
-
-module "eks" {
-  source                = "../../modules/eks"
+module "platform" {
+  source                = "../../modules/platform"
+  region                = var.region
+  account_id            = var.account_id
   cluster_name          = var.cluster_name
   kubernetes_version    = var.kubernetes_version
-  vpc_id                = module.vpc.vpc_id
-  private_subnet_ids    = module.vpc.private_subnet_ids
+  namespace             = var.namespace
+  backup_bucket         = var.backup_bucket
+  backup_prefix         = var.backup_prefix
+  github_repository     = var.github_repository
   public_endpoint_cidrs = var.public_endpoint_cidrs
+  single_nat_gateway    = true
   node_instance_types   = ["t3.large"]
   node_count            = { desired = 3, min = 3, max = 4 }
-}
-
-data "aws_caller_identity" "current" {}
-
-data "aws_iam_policy_document" "backups_key" {
-  # In a key policy, "*" is the key itself; access is then delegated to IAM policies
-  # (the backup role's names this key).
-  #checkov:skip=CKV_AWS_109:a key policy's resource is always this key
-  #checkov:skip=CKV_AWS_111:a key policy's resource is always this key
-  #checkov:skip=CKV_AWS_356:a key policy's resource is always this key
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-}
-
-resource "aws_kms_key" "backups" {
-  description         = "${var.cluster_name} database backups"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.backups_key.json
-}
-
-resource "aws_s3_bucket" "backups" {
-  bucket = var.backup_bucket
-}
-
-resource "aws_s3_bucket_versioning" "backups" {
-  bucket = aws_s3_bucket.backups.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "backups" {
-  bucket = aws_s3_bucket.backups.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.backups.arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "backups" {
-  bucket = aws_s3_bucket.backups.id
-  rule {
-    id     = "replaced-backup-objects"
-    status = "Enabled"
-    filter {}
-    # shopctl's retention deletes whole backups; versions it leaves behind expire here.
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 2
-    }
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "backups" {
-  bucket                  = aws_s3_bucket.backups.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_ecr_repository" "images" {
-  for_each             = toset(["shopmicro-frontend", "shopmicro-backend", "shopmicro-ml", "shopmicro-shopctl"])
-  name                 = each.value
-  image_tag_mutability = "IMMUTABLE"
-
-  image_scanning_configuration {
-    scan_on_push = true
-  }
-
-  encryption_configuration {
-    encryption_type = "KMS"
-  }
-}
-
-module "iam" {
-  source              = "../../modules/iam"
-  name                = var.cluster_name
-  oidc_provider_arn   = module.eks.oidc_provider_arn
-  oidc_issuer         = module.eks.oidc_issuer
-  namespace           = var.namespace
-  backup_bucket_arn   = aws_s3_bucket.backups.arn
-  backup_prefix       = var.backup_prefix
-  backup_kms_key_arn  = aws_kms_key.backups.arn
-  github_repository   = var.github_repository
-  github_environments = ["dev"]
-  ecr_repository_arns = [for repo in aws_ecr_repository.images : repo.arn]
-  cluster_arn         = "arn:aws:eks:${var.region}:${var.account_id}:cluster/${var.cluster_name}"
+  github_environments   = ["dev"]
 }

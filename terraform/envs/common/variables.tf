@@ -1,0 +1,51 @@
+variable "region" {
+  description = "AWS region of the environment."
+  type        = string
+}
+
+variable "account_id" {
+  description = "The 12-digit AWS account the environment lives in (guards against applying to another)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.account_id))
+    error_message = "account_id must be 12 digits."
+  }
+}
+
+variable "cluster_name" {
+  description = "EKS cluster name."
+  type        = string
+}
+
+variable "kubernetes_version" {
+  description = "Kubernetes minor version of the cluster."
+  type        = string
+}
+
+variable "namespace" {
+  description = "Namespace the platform runs in."
+  type        = string
+}
+
+variable "backup_bucket" {
+  description = "Bucket for database backups."
+  type        = string
+}
+
+variable "backup_prefix" {
+  description = "Key prefix of the backups."
+  type        = string
+}
+
+variable "github_repository" {
+  description = "owner/name of the repository whose workflows deploy here."
+  type        = string
+  default     = "shopmicro/shopmicro"
+}
+
+variable "public_endpoint_cidrs" {
+  description = "CIDRs that may reach the cluster's public endpoint (empty: private only)."
+  type        = list(string)
+  default     = []
+}

@@ -1,0 +1,19 @@
+output "cluster_name" {
+  description = "EKS cluster name."
+  value       = module.eks.cluster_name
+}
+
+output "cluster_endpoint" {
+  description = "API server endpoint."
+  value       = module.eks.cluster_endpoint
+}
+
+output "db_backup_role_arn" {
+  description = "IRSA role of the backup job."
+  value       = module.iam.db_backup_role_arn
+}
+
+output "deploy_role_arn" {
+  description = "Role the GitHub deploy workflows assume."
+  value       = module.iam.deploy_role_arn
+}
