@@ -118,6 +118,17 @@ impl TestCluster {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
     }
 
+    /// Runs shopctl, insisting it refuses (exit 2) and says `because` on stderr.
+    fn refused(&self, args: &[&str], because: &str) {
+        let run = self.shopctl(args);
+        assert_eq!(run.code, 2, "{args:?}\n{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(because),
+            "{args:?}: expected {because:?} in\n{}",
+            run.stderr
+        );
+    }
+
     fn apply(&self, extra: &[&str]) -> Value {
         let mut args = vec!["apply", "--env", "dev", "--wait", "--timeout", "30s"];
         args.extend(extra);
@@ -411,20 +422,17 @@ fn rollback_of_one_service_follows_rollout_undo_and_leaves_the_release_history_a
     );
     assert_eq!(cluster.history().len(), 2);
 
-    let missing = cluster.shopctl(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--service",
-        "backend",
-        "--to",
-        "7",
-    ]);
-    assert_eq!(missing.code, 2);
-    assert!(
-        missing.stderr.contains("has no revision 7 (it has: 2, 3)"),
-        "{}",
-        missing.stderr
+    cluster.refused(
+        &[
+            "rollback",
+            "--env",
+            "dev",
+            "--service",
+            "backend",
+            "--to",
+            "7",
+        ],
+        "has no revision 7 (it has: 2, 3)",
     );
 }
 
@@ -432,14 +440,9 @@ fn rollback_of_one_service_follows_rollout_undo_and_leaves_the_release_history_a
 fn a_missing_revision_or_an_empty_history_is_a_clear_error() {
     let cluster = TestCluster::start();
 
-    let empty = cluster.shopctl(&["rollback", "--env", "dev"]);
-    assert_eq!(empty.code, 2);
-    assert!(
-        empty
-            .stderr
-            .contains("no releases are recorded for environment dev"),
-        "{}",
-        empty.stderr
+    cluster.refused(
+        &["rollback", "--env", "dev"],
+        "no releases are recorded for environment dev",
     );
     let history = cluster.shopctl(&["history", "--env", "dev"]);
     assert!(
@@ -449,21 +452,11 @@ fn a_missing_revision_or_an_empty_history_is_a_clear_error() {
     );
 
     cluster.apply(&[]);
-    let missing = cluster.shopctl(&["rollback", "--env", "dev", "--to", "5"]);
-    assert_eq!(missing.code, 2);
-    assert!(
-        missing
-            .stderr
-            .contains("release 5 of dev is not in the history (kept: 1)"),
-        "{}",
-        missing.stderr
+    cluster.refused(
+        &["rollback", "--env", "dev", "--to", "5"],
+        "release 5 of dev is not in the history (kept: 1)",
     );
-    let nothing_earlier = cluster.shopctl(&["rollback", "--env", "dev"]);
-    assert!(
-        nothing_earlier.stderr.contains("no earlier release"),
-        "{}",
-        nothing_earlier.stderr
-    );
+    cluster.refused(&["rollback", "--env", "dev"], "no earlier release");
 }
 
 #[test]

@@ -112,6 +112,16 @@ async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Resul
 
 /// Progress bars on a terminal (one per workload); plain lines as workloads settle
 /// otherwise, so CI logs show progress without control characters.
+/// A table in the house style, wrapping to the terminal.
+fn new_table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    table
+}
+
 pub(super) fn progress_reporter() -> ProgressCallback {
     let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let multi = MultiProgress::with_draw_target(if terminal {
@@ -274,11 +284,7 @@ fn print_rollout(results: &[WaitResult]) {
     if results.is_empty() {
         return;
     }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
+    let mut table = new_table(&["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
     for result in results {
         table.add_row([
             result.workload.clone(),
@@ -328,20 +334,16 @@ fn print_status(report: &status::StatusReport) {
             report.environment, report.server
         ),
     }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "WORKLOAD",
-            "READY",
-            "UP-TO-DATE",
-            "AVAILABLE",
-            "REVISION",
-            "AGE",
-            "IMAGE",
-            "ROLLOUT",
-        ]);
+    let mut table = new_table(&[
+        "WORKLOAD",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "REVISION",
+        "AGE",
+        "IMAGE",
+        "ROLLOUT",
+    ]);
     for w in &report.workloads {
         let rollout = match &w.rollout {
             Progress::Ready => "ready".to_string(),
@@ -361,15 +363,7 @@ fn print_status(report: &status::StatusReport) {
     }
     println!("{table}");
     if !report.autoscalers.is_empty() {
-        let mut table = Table::new();
-        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
-            "AUTOSCALER",
-            "TARGET",
-            "CURRENT",
-            "DESIRED",
-            "MIN",
-            "MAX",
-        ]);
+        let mut table = new_table(&["AUTOSCALER", "TARGET", "CURRENT", "DESIRED", "MIN", "MAX"]);
         for h in &report.autoscalers {
             table.add_row([
                 format!("{}/{}", h.namespace, h.name),
@@ -383,8 +377,7 @@ fn print_status(report: &status::StatusReport) {
         println!("{table}");
     }
     if !report.budgets.is_empty() {
-        let mut table = Table::new();
-        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+        let mut table = new_table(&[
             "DISRUPTION BUDGET",
             "HEALTHY",
             "NEEDED",
@@ -428,11 +421,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
                 );
                 return Ok(Outcome::Success);
             }
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_header(["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
+            let mut table = new_table(&["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
             for r in &releases {
                 table.add_row([
                     r.revision.to_string(),
