@@ -1149,3 +1149,133 @@ fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
         again.stdout
     );
 }
+
+fn replicas(cluster: &TestCluster, deployment: &str) -> Value {
+    cluster.get("apps", "Deployment", deployment).unwrap()["spec"]["replicas"].clone()
+}
+
+/// The test plays nothing here: the restore Job's pod is the simulator's (it succeeds as
+/// scripted). What is proven is shopctl's side: the artefact checked first, the writers
+/// stopped while the Job runs and brought back after, the Job's command.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_stops_the_writers_runs_a_restore_job_and_brings_them_back() {
+    let moto = moto_with_bucket(BACKUP_BUCKET).await;
+    let database = TestDatabase::create().await;
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let location = format!("s3://{BACKUP_BUCKET}/postgres/");
+    let taken = cluster.shopctl_aws(
+        &moto,
+        &[
+            "db",
+            "backup",
+            "--database-url",
+            database.url(),
+            "--to",
+            &location,
+        ],
+    );
+    assert_eq!(taken.code, 0, "{}", taken.stderr);
+    let backup = taken.stdout.trim().to_string();
+    let before: Vec<Value> = ["frontend", "backend", "ml"]
+        .iter()
+        .map(|d| replicas(&cluster, d))
+        .collect();
+
+    let (run, during) = std::thread::scope(|scope| {
+        let restore = scope.spawn(|| {
+            cluster.shopctl_aws(
+                &moto,
+                &[
+                    "restore",
+                    "--env",
+                    "dev",
+                    "--backup",
+                    &backup,
+                    "--yes",
+                    "--timeout",
+                    "60s",
+                ],
+            )
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let during = loop {
+            if cluster.jobs().iter().any(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("db-restore-")
+            }) {
+                break ["frontend", "backend", "ml"].map(|d| replicas(&cluster, d));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no restore Job was created"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (restore.join().unwrap(), during)
+    });
+
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        during,
+        [json!(0), json!(0), json!(0)],
+        "no writer runs while the Job restores"
+    );
+    let after: Vec<Value> = ["frontend", "backend", "ml"]
+        .iter()
+        .map(|d| replicas(&cluster, d))
+        .collect();
+    assert_eq!(after, before, "the writers are back at their replicas");
+    let job = cluster
+        .jobs()
+        .into_iter()
+        .find(|j| {
+            j["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("db-restore-")
+        })
+        .unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    assert!(
+        pod["initContainers"].is_null(),
+        "no backup steps in a restore"
+    );
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!([
+            "db", "restore", "--from", location, "--backup", backup, "--yes"
+        ])
+    );
+
+    // A tampered artefact is refused before anything in the cluster changes.
+    let jobs_before = cluster.jobs().len();
+    let s3 = reqwest::Client::new();
+    let dump = format!(
+        "{}/{BACKUP_BUCKET}/postgres/{backup}/dump.pgc",
+        moto.endpoint
+    );
+    assert!(
+        s3.put(&dump)
+            .body("not a dump")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let refused = cluster.shopctl_aws(
+        &moto,
+        &["restore", "--env", "dev", "--backup", &backup, "--yes"],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("checksum does not match"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(cluster.jobs().len(), jobs_before);
+    assert_eq!(replicas(&cluster, "frontend"), before[0]);
+}

@@ -955,17 +955,40 @@ impl Controllers {
             // target into [minReplicas, maxReplicas] even without a metrics server.
             let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
             let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
-            let bounded = replicas_of(&workload).clamp(min, max.max(min));
+            // Upstream: a target scaled to zero deactivates the HPA (maintenance mode).
+            let disabled = replicas_of(&workload) == 0;
+            let bounded = if disabled {
+                0
+            } else {
+                replicas_of(&workload).clamp(min, max.max(min))
+            };
             if bounded != replicas_of(&workload) {
                 self.merge(target_rt, &workload, json!({"spec": {"replicas": bounded}}));
             }
             let at = now();
+            let active = if disabled {
+                condition(
+                    "ScalingActive",
+                    false,
+                    "ScalingDisabled",
+                    "scaling is disabled since the replica count of the target is zero",
+                    &at,
+                )
+            } else {
+                condition(
+                    "ScalingActive",
+                    false,
+                    "FailedGetResourceMetric",
+                    "the simulated cluster has no metrics server",
+                    &at,
+                )
+            };
             self.set_status(rt("autoscaling", "HorizontalPodAutoscaler"), &hpa, json!({
                 "currentReplicas": current,
                 "desiredReplicas": bounded,
                 "conditions": [
                     condition("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", &at),
-                    condition("ScalingActive", false, "FailedGetResourceMetric", "the simulated cluster has no metrics server", &at),
+                    active,
                 ],
             }));
         }

@@ -759,6 +759,51 @@ async fn secret_string_data_is_stored_as_base64_data() {
     );
 }
 
+/// HPAs keep their target within [minReplicas, maxReplicas], except that a target scaled
+/// to zero deactivates them ("Implicit maintenance-mode deactivation"):
+/// https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#implicit-maintenance-mode-deactivation
+#[tokio::test]
+async fn autoscalers_enforce_their_bounds_but_leave_a_target_scaled_to_zero_alone() {
+    let client = Client::start();
+    let mut web = deployment("web", "nginx:1");
+    web["spec"]["replicas"] = json!(1);
+    client.post(DEPLOYMENTS, web).await;
+    client.post("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": 5},
+    })).await;
+    client
+        .eventually(
+            &format!("{DEPLOYMENTS}/web"),
+            "scaled to the minimum",
+            |d| d["spec"]["replicas"] == 3,
+        )
+        .await;
+
+    client
+        .patch(
+            &format!("{DEPLOYMENTS}/web/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 0}}),
+        )
+        .await;
+    client
+        .eventually(
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web",
+            "ScalingDisabled",
+            |h| {
+                h["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["reason"] == "ScalingDisabled")
+            },
+        )
+        .await;
+    let (_, live) = client.get(&format!("{DEPLOYMENTS}/web")).await;
+    assert_eq!(live["spec"]["replicas"], 0);
+}
+
 /// Dry run: https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run
 /// (the request is processed, validated and answered, but nothing is persisted).
 #[tokio::test]

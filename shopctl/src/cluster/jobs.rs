@@ -25,11 +25,14 @@ pub struct JobOutcome {
     pub warnings: Vec<String>,
 }
 
+/// Creates a Job from a CronJob's template; `edit` may change the spec first (a restore
+/// runs a different command with the same image, identity and volumes).
 pub async fn create_from_cron_job(
     cluster: &Cluster,
     namespace: &str,
     cron_job: &str,
     job_name: &str,
+    edit: impl FnOnce(&mut k8s_openapi::api::batch::v1::JobSpec),
 ) -> anyhow::Result<Job> {
     let cron_jobs: Api<CronJob> = Api::namespaced(cluster.client.clone(), namespace);
     let cron = cron_jobs
@@ -60,7 +63,10 @@ pub async fn create_from_cron_job(
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        spec: template.spec,
+        spec: template.spec.map(|mut spec| {
+            edit(&mut spec);
+            spec
+        }),
         status: None,
     };
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod deploy;
 pub mod jobs;
 pub mod release;
+pub mod restore;
 pub mod rollback;
 pub mod rollout;
 pub mod status;

@@ -137,7 +137,7 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             // Time-ordered and unique, like kubectl's generated names.
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             let name = format!("db-backup-manual-{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), &suffix[..5]);
-            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name).await?;
+            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name, |_| {}).await?;
             eprintln!("created Job {name} from CronJob db-backup in namespace {}", environment.namespace);
             if !args.wait {
                 println!("{name}");
@@ -172,6 +172,11 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
 pub struct RestoreArgs {
     #[command(flatten)]
     env: EnvArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Clusters: how long to wait for the writers and the restore Job, e.g. 30m.
+    #[arg(long, default_value = "30m", value_parser = super::parse_duration)]
+    timeout: std::time::Duration,
     /// Backup id (`shopctl backup list`).
     #[arg(long)]
     backup: String,
@@ -183,34 +188,46 @@ pub struct RestoreArgs {
 /// The services that read or write the database: stopped during a restore.
 const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
 
-/// `shopctl restore --env local --backup ID`: check the artefact, stop the writers,
-/// restore and compare, bring the writers back — whatever happens in between.
+/// Asks for the environment's name (or --yes) before its database is replaced.
+fn confirm_restore(args: &RestoreArgs, manifest: &Manifest) -> anyhow::Result<()> {
+    if args.yes {
+        return Ok(());
+    }
+    use std::io::IsTerminal;
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "restoring replaces the `{}` database with backup {}; add --yes to confirm non-interactively",
+        args.env.name,
+        args.backup
+    );
+    eprint!(
+        "replace the `{}` environment's database with backup {} (taken {})? type the environment name to confirm: ",
+        args.env.name, args.backup, manifest.created_at
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    anyhow::ensure!(
+        answer.trim() == args.env.name,
+        "not confirmed; nothing changed"
+    );
+    Ok(())
+}
+
+/// `shopctl restore --env NAME --backup ID`: check the artefact, stop the writers,
+/// restore and compare, bring the writers back — whatever happens in between. Locally
+/// the supervisor pauses the services; on a cluster they are scaled to zero and a Job
+/// restores from inside the cluster.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
+    if args.env.is_cluster()? {
+        return cluster_restore(args);
+    }
     let (_, dir) = local_state(&args.env)?;
     let (url, backups) = local_database(&dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let manifest = runtime
         .block_on(backup::check_artefact(&backups, &args.backup))?
         .0;
-    if !args.yes {
-        use std::io::IsTerminal;
-        anyhow::ensure!(
-            std::io::stdin().is_terminal(),
-            "restoring replaces the `{}` database with backup {}; add --yes to confirm non-interactively",
-            args.env.name,
-            args.backup
-        );
-        eprint!(
-            "replace the `{}` environment's database with backup {} (taken {})? type the environment name to confirm: ",
-            args.env.name, args.backup, manifest.created_at
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        anyhow::ensure!(
-            answer.trim() == args.env.name,
-            "not confirmed; nothing changed"
-        );
-    }
+    confirm_restore(&args, &manifest)?;
 
     eprintln!("stopping the writers ({})…", WRITERS.join(", "));
     dir.set_paused(&WRITERS)?;
@@ -247,4 +264,30 @@ fn wait_for(dir: &StateDir, wanted: ComponentState) -> anyhow::Result<()> {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+fn cluster_restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.env.load()?;
+    let bucket = format!(
+        "s3://{}/{}",
+        environment.backup.bucket, environment.backup.prefix
+    );
+    tokio::runtime::Runtime::new()?.block_on(async {
+        // The artefact is checked here, before anything in the cluster changes.
+        let location = Location::parse(&bucket).await?;
+        let manifest = backup::check_artefact(&location, &args.backup).await?.0;
+        confirm_restore(&args, &manifest)?;
+        let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
+        eprintln!("stopping the writers ({}), restoring {} in a Job, bringing the writers back…", shopctl::cluster::restore::WRITERS.join(", "), args.backup);
+        let outcome = shopctl::cluster::restore::restore(&cluster, &environment.namespace, &bucket, &args.backup, args.timeout, super::cluster::progress_reporter()).await?;
+        if outcome.succeeded() {
+            eprintln!("restored {} in {:.0}s (the Job checked rows and checksums against the manifest); the writers are serving again", args.backup, outcome.job.seconds);
+            return Ok(Outcome::Success);
+        }
+        eprintln!("the restore did not succeed: {}", outcome.job.reason.clone().unwrap_or_else(|| "the writers did not come back".into()));
+        for warning in &outcome.job.warnings {
+            eprintln!("  {warning}");
+        }
+        Ok(Outcome::CheckFailed)
+    })
 }

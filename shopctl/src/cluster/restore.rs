@@ -1,0 +1,156 @@
+//! Restoring a cluster environment's database. The restore runs inside the cluster, where
+//! the database and the backup job's IRSA identity are: a Job from the `db-backup`
+//! CronJob's template, running `shopctl db restore` instead of the backup steps. Writers
+//! (the services) are scaled to zero first and brought back afterwards, whatever happened
+//! in between.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+
+use super::jobs::{self, JobOutcome};
+use super::rollout::{self, ProgressCallback, WaitResult, Workload};
+use super::{Cluster, FIELD_MANAGER};
+
+/// The services that read or write the database.
+pub const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    pub job: JobOutcome,
+    /// The writers' replicas before the restore, as they were brought back.
+    pub writers: BTreeMap<String, i32>,
+    pub writers_back: Vec<WaitResult>,
+}
+
+impl RestoreOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.job.succeeded && self.writers_back.iter().all(|w| w.ready)
+    }
+}
+
+async fn scale(
+    cluster: &Cluster,
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+    let params = PatchParams {
+        field_manager: Some(format!("{FIELD_MANAGER}-restore")),
+        ..PatchParams::default()
+    };
+    deployments
+        .patch_scale(name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|err| cluster.explain(err))?;
+    Ok(())
+}
+
+fn writers(namespace: &str, names: &BTreeMap<String, i32>) -> Vec<Workload> {
+    names
+        .keys()
+        .map(|name| Workload {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: namespace.into(),
+            name: name.clone(),
+        })
+        .collect()
+}
+
+pub async fn restore(
+    cluster: &Cluster,
+    namespace: &str,
+    location: &str,
+    backup: &str,
+    timeout: Duration,
+    on_progress: ProgressCallback,
+) -> anyhow::Result<RestoreOutcome> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
+    let mut before = BTreeMap::new();
+    for name in WRITERS {
+        if let Some(deployment) = deployments
+            .get_opt(name)
+            .await
+            .map_err(|err| cluster.explain(err))?
+        {
+            before.insert(
+                name.to_string(),
+                deployment.spec.and_then(|s| s.replicas).unwrap_or(1),
+            );
+        }
+    }
+    for name in before.keys() {
+        scale(cluster, &deployments, name, 0).await?;
+    }
+    // Every writer's pods gone before the database is replaced.
+    let stopped = rollout::wait_all(
+        cluster,
+        &writers(namespace, &before),
+        timeout,
+        on_progress.clone(),
+    )
+    .await;
+    let job = match stopped {
+        Ok(results) if results.iter().all(|r| r.ready) => {
+            run_restore_job(cluster, namespace, location, backup, timeout).await
+        }
+        Ok(results) => Err(anyhow::anyhow!(
+            "the writers did not stop: {}",
+            results
+                .iter()
+                .filter_map(|r| r.reason.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(err) => Err(err),
+    };
+    // Writers come back whatever happened.
+    for (name, replicas) in &before {
+        scale(cluster, &deployments, name, *replicas).await?;
+    }
+    let writers_back =
+        rollout::wait_all(cluster, &writers(namespace, &before), timeout, on_progress).await?;
+    Ok(RestoreOutcome {
+        job: job?,
+        writers: before,
+        writers_back,
+    })
+}
+
+async fn run_restore_job(
+    cluster: &Cluster,
+    namespace: &str,
+    location: &str,
+    backup: &str,
+    timeout: Duration,
+) -> anyhow::Result<JobOutcome> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!(
+        "db-restore-{}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        &suffix[..5]
+    );
+    let args = [
+        "db", "restore", "--from", location, "--backup", backup, "--yes",
+    ]
+    .map(String::from)
+    .to_vec();
+    jobs::create_from_cron_job(cluster, namespace, "db-backup", &name, |spec| {
+        let pod = spec.template.spec.get_or_insert_with(Default::default);
+        pod.init_containers = None;
+        if let Some(container) = pod.containers.first_mut() {
+            container.name = "restore".into();
+            container.args = Some(args);
+        }
+        pod.containers.truncate(1);
+        // A failed restore is looked at, not retried against a half-restored database.
+        spec.backoff_limit = Some(0);
+    })
+    .await?;
+    jobs::follow(cluster, namespace, &name, timeout).await
+}
