@@ -303,6 +303,66 @@ async fn an_existing_bucket_without_versioning_is_reported_not_used() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_name_held_by_another_account_is_reported_not_used() {
+    let moto = moto().await;
+    let state = Scratch::new();
+    // Another account (moto gives assumed-role credentials that account) owns the name.
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::new()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_sdk_sts::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    let assumed = sts
+        .assume_role()
+        .role_arn("arn:aws:iam::999999999999:role/other")
+        .role_session_name("other")
+        .send()
+        .await
+        .unwrap();
+    let credentials = assumed.credentials().unwrap();
+    let other = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                Some(credentials.session_token().to_string()),
+                None,
+                "other",
+            ))
+            .force_path_style(true)
+            .build(),
+    );
+    other
+        .create_bucket()
+        .bucket(STATE_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let refused = run(&moto, &state.0, &["bootstrap", "--env", "dev"]);
+
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("exists but cannot be used") && stderr.contains("another account"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() {
     let moto = moto().await;
     let state = Scratch::new();
@@ -378,6 +438,51 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
         "{drifted}"
     );
 
+    let wrong_name = run(
+        &moto,
+        &state.0,
+        &[
+            "destroy",
+            "--env",
+            "dev",
+            "--stack",
+            &fixture,
+            "--confirm",
+            "prod",
+        ],
+    );
+    assert_eq!(wrong_name.status.code(), Some(2));
+    assert!(text(&wrong_name.stderr).contains("does not name the environment being destroyed"));
+    let destroyed = run(
+        &moto,
+        &state.0,
+        &[
+            "destroy",
+            "--env",
+            "dev",
+            "--stack",
+            &fixture,
+            "--confirm",
+            "dev",
+        ],
+    );
+    assert!(destroyed.status.success(), "{}", text(&destroyed.stderr));
+    let object = s3(&moto)
+        .await
+        .get_object()
+        .bucket(STATE_BUCKET)
+        .key(STATE_KEY)
+        .send()
+        .await
+        .unwrap();
+    let state_json: Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(
+        state_json["resources"],
+        serde_json::json!([]),
+        "nothing is left in the state"
+    );
+
     let scratch = Scratch::new();
     let broken = scratch.path("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -422,7 +527,8 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
-fn lock_ids(moto: &Moto, state: &Path, fixture: &str) -> Vec<String> {
+/// (ID, operation) of each lock held on dev's state.
+fn locks(moto: &Moto, state: &Path, fixture: &str) -> Vec<(String, String)> {
     let locks = json(
         &run(
             moto,
@@ -437,7 +543,12 @@ fn lock_ids(moto: &Moto, state: &Path, fixture: &str) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["operation"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -460,8 +571,11 @@ async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let held = loop {
-        let ids = lock_ids(&moto, &state.0, &fixture);
-        if let Some(id) = ids.first() {
+        let held = locks(&moto, &state.0, &fixture);
+        if let Some((id, _)) = held
+            .iter()
+            .find(|(_, operation)| operation == "OperationTypeApply")
+        {
             break id.clone();
         }
         assert!(
@@ -493,7 +607,10 @@ async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(
-        lock_ids(&moto, &state.0, &fixture),
+        locks(&moto, &state.0, &fixture)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>(),
         std::slice::from_ref(&held),
         "the killed apply left its lock"
     );
@@ -539,7 +656,7 @@ async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_
         ],
     );
     assert!(released.status.success(), "{}", text(&released.stderr));
-    assert!(lock_ids(&moto, &state.0, &fixture).is_empty());
+    assert!(locks(&moto, &state.0, &fixture).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

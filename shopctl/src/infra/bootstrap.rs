@@ -121,10 +121,25 @@ async fn bucket(
                     .build(),
             );
         }
-        create
-            .send()
-            .await
-            .map_err(|e| sdk_error(&format!("creating bucket {name}"), e))?;
+        match create.send().await {
+            Ok(_) => {}
+            // Bucket names are global: another account holds this one.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_exists()) =>
+            {
+                return Err(UnsafeBucket {
+                    bucket: name.clone(),
+                    problems: vec![format!(
+                        "the name is taken by another account than {}",
+                        env.aws.account_id
+                    )],
+                }
+                .into());
+            }
+            Err(err) => return Err(sdk_error(&format!("creating bucket {name}"), err)),
+        }
         configure_bucket(&s3, name).await?;
         return Ok(vec![step(
             "created",
@@ -132,6 +147,27 @@ async fn bucket(
         )]);
     }
 
+    // HeadBucket answers for buckets we may read, not only ours; the owner's own listing
+    // is the proof of ownership.
+    let owned = s3
+        .list_buckets()
+        .send()
+        .await
+        .map_err(|e| sdk_error("listing this account's buckets", e))?;
+    if !owned
+        .buckets()
+        .iter()
+        .any(|b| b.name() == Some(name.as_str()))
+    {
+        return Err(UnsafeBucket {
+            bucket: name.clone(),
+            problems: vec![format!(
+                "it belongs to another account than {}",
+                env.aws.account_id
+            )],
+        }
+        .into());
+    }
     let mut problems = Vec::new();
     let versioning = s3
         .get_bucket_versioning()
