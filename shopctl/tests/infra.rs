@@ -673,6 +673,19 @@ async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_e
         );
     };
 
+    let no_credentials = infra(
+        &moto,
+        &state.0,
+        &["plan", "--env", "dev", "--stack", &fixture],
+    )
+    .env_remove("AWS_ACCESS_KEY_ID")
+    .env_remove("AWS_SECRET_ACCESS_KEY")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    .env("AWS_CONFIG_FILE", "/nonexistent")
+    .output()
+    .unwrap();
+    one_line(&no_credentials, "no usable AWS credentials");
+
     // The emulator's account is 123456789012; prod lives in another.
     one_line(
         &run(
