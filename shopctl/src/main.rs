@@ -30,11 +30,12 @@ fn install_tracing(verbose: u8) {
     };
     // sqlx reports slow statements as warnings; a backup's checksums are slow by design.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPCTL_LOG").unwrap_or_else(|_| {
-        // kube's client logs a failed connection as an ERROR before returning it; shopctl
-        // reports it once, with advice, so the client's line is noise unless asked for.
-        let kube = if verbose > 0 { default } else { "off" };
+        // kube's client logs a failed connection as an ERROR, and the AWS SDK warns about
+        // each credential provider it tries, before returning the error; shopctl reports
+        // it once, with advice, so their lines are noise unless asked for.
+        let quiet = if verbose > 0 { default } else { "off" };
         tracing_subscriber::EnvFilter::new(format!(
-            "{default},sqlx::query=error,kube_client={kube}"
+            "{default},sqlx::query=error,kube_client={quiet},aws_config={quiet}"
         ))
     });
     tracing_subscriber::fmt()

@@ -15,7 +15,7 @@ use shopmicro_kube_sim::resources::lookup;
 use shopmicro_kube_sim::selectors::LabelSelector;
 use shopmicro_kube_sim::store::{Part, PatchKind, WriteOptions};
 use shopmicro_kube_sim::{Access, Config, Simulator};
-use support::{Moto, Run, Scratch, moto_with_bucket, shopctl_with};
+use support::{Moto, Run, Scratch, moto, moto_with_bucket, shopctl_with};
 
 const NS: &str = "shopmicro";
 
@@ -897,8 +897,25 @@ async fn a_failing_backup_job_or_a_job_that_wrote_nothing_exits_1_and_says_where
     );
 }
 
-fn validate(cluster: &TestCluster, code: i32) -> Value {
-    cluster.json(&["validate", "--env", "dev", "--timeout", "20s"], code)
+fn validate(cluster: &TestCluster, moto: &Moto, code: i32) -> Value {
+    let run = cluster.shopctl_aws(
+        moto,
+        &[
+            "validate",
+            "--env",
+            "dev",
+            "--timeout",
+            "20s",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        run.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    serde_json::from_str(&run.stdout).unwrap()
 }
 
 fn with_status(report: &Value, status: &str) -> BTreeSet<String> {
@@ -911,8 +928,57 @@ fn with_status(report: &Value, status: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// A platform as healthy as the simulator can make it: applied, rolled out, backed up.
-fn healthy() -> TestCluster {
+const STATE_BUCKET: &str = "shopmicro-dev-tfstate-123456789012";
+const STATE_KEY: &str = "shopmicro/dev/terraform.tfstate";
+
+fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
+/// Runs a future from a synchronous breakage inside the multi-threaded test runtime.
+fn block<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+/// The emulator's keys under `prefix` in `bucket` (unsigned path-style requests).
+async fn keys(moto: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
+    let url = format!("{}/{bucket}?list-type=2&prefix={prefix}", moto.endpoint);
+    let listing = reqwest::get(url).await.unwrap().text().await.unwrap();
+    listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A platform as healthy as the simulator and the emulator can make it: applied, rolled
+/// out, backed up by its CronJob; Terraform state in place and unlocked; a verified backup
+/// of a real database in the bucket.
+async fn healthy(moto: &Moto) -> TestCluster {
     let cluster = TestCluster::start();
     cluster.apply(&[]);
     assert_eq!(cluster.shopctl(&["backup", "--env", "dev"]).code, 0);
@@ -926,14 +992,81 @@ fn healthy() -> TestCluster {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    cloud_fixtures(moto, &cluster).await;
     cluster
 }
 
-#[test]
-fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_skips() {
-    let cluster = healthy();
+/// The AWS side of a healthy environment, in the emulator.
+async fn cloud_fixtures(moto: &Moto, cluster: &TestCluster) {
+    let http = reqwest::Client::new();
+    for path in [
+        STATE_BUCKET.to_string(),
+        BACKUP_BUCKET.to_string(),
+        format!("{STATE_BUCKET}/{STATE_KEY}"),
+    ] {
+        let body = if path.contains('/') { "{}" } else { "" };
+        let status = http
+            .put(format!("{}/{path}", moto.endpoint))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "PUT {path}: {status}");
+    }
+    let dynamodb = dynamodb(moto);
+    dynamodb
+        .create_table()
+        .table_name("shopmicro-dev-tflock")
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("LockID")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("LockID")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let database = TestDatabase::create().await;
+    let location = format!("s3://{BACKUP_BUCKET}/postgres/");
+    for step in [
+        [
+            "db",
+            "backup",
+            "--database-url",
+            database.url(),
+            "--to",
+            &location,
+        ],
+        [
+            "db",
+            "verify",
+            "--database-url",
+            database.url(),
+            "--from",
+            &location,
+        ],
+    ] {
+        let run = cluster.shopctl_aws(moto, &step);
+        assert_eq!(run.code, 0, "{step:?}: {}", run.stderr);
+    }
+}
 
-    let report = validate(&cluster, 0);
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_skips() {
+    let moto = moto().await;
+    let cluster = healthy(&moto).await;
+
+    let report = validate(&cluster, &moto, 0);
 
     assert_eq!(report["target"], "cluster");
     assert_eq!(report["failed"], 0, "{report:#}");
@@ -941,6 +1074,8 @@ fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_s
     for id in [
         "access.cluster",
         "access.permissions",
+        "access.aws",
+        "access.terraform-state",
         "workloads.namespaces",
         "workloads.components-ready",
         "workloads.no-crash-loop",
@@ -953,10 +1088,24 @@ fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_s
         "security.storage-encrypted",
         "storage.volumes",
         "storage.backup-job",
+        "storage.backup-object",
         "obs.loki-tempo",
     ] {
         assert!(passed.contains(id), "{id} should pass: {report:#}");
     }
+    let backup = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "storage.backup-object")
+        .unwrap();
+    assert!(
+        backup["detail"]
+            .as_str()
+            .unwrap()
+            .contains("last verified restore"),
+        "{backup}"
+    );
     // The simulator has no metrics server: the autoscaler warns, honestly.
     assert_eq!(
         with_status(&report, "warn"),
@@ -971,15 +1120,15 @@ fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_what_it_s
         && c["detail"].as_str().unwrap().contains("service proxy")));
 }
 
-#[test]
-fn each_broken_thing_fails_its_own_check_and_only_that() {
+#[tokio::test(flavor = "multi_thread")]
+async fn each_broken_thing_fails_its_own_check_and_only_that() {
     let options = WriteOptions {
         field_manager: "chaos".into(),
         ..WriteOptions::default()
     };
-    type Breakage = fn(&TestCluster, &WriteOptions);
-    let breakages: [(&str, Breakage); 4] = [
-        ("workloads.components-ready", |cluster, _| {
+    type Breakage = fn(&TestCluster, &Moto, &WriteOptions);
+    let breakages: [(&str, Breakage); 6] = [
+        ("workloads.components-ready", |cluster, _, _| {
             assert_eq!(
                 cluster
                     .shopctl(&[
@@ -993,7 +1142,7 @@ fn each_broken_thing_fails_its_own_check_and_only_that() {
                 0
             );
         }),
-        ("security.secrets", |cluster, options| {
+        ("security.secrets", |cluster, _, options| {
             let remove = json!([{"op": "remove", "path": "/data/cart-signing-key"}]);
             cluster
                 .sim
@@ -1009,7 +1158,7 @@ fn each_broken_thing_fails_its_own_check_and_only_that() {
                 )
                 .unwrap();
         }),
-        ("security.default-deny", |cluster, _| {
+        ("security.default-deny", |cluster, _, _| {
             cluster
                 .sim
                 .store()
@@ -1022,7 +1171,7 @@ fn each_broken_thing_fails_its_own_check_and_only_that() {
                 )
                 .unwrap();
         }),
-        ("storage.backup-job", |cluster, options| {
+        ("storage.backup-job", |cluster, _, options| {
             let job = cluster.jobs().into_iter().next().unwrap();
             let old = (chrono::Utc::now() - chrono::Duration::days(3))
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -1051,12 +1200,36 @@ fn each_broken_thing_fails_its_own_check_and_only_that() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }),
+        ("access.terraform-state", |_, moto, _| {
+            block(
+                s3(moto)
+                    .delete_object()
+                    .bucket(STATE_BUCKET)
+                    .key(STATE_KEY)
+                    .send(),
+            )
+            .unwrap();
+        }),
+        ("storage.backup-object", |_, moto, _| {
+            for key in block(keys(moto, BACKUP_BUCKET, "postgres/")) {
+                block(
+                    s3(moto)
+                        .delete_object()
+                        .bucket(BACKUP_BUCKET)
+                        .key(key)
+                        .send(),
+                )
+                .unwrap();
+            }
+        }),
     ];
     for (check, breakage) in breakages {
-        let cluster = healthy();
-        breakage(&cluster, &options);
+        // A fresh cluster and emulator each: every breakage starts from health.
+        let moto = moto().await;
+        let cluster = healthy(&moto).await;
+        breakage(&cluster, &moto, &options);
 
-        let report = validate(&cluster, 1);
+        let report = validate(&cluster, &moto, 1);
 
         assert_eq!(
             with_status(&report, "fail"),
@@ -1108,11 +1281,16 @@ fn a_hanging_api_server_makes_validate_give_up_within_its_deadline() {
     drop(silent);
 }
 
-#[test]
-fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
+#[tokio::test(flavor = "multi_thread")]
+async fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
+    let moto = moto().await;
     let cluster = TestCluster::start();
+    cloud_fixtures(&moto, &cluster).await;
 
-    let first = cluster.shopctl(&["up", "--env", "dev", "--skip-infra", "--timeout", "60s"]);
+    let first = cluster.shopctl_aws(
+        &moto,
+        &["up", "--env", "dev", "--skip-infra", "--timeout", "60s"],
+    );
 
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     for phase in [
@@ -1139,7 +1317,7 @@ fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
         first.stdout
     );
 
-    let again = cluster.shopctl(&["up", "--env", "dev", "--skip-infra"]);
+    let again = cluster.shopctl_aws(&moto, &["up", "--env", "dev", "--skip-infra"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
         again

@@ -48,17 +48,7 @@ fn tls_only_policy(bucket: &str) -> String {
 }
 
 fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", aws_smithy_error(&err))
-}
-
-fn aws_smithy_error(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text = format!("{text}: {next}");
-        cause = next.source();
-    }
-    text
+    anyhow::anyhow!("{what}: {}", super::aws_error(&err))
 }
 
 pub async fn bootstrap(

@@ -34,7 +34,7 @@ pub async fn describe(
         .name(&env.cluster.name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_eks::error::DisplayErrorContext(&e)))
+        .map_err(|e| anyhow::anyhow!("{}", super::aws_error(&e)))
         .with_context(|| {
             format!(
                 "describing EKS cluster {} in {}",

@@ -56,7 +56,7 @@ pub async fn list(
             anyhow::anyhow!(
                 "reading the lock table {}: {}",
                 env.terraform.lock_table,
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                super::aws_error(&e)
             )
         })?;
     if let Some(AttributeValue::S(info)) = item.item().and_then(|i| i.get("Info")) {

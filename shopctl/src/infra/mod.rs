@@ -20,6 +20,21 @@ pub async fn aws_config(env: &Environment) -> aws_config::SdkConfig {
         .await
 }
 
+/// An SDK error as one readable line: each cause's message once, without the debug dumps
+/// of requests and responses the SDK's own formatting adds.
+pub fn aws_error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    parts.join(": ")
+}
+
 /// Emulators need path-style S3 addressing.
 pub fn emulated_endpoint() -> Option<String> {
     std::env::var("AWS_ENDPOINT_URL")
@@ -44,7 +59,7 @@ pub async fn check_account(
         .get_caller_identity()
         .send()
         .await
-        .map_err(|err| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err)))
+        .map_err(|err| anyhow::anyhow!("{}", aws_error(&err)))
         .context("no usable AWS credentials (checked with sts:GetCallerIdentity); configure a profile, environment credentials or web identity")?;
     let account = identity.account().unwrap_or_default().to_string();
     anyhow::ensure!(

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::target::{ComponentHealth, Target};
 use crate::backup::store::BackupDir;
-use crate::cluster::Cluster;
 use crate::cluster::apply::Resources;
 use crate::cluster::release::{Release, ReleaseStore};
 use crate::cluster::rollout::{self, Progress};
+use crate::cluster::{AccessError, Cluster};
 use crate::env::Environment;
 
 /// The objects of the environment, by kind.
@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub history: Vec<u32>,
     /// The backup CronJob's schedule, from the environment.
     pub backup_schedule: String,
+    /// The environment, for the checks that ask AWS.
+    pub environment: Option<Environment>,
 }
 
 const KINDS: [(&str, &str, bool); 15] = [
@@ -87,6 +89,7 @@ impl Snapshot {
             server: cluster.server.clone(),
             namespaces,
             backup_schedule: environment.backup.schedule.clone(),
+            environment: Some(environment.clone()),
             ..Snapshot::default()
         };
         for (kind, listed) in futures_util::future::join_all(requests).await {
@@ -109,7 +112,16 @@ impl Snapshot {
         let store = ReleaseStore::new(cluster, &environment.namespace, &environment.name);
         let history = match store.list().await {
             Ok(history) => history,
-            Err(err) if err.to_string().contains("forbidden") => Vec::new(),
+            // Not allowed to read the history: the permissions check says so; the rest goes on.
+            Err(err)
+                if matches!(
+                    err.downcast_ref::<AccessError>(),
+                    Some(AccessError::Forbidden { .. })
+                ) =>
+            {
+                snapshot.forbidden.push(format!("{err:#}"));
+                Vec::new()
+            }
             Err(err) => return Err(err),
         };
         snapshot.history = history.iter().map(|r| r.revision).collect();

@@ -48,20 +48,6 @@ pub static ALL: &[Check] = &[
         permissions
     ),
     cluster_check!(
-        "access.aws",
-        "access",
-        "the local target uses no AWS account",
-        |_| { Verdict::skipped("AWS credential checks come with `shopctl infra` (not built yet)") }
-    ),
-    cluster_check!(
-        "access.terraform-state",
-        "access",
-        "the local target has no Terraform state",
-        |_| {
-            Verdict::skipped("Terraform state checks come with `shopctl infra` (not built yet)")
-        }
-    ),
-    cluster_check!(
         "workloads.namespaces",
         "workloads",
         "the local target has no namespaces",

@@ -3,6 +3,7 @@
 //! its own checks ("timed out after …") and never hangs the command.
 
 mod checks;
+mod cloud_checks;
 pub mod cluster;
 mod cluster_checks;
 pub mod target;
@@ -136,7 +137,10 @@ fn category_rank(category: &str) -> usize {
 }
 
 pub fn all_checks() -> impl Iterator<Item = &'static Check> {
-    checks::ALL.iter().chain(cluster_checks::ALL)
+    checks::ALL
+        .iter()
+        .chain(cluster_checks::ALL)
+        .chain(cloud_checks::ALL)
 }
 
 /// Names `--only`/`--skip` accept that match nothing (a typo should not silently run
