@@ -803,20 +803,8 @@ async fn backup_runs_the_cron_job_as_a_job_and_reports_the_backup_it_wrote() {
             assert!(std::time::Instant::now() < deadline, "no Job was created");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let location = format!("s3://{BACKUP_BUCKET}/postgres/");
-        let taken = cluster.shopctl_aws(
-            &moto,
-            &[
-                "db",
-                "backup",
-                "--database-url",
-                database.url(),
-                "--to",
-                &location,
-            ],
-        );
-        assert_eq!(taken.code, 0, "{}", taken.stderr);
-        (backup.join().unwrap(), taken.stdout.trim().to_string())
+        let taken = backed_up(&cluster, &moto, &database);
+        (backup.join().unwrap(), taken)
     });
     let (run, backup_id) = triggered;
 
@@ -1328,6 +1316,25 @@ async fn up_with_skip_infra_deploys_validates_reports_each_phase_and_resumes() {
     );
 }
 
+/// A real backup of `database` into the emulated bucket, as the backup Job's container
+/// takes it; its id.
+fn backed_up(cluster: &TestCluster, moto: &Moto, database: &TestDatabase) -> String {
+    let location = format!("s3://{BACKUP_BUCKET}/postgres/");
+    let taken = cluster.shopctl_aws(
+        moto,
+        &[
+            "db",
+            "backup",
+            "--database-url",
+            database.url(),
+            "--to",
+            &location,
+        ],
+    );
+    assert_eq!(taken.code, 0, "{}", taken.stderr);
+    taken.stdout.trim().to_string()
+}
+
 fn replicas(cluster: &TestCluster, deployment: &str) -> Value {
     cluster.get("apps", "Deployment", deployment).unwrap()["spec"]["replicas"].clone()
 }
@@ -1342,19 +1349,7 @@ async fn restore_stops_the_writers_runs_a_restore_job_and_brings_them_back() {
     let cluster = TestCluster::start();
     cluster.apply(&[]);
     let location = format!("s3://{BACKUP_BUCKET}/postgres/");
-    let taken = cluster.shopctl_aws(
-        &moto,
-        &[
-            "db",
-            "backup",
-            "--database-url",
-            database.url(),
-            "--to",
-            &location,
-        ],
-    );
-    assert_eq!(taken.code, 0, "{}", taken.stderr);
-    let backup = taken.stdout.trim().to_string();
+    let backup = backed_up(&cluster, &moto, &database);
     let before: Vec<Value> = ["frontend", "backend", "ml"]
         .iter()
         .map(|d| replicas(&cluster, d))

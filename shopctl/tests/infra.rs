@@ -114,6 +114,19 @@ async fn plain_backend(moto: &Moto) {
         .unwrap();
 }
 
+/// The action of every step `infra bootstrap` reports.
+fn bootstrap_actions(moto: &Moto, state: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["bootstrap", "--env", "dev", "--output", "json"];
+    args.extend(extra);
+    let report = json(&run(moto, state, &args), 0);
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn stack(name: &str) -> String {
     fixture(&format!("terraform/{name}"))
         .to_str()
@@ -126,21 +139,9 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
     let moto = moto().await;
     let state = Scratch::new();
 
-    let dry = json(
-        &run(
-            &moto,
-            &state.0,
-            &["bootstrap", "--env", "dev", "--dry-run", "--output", "json"],
-        ),
-        0,
-    );
-    assert!(
-        dry["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["action"] == "would create"),
-        "{dry}"
+    assert_eq!(
+        bootstrap_actions(&moto, &state.0, &["--dry-run"]),
+        ["would create"; 2]
     );
     assert!(
         s3(&moto)
@@ -153,22 +154,7 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
         "a dry run creates nothing"
     );
 
-    let first = json(
-        &run(
-            &moto,
-            &state.0,
-            &["bootstrap", "--env", "dev", "--output", "json"],
-        ),
-        0,
-    );
-    assert!(
-        first["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["action"] == "created"),
-        "{first}"
-    );
+    assert_eq!(bootstrap_actions(&moto, &state.0, &[]), ["created"; 2]);
     let s3 = s3(&moto).await;
     let versioning = s3
         .get_bucket_versioning()
@@ -246,22 +232,7 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
         Some("ENABLED")
     );
 
-    let second = json(
-        &run(
-            &moto,
-            &state.0,
-            &["bootstrap", "--env", "dev", "--output", "json"],
-        ),
-        0,
-    );
-    assert!(
-        second["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["action"] == "found"),
-        "{second}"
-    );
+    assert_eq!(bootstrap_actions(&moto, &state.0, &[]), ["found"; 2]);
     // The policy is enforced: the emulator's plain-HTTP object requests are now refused.
     let insecure = s3
         .get_object()
