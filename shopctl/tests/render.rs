@@ -525,3 +525,31 @@ fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
         assert_eq!(run.code, 0, "{as_strs:?}: {}", run.stderr);
     }
 }
+
+/// `shopctl render | head` is normal use: a reader that stops early is not a failure.
+#[test]
+fn a_reader_that_stops_early_does_not_make_render_fail() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl"))
+        .args(["render", "--env", "prod"])
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe's read end is closed here, with most of the stream unread.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

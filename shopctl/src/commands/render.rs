@@ -42,7 +42,17 @@ pub fn run(args: RenderArgs) -> anyhow::Result<Outcome> {
     // Everything is rendered in memory first: an error leaves --out untouched.
     let objects = render::render(&templates, &environment, &secrets)?;
     match &args.out {
-        None => print!("{}", manifest::to_stream(&objects)),
+        None => {
+            use std::io::Write;
+            // A reader that has seen enough (`| head`, `grep -m1`) closes the pipe: not an error.
+            match std::io::stdout()
+                .lock()
+                .write_all(manifest::to_stream(&objects).as_bytes())
+            {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+                result => result?,
+            }
+        }
         Some(dir) => {
             write_dir(dir, &objects)?;
             eprintln!("wrote {} objects to {}", objects.len(), dir.display());
