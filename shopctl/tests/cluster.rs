@@ -1115,7 +1115,89 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         ..WriteOptions::default()
     };
     type Breakage = fn(&TestCluster, &Moto, &WriteOptions);
-    let breakages: [(&str, Breakage); 6] = [
+    let breakages: [(&str, Breakage); 11] = [
+        ("workloads.namespaces", |cluster, _, options| {
+            let unlabelled =
+                json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": null}}});
+            cluster
+                .sim
+                .store()
+                .patch(
+                    lookup("", "Namespace"),
+                    "",
+                    NS,
+                    PatchKind::Merge,
+                    &unlabelled,
+                    Part::Main,
+                    options,
+                )
+                .unwrap();
+        }),
+        ("scaling.hpa", |cluster, _, _| {
+            cluster
+                .sim
+                .store()
+                .delete(
+                    lookup("autoscaling", "HorizontalPodAutoscaler"),
+                    NS,
+                    "backend",
+                    shopmicro_kube_sim::store::Propagation::Background,
+                    false,
+                )
+                .unwrap();
+        }),
+        ("scaling.pdb", |cluster, _, options| {
+            let strict = json!({"spec": {"minAvailable": "100%"}});
+            cluster
+                .sim
+                .store()
+                .patch(
+                    lookup("policy", "PodDisruptionBudget"),
+                    NS,
+                    "frontend",
+                    PatchKind::Merge,
+                    &strict,
+                    Part::Main,
+                    options,
+                )
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while cluster
+                .get("policy", "PodDisruptionBudget", "frontend")
+                .unwrap()["status"]["disruptionsAllowed"]
+                != 0
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the budget was not recomputed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }),
+        ("security.config-literals", |cluster, _, options| {
+            // Built at run time: nothing credential-shaped is committed.
+            let key = format!("admin_{}", ["pass", "word"].concat());
+            let notes = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "notes", "namespace": NS}, "data": {key: uuid::Uuid::new_v4().to_string()}});
+            cluster
+                .sim
+                .store()
+                .create(lookup("", "ConfigMap"), NS, notes, options)
+                .unwrap();
+        }),
+        ("security.storage-encrypted", |cluster, _, options| {
+            let plain = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "plain"}, "provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"}});
+            cluster
+                .sim
+                .store()
+                .create(lookup("storage.k8s.io", "StorageClass"), "", plain, options)
+                .unwrap();
+            let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "scratch", "namespace": NS}, "spec": {"storageClassName": "plain", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+            cluster
+                .sim
+                .store()
+                .create(lookup("", "PersistentVolumeClaim"), NS, claim, options)
+                .unwrap();
+        }),
         ("workloads.components-ready", |cluster, _, _| {
             assert_eq!(
                 cluster
