@@ -919,33 +919,6 @@ fn with_status(report: &Value, status: &str) -> BTreeSet<String> {
 const STATE_BUCKET: &str = "shopmicro-dev-tfstate-123456789012";
 const STATE_KEY: &str = "shopmicro/dev/terraform.tfstate";
 
-fn s3(moto: &Moto) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::new()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    )
-}
-
 /// Runs a future from a synchronous breakage inside the multi-threaded test runtime.
 fn block<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
@@ -1002,28 +975,7 @@ async fn cloud_fixtures(moto: &Moto, cluster: &TestCluster) {
             .status();
         assert!(status.is_success(), "PUT {path}: {status}");
     }
-    let dynamodb = dynamodb(moto);
-    dynamodb
-        .create_table()
-        .table_name("shopmicro-dev-tflock")
-        .key_schema(
-            aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                .attribute_name("LockID")
-                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                .attribute_name("LockID")
-                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.lock_table("shopmicro-dev-tflock").await;
     let database = TestDatabase::create().await;
     let location = format!("s3://{BACKUP_BUCKET}/postgres/");
     for step in [
@@ -1272,7 +1224,7 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         }),
         ("access.terraform-state", |_, moto, _| {
             block(
-                s3(moto)
+                moto.s3()
                     .delete_object()
                     .bucket(STATE_BUCKET)
                     .key(STATE_KEY)
@@ -1283,7 +1235,7 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         ("storage.backup-object", |_, moto, _| {
             for key in block(keys(moto, BACKUP_BUCKET, "postgres/")) {
                 block(
-                    s3(moto)
+                    moto.s3()
                         .delete_object()
                         .bucket(BACKUP_BUCKET)
                         .key(key)

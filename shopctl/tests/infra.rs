@@ -53,35 +53,10 @@ fn json(output: &Output, code: i32) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
 }
 
-async fn s3(moto: &Moto) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_sdk_s3::config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::config::Builder::new()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
 /// A state backend made directly, for the Terraform tests: bootstrap's TLS-only bucket
 /// policy (rightly) refuses the emulator's plain-HTTP object requests.
 async fn plain_backend(moto: &Moto) {
-    let s3 = s3(moto).await;
+    let s3 = moto.s3();
     s3.create_bucket()
         .bucket(STATE_BUCKET)
         .create_bucket_configuration(
@@ -92,26 +67,7 @@ async fn plain_backend(moto: &Moto) {
         .send()
         .await
         .unwrap();
-    let key = aws_sdk_dynamodb::types::KeySchemaElement::builder()
-        .attribute_name("LockID")
-        .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-        .build()
-        .unwrap();
-    let attribute = aws_sdk_dynamodb::types::AttributeDefinition::builder()
-        .attribute_name("LockID")
-        .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-        .build()
-        .unwrap();
-    dynamodb(moto)
-        .await
-        .create_table()
-        .table_name(LOCK_TABLE)
-        .key_schema(key)
-        .attribute_definitions(attribute)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.lock_table(LOCK_TABLE).await;
 }
 
 /// The action of every step `infra bootstrap` reports.
@@ -144,8 +100,7 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
         ["would create"; 2]
     );
     assert!(
-        s3(&moto)
-            .await
+        moto.s3()
             .head_bucket()
             .bucket(STATE_BUCKET)
             .send()
@@ -155,7 +110,7 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
     );
 
     assert_eq!(bootstrap_actions(&moto, &state.0, &[]), ["created"; 2]);
-    let s3 = s3(&moto).await;
+    let s3 = moto.s3();
     let versioning = s3
         .get_bucket_versioning()
         .bucket(STATE_BUCKET)
@@ -200,7 +155,7 @@ async fn bootstrap_creates_a_safe_backend_and_a_second_run_changes_nothing() {
         .await
         .unwrap();
     assert!(policy.policy().unwrap().contains("aws:SecureTransport"));
-    let dynamodb = dynamodb(&moto).await;
+    let dynamodb = moto.dynamodb();
     let table = dynamodb
         .describe_table()
         .table_name(LOCK_TABLE)
@@ -262,8 +217,7 @@ async fn an_existing_bucket_without_versioning_is_reported_not_used() {
         "{stderr}"
     );
     assert!(
-        dynamodb(&moto)
-            .await
+        moto.dynamodb()
             .describe_table()
             .table_name(LOCK_TABLE)
             .send()
@@ -363,8 +317,8 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
         text(&applied.stderr).contains("==> terraform apply: done"),
         "each phase is reported"
     );
-    let object = s3(&moto)
-        .await
+    let object = moto
+        .s3()
         .get_object()
         .bucket(STATE_BUCKET)
         .key(STATE_KEY)
@@ -438,8 +392,8 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
         ],
     );
     assert!(destroyed.status.success(), "{}", text(&destroyed.stderr));
-    let object = s3(&moto)
-        .await
+    let object = moto
+        .s3()
         .get_object()
         .bucket(STATE_BUCKET)
         .key(STATE_KEY)

@@ -178,6 +178,8 @@ pub async fn apply(
     // Pass 1: a server-side dry run of everything. Validation errors and field conflicts
     // surface here, before any object is changed.
     let mut planned = Vec::new();
+    // Each object's resourceVersion before this apply, read once here for pass 2.
+    let mut versions = Vec::new();
     for manifest in manifests {
         let id = super::object_id(manifest);
         let api = resources.api_for(manifest).await?;
@@ -226,18 +228,18 @@ pub async fn apply(
         } else {
             None
         };
+        versions.push(live.as_ref().and_then(|l| {
+            l["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string)
+        }));
         planned.push(ObjectChange { id, change, diff });
     }
 
     // Pass 2: apply for real.
     if !options.dry_run {
-        for (manifest, planned) in manifests.iter().zip(&mut planned) {
+        for ((manifest, planned), before) in manifests.iter().zip(&mut planned).zip(versions) {
             let api = resources.api_for(manifest).await?;
-            let before = api
-                .get_opt(name_of(manifest))
-                .await
-                .map_err(|err| cluster.explain(err))?
-                .and_then(|o| o.metadata.resource_version);
             let applied = api
                 .patch(
                     name_of(manifest),
