@@ -178,8 +178,8 @@ pub async fn apply(
     // Pass 1: a server-side dry run of everything. Validation errors and field conflicts
     // surface here, before any object is changed.
     let mut planned = Vec::new();
-    // Each object's resourceVersion before this apply, read once here for pass 2.
-    let mut versions = Vec::new();
+    // Each object as it was before this apply, read once here for pass 2.
+    let mut lives = Vec::new();
     for manifest in manifests {
         let id = super::object_id(manifest);
         let api = resources.api_for(manifest).await?;
@@ -228,17 +228,13 @@ pub async fn apply(
         } else {
             None
         };
-        versions.push(live.as_ref().and_then(|l| {
-            l["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_string)
-        }));
+        lives.push(live);
         planned.push(ObjectChange { id, change, diff });
     }
 
     // Pass 2: apply for real.
     if !options.dry_run {
-        for ((manifest, planned), before) in manifests.iter().zip(&mut planned).zip(versions) {
+        for ((manifest, planned), before) in manifests.iter().zip(&mut planned).zip(lives) {
             let api = resources.api_for(manifest).await?;
             let applied = api
                 .patch(
@@ -252,11 +248,12 @@ pub async fn apply(
                         .explain(err)
                         .context(format!("applying {}", planned.id))
                 })?;
+            // Compared as people compare objects: a controller's status write in between is
+            // not a change this apply made.
+            let applied = serde_json::to_value(applied)?;
             planned.change = match before {
                 None => Change::Created,
-                Some(rv) if Some(rv.as_str()) == applied.metadata.resource_version.as_deref() => {
-                    Change::Unchanged
-                }
+                Some(live) if comparable(&live) == comparable(&applied) => Change::Unchanged,
                 Some(_) => Change::Configured,
             };
         }
