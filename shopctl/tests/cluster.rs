@@ -1149,6 +1149,17 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
                 .store()
                 .create(lookup("", "PersistentVolumeClaim"), NS, claim, options)
                 .unwrap();
+            // The simulated provisioner binds on its next pass: only the class is broken.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while cluster.get("", "PersistentVolumeClaim", "scratch").unwrap()["status"]["phase"]
+                != "Bound"
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the claim was not bound"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }),
         ("workloads.components-ready", |cluster, _, _| {
             assert_eq!(
