@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::proxy::{self, ProxyRequest};
 use crate::resources::{self, RESOURCES, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Part, PatchKind, Propagation, Store, WatchEvent, WriteOptions};
@@ -38,6 +39,8 @@ pub struct AppState {
     /// What requests without credentials may do (upstream `--anonymous-auth`, user
     /// `system:anonymous`); None rejects them with 401.
     pub anonymous: Option<Access>,
+    /// Who answers for each Service port behind the service proxy.
+    pub backends: crate::proxy::Backends,
 }
 
 type Params = HashMap<String, String>;
@@ -71,6 +74,20 @@ pub async fn handle(
         Ok(user) => user,
         Err(error) => return error_response(&error),
     };
+    if let Some(request) = ProxyRequest::parse(uri.path(), uri.query()) {
+        let forwarded = proxy::forward(
+            &state.store,
+            &state.backends,
+            &user,
+            request,
+            method,
+            &headers,
+            body,
+        );
+        return forwarded
+            .await
+            .unwrap_or_else(|error| error_response(&error));
+    }
     match route(&state, &user, &method, &segments, &params, &headers, &body).await {
         Ok(response) => response,
         Err(error) => error_response(&error),

@@ -108,7 +108,7 @@ fn canonical(value: &Value) -> String {
     }
 }
 
-fn is_ready(pod: &Value) -> bool {
+pub(crate) fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -918,19 +918,36 @@ impl Controllers {
         }
     }
 
-    /// A dynamic provisioner: every claim is bound to a volume of the size it asked for.
+    /// A dynamic provisioner: a claim naming an existing StorageClass is bound to a volume
+    /// of the size it asked for; one naming no existing class stays Pending, as upstream
+    /// (no provisioner answers it). A claim once bound (or Lost) keeps its phase.
     fn claims(&mut self) {
+        let classes = self.all(rt("storage.k8s.io", "StorageClass"));
+        // A claim without a class gets the default one, as the DefaultStorageClass
+        // admission plugin does.
+        let default = classes.iter().find(|c| {
+            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        });
         for claim in self.all(rt("", "PersistentVolumeClaim")) {
-            let size = claim["spec"]["resources"]["requests"]["storage"].clone();
-            self.set_status(
-                rt("", "PersistentVolumeClaim"),
-                &claim,
+            if matches!(claim["status"]["phase"].as_str(), Some("Bound" | "Lost")) {
+                continue;
+            }
+            let class = match claim["spec"]["storageClassName"].as_str() {
+                Some(class) => Some(class),
+                None => default.map(name_of),
+            };
+            let status = if classes.iter().any(|c| Some(name_of(c)) == class) {
                 json!({
                     "phase": "Bound",
                     "accessModes": claim["spec"]["accessModes"],
-                    "capacity": {"storage": size},
-                }),
-            );
+                    "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
+                })
+            } else {
+                json!({"phase": "Pending"})
+            };
+            if claim["status"] != status {
+                self.set_status(rt("", "PersistentVolumeClaim"), &claim, status);
+            }
         }
     }
 

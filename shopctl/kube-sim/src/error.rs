@@ -148,6 +148,18 @@ impl ApiError {
     }
 
     pub fn forbidden(user: &str, verb: &str, rt: &ResourceType, namespace: Option<&str>) -> Self {
+        Self::forbidden_on(user, verb, &rt.qualified(), rt.plural, rt.group, namespace)
+    }
+
+    /// Forbidden on `resource` (which may be a subresource, as `services/proxy`).
+    pub fn forbidden_on(
+        user: &str,
+        verb: &str,
+        qualified: &str,
+        resource: &str,
+        group: &str,
+        namespace: Option<&str>,
+    ) -> Self {
         let scope = match namespace {
             Some(ns) => format!(" in the namespace \"{ns}\""),
             None => " at the cluster scope".to_string(),
@@ -156,12 +168,13 @@ impl ApiError {
             403,
             "Forbidden",
             format!(
-                "{} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
-                rt.qualified(),
-                rt.plural,
-                rt.group
+                "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}"
             ),
         )
+    }
+
+    pub fn service_unavailable(message: String) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
     }
 
     pub fn gone(message: String) -> Self {

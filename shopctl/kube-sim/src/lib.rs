@@ -1,15 +1,16 @@
 //! A simulated Kubernetes API server on loopback, for testing `shopctl` where no cluster can
 //! run. It is not Kubernetes: it imitates the behaviour a client observes — discovery,
 //! CRUD with upstream metadata bookkeeping, server-side apply with managed fields,
-//! patches, selectors, watches, status and scale subresources, garbage collection, and
-//! controllers for Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and Pods whose
-//! behaviour image tags script (see `controllers`). Each imitated behaviour has a test
-//! citing the upstream documentation it follows.
+//! patches, selectors, watches, status and scale subresources, the service proxy, garbage
+//! collection, and controllers for Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs
+//! and Pods whose behaviour image tags script (see `controllers`). Each imitated behaviour
+//! has a test citing the upstream documentation it follows.
 
 pub mod api;
 pub mod controllers;
 pub mod error;
 pub mod fields;
+pub mod proxy;
 pub mod resources;
 pub mod selectors;
 pub mod store;
@@ -48,6 +49,7 @@ pub struct Simulator {
     addr: SocketAddr,
     store: Store,
     tokens: Arc<Mutex<HashMap<String, (String, Access)>>>,
+    backends: proxy::Backends,
     admin_token: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -75,11 +77,13 @@ impl Simulator {
             admin_token.clone(),
             ("admin".to_string(), Access::Admin),
         )])));
+        let backends = proxy::Backends::default();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = api::AppState {
             store: store.clone(),
             tokens: tokens.clone(),
             anonymous: config.anonymous.clone(),
+            backends: backends.clone(),
         };
         let controller_store = store.clone();
         let thread = std::thread::Builder::new()
@@ -107,6 +111,7 @@ impl Simulator {
             addr,
             store,
             tokens,
+            backends,
             admin_token,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -129,6 +134,26 @@ impl Simulator {
             .unwrap_or_else(|p| p.into_inner())
             .insert(token.clone(), (user.to_string(), access));
         token
+    }
+
+    /// Makes the server at `url` answer, through the service proxy, for the pods behind
+    /// port `port` (its name) of Service `namespace/service`: the simulation's pod network.
+    pub fn serve(&self, namespace: &str, service: &str, port: &str, url: &str) {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (namespace.into(), service.into(), port.into()),
+                url.trim_end_matches('/').into(),
+            );
+    }
+
+    /// Stops answering for a Service port, as if its process died.
+    pub fn stop_serving(&self, namespace: &str, service: &str, port: &str) {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(namespace.into(), service.into(), port.into()));
     }
 
     /// Direct access to the objects, for tests that arrange or inspect state.

@@ -28,6 +28,22 @@ struct Args {
     /// tokens only over TLS) can talk to this plain-HTTP server. Loopback demos only.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Answer a Service port through the service proxy with a local server:
+    /// `NAMESPACE/SERVICE:PORT=URL` (PORT is the port's name), repeatable. Pods run no
+    /// processes here; this is their network.
+    #[arg(long, value_name = "NAMESPACE/SERVICE:PORT=URL", value_parser = parse_serve)]
+    serve: Vec<(String, String, String, String)>,
+}
+
+fn parse_serve(raw: &str) -> Result<(String, String, String, String), String> {
+    let invalid = || format!("expected NAMESPACE/SERVICE:PORT=URL, got {raw:?}");
+    let (target, url) = raw.split_once('=').ok_or_else(invalid)?;
+    let (namespace, service) = target.split_once('/').ok_or_else(invalid)?;
+    let (service, port) = service.split_once(':').ok_or_else(invalid)?;
+    if [namespace, service, port, url].iter().any(|p| p.is_empty()) {
+        return Err(invalid());
+    }
+    Ok((namespace.into(), service.into(), port.into(), url.into()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         simulator.admin_token(),
         &args.cluster_name,
     )?;
+    for (namespace, service, port, url) in &args.serve {
+        simulator.serve(namespace, service, port, url);
+    }
     println!(
         "simulated Kubernetes API server (not a real cluster) serving on {}",
         simulator.url()
@@ -57,4 +76,29 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(tokio::signal::ctrl_c())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_serve;
+
+    #[test]
+    fn serve_names_a_service_port_and_a_url() {
+        assert_eq!(
+            parse_serve("shop/backend:http=http://127.0.0.1:8080").unwrap(),
+            (
+                "shop".into(),
+                "backend".into(),
+                "http".into(),
+                "http://127.0.0.1:8080".into()
+            )
+        );
+        for bad in [
+            "shop/backend=http://x",
+            "backend:http=http://x",
+            "shop/backend:http=",
+        ] {
+            assert!(parse_serve(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -883,3 +883,172 @@ async fn requests_need_a_valid_token_and_permission() {
         "--allow-anonymous lets kubectl in"
     );
 }
+
+/// A stand-in for a pod's process: answers with the path and query it was asked for, or
+/// with the status `/status/{code}` names.
+async fn echo_server() -> String {
+    use axum::extract::{Path, Request};
+    let app = axum::Router::new()
+        .route(
+            "/status/{code}",
+            axum::routing::get(|Path(code): Path<u16>| async move {
+                StatusCode::from_u16(code).unwrap()
+            }),
+        )
+        .fallback(|request: Request| async move { request.uri().to_string() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The service proxy: https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/#manually-constructing-apiserver-proxy-urls
+/// (`services/[https:]name[:port_name]/proxy`; a port is named or numbered, only Ready
+/// endpoints receive traffic, none is a 503 "no endpoints available", RBAC on
+/// `services/proxy`).
+#[tokio::test]
+async fn the_service_proxy_reaches_ready_endpoints_only() {
+    let client = Client::start();
+    const SERVICES: &str = "/api/v1/namespaces/default/services";
+    let proxy = |service: &str, rest: &str| format!("{SERVICES}/{service}/proxy{rest}");
+    let (code, missing) = client.get(&proxy("web:http", "/")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(missing["message"], "services \"web\" not found");
+
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    });
+    assert_eq!(client.post(SERVICES, service).await.0, StatusCode::CREATED);
+    let (code, unavailable) = client.get(&proxy("web:http", "/")).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "no pods yet");
+    assert_eq!(
+        unavailable["message"],
+        "no endpoints available for service \"web\""
+    );
+
+    let path = format!("{DEPLOYMENTS}/web");
+    client
+        .apply(&path, "t", false, deployment("web", "nginx:1"))
+        .await;
+    client
+        .eventually(&path, "available", |d| {
+            d["status"]["availableReplicas"] == 2
+        })
+        .await;
+    let (code, refused) = client.get(&proxy("web:http", "/")).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error trying to reach service: dial tcp 10.244."),
+        "nothing serves the pods yet: {refused}"
+    );
+
+    client
+        .sim
+        .serve("default", "web", "http", &echo_server().await);
+    let (code, echoed) = client.get(&proxy("web:http", "/products?limit=1")).await;
+    assert_eq!((code, echoed), (StatusCode::OK, json!("/products?limit=1")));
+    assert_eq!(
+        client.get(&proxy("http:web:80", "/by-number")).await.1,
+        json!("/by-number"),
+        "a port by number, with a scheme"
+    );
+    assert_eq!(
+        client.get(&proxy("web", "/")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an omitted port matches only an unnamed one"
+    );
+    assert_eq!(
+        client.get(&proxy("web:http", "/status/418")).await.0,
+        StatusCode::IM_A_TEAPOT,
+        "the endpoint's status passes through"
+    );
+
+    let mut restricted = Client::start();
+    restricted.token = restricted
+        .sim
+        .add_token("dev", Access::Namespaces(vec!["shop".into()]));
+    let (code, forbidden) = restricted.get(&proxy("web:http", "/")).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(
+        forbidden["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot get resource \"services/proxy\""),
+        "{forbidden}"
+    );
+
+    // Scaled to zero: the pods go, and with them the endpoints.
+    let (code, _) = client
+        .patch(
+            &format!("{path}/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 0}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get(&proxy("web:http", "/")).await.0 == StatusCode::OK {
+        assert!(Instant::now() < deadline, "the endpoints never went away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.get(&proxy("web:http", "/")).await.1["message"],
+        "no endpoints available for service \"web\""
+    );
+}
+
+/// Dynamic provisioning and binding: https://kubernetes.io/docs/concepts/storage/persistent-volumes/#binding
+/// and https://kubernetes.io/docs/concepts/storage/dynamic-provisioning/#defaulting-behavior
+/// (a claim for a class no provisioner serves stays Pending; a claim without a class gets
+/// the default one; a bound claim stays bound).
+#[tokio::test]
+async fn claims_bind_through_their_storage_class_or_stay_pending() {
+    let client = Client::start();
+    const CLAIMS: &str = "/api/v1/namespaces/default/persistentvolumeclaims";
+    const CLASSES: &str = "/apis/storage.k8s.io/v1/storageclasses";
+    let claim = |name: &str, class: Option<&str>| {
+        let mut claim = json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        });
+        if let Some(class) = class {
+            claim["spec"]["storageClassName"] = json!(class);
+        }
+        claim
+    };
+    for (name, class) in [("missing", Some("nowhere")), ("defaulted", None)] {
+        assert_eq!(
+            client.post(CLAIMS, claim(name, class)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    client
+        .eventually(&format!("{CLAIMS}/missing"), "Pending", |c| {
+            c["status"]["phase"] == "Pending"
+        })
+        .await;
+
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "ebs.csi.aws.com",
+    });
+    assert_eq!(client.post(CLASSES, class).await.0, StatusCode::CREATED);
+    let bound = client
+        .eventually(
+            &format!("{CLAIMS}/defaulted"),
+            "bound by the default class",
+            |c| c["status"]["phase"] == "Bound",
+        )
+        .await;
+    assert_eq!(bound["status"]["capacity"]["storage"], "1Gi");
+    assert_eq!(
+        client.get(&format!("{CLAIMS}/missing")).await.1["status"]["phase"],
+        "Pending",
+        "still no provisioner for its class"
+    );
+}
