@@ -8,6 +8,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use shopctl::cluster::Cluster;
 use shopctl::env::model::Provider;
 use shopctl::local::state::StateDir;
+use shopctl::validate::cluster::DriftCheck;
 use shopctl::validate::{self, ClusterTarget, LocalTarget, Report, Selection, Status};
 
 use super::cluster::ClusterArgs;
@@ -38,6 +39,13 @@ pub struct ValidateArgs {
     /// and for debugging a check in isolation).
     #[arg(long)]
     sequential: bool,
+    /// Clusters: also run `terraform plan` (no lock) and fail on any drift between the
+    /// infrastructure and its configuration. Slow; bounded by --timeout only.
+    #[arg(long)]
+    drift: bool,
+    /// The Terraform root module --drift plans (default: terraform/envs/<env>).
+    #[arg(long, value_name = "DIR", requires = "drift")]
+    stack: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
@@ -64,7 +72,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
             // Reading the cluster counts against the overall deadline too.
             let load = async {
                 let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
-                ClusterTarget::load(&cluster, &environment).await
+                let drift = args.drift.then(|| DriftCheck {
+                    stack: args.stack.clone(),
+                });
+                anyhow::Ok(
+                    ClusterTarget::load(&cluster, &environment)
+                        .await?
+                        .with_drift(drift),
+                )
             };
             let target = tokio::time::timeout(args.timeout, load)
                 .await

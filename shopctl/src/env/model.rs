@@ -45,6 +45,11 @@ pub struct Cluster {
     pub provider: Provider,
     /// Kubernetes minor version the manifests target, e.g. "1.33".
     pub kubernetes_version: String,
+    /// Where the API server's own connections to pods come from, which NetworkPolicies
+    /// let reach the services' ports so its service proxy (`shopctl validate`) works: on
+    /// EKS, the subnets holding the control plane's network interfaces.
+    #[serde(default)]
+    pub api_server_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -252,24 +252,16 @@ impl Executor<'_> {
                 service,
                 path,
                 status,
-            } => {
-                let Some(base) = self.target.service_url(service) else {
-                    return (false, format!("{service} is not part of this environment"));
-                };
-                match self.target.http().get(format!("{base}{path}")).send().await {
-                    Ok(response) => {
-                        let got = response.status().as_u16();
-                        (
-                            got == *status,
-                            format!("GET {service}{path} answered {got} (expected {status})"),
-                        )
-                    }
-                    Err(err) => (
-                        false,
-                        format!("GET {service}{path} failed: {}", err.without_url()),
+            } => match self.target.get(service, path, &[]).await {
+                Ok(reply) => (
+                    reply.status == *status,
+                    format!(
+                        "GET {service}{path} answered {} (expected {status})",
+                        reply.status
                     ),
-                }
-            }
+                ),
+                Err(err) => (false, format!("GET {service}{path} failed: {err}")),
+            },
             CheckSpec::Validate { check } => {
                 let Some(found) = crate::validate::all_checks().find(|c| c.id == check) else {
                     return (false, format!("no validate check {check}"));
@@ -302,24 +294,16 @@ impl Executor<'_> {
             }
             CheckSpec::Promql { query, expect } => {
                 let expectation = Expectation::parse(expect).expect("validated when parsed");
-                let Some(base) = self.target.prometheus_url() else {
+                if !self.target.runs("prometheus") {
                     return (false, "no Prometheus in this environment".into());
-                };
-                let response = self
+                }
+                let body = match self
                     .target
-                    .http()
-                    .get(format!("{base}/api/v1/query"))
-                    .query(&[("query", query)])
-                    .send()
-                    .await;
-                let body: serde_json::Value = match response {
-                    Ok(r) => r.json().await.unwrap_or_default(),
-                    Err(err) => {
-                        return (
-                            false,
-                            format!("querying Prometheus failed: {}", err.without_url()),
-                        );
-                    }
+                    .get("prometheus", "/api/v1/query", &[("query", query)])
+                    .await
+                {
+                    Ok(reply) => reply.json(),
+                    Err(err) => return (false, format!("querying Prometheus failed: {err}")),
                 };
                 let value = body["data"]["result"][0]["value"][1]
                     .as_str()

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::target::Target;
+use super::target::{Reply, Target};
 use super::{Check, CheckFuture, Verdict};
 
 pub static ALL: &[Check] = &[
@@ -10,76 +10,103 @@ pub static ALL: &[Check] = &[
         id: "workloads.components-ready",
         category: "workloads",
         run: components_ready,
+        slow: false,
     },
     Check {
         id: "workloads.no-crash-loop",
         category: "workloads",
         run: no_crash_loop,
+        slow: false,
     },
     Check {
         id: "workloads.release-current",
         category: "workloads",
         run: release_current,
+        slow: false,
     },
     Check {
         id: "storage.database",
         category: "storage",
         run: database,
+        slow: false,
     },
     Check {
         id: "storage.backups",
         category: "storage",
         run: backups,
+        slow: false,
     },
     Check {
         id: "app.frontend-ready",
         category: "app",
         run: |t| ready(t, "frontend"),
+        slow: false,
     },
     Check {
         id: "app.backend-ready",
         category: "app",
         run: |t| ready(t, "backend"),
+        slow: false,
     },
     Check {
         id: "app.ml-ready",
         category: "app",
         run: |t| ready(t, "ml"),
+        slow: false,
     },
     Check {
         id: "app.products",
         category: "app",
         run: products,
+        slow: false,
     },
     Check {
         id: "app.storefront",
         category: "app",
         run: storefront,
+        slow: false,
     },
     Check {
         id: "obs.prometheus",
         category: "obs",
         run: prometheus_ready,
+        slow: false,
+    },
+    Check {
+        id: "obs.loki",
+        category: "obs",
+        run: loki_ready,
+        slow: false,
+    },
+    Check {
+        id: "obs.tempo",
+        category: "obs",
+        run: tempo_ready,
+        slow: false,
     },
     Check {
         id: "obs.targets",
         category: "obs",
         run: scrape_targets,
+        slow: false,
     },
     Check {
         id: "obs.alerts",
         category: "obs",
         run: critical_alerts,
+        slow: false,
     },
     Check {
         id: "obs.slo-availability",
         category: "obs",
         run: slo_availability,
+        slow: false,
     },
     Check {
         id: "obs.slo-latency",
         category: "obs",
         run: slo_latency,
+        slow: false,
     },
 ];
 
@@ -152,69 +179,63 @@ fn release_current(target: &dyn Target) -> CheckFuture<'_> {
     })
 }
 
-/// A service's base URL, or the verdict when the target cannot reach services (skipped)
-/// or does not run this one (failed).
-fn service_base(target: &dyn Target, service: &str) -> Result<String, Verdict> {
-    if let Some(reason) = target.unreachable_services() {
-        return Err(Verdict::skipped(reason));
-    }
-    target.service_url(service).ok_or_else(|| {
-        Verdict::fail(
+/// GET from one of the platform's own services: not running it at all is a failure.
+async fn ask(
+    target: &dyn Target,
+    service: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<Reply, Verdict> {
+    if !target.runs(service) {
+        return Err(Verdict::fail(
             format!("{service} is not part of this environment"),
-            "run `shopctl up`",
+            "deploy it: `shopctl up`",
+        ));
+    }
+    target.get(service, path, query).await.map_err(|err| {
+        Verdict::fail(
+            format!("{service} unreachable: {err}"),
+            format!("`shopctl logs {service}`; `shopctl status`"),
         )
     })
 }
 
-async fn get_json(target: &dyn Target, url: &str) -> Result<(u16, Value), String> {
-    let response = target
-        .http()
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
-}
-
 fn ready<'a>(target: &'a dyn Target, service: &'static str) -> CheckFuture<'a> {
     Box::pin(async move {
-        let base = match service_base(target, service) {
-            Ok(base) => base,
-            Err(verdict) => return verdict,
-        };
-        match get_json(target, &format!("{base}/readyz")).await {
-            Ok((200, _)) => Verdict::pass(format!("{service} /readyz answers ready")),
-            Ok((status, body)) => Verdict::fail(
-                format!("{service} /readyz answered {status}: {body}"),
+        match ask(target, service, "/readyz", &[]).await {
+            Ok(reply) if reply.status == 200 => {
+                Verdict::pass(format!("{service} /readyz answers ready"))
+            }
+            Ok(reply) => Verdict::fail(
+                format!(
+                    "{service} /readyz answered {}: {}",
+                    reply.status,
+                    reply.json()
+                ),
                 format!(
                     "its readiness names the dependency that is down; `shopctl logs {service}`"
                 ),
             ),
-            Err(err) => Verdict::fail(
-                format!("{service} unreachable: {err}"),
-                format!("`shopctl logs {service}`; `shopctl status`"),
-            ),
+            Err(verdict) => verdict,
         }
     })
 }
 
 fn database(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let base = match service_base(target, "backend") {
-            Ok(base) => base,
-            Err(verdict) => return verdict,
-        };
-        match get_json(target, &format!("{base}/readyz")).await {
-            Ok((_, body)) if body["postgres"] == "ok" => {
+        match ask(target, "backend", "/readyz", &[]).await {
+            Ok(reply) if reply.json()["postgres"] == "ok" => {
                 Verdict::pass("PostgreSQL answers the backend")
             }
-            Ok((_, body)) => Verdict::fail(
-                format!("the backend reports PostgreSQL as {}", body["postgres"]),
+            Ok(reply) => Verdict::fail(
+                format!(
+                    "the backend reports PostgreSQL as {}",
+                    reply.json()["postgres"]
+                ),
                 "`shopctl logs postgres`; is the disk full?",
             ),
-            Err(err) => Verdict::fail(
-                format!("backend unreachable: {err}"),
+            Err(_) => Verdict::fail(
+                "the backend cannot be asked about PostgreSQL",
                 "check app.backend-ready first",
             ),
         }
@@ -265,20 +286,21 @@ fn backups(target: &dyn Target) -> CheckFuture<'_> {
 
 fn products(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let base = match service_base(target, "backend") {
-            Ok(base) => base,
-            Err(verdict) => return verdict,
-        };
-        match get_json(target, &format!("{base}/products?limit=1")).await {
-            Ok((200, body)) if body["items"].as_array().is_some_and(|i| !i.is_empty()) => {
+        match ask(target, "backend", "/products", &[("limit", "1")]).await {
+            Ok(reply)
+                if reply.status == 200
+                    && reply.json()["items"]
+                        .as_array()
+                        .is_some_and(|i| !i.is_empty()) =>
+            {
                 Verdict::pass("GET /products returns products")
             }
-            Ok((status, _)) => Verdict::fail(
-                format!("GET /products answered {status} without products"),
+            Ok(reply) => Verdict::fail(
+                format!("GET /products answered {} without products", reply.status),
                 "is the catalogue empty? check the backend log",
             ),
-            Err(err) => Verdict::fail(
-                format!("GET /products failed: {err}"),
+            Err(verdict) => Verdict::fail(
+                format!("GET /products failed: {}", verdict.detail),
                 "check app.backend-ready first",
             ),
         }
@@ -287,14 +309,9 @@ fn products(target: &dyn Target) -> CheckFuture<'_> {
 
 fn storefront(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let base = match service_base(target, "frontend") {
-            Ok(base) => base,
-            Err(verdict) => return verdict,
-        };
-        match target.http().get(format!("{base}/")).send().await {
-            Ok(response) if response.status().is_success() => {
-                let page = response.text().await.unwrap_or_default();
-                if page.contains("<article class=\"card\">") {
+        match ask(target, "frontend", "/", &[]).await {
+            Ok(reply) if reply.is_success() => {
+                if reply.body.contains("<article class=\"card\">") {
                     Verdict::pass("the catalogue page renders products")
                 } else {
                     Verdict::fail(
@@ -303,32 +320,28 @@ fn storefront(target: &dyn Target) -> CheckFuture<'_> {
                     )
                 }
             }
-            Ok(response) => Verdict::fail(
-                format!("the storefront answered {}", response.status()),
+            Ok(reply) => Verdict::fail(
+                format!("the storefront answered {}", reply.status),
                 "`shopctl logs frontend`",
             ),
-            Err(err) => Verdict::fail(
-                format!("storefront unreachable: {}", err.without_url()),
-                "`shopctl logs frontend`",
-            ),
+            Err(verdict) => verdict,
         }
     })
 }
 
-/// Runs `query` on Prometheus; `None` (skip) when this target has no Prometheus.
+/// Runs `query` on Prometheus; `None` (skip) when the environment runs no Prometheus.
 async fn promql(target: &dyn Target, query: &str) -> Option<Result<Vec<Value>, String>> {
-    let base = target.prometheus_url()?;
-    let url = format!("{base}/api/v1/query");
+    if !target.runs("prometheus") {
+        return None;
+    }
     let result = async {
-        let response = target
-            .http()
-            .get(url)
-            .query(&[("query", query)])
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let body: Value = response.json().await.map_err(|e| e.to_string())?;
-        Ok(body["data"]["result"]
+        let reply = target
+            .get("prometheus", "/api/v1/query", &[("query", query)])
+            .await?;
+        if !reply.is_success() {
+            return Err(format!("Prometheus answered {}", reply.status));
+        }
+        Ok(reply.json()["data"]["result"]
             .as_array()
             .cloned()
             .unwrap_or_default())
@@ -336,25 +349,41 @@ async fn promql(target: &dyn Target, query: &str) -> Option<Result<Vec<Value>, S
     Some(result.await)
 }
 
-const NO_PROMETHEUS: &str = "no Prometheus in this environment (install the `prometheus` binary and run `shopctl up` again)";
+const NO_PROMETHEUS: &str = "no Prometheus in this environment (locally: install the `prometheus` binary and run `shopctl up` again)";
+
+/// An observability component's readiness endpoint; skipped where it is not deployed.
+async fn component_ready(target: &dyn Target, service: &str, name: &str, path: &str) -> Verdict {
+    if !target.runs(service) {
+        return Verdict::skipped(format!("no {name} in this environment"));
+    }
+    match target.get(service, path, &[]).await {
+        Ok(reply) if reply.is_success() => Verdict::pass(format!("{name} is ready")),
+        Ok(reply) => Verdict::fail(
+            format!("{name} answered {}: {}", reply.status, reply.body.trim()),
+            format!("`shopctl logs {service}`; its pod's events say why"),
+        ),
+        Err(err) => Verdict::fail(
+            format!("{name} unreachable: {err}"),
+            format!("`shopctl logs {service}`; `shopctl status`"),
+        ),
+    }
+}
 
 fn prometheus_ready(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        let Some(base) = target.prometheus_url() else {
+        if !target.runs("prometheus") {
             return Verdict::skipped(NO_PROMETHEUS);
-        };
-        match target.http().get(format!("{base}/-/ready")).send().await {
-            Ok(response) if response.status().is_success() => Verdict::pass("Prometheus is ready"),
-            Ok(response) => Verdict::fail(
-                format!("Prometheus answered {}", response.status()),
-                "`shopctl logs prometheus`",
-            ),
-            Err(err) => Verdict::fail(
-                format!("Prometheus unreachable: {}", err.without_url()),
-                "`shopctl logs prometheus`",
-            ),
         }
+        component_ready(target, "prometheus", "Prometheus", "/-/ready").await
     })
+}
+
+fn loki_ready(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(component_ready(target, "loki", "Loki", "/ready"))
+}
+
+fn tempo_ready(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(component_ready(target, "tempo", "Tempo", "/ready"))
 }
 
 fn scrape_targets(target: &dyn Target) -> CheckFuture<'_> {

@@ -8,6 +8,7 @@ use super::{Check, CheckFuture, Verdict};
 use crate::backup::Location;
 use crate::env::Environment;
 use crate::infra;
+use crate::infra::terraform::{PlanSummary, Workspace};
 
 fn environment(target: &dyn Target) -> Option<&Environment> {
     target.cluster().and_then(|s| s.environment.as_ref())
@@ -18,16 +19,25 @@ pub static ALL: &[Check] = &[
         id: "access.aws",
         category: "access",
         run: aws_account,
+        slow: false,
     },
     Check {
         id: "access.terraform-state",
         category: "access",
         run: terraform_state,
+        slow: false,
+    },
+    Check {
+        id: "access.drift",
+        category: "access",
+        run: drift,
+        slow: true,
     },
     Check {
         id: "storage.backup-object",
         category: "storage",
         run: backup_object,
+        slow: false,
     },
 ];
 
@@ -45,6 +55,64 @@ fn aws_account(target: &dyn Target) -> CheckFuture<'_> {
             ),
         }
     })
+}
+
+fn drift(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let Some(env) = environment(target) else {
+            return Verdict::skipped("the local target has no cloud infrastructure");
+        };
+        let Some(request) = target.cluster().and_then(|s| s.drift.as_ref()) else {
+            return Verdict::skipped(
+                "opt-in: `--drift` runs `terraform plan` against the live infrastructure",
+            );
+        };
+        match planned_changes(env, request.stack.as_deref()).await {
+            Ok(summary) if summary.is_empty() => {
+                Verdict::pass("the infrastructure matches its Terraform configuration")
+            }
+            Ok(summary) => {
+                let mut changes: Vec<String> = summary
+                    .changes
+                    .iter()
+                    .map(|c| format!("{} {}", c.action, c.address))
+                    .collect();
+                if changes.len() > 5 {
+                    let more = changes.len() - 5;
+                    changes.truncate(5);
+                    changes.push(format!("and {more} more"));
+                }
+                Verdict::fail(
+                    format!("drifted: {}", changes.join(", ")),
+                    format!(
+                        "`shopctl infra plan --env {}` shows each change; apply the \
+                         configuration or undo the change made outside it",
+                        env.name
+                    ),
+                )
+            }
+            Err(err) => Verdict::fail(
+                format!("planning failed: {err:#}"),
+                format!("`shopctl infra drift --env {}` shows why", env.name),
+            ),
+        }
+    })
+}
+
+/// What `terraform plan` would change, planned without a state lock so a check never
+/// blocks a deploy.
+async fn planned_changes(
+    env: &Environment,
+    stack: Option<&std::path::Path>,
+) -> anyhow::Result<PlanSummary> {
+    let workspace = Workspace::new(env, stack)?;
+    workspace.check_version().await?;
+    workspace.init(env).await?;
+    if workspace.plan(env, false, false).await? {
+        workspace.summarise(env).await
+    } else {
+        Ok(PlanSummary::default())
+    }
 }
 
 fn terraform_state(target: &dyn Target) -> CheckFuture<'_> {

@@ -2,13 +2,12 @@
 //! concurrently when validate starts, so every check is a fast look at the same moment.
 //! Secret values are dropped as they are read; only key names are kept.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
-use super::target::{ComponentHealth, Target};
+use super::target::{ComponentHealth, Reply, ReplyFuture, Target};
 use crate::backup::store::BackupDir;
 use crate::cluster::apply::Resources;
 use crate::cluster::release::{Release, ReleaseStore};
@@ -24,16 +23,27 @@ pub struct Snapshot {
     pub objects: BTreeMap<&'static str, Vec<Value>>,
     /// Kinds the caller may not list (403), with the server's message.
     pub forbidden: Vec<String>,
+    pub forbidden_kinds: BTreeSet<&'static str>,
     pub release: Option<Release>,
     pub history: Vec<u32>,
     /// The backup CronJob's schedule, from the environment.
     pub backup_schedule: String,
     /// The environment, for the checks that ask AWS.
     pub environment: Option<Environment>,
+    /// Asked for with `--drift`: compare the infrastructure with the Terraform stack.
+    pub drift: Option<DriftCheck>,
 }
 
-const KINDS: [(&str, &str, bool); 15] = [
+/// `--drift`: plan the environment's Terraform stack (default `terraform/envs/<env>`)
+/// without a lock and report any change as drift.
+#[derive(Debug, Clone, Default)]
+pub struct DriftCheck {
+    pub stack: Option<std::path::PathBuf>,
+}
+
+const KINDS: [(&str, &str, bool); 16] = [
     ("v1", "Namespace", false),
+    ("v1", "Service", true),
     ("v1", "Node", false),
     ("storage.k8s.io/v1", "StorageClass", false),
     ("apps/v1", "Deployment", true),
@@ -104,7 +114,8 @@ impl Snapshot {
                     }));
                 }
                 Err(kube::Error::Api(status)) if status.code == 403 => {
-                    snapshot.forbidden.push(status.message.clone())
+                    snapshot.forbidden.push(status.message.clone());
+                    snapshot.forbidden_kinds.insert(kind);
                 }
                 Err(err) => return Err(cluster.explain(err)),
             }
@@ -145,17 +156,89 @@ fn redact(object: &mut Value) {
 
 pub struct ClusterTarget {
     pub snapshot: Snapshot,
-    http: reqwest::Client,
+    /// Services are asked through the API server's service proxy, with the caller's
+    /// cluster credentials: nothing needs to be exposed for validate to reach them.
+    client: kube::Client,
 }
 
 impl ClusterTarget {
     pub async fn load(cluster: &Cluster, environment: &Environment) -> anyhow::Result<Self> {
         Ok(Self {
             snapshot: Snapshot::load(cluster, environment).await?,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            client: cluster.client.clone(),
         })
+    }
+
+    pub fn with_drift(mut self, drift: Option<DriftCheck>) -> Self {
+        self.snapshot.drift = drift;
+        self
+    }
+
+    /// The namespace of `service` and the port the proxy addresses: the one named `http`
+    /// where there are several (Tempo), else the only one.
+    fn locate(&self, service: &str) -> Option<(&str, String)> {
+        let found = self.snapshot.of("Service").iter().find(|s| {
+            s["metadata"]["name"] == service
+                && self
+                    .snapshot
+                    .namespaces
+                    .iter()
+                    .any(|ns| s["metadata"]["namespace"] == ns.as_str())
+        })?;
+        let ports = found["spec"]["ports"].as_array()?;
+        let port = ports
+            .iter()
+            .find(|p| p["name"] == "http")
+            .or_else(|| (ports.len() == 1).then(|| &ports[0]))?;
+        let port = match port["name"].as_str() {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => port["port"].to_string(),
+        };
+        Some((found["metadata"]["namespace"].as_str()?, port))
+    }
+
+    async fn proxy_get(
+        &self,
+        service: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let (namespace, port) = self
+            .locate(service)
+            .ok_or_else(|| format!("no Service {service} in this environment"))?;
+        let mut uri =
+            format!("/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}");
+        if !query.is_empty() {
+            let encoded = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            uri.push(if path.contains('?') { '&' } else { '?' });
+            uri.push_str(&encoded);
+        }
+        let request = http::Request::get(uri)
+            .body(kube::client::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let response = self.client.send(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        // The API server's own refusal (no endpoints, forbidden) is a Status object, not
+        // the service's answer: report it as the reason the service could not be reached.
+        if status >= 400
+            && let Ok(refusal) = serde_json::from_str::<Value>(&body)
+            && refusal["kind"] == "Status"
+            && refusal["apiVersion"] == "v1"
+        {
+            return Err(format!(
+                "the API server's service proxy answered {status}: {}",
+                refusal["message"].as_str().unwrap_or_default()
+            ));
+        }
+        Ok(Reply { status, body })
     }
 }
 
@@ -186,22 +269,17 @@ impl Target for ClusterTarget {
         "cluster"
     }
 
-    fn http(&self) -> &reqwest::Client {
-        &self.http
+    fn runs(&self, service: &str) -> bool {
+        self.locate(service).is_some()
     }
 
-    fn service_url(&self, _service: &str) -> Option<String> {
-        None
-    }
-
-    fn prometheus_url(&self) -> Option<String> {
-        None
-    }
-
-    fn unreachable_services(&self) -> Option<&'static str> {
-        Some(
-            "the services are reached through the API server's service proxy, which shopctl does not use yet",
-        )
+    fn get<'a>(
+        &'a self,
+        service: &'a str,
+        path: &'a str,
+        query: &'a [(&'a str, &'a str)],
+    ) -> ReplyFuture<'a> {
+        Box::pin(self.proxy_get(service, path, query))
     }
 
     fn components(&self) -> Vec<ComponentHealth> {

@@ -75,6 +75,9 @@ pub struct Check {
     pub id: &'static str,
     pub category: &'static str,
     pub run: for<'a> fn(&'a dyn Target) -> CheckFuture<'a>,
+    /// Runs for as long as the overall deadline allows, not the per-check one (a
+    /// `terraform plan`, asked for explicitly).
+    pub slow: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,9 +166,12 @@ pub async fn run(environment: &str, target: &dyn Target, selection: &Selection) 
         .collect();
     let runs = chosen.iter().map(|check| async move {
         let began = Instant::now();
-        let budget = selection
-            .per_check
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let budget = if check.slow {
+            remaining
+        } else {
+            selection.per_check.min(remaining)
+        };
         let verdict = match tokio::time::timeout(budget, (check.run)(target)).await {
             Ok(verdict) => verdict,
             Err(_) => Verdict::fail(

@@ -2,9 +2,12 @@
 //! Checks ask the target, so one check serves both; a check that has no meaning for a
 //! target says so and is skipped.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde_json::Value;
 
 use crate::backup::store::BackupDir;
 use crate::local::release::ReleaseStore;
@@ -19,22 +22,43 @@ pub struct ComponentHealth {
     pub managed: bool,
 }
 
+/// A service's answer to a GET.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, String>> + Send + 'a>>;
+
 pub trait Target: Send + Sync {
     /// `local` or `cluster`.
     fn kind(&self) -> &'static str;
-    fn http(&self) -> &reqwest::Client;
-    /// Base URL of `frontend`, `backend` or `ml`.
-    fn service_url(&self, service: &str) -> Option<String>;
-    fn prometheus_url(&self) -> Option<String>;
+    /// Whether the environment runs `service`: `frontend`, `backend`, `ml`, `prometheus`,
+    /// `loki` or `tempo`.
+    fn runs(&self, service: &str) -> bool;
+    /// GET `path` with `query` from `service`; the error says why it could not be reached.
+    fn get<'a>(
+        &'a self,
+        service: &'a str,
+        path: &'a str,
+        query: &'a [(&'a str, &'a str)],
+    ) -> ReplyFuture<'a>;
     fn components(&self) -> Vec<ComponentHealth>;
     /// (release running, newest release recorded).
     fn releases(&self) -> Option<(u32, u32)>;
     /// Where the environment's backups are kept.
     fn backups(&self) -> Option<BackupDir>;
-    /// Why the services' HTTP endpoints cannot be reached from here, if they cannot.
-    fn unreachable_services(&self) -> Option<&'static str> {
-        None
-    }
     /// The cluster objects, for a cluster target.
     fn cluster(&self) -> Option<&super::cluster::Snapshot> {
         None
@@ -68,21 +92,45 @@ impl LocalTarget {
     }
 }
 
+impl LocalTarget {
+    fn url(&self, service: &str) -> Option<&str> {
+        self.state.component(service)?.url.as_deref()
+    }
+}
+
 impl Target for LocalTarget {
     fn kind(&self) -> &'static str {
         "local"
     }
 
-    fn http(&self) -> &reqwest::Client {
-        &self.http
+    fn runs(&self, service: &str) -> bool {
+        self.url(service).is_some()
     }
 
-    fn service_url(&self, service: &str) -> Option<String> {
-        self.state.component(service)?.url.clone()
-    }
-
-    fn prometheus_url(&self) -> Option<String> {
-        self.service_url("prometheus")
+    fn get<'a>(
+        &'a self,
+        service: &'a str,
+        path: &'a str,
+        query: &'a [(&'a str, &'a str)],
+    ) -> ReplyFuture<'a> {
+        Box::pin(async move {
+            let base = self
+                .url(service)
+                .ok_or_else(|| format!("{service} is not part of this environment"))?;
+            let response = self
+                .http
+                .get(format!("{base}{path}"))
+                .query(query)
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            let status = response.status().as_u16();
+            let body = response
+                .text()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            Ok(Reply { status, body })
+        })
     }
 
     fn components(&self) -> Vec<ComponentHealth> {

@@ -207,3 +207,83 @@ impl Moto {
             .unwrap();
     }
 }
+
+/// The real services — `shopctl up --env local`: PostgreSQL, Redis, frontend, backend, ml
+/// and Prometheus as processes on loopback — stopped when dropped. Cluster tests make the
+/// simulated pods' network reach these.
+pub struct LocalPlatform {
+    state: Scratch,
+    urls: std::collections::BTreeMap<String, String>,
+}
+
+impl LocalPlatform {
+    /// Starts the platform and waits until Prometheus has scraped the services once.
+    pub async fn start() -> Self {
+        let state = Scratch::new();
+        let up = Self::shopctl(&state, &["up", "--env", "local"]);
+        assert_eq!(up.code, 0, "shopctl up:\n{}\n{}", up.stdout, up.stderr);
+        let status = Self::shopctl(&state, &["status", "--output", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let urls = status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| Some((c["name"].as_str()?.into(), c["url"].as_str()?.into())))
+            .collect();
+        let platform = Self { state, urls };
+        platform.wait_for_first_scrapes().await;
+        platform
+    }
+
+    /// shopctl on this platform's state, never on a database or Redis the caller's
+    /// environment names.
+    fn shopctl(state: &Scratch, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+            .args(args)
+            .current_dir(workspace_root())
+            .env("SHOPCTL_STATE_DIR", state.path("state"))
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("SHOPCTL_ENV")
+            .output()
+            .expect("shopctl runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The base URL of a component (`frontend`, `backend`, `ml`, `prometheus`).
+    pub fn url(&self, component: &str) -> &str {
+        self.urls
+            .get(component)
+            .unwrap_or_else(|| panic!("the local platform runs no {component}: {:?}", self.urls))
+    }
+
+    async fn wait_for_first_scrapes(&self) {
+        let query = format!("{}/api/v1/query?query=up", self.url("prometheus"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let series: serde_json::Value = match reqwest::get(&query).await {
+                Ok(response) => response.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            let scraped = series["data"]["result"].as_array().map_or(0, Vec::len);
+            if scraped >= 3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not scrape the services: {series}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for LocalPlatform {
+    fn drop(&mut self) {
+        let _ = Self::shopctl(&self.state, &["down"]);
+    }
+}
