@@ -604,6 +604,87 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
     let backups = check(&report, "storage.backups");
     assert_eq!(backups["status"], "pass", "{report:#}");
     assert!(backups["detail"].as_str().unwrap().contains(&id));
+
+    // The result reaches Prometheus through the Pushgateway: "last verified restore" is a metric.
+    assert!(
+        text(&verified.stderr).contains("pushed the result to the Pushgateway"),
+        "{}",
+        text(&verified.stderr)
+    );
+    let platform = status(&state);
+    let prometheus = component(&platform, "prometheus")["url"].as_str().unwrap();
+    let pushgateway = component(&platform, "pushgateway")["url"].as_str().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last_verified = loop {
+        let query = "shopmicro_backup_last_verified_restore_timestamp_seconds{job=\"shopmicro_backup_verify\"}";
+        let series = runtime.block_on(promql(prometheus, query));
+        if let Some(sample) = series.first() {
+            assert_eq!(sample["metric"]["backup"], id.as_str(), "{sample}");
+            break sample["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the result"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 300.0..=now).contains(&last_verified),
+        "{last_verified} vs {now}"
+    );
+
+    // A verification that fails says so, and the last good restore's time survives it.
+    let dump = state.join("backups").join(&id).join("dump.pgc");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let failed = shopctl_in(&state, &["backup", "verify"], None);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    let pushed = runtime.block_on(async {
+        reqwest::get(format!("{pushgateway}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let sample = |name: &str| {
+        pushed
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        sample("shopmicro_backup_verification_success"),
+        Some(0.0),
+        "{pushed}"
+    );
+    assert_eq!(
+        sample("shopmicro_backup_last_verified_restore_timestamp_seconds"),
+        Some(last_verified),
+        "{pushed}"
+    );
+}
+
+/// The samples of an instant query.
+async fn promql(prometheus: &str, query: &str) -> Vec<Value> {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 async fn place_order(backend: &str) -> i64 {

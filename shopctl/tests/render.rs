@@ -489,7 +489,37 @@ fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
     };
     let location = "s3://shopmicro-prod-backups-210987654321/postgres/";
     assert_eq!(args(steps[0]), ["db", "backup", "--to", location]);
-    assert_eq!(args(steps[1]), ["db", "verify", "--from", location]);
+    let pushgateway = "http://pushgateway.monitoring.svc:9091";
+    assert_eq!(
+        args(steps[1]),
+        [
+            "db",
+            "verify",
+            "--from",
+            location,
+            "--pushgateway",
+            pushgateway
+        ]
+    );
+    // The verification result has somewhere to go: the Pushgateway's Service, which
+    // Prometheus scrapes with the pushed labels kept.
+    let service = objects
+        .iter()
+        .find(|o| o.kind() == "Service" && o.name() == "pushgateway")
+        .expect("the Pushgateway is part of the stack");
+    assert_eq!(service.str_at("/metadata/namespace"), "monitoring");
+    assert_eq!(service.value["spec"]["ports"][0]["port"], 9091);
+    let prometheus = objects
+        .iter()
+        .find(|o| o.kind() == "ConfigMap" && o.name() == "prometheus-config")
+        .unwrap();
+    let config = prometheus.value["data"]["prometheus.yml"].as_str().unwrap();
+    let job = config.split("job_name: pushgateway").nth(1).unwrap();
+    assert_eq!(
+        job.lines().nth(1).map(str::trim),
+        Some("honor_labels: true"),
+        "Prometheus keeps the pushed job label: {config}"
+    );
     assert_eq!(
         args(steps[2]),
         [

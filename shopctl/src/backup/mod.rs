@@ -9,6 +9,7 @@
 
 pub mod location;
 pub mod manifest;
+pub mod metrics;
 pub mod retention;
 pub mod store;
 pub mod tools;

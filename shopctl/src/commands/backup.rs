@@ -87,7 +87,16 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir)?;
             let id = runtime.block_on(backups.resolve(id))?;
-            return super::db::verify_and_report(&runtime, &url, &backups, &id);
+            let pushgateway = dir
+                .read()?
+                .and_then(|state| state.component("pushgateway")?.url.clone());
+            return super::db::verify_and_report(
+                &runtime,
+                &url,
+                &backups,
+                &id,
+                pushgateway.as_deref(),
+            );
         }
     }
     Ok(Outcome::Success)

@@ -46,6 +46,9 @@ enum DbCommand {
         from: String,
         #[arg(long)]
         backup: Option<String>,
+        /// Push the result to this Pushgateway, for the "last verified restore" metric.
+        #[arg(long, env = "SHOPCTL_PUSHGATEWAY", value_name = "URL")]
+        pushgateway: Option<String>,
     },
     /// List backups with age, size and verification.
     List {
@@ -131,10 +134,11 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             database_url,
             from,
             backup,
+            pushgateway,
         } => {
             let dir = runtime.block_on(Location::parse(&from))?;
             let id = runtime.block_on(dir.resolve(backup))?;
-            return verify_and_report(&runtime, &database_url, &dir, &id);
+            return verify_and_report(&runtime, &database_url, &dir, &id, pushgateway.as_deref());
         }
         DbCommand::List { dir, output } => {
             let backups = runtime.block_on(async { Location::parse(&dir).await?.list().await })?;
@@ -200,14 +204,24 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Restores a backup into a scratch database, records the result, and says what happened.
+/// Restores a backup into a scratch database, records the result (beside the backup and,
+/// given one, on a Pushgateway), and says what happened.
 pub(super) fn verify_and_report(
     runtime: &tokio::runtime::Runtime,
     database_url: &str,
     dir: &Location,
     id: &str,
+    pushgateway: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let verification = runtime.block_on(backup::verify(database_url, dir, id))?;
+    if let Some(url) = pushgateway {
+        // The result is already recorded beside the backup; a metric that goes stale
+        // because of this fires the "not verified recently" alert, which is the point.
+        match runtime.block_on(backup::metrics::push(url, id, &verification)) {
+            Ok(()) => eprintln!("pushed the result to the Pushgateway"),
+            Err(err) => eprintln!("warning: {err:#}"),
+        }
+    }
     if !verification.ok {
         eprintln!("backup {id} FAILED verification: {}", verification.detail);
         return Ok(Outcome::CheckFailed);

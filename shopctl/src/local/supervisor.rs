@@ -285,8 +285,34 @@ async fn start_all(
     });
     start(options, state, events, running, frontend, "storefront").await?;
 
+    // Batch jobs (backup verification) push their results here for Prometheus to scrape.
+    let pushgateway = match which("prometheus-pushgateway").or_else(|| which("pushgateway")) {
+        Some(program) => {
+            let spec = pushgateway_spec(program).map_err(failed("pushgateway"))?;
+            let port = spec.port;
+            start(
+                options,
+                state,
+                events,
+                running,
+                spec,
+                "receiving batch jobs' metrics",
+            )
+            .await?;
+            Some(port)
+        }
+        None => {
+            events(Event::Skipped {
+                component: "pushgateway".into(),
+                reason: "no prometheus-pushgateway binary on PATH".into(),
+            });
+            None
+        }
+    };
+
     if let Some(program) = which("prometheus") {
-        let spec = prometheus_spec(options, program, &ports).map_err(failed("prometheus"))?;
+        let spec =
+            prometheus_spec(options, program, &ports, pushgateway).map_err(failed("prometheus"))?;
         start(
             options,
             state,
@@ -305,10 +331,24 @@ async fn start_all(
     Ok(())
 }
 
+fn pushgateway_spec(program: PathBuf) -> anyhow::Result<Spec> {
+    let port = free_port()?;
+    Ok(Spec {
+        name: "pushgateway",
+        program,
+        args: vec![format!("--web.listen-address=127.0.0.1:{port}")],
+        env: BTreeMap::new(),
+        port,
+        ready_path: Some("/-/ready"),
+        as_postgres: None,
+    })
+}
+
 fn prometheus_spec(
     options: &Options,
     program: PathBuf,
     ports: &BTreeMap<&str, u16>,
+    pushgateway: Option<u16>,
 ) -> anyhow::Result<Spec> {
     let dir = options.state.root.join("prometheus");
     std::fs::create_dir_all(dir.join("rules"))?;
@@ -319,10 +359,14 @@ fn prometheus_spec(
         .iter()
         .map(|(name, port)| format!("      - targets: ['127.0.0.1:{port}']\n        labels: {{service: {name}, namespace: shopmicro}}\n"))
         .collect();
+    // The pushed series keep their own `job` label (honor_labels), as in the cluster.
+    let pushgateway = pushgateway
+        .map(|port| format!("  - job_name: pushgateway\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"))
+        .unwrap_or_default();
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global:\n  scrape_interval: 15s\n  evaluation_interval: 30s\nrule_files:\n  - rules/*.yaml\nscrape_configs:\n  - job_name: shopmicro\n    static_configs:\n{targets}"
+            "global:\n  scrape_interval: 15s\n  evaluation_interval: 30s\nrule_files:\n  - rules/*.yaml\nscrape_configs:\n  - job_name: shopmicro\n    static_configs:\n{targets}{pushgateway}"
         ),
     )?;
     let port = free_port()?;
