@@ -132,16 +132,22 @@ impl TestCluster {
         shopctl_with(&all, &vars)
     }
 
-    fn jobs(&self) -> Vec<Value> {
+    /// Objects of a kind in the platform's namespace, by label selector ("" for all).
+    fn list(&self, group: &str, kind: &str, selector: &str) -> Vec<Value> {
+        let selector = LabelSelector::parse(selector).unwrap();
         self.sim
             .store()
             .list(
-                lookup("batch", "Job"),
+                lookup(group, kind),
                 Some(NS),
-                &LabelSelector::default(),
+                &selector,
                 &Default::default(),
             )
             .0
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        self.list("batch", "Job", "")
     }
 
     fn shopctl(&self, args: &[&str]) -> Run {
@@ -255,12 +261,7 @@ fn a_new_image_tag_rolls_out_a_new_replica_set_revision_and_wait_sees_it_ready()
         deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "2"
     );
-    let (replica_sets, _) = cluster.sim.store().list(
-        lookup("apps", "ReplicaSet"),
-        Some(NS),
-        &LabelSelector::parse("app.kubernetes.io/name=backend").unwrap(),
-        &Default::default(),
-    );
+    let replica_sets = cluster.list("apps", "ReplicaSet", "app.kubernetes.io/name=backend");
     let revision_of = |rs: &Value| {
         rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
             .as_str()
@@ -1333,14 +1334,9 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         // Every backend replica on one node: a node failure takes the service down.
         (&["scaling.spread"], |cluster, _, options| {
             let store = cluster.sim.store();
-            let pods = store.list(
-                lookup("", "Pod"),
-                Some(NS),
-                &LabelSelector::parse("app.kubernetes.io/name=backend").unwrap(),
-                &Default::default(),
-            );
-            let node = pods.0[0]["spec"]["nodeName"].clone();
-            for pod in pods.0 {
+            let pods = cluster.list("", "Pod", "app.kubernetes.io/name=backend");
+            let node = pods[0]["spec"]["nodeName"].clone();
+            for pod in pods {
                 let moved = json!({"spec": {"nodeName": node}});
                 let name = pod["metadata"]["name"].as_str().unwrap();
                 store
@@ -1359,13 +1355,8 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         // A volume whose backing disk is gone.
         (&["storage.volumes"], |cluster, _, options| {
             let store = cluster.sim.store();
-            let claims = store.list(
-                lookup("", "PersistentVolumeClaim"),
-                Some(NS),
-                &LabelSelector::default(),
-                &Default::default(),
-            );
-            let name = claims.0[0]["metadata"]["name"].as_str().unwrap();
+            let claims = cluster.list("", "PersistentVolumeClaim", "");
+            let name = claims[0]["metadata"]["name"].as_str().unwrap();
             let lost = json!({"status": {"phase": "Lost"}});
             store
                 .patch(
@@ -1493,15 +1484,7 @@ async fn drift_is_checked_on_request_and_a_change_made_outside_terraform_fails_i
 
     // Someone edits what Terraform manages by hand: here, the state's recorded input
     // (removing the digest Terraform keeps beside the state, as a hand edit would).
-    let object = s3
-        .get_object()
-        .bucket(STATE_BUCKET)
-        .key(STATE_KEY)
-        .send()
-        .await
-        .unwrap();
-    let mut state: Value =
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    let mut state = moto.json_object(STATE_BUCKET, STATE_KEY).await;
     state["resources"][0]["instances"][0]["attributes"]["input"]["value"] =
         json!("changed by hand");
     state["serial"] = json!(state["serial"].as_u64().unwrap() + 1);
@@ -1637,6 +1620,133 @@ fn backed_up(cluster: &TestCluster, moto: &Moto, database: &TestDatabase) -> Str
     taken.stdout.trim().to_string()
 }
 
+/// `backup verify` on a cluster runs the CronJob's verify step as a Job; here the test
+/// does what that container does (a real `db verify` against the emulated bucket).
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_verify_runs_the_verify_step_as_a_job_and_reports_what_it_recorded() {
+    let moto = moto_with_bucket(BACKUP_BUCKET).await;
+    let database = TestDatabase::create().await;
+    // The simulated Job runs 6 s: time for the test to do its container's work.
+    let cluster = TestCluster::start_with(Duration::from_secs(6));
+    assert_eq!(cluster.shopctl(&["apply", "--env", "dev"]).code, 0);
+    let backup = backed_up(&cluster, &moto, &database);
+    let location = format!("s3://{BACKUP_BUCKET}/postgres/");
+    let verify = |id: &str| {
+        cluster.shopctl_aws(
+            &moto,
+            &[
+                "backup",
+                "--env",
+                "dev",
+                "--timeout",
+                "60s",
+                "verify",
+                "--backup",
+                id,
+            ],
+        )
+    };
+    let verify_jobs = || -> Vec<Value> {
+        cluster
+            .jobs()
+            .into_iter()
+            .filter(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("db-verify-")
+            })
+            .collect()
+    };
+
+    let unknown = verify("20200101T000000Z");
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("20200101T000000Z")
+            && unknown.stderr.contains("backup --env dev list"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        verify_jobs().is_empty(),
+        "nothing runs for an unknown backup"
+    );
+
+    let run = std::thread::scope(|scope| {
+        let run = scope.spawn(|| verify(&backup));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while verify_jobs().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no verify Job was created"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let container = cluster.shopctl_aws(
+            &moto,
+            &[
+                "db",
+                "verify",
+                "--database-url",
+                database.url(),
+                "--from",
+                &location,
+                "--backup",
+                &backup,
+            ],
+        );
+        assert_eq!(container.code, 0, "{}", container.stderr);
+        run.join().unwrap()
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("backup {backup} verified")),
+        "{}",
+        run.stderr
+    );
+    let pod = &verify_jobs()[0]["spec"]["template"]["spec"];
+    assert!(
+        pod["initContainers"].is_null(),
+        "only the verify step: {pod}"
+    );
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(pod["containers"][0]["name"], "verify");
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!([
+            "db",
+            "verify",
+            "--from",
+            location,
+            "--pushgateway",
+            "http://pushgateway.monitoring.svc:9091",
+            "--backup",
+            backup
+        ])
+    );
+    assert_eq!(
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DATABASE_URL")
+            .unwrap()["valueFrom"]["secretKeyRef"]["name"],
+        "database-credentials"
+    );
+
+    // A Job that records nothing (its container never ran) is not mistaken for the
+    // earlier verification.
+    let silent = verify(&backup);
+    assert_eq!(silent.code, 1, "{}", silent.stderr);
+    assert!(
+        silent
+            .stderr
+            .contains(&format!("no verification of {backup} was recorded")),
+        "{}",
+        silent.stderr
+    );
+}
+
 fn replicas(cluster: &TestCluster, deployment: &str) -> Value {
     cluster.get("apps", "Deployment", deployment).unwrap()["spec"]["replicas"].clone()
 }
@@ -1717,6 +1827,15 @@ async fn restore_stops_the_writers_runs_a_restore_job_and_brings_them_back() {
     assert!(
         pod["initContainers"].is_null(),
         "no backup steps in a restore"
+    );
+    assert_eq!(pod["containers"][0]["name"], "restore");
+    assert!(
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "DATABASE_URL"),
+        "the restore step has the database's credentials: {pod}"
     );
     assert_eq!(
         pod["containers"][0]["args"],

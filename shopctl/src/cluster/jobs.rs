@@ -32,7 +32,7 @@ pub async fn create_from_cron_job(
     namespace: &str,
     cron_job: &str,
     job_name: &str,
-    edit: impl FnOnce(&mut k8s_openapi::api::batch::v1::JobSpec),
+    edit: impl FnOnce(&mut k8s_openapi::api::batch::v1::JobSpec) -> anyhow::Result<()>,
 ) -> anyhow::Result<Job> {
     let cron_jobs: Api<CronJob> = Api::namespaced(cluster.client.clone(), namespace);
     let cron = cron_jobs
@@ -63,10 +63,14 @@ pub async fn create_from_cron_job(
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        spec: template.spec.map(|mut spec| {
-            edit(&mut spec);
-            spec
-        }),
+        // The edit may refuse the template: then nothing is created.
+        spec: match template.spec {
+            Some(mut spec) => {
+                edit(&mut spec)?;
+                Some(spec)
+            }
+            None => None,
+        },
         status: None,
     };
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);

@@ -1,8 +1,8 @@
-//! Restoring a cluster environment's database. The restore runs inside the cluster, where
-//! the database and the backup job's IRSA identity are: a Job from the `db-backup`
-//! CronJob's template, running `shopctl db restore` instead of the backup steps. Writers
-//! (the services) are scaled to zero first and brought back afterwards, whatever happened
-//! in between.
+//! Restoring and verifying a cluster environment's database. Both run inside the cluster,
+//! where the database and the backup job's IRSA identity are: a Job from the `db-backup`
+//! CronJob's template, its verify step alone (running `shopctl db restore` for a restore).
+//! For a restore, writers (the services) are scaled to zero first and brought back
+//! afterwards, whatever happened in between.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -129,27 +129,71 @@ async fn run_restore_job(
     backup: &str,
     timeout: Duration,
 ) -> anyhow::Result<JobOutcome> {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let name = format!(
-        "db-restore-{}-{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        &suffix[..5]
-    );
     let args = [
         "db", "restore", "--from", location, "--backup", backup, "--yes",
     ]
     .map(String::from)
     .to_vec();
+    // A failed restore is looked at, not retried against a half-restored database.
+    database_job(cluster, namespace, "restore", |_| args, Some(0), timeout).await
+}
+
+/// Proves a backup restores, in the cluster: the CronJob's verify step on its own, for
+/// `backup` (default: the newest). Its result is recorded beside the backup and pushed
+/// to the Pushgateway, as the nightly run's is.
+pub async fn verify(
+    cluster: &Cluster,
+    namespace: &str,
+    backup: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<JobOutcome> {
+    let edit = |mut args: Vec<String>| {
+        if let Some(backup) = backup {
+            args.extend(["--backup".to_string(), backup.to_string()]);
+        }
+        args
+    };
+    database_job(cluster, namespace, "verify", edit, None, timeout).await
+}
+
+/// Runs one database step as a Job from the `db-backup` CronJob: its `verify` container
+/// (the one with the database credentials and the scratch volume), named `step`, with
+/// the arguments `args` makes of the verify step's own, alone in the pod.
+async fn database_job(
+    cluster: &Cluster,
+    namespace: &str,
+    step: &str,
+    args: impl FnOnce(Vec<String>) -> Vec<String>,
+    backoff_limit: Option<i32>,
+    timeout: Duration,
+) -> anyhow::Result<JobOutcome> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!(
+        "db-{step}-{}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        &suffix[..5]
+    );
     jobs::create_from_cron_job(cluster, namespace, "db-backup", &name, |spec| {
         let pod = spec.template.spec.get_or_insert_with(Default::default);
-        pod.init_containers = None;
-        if let Some(container) = pod.containers.first_mut() {
-            container.name = "restore".into();
-            container.args = Some(args);
+        let mut container = pod
+            .init_containers
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name == "verify")
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the db-backup CronJob has no `verify` step to run the {step} with; \
+                     `shopctl apply` restores it"
+                )
+            })?;
+        container.name = step.into();
+        container.args = Some(args(container.args.take().unwrap_or_default()));
+        pod.containers = vec![container];
+        if backoff_limit.is_some() {
+            spec.backoff_limit = backoff_limit;
         }
-        pod.containers.truncate(1);
-        // A failed restore is looked at, not retried against a half-restored database.
-        spec.backoff_limit = Some(0);
+        Ok(())
     })
     .await?;
     jobs::follow(cluster, namespace, &name, timeout).await

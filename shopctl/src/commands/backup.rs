@@ -4,7 +4,7 @@
 
 use clap::{Args, Subcommand};
 use shopctl::backup::{self, Location, Manifest, store::BackupDir};
-use shopctl::cluster::{Cluster, jobs};
+use shopctl::cluster::{Cluster, jobs, restore};
 use shopctl::local::state::{ComponentState, StateDir};
 
 use super::cluster::ClusterArgs;
@@ -136,17 +136,46 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             print_backups(&backups);
             Ok(Outcome::Success)
         }
-        Some(BackupAction::Verify { .. }) => anyhow::bail!(
-            "on a cluster every backup Job verifies its backup before it finishes (restore into a \
-             scratch database); `shopctl backup --env {} --wait` takes and verifies one",
-            environment.name
-        ),
+        Some(BackupAction::Verify { backup }) => runtime.block_on(async {
+            let location = Location::parse(&bucket).await?;
+            // An unknown id is refused before anything runs in the cluster.
+            let id = location.resolve(backup).await?;
+            location.get(&id).await.map_err(|err| {
+                anyhow::anyhow!("{err:#}; `shopctl backup --env {} list` shows the backups", environment.name)
+            })?;
+            let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
+            eprintln!("verifying backup {id}: a Job restores it into a scratch database in the cluster");
+            let started = chrono::Utc::now();
+            let outcome = restore::verify(&cluster, &environment.namespace, Some(&id), args.timeout).await?;
+            // Only a result this Job recorded counts, not an older one.
+            let verification = location.get(&id).await?.verification.filter(|v| v.at >= started);
+            match verification {
+                Some(v) if outcome.succeeded && v.ok => {
+                    eprintln!("backup {id} verified in {:.0}s: restored in {} ms; {}", outcome.seconds, v.restore_millis, v.detail);
+                    Ok(Outcome::Success)
+                }
+                Some(v) if !v.ok => {
+                    eprintln!("backup {id} FAILED verification: {}", v.detail);
+                    Ok(Outcome::CheckFailed)
+                }
+                _ => {
+                    eprintln!(
+                        "the verify Job {} ({}); no verification of {id} was recorded; check its logs: kubectl logs -n {} job/{} --all-containers",
+                        if outcome.succeeded { "completed" } else { "failed" },
+                        outcome.reason.unwrap_or_default(),
+                        environment.namespace,
+                        outcome.job
+                    );
+                    Ok(Outcome::CheckFailed)
+                }
+            }
+        }),
         None => runtime.block_on(async {
             let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
             // Time-ordered and unique, like kubectl's generated names.
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             let name = format!("db-backup-manual-{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), &suffix[..5]);
-            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name, |_| {}).await?;
+            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name, |_| Ok(())).await?;
             eprintln!("created Job {name} from CronJob db-backup in namespace {}", environment.namespace);
             if !args.wait {
                 println!("{name}");
