@@ -317,16 +317,7 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
         text(&applied.stderr).contains("==> terraform apply: done"),
         "each phase is reported"
     );
-    let object = moto
-        .s3()
-        .get_object()
-        .bucket(STATE_BUCKET)
-        .key(STATE_KEY)
-        .send()
-        .await
-        .expect("the state is in the emulated bucket");
-    let state_json: Value =
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    let state_json = moto.json_object(STATE_BUCKET, STATE_KEY).await;
     assert_eq!(state_json["resources"][0]["type"], "terraform_data");
 
     let steady = json(
@@ -392,16 +383,7 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
         ],
     );
     assert!(destroyed.status.success(), "{}", text(&destroyed.stderr));
-    let object = moto
-        .s3()
-        .get_object()
-        .bucket(STATE_BUCKET)
-        .key(STATE_KEY)
-        .send()
-        .await
-        .unwrap();
-    let state_json: Value =
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    let state_json = moto.json_object(STATE_BUCKET, STATE_KEY).await;
     assert_eq!(
         state_json["resources"],
         serde_json::json!([]),

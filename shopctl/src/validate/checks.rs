@@ -6,108 +6,23 @@ use super::target::{Reply, Target};
 use super::{Check, CheckFuture, Verdict};
 
 pub static ALL: &[Check] = &[
-    Check {
-        id: "workloads.components-ready",
-        category: "workloads",
-        run: components_ready,
-        slow: false,
-    },
-    Check {
-        id: "workloads.no-crash-loop",
-        category: "workloads",
-        run: no_crash_loop,
-        slow: false,
-    },
-    Check {
-        id: "workloads.release-current",
-        category: "workloads",
-        run: release_current,
-        slow: false,
-    },
-    Check {
-        id: "storage.database",
-        category: "storage",
-        run: database,
-        slow: false,
-    },
-    Check {
-        id: "storage.backups",
-        category: "storage",
-        run: backups,
-        slow: false,
-    },
-    Check {
-        id: "app.frontend-ready",
-        category: "app",
-        run: |t| ready(t, "frontend"),
-        slow: false,
-    },
-    Check {
-        id: "app.backend-ready",
-        category: "app",
-        run: |t| ready(t, "backend"),
-        slow: false,
-    },
-    Check {
-        id: "app.ml-ready",
-        category: "app",
-        run: |t| ready(t, "ml"),
-        slow: false,
-    },
-    Check {
-        id: "app.products",
-        category: "app",
-        run: products,
-        slow: false,
-    },
-    Check {
-        id: "app.storefront",
-        category: "app",
-        run: storefront,
-        slow: false,
-    },
-    Check {
-        id: "obs.prometheus",
-        category: "obs",
-        run: prometheus_ready,
-        slow: false,
-    },
-    Check {
-        id: "obs.loki",
-        category: "obs",
-        run: loki_ready,
-        slow: false,
-    },
-    Check {
-        id: "obs.tempo",
-        category: "obs",
-        run: tempo_ready,
-        slow: false,
-    },
-    Check {
-        id: "obs.targets",
-        category: "obs",
-        run: scrape_targets,
-        slow: false,
-    },
-    Check {
-        id: "obs.alerts",
-        category: "obs",
-        run: critical_alerts,
-        slow: false,
-    },
-    Check {
-        id: "obs.slo-availability",
-        category: "obs",
-        run: slo_availability,
-        slow: false,
-    },
-    Check {
-        id: "obs.slo-latency",
-        category: "obs",
-        run: slo_latency,
-        slow: false,
-    },
+    Check::new("workloads.components-ready", "workloads", components_ready),
+    Check::new("workloads.no-crash-loop", "workloads", no_crash_loop),
+    Check::new("workloads.release-current", "workloads", release_current),
+    Check::new("storage.database", "storage", database),
+    Check::new("storage.backups", "storage", backups),
+    Check::new("app.frontend-ready", "app", |t| ready(t, "frontend")),
+    Check::new("app.backend-ready", "app", |t| ready(t, "backend")),
+    Check::new("app.ml-ready", "app", |t| ready(t, "ml")),
+    Check::new("app.products", "app", products),
+    Check::new("app.storefront", "app", storefront),
+    Check::new("obs.prometheus", "obs", prometheus_ready),
+    Check::new("obs.loki", "obs", loki_ready),
+    Check::new("obs.tempo", "obs", tempo_ready),
+    Check::new("obs.targets", "obs", scrape_targets),
+    Check::new("obs.alerts", "obs", critical_alerts),
+    Check::new("obs.slo-availability", "obs", slo_availability),
+    Check::new("obs.slo-latency", "obs", slo_latency),
 ];
 
 fn components_ready(target: &dyn Target) -> CheckFuture<'_> {
@@ -402,7 +317,12 @@ fn scrape_targets(target: &dyn Target) -> CheckFuture<'_> {
                 let down: Vec<String> = series
                     .iter()
                     .filter(|s| s["value"][1] != "1")
-                    .map(|s| s["metric"]["service"].as_str().unwrap_or("?").to_owned())
+                    .map(|s| {
+                        let labels = &s["metric"];
+                        // The services carry `service`; other targets (the Pushgateway) `job`.
+                        let name = labels["service"].as_str().or(labels["job"].as_str());
+                        name.unwrap_or("?").to_owned()
+                    })
                     .collect();
                 if down.is_empty() {
                     Verdict::pass(format!("{} targets up", series.len()))

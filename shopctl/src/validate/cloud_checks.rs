@@ -15,30 +15,15 @@ fn environment(target: &dyn Target) -> Option<&Environment> {
 }
 
 pub static ALL: &[Check] = &[
-    Check {
-        id: "access.aws",
-        category: "access",
-        run: aws_account,
-        slow: false,
-    },
-    Check {
-        id: "access.terraform-state",
-        category: "access",
-        run: terraform_state,
-        slow: false,
-    },
+    Check::new("access.aws", "access", aws_account),
+    Check::new("access.terraform-state", "access", terraform_state),
     Check {
         id: "access.drift",
         category: "access",
         run: drift,
         slow: true,
     },
-    Check {
-        id: "storage.backup-object",
-        category: "storage",
-        run: backup_object,
-        slow: false,
-    },
+    Check::new("storage.backup-object", "storage", backup_object),
 ];
 
 fn aws_account(target: &dyn Target) -> CheckFuture<'_> {

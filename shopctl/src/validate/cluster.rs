@@ -23,6 +23,7 @@ pub struct Snapshot {
     pub objects: BTreeMap<&'static str, Vec<Value>>,
     /// Kinds the caller may not list (403), with the server's message.
     pub forbidden: Vec<String>,
+    /// The same kinds: the checks that read them skip rather than misjudge.
     pub forbidden_kinds: BTreeSet<&'static str>,
     pub release: Option<Release>,
     pub history: Vec<u32>,

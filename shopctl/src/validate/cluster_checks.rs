@@ -40,12 +40,9 @@ fn on_cluster<'a>(
 
 macro_rules! cluster_check {
     ($id:literal, $category:literal, $local_reason:literal, $reads:expr, $check:expr) => {
-        Check {
-            id: $id,
-            category: $category,
-            run: |t| on_cluster(t, $local_reason, $reads, $check),
-            slow: false,
-        }
+        Check::new($id, $category, |t| {
+            on_cluster(t, $local_reason, $reads, $check)
+        })
     };
 }
 

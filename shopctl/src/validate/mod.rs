@@ -80,6 +80,21 @@ pub struct Check {
     pub slow: bool,
 }
 
+impl Check {
+    pub const fn new(
+        id: &'static str,
+        category: &'static str,
+        run: for<'a> fn(&'a dyn Target) -> CheckFuture<'a>,
+    ) -> Self {
+        Self {
+            id,
+            category,
+            run,
+            slow: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
     pub id: &'static str,

@@ -1,6 +1,7 @@
 //! What validate checks: the local target (processes `shopctl up` started) or a cluster.
-//! Checks ask the target, so one check serves both; a check that has no meaning for a
-//! target says so and is skipped.
+//! Checks ask the target, so one check serves both: a service's HTTP answer comes straight
+//! from its port locally and through the API server's service proxy on a cluster. A check
+//! that has no meaning for a target says so and is skipped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -90,9 +91,7 @@ impl LocalTarget {
             http,
         })
     }
-}
 
-impl LocalTarget {
     fn url(&self, service: &str) -> Option<&str> {
         self.state.component(service)?.url.as_deref()
     }

@@ -179,6 +179,19 @@ impl Moto {
         )
     }
 
+    /// An object of the emulated S3, parsed as JSON (a Terraform state, a manifest).
+    pub async fn json_object(&self, bucket: &str, key: &str) -> serde_json::Value {
+        let object = self
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("s3://{bucket}/{key}: {e}"));
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
+    }
+
     /// A Terraform lock table (`LockID` hash key), as bootstrap would make it.
     pub async fn lock_table(&self, name: &str) {
         use aws_sdk_dynamodb::types::{
