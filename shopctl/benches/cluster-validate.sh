@@ -11,6 +11,8 @@ command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hype
 cargo build --release --locked --workspace --bins
 bin=target/release/shopctl
 work=$(mktemp -d)
+# As root, shopctl runs PostgreSQL as `postgres`, which must reach the state directory.
+chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export SHOPCTL_STATE_DIR="$work/local"
 cleanup() { kill "${sim:-}" "${stand_in:-}" 2>/dev/null || true; $bin down >/dev/null 2>&1 || true; rm -rf "$work"; }
@@ -40,6 +42,8 @@ $bin apply --env dev --wait >/dev/null 2>&1
 $bin backup --env dev >/dev/null 2>&1
 # The simulated backup Job completes after 100 ms; wait until its CronJob records it.
 until $bin validate --env dev --only storage.backup-job >/dev/null 2>&1; do sleep 0.2; done
+# Prometheus scrapes every 15 s: measure once it has (a healthy platform, not a new one).
+until $bin validate --env dev --only obs.targets --output json 2>/dev/null | grep -q '"status": "pass"'; do sleep 1; done
 skip="access.aws,access.terraform-state,storage.backup-object"
 hyperfine --warmup 3 --runs 30 --shell=none --output=null --ignore-failure \
     --export-markdown target/cluster-validate-bench.md \

@@ -1118,6 +1118,54 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         BTreeSet::from(["access.drift".to_string(), "storage.backups".to_string()]),
         "{report:#}"
     );
+
+    // Prometheus hangs (its port accepts connections and never answers): the checks that
+    // ask it fail within their own deadline, and nothing else does.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    cluster
+        .sim
+        .serve(MONITORING, "prometheus", "http", &silent_url);
+    let started = std::time::Instant::now();
+    let run = cluster.shopctl_aws(
+        &moto,
+        &[
+            "validate",
+            "--env",
+            "dev",
+            "--only",
+            "app,obs",
+            "--check-timeout",
+            "1s",
+            "--output",
+            "json",
+        ],
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let hung = [
+        "obs.prometheus",
+        "obs.targets",
+        "obs.alerts",
+        "obs.slo-availability",
+        "obs.slo-latency",
+    ];
+    assert_eq!(
+        with_status(&report, "fail"),
+        hung.iter().map(|id| id.to_string()).collect(),
+        "{report:#}"
+    );
+    for check in report["checks"].as_array().unwrap() {
+        if hung.contains(&check["id"].as_str().unwrap()) {
+            assert_eq!(check["detail"], "timed out after 1.0s", "{check}");
+        }
+    }
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the checks ran concurrently within their deadline: {elapsed:?}"
+    );
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -49,6 +49,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
+    let started = std::time::Instant::now();
     let (_, environment) = args.env.load()?;
     let unknown = validate::unknown_names(&[args.only.clone(), args.skip.clone()].concat());
     anyhow::ensure!(
@@ -56,7 +57,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
         "unknown check or category: {} (see `shopctl validate --output json` for ids)",
         unknown.join(", ")
     );
-    let selection = Selection {
+    let mut selection = Selection {
         sequential: args.sequential,
         only: args.only,
         skip: args.skip,
@@ -89,8 +90,15 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
                         args.timeout.as_secs()
                     )
                 })??;
+            // One overall deadline: what reading the cluster took is gone from it.
+            selection.overall = args.timeout.saturating_sub(started.elapsed());
             anyhow::Ok(validate::run(&environment.name, &target, &selection).await)
         })?
+    };
+    // The summary's time is the whole run's, reading the target included.
+    let report = Report {
+        millis: started.elapsed().as_millis() as u64,
+        ..report
     };
     print_report(&report, args.output, print_table, report.failed())
 }
