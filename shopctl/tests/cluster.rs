@@ -1166,6 +1166,47 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         "the checks ran concurrently within their deadline: {elapsed:?}"
     );
     drop(silent);
+
+    // No access to the monitoring namespace: the service proxy is refused there too (a
+    // SelfSubjectAccessReview says so before anything is asked), so the checks that ask
+    // Prometheus, Loki and Tempo skip and access.permissions fails, saying why.
+    let token = cluster.sim.add_token(
+        "app-only",
+        Access::Namespaces(vec![NS.into(), format!("{MONITORING}-agents")]),
+    );
+    cluster
+        .sim
+        .write_kubeconfig(&cluster.kubeconfig, &token, "shopmicro-dev")
+        .unwrap();
+    let report = validate(&cluster, &moto, 1);
+    assert_eq!(
+        with_status(&report, "fail"),
+        BTreeSet::from(["access.permissions".to_string()]),
+        "{report:#}"
+    );
+    let checks = report["checks"].as_array().unwrap();
+    let detail = |id: &str| {
+        checks.iter().find(|c| c["id"] == id).unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        detail("access.permissions").contains("may not get services/proxy in namespace monitoring"),
+        "{report:#}"
+    );
+    for id in [
+        "obs.prometheus",
+        "obs.loki",
+        "obs.targets",
+        "obs.slo-latency",
+    ] {
+        assert!(
+            detail(id).contains("SelfSubjectAccessReview"),
+            "{id} skips, saying why: {report:#}"
+        );
+    }
+    assert!(with_status(&report, "pass").contains("app.products"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1175,7 +1216,7 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         ..WriteOptions::default()
     };
     type Breakage = fn(&TestCluster, &Moto, &WriteOptions);
-    let breakages: [(&[&str], Breakage); 18] = [
+    let breakages: [(&[&str], Breakage); 20] = [
         (&["workloads.namespaces"], |cluster, _, options| {
             let unlabelled =
                 json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": null}}});
@@ -1417,6 +1458,73 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
                     options,
                 )
                 .unwrap();
+        }),
+        // A new ml release crash-loops: its pods restart again and again while the old
+        // ones keep serving, so the rollout is not done either.
+        (
+            &["workloads.no-crash-loop", "workloads.components-ready"],
+            |cluster, _, _| {
+                let applied = cluster.shopctl(&[
+                    "apply",
+                    "--env",
+                    "dev",
+                    "--set",
+                    "services.ml.tag=0.2.0-crashloop",
+                ]);
+                assert_eq!(applied.code, 0, "{}", applied.stderr);
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while !cluster
+                    .list("", "Pod", "app.kubernetes.io/name=ml")
+                    .iter()
+                    .any(|p| {
+                        p["status"]["containerStatuses"][0]["restartCount"]
+                            .as_u64()
+                            .is_some_and(|n| n >= 3)
+                    })
+                {
+                    assert!(std::time::Instant::now() < deadline, "no pod crash-looped");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            },
+        ),
+        // Someone changes an image by hand (`kubectl set image`): the rollout completes,
+        // but what runs is not the release shopctl recorded.
+        (&["workloads.release-current"], |cluster, _, options| {
+            let hand_made = json!([{
+                "op": "replace",
+                "path": "/spec/template/spec/containers/0/image",
+                "value": "registry.example.com/backend:hotfix",
+            }]);
+            let store = cluster.sim.store();
+            let deployments = lookup("apps", "Deployment");
+            store
+                .patch(
+                    deployments,
+                    NS,
+                    "backend",
+                    PatchKind::Json,
+                    &hand_made,
+                    Part::Main,
+                    options,
+                )
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let backend = cluster.get("apps", "Deployment", "backend").unwrap();
+                let status = &backend["status"];
+                if status["observedGeneration"] == backend["metadata"]["generation"]
+                    && status["updatedReplicas"] == backend["spec"]["replicas"]
+                    && status["availableReplicas"] == backend["spec"]["replicas"]
+                    && status["replicas"] == backend["spec"]["replicas"]
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the rollout did not finish: {status}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }),
         // The backend process dies (before the kubelet notices): what asks it fails.
         (

@@ -74,6 +74,12 @@ pub async fn handle(
         Ok(user) => user,
         Err(error) => return error_response(&error),
     };
+    if uri.path() == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+        if method != Method::POST {
+            return error_response(&ApiError::method_not_allowed());
+        }
+        return access_review(&user, &body).unwrap_or_else(|error| error_response(&error));
+    }
     if let Some(request) = ProxyRequest::parse(uri.path(), uri.query()) {
         let forwarded = proxy::forward(
             &state.store,
@@ -111,21 +117,47 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Access
     }
 }
 
+/// The simulator's authorisation: everything for an admin, namespaced requests in its
+/// namespaces for a namespace-scoped token, nothing else.
+pub fn allows(access: &Access, namespace: Option<&str>) -> bool {
+    match access {
+        Access::Admin => true,
+        Access::Namespaces(allowed) => namespace.is_some_and(|ns| allowed.iter().any(|a| a == ns)),
+        Access::Expired => false,
+    }
+}
+
 fn authorise(
     user: &(String, Access),
     verb: &str,
     rt: &ResourceType,
     namespace: Option<&str>,
 ) -> Result<(), ApiError> {
-    match &user.1 {
-        Access::Admin => Ok(()),
-        Access::Namespaces(allowed)
-            if namespace.is_some_and(|ns| allowed.iter().any(|a| a == ns)) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::forbidden(&user.0, verb, rt, namespace)),
+    if allows(&user.1, namespace) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(&user.0, verb, rt, namespace))
     }
+}
+
+/// SelfSubjectAccessReview: may the caller do this? Any authenticated user may ask
+/// (<https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access>).
+fn access_review(user: &(String, Access), body: &Bytes) -> Result<Response, ApiError> {
+    let mut review = parse_body(body)?;
+    let attributes = &review["spec"]["resourceAttributes"];
+    if !attributes.is_object() {
+        return Err(ApiError::bad_request(
+            "spec.resourceAttributes is required (non-resource URLs are not simulated)",
+        ));
+    }
+    let namespace = attributes["namespace"].as_str().filter(|ns| !ns.is_empty());
+    let allowed = allows(&user.1, namespace);
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": format!("simulated: {} may", user.0)})
+    } else {
+        json!({"allowed": false})
+    };
+    Ok(json_response(201, &review))
 }
 
 fn version() -> Value {

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::api::Access;
+use crate::api::{Access, allows};
 use crate::controllers::is_ready;
 use crate::error::ApiError;
 use crate::resources;
@@ -87,12 +87,7 @@ pub async fn forward(
         [_scheme, name, port] => (*name, *port),
         _ => return Err(ApiError::bad_request("invalid service request")),
     };
-    let allowed = match &user.1 {
-        Access::Admin => true,
-        Access::Namespaces(namespaces) => namespaces.iter().any(|n| n == request.namespace),
-        Access::Expired => false,
-    };
-    if !allowed {
+    if !allows(&user.1, Some(request.namespace)) {
         return Err(ApiError::forbidden_on(
             &user.0,
             verb(&method),

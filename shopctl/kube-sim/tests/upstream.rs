@@ -1052,3 +1052,37 @@ async fn claims_bind_through_their_storage_class_or_stay_pending() {
         "still no provisioner for its class"
     );
 }
+
+/// SelfSubjectAccessReview: https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access
+/// (any authenticated user may ask what it may do; the answer is in `status.allowed`).
+#[tokio::test]
+async fn a_self_subject_access_review_answers_for_the_caller() {
+    let mut client = Client::start();
+    const REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let review = |namespace: &str| {
+        json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": "get", "resource": "services", "subresource": "proxy"}},
+        })
+    };
+    let (code, answer) = client.post(REVIEWS, review("shop")).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(answer["status"]["allowed"], true, "the admin may: {answer}");
+
+    client.token = client
+        .sim
+        .add_token("dev", Access::Namespaces(vec!["shop".into()]));
+    assert_eq!(
+        client.post(REVIEWS, review("shop")).await.1["status"]["allowed"],
+        true
+    );
+    let (code, answer) = client.post(REVIEWS, review("monitoring")).await;
+    assert_eq!(code, StatusCode::CREATED, "asking is allowed, doing is not");
+    assert_eq!(answer["status"]["allowed"], false);
+
+    client.token = client.sim.add_token("gone", Access::Expired);
+    assert_eq!(
+        client.post(REVIEWS, review("shop")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

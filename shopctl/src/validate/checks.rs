@@ -101,6 +101,9 @@ async fn ask(
     path: &str,
     query: &[(&str, &str)],
 ) -> Result<Reply, Verdict> {
+    if let Some(reason) = target.denied(service) {
+        return Err(Verdict::skipped(reason));
+    }
     if !target.runs(service) {
         return Err(Verdict::fail(
             format!("{service} is not part of this environment"),
@@ -244,10 +247,14 @@ fn storefront(target: &dyn Target) -> CheckFuture<'_> {
     })
 }
 
-/// Runs `query` on Prometheus; `None` (skip) when the environment runs no Prometheus.
-async fn promql(target: &dyn Target, query: &str) -> Option<Result<Vec<Value>, String>> {
+/// Runs `query` on Prometheus: the series, or the verdict when it cannot be asked (skipped
+/// where there is no Prometheus or the caller may not reach it, failed when it errs).
+async fn promql(target: &dyn Target, query: &str) -> Result<Vec<Value>, Verdict> {
+    if let Some(reason) = target.denied("prometheus") {
+        return Err(Verdict::skipped(reason));
+    }
     if !target.runs("prometheus") {
-        return None;
+        return Err(Verdict::skipped(NO_PROMETHEUS));
     }
     let result = async {
         let reply = target
@@ -261,13 +268,21 @@ async fn promql(target: &dyn Target, query: &str) -> Option<Result<Vec<Value>, S
             .cloned()
             .unwrap_or_default())
     };
-    Some(result.await)
+    result.await.map_err(|err| {
+        Verdict::fail(
+            format!("querying Prometheus failed: {err}"),
+            "check obs.prometheus first",
+        )
+    })
 }
 
 const NO_PROMETHEUS: &str = "no Prometheus in this environment (locally: install the `prometheus` binary and run `shopctl up` again)";
 
 /// An observability component's readiness endpoint; skipped where it is not deployed.
 async fn component_ready(target: &dyn Target, service: &str, name: &str, path: &str) -> Verdict {
+    if let Some(reason) = target.denied(service) {
+        return Verdict::skipped(reason);
+    }
     if !target.runs(service) {
         return Verdict::skipped(format!("no {name} in this environment"));
     }
@@ -286,7 +301,7 @@ async fn component_ready(target: &dyn Target, service: &str, name: &str, path: &
 
 fn prometheus_ready(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
-        if !target.runs("prometheus") {
+        if target.denied("prometheus").is_none() && !target.runs("prometheus") {
             return Verdict::skipped(NO_PROMETHEUS);
         }
         component_ready(target, "prometheus", "Prometheus", "/-/ready").await
@@ -304,16 +319,12 @@ fn tempo_ready(target: &dyn Target) -> CheckFuture<'_> {
 fn scrape_targets(target: &dyn Target) -> CheckFuture<'_> {
     Box::pin(async move {
         match promql(target, "up").await {
-            None => Verdict::skipped(NO_PROMETHEUS),
-            Some(Err(err)) => Verdict::fail(
-                format!("querying Prometheus failed: {err}"),
-                "check obs.prometheus first",
-            ),
-            Some(Ok(series)) if series.is_empty() => Verdict::warn(
+            Err(verdict) => verdict,
+            Ok(series) if series.is_empty() => Verdict::warn(
                 "no scrape results yet",
                 "Prometheus scrapes every 15 s; run validate again shortly",
             ),
-            Some(Ok(series)) => {
+            Ok(series) => {
                 let down: Vec<String> = series
                     .iter()
                     .filter(|s| s["value"][1] != "1")
@@ -345,13 +356,9 @@ fn critical_alerts(target: &dyn Target) -> CheckFuture<'_> {
         )
         .await
         {
-            None => Verdict::skipped(NO_PROMETHEUS),
-            Some(Err(err)) => Verdict::fail(
-                format!("querying Prometheus failed: {err}"),
-                "check obs.prometheus first",
-            ),
-            Some(Ok(firing)) if firing.is_empty() => Verdict::pass("no critical alert firing"),
-            Some(Ok(firing)) => {
+            Err(verdict) => verdict,
+            Ok(firing) if firing.is_empty() => Verdict::pass("no critical alert firing"),
+            Ok(firing) => {
                 let names: Vec<&str> = firing
                     .iter()
                     .filter_map(|a| a["metric"]["alertname"].as_str())
@@ -373,12 +380,8 @@ async fn slo(
     describe: fn(f64) -> String,
 ) -> Verdict {
     match promql(target, record).await {
-        None => Verdict::skipped(NO_PROMETHEUS),
-        Some(Err(err)) => Verdict::fail(
-            format!("querying Prometheus failed: {err}"),
-            "check obs.prometheus first",
-        ),
-        Some(Ok(series)) => match series
+        Err(verdict) => verdict,
+        Ok(series) => match series
             .first()
             .and_then(|s| s["value"][1].as_str())
             .and_then(|v| v.parse::<f64>().ok())

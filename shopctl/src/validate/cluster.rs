@@ -21,10 +21,14 @@ pub struct Snapshot {
     pub server: String,
     pub namespaces: Vec<String>,
     pub objects: BTreeMap<&'static str, Vec<Value>>,
-    /// Kinds the caller may not list (403), with the server's message.
+    /// Kinds the caller may not list (403), by scope (`cluster-wide` or `in namespace X`):
+    /// the checks that read them skip rather than misjudge.
+    pub forbidden_lists: BTreeMap<String, BTreeSet<&'static str>>,
+    /// Anything else validate needs and may not do (the release history, the service proxy).
     pub forbidden: Vec<String>,
-    /// The same kinds: the checks that read them skip rather than misjudge.
-    pub forbidden_kinds: BTreeSet<&'static str>,
+    /// Namespaces whose services the caller may not reach through the service proxy
+    /// (a SelfSubjectAccessReview said no), with the reason.
+    pub proxy_denied: BTreeMap<String, String>,
     pub release: Option<Release>,
     pub history: Vec<u32>,
     /// The backup CronJob's schedule, from the environment.
@@ -66,6 +70,13 @@ impl Snapshot {
         self.objects.get(kind).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the caller may not list `kind` somewhere validate looks.
+    pub fn unreadable(&self, kind: &str) -> bool {
+        self.forbidden_lists
+            .values()
+            .any(|kinds| kinds.contains(kind))
+    }
+
     pub fn find(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
         self.of(kind)
             .iter()
@@ -93,7 +104,10 @@ impl Snapshot {
                 let api: Api<DynamicObject> = resources
                     .api(api_version, kind, namespace.as_deref())
                     .await?;
-                requests.push(async move { (kind, api.list(&ListParams::default()).await) });
+                requests.push(async move {
+                    let listed = api.list(&ListParams::default()).await;
+                    (kind, namespace, listed)
+                });
             }
         }
         let mut snapshot = Snapshot {
@@ -103,7 +117,7 @@ impl Snapshot {
             environment: Some(environment.clone()),
             ..Snapshot::default()
         };
-        for (kind, listed) in futures_util::future::join_all(requests).await {
+        for (kind, namespace, listed) in futures_util::future::join_all(requests).await {
             match listed {
                 Ok(list) => {
                     let entry = snapshot.objects.entry(kind).or_default();
@@ -115,8 +129,15 @@ impl Snapshot {
                     }));
                 }
                 Err(kube::Error::Api(status)) if status.code == 403 => {
-                    snapshot.forbidden.push(status.message.clone());
-                    snapshot.forbidden_kinds.insert(kind);
+                    let scope = match namespace {
+                        Some(namespace) => format!("in namespace {namespace}"),
+                        None => "cluster-wide".to_string(),
+                    };
+                    snapshot
+                        .forbidden_lists
+                        .entry(scope)
+                        .or_default()
+                        .insert(kind);
                 }
                 Err(err) => return Err(cluster.explain(err)),
             }
@@ -136,10 +157,50 @@ impl Snapshot {
             }
             Err(err) => return Err(err),
         };
+        let namespaces = [&environment.namespace, &environment.observability.namespace];
+        let answers =
+            futures_util::future::join_all(namespaces.map(|ns| may_proxy(cluster, ns))).await;
+        for (namespace, answer) in namespaces.into_iter().zip(answers) {
+            if answer == Some(false) {
+                let reason = format!(
+                    "may not get services/proxy in namespace {namespace} (SelfSubjectAccessReview), \
+                     so its services cannot be asked"
+                );
+                snapshot.forbidden.push(reason.clone());
+                snapshot.proxy_denied.insert(namespace.clone(), reason);
+            }
+        }
         snapshot.history = history.iter().map(|r| r.revision).collect();
         snapshot.release = history.into_iter().last();
         Ok(snapshot)
     }
+}
+
+/// Whether the caller may reach services in `namespace` through the API server's proxy,
+/// as `kubectl auth can-i get services/proxy` asks; None when the server cannot say.
+async fn may_proxy(cluster: &Cluster, namespace: &str) -> Option<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.into()),
+                verb: Some("get".into()),
+                resource: Some("services".into()),
+                subresource: Some("proxy".into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    let answer = reviews
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .ok()?;
+    Some(answer.status?.allowed)
 }
 
 /// Secret values never leave the cluster: keep the key names only.
@@ -274,6 +335,16 @@ impl Target for ClusterTarget {
         self.locate(service).is_some()
     }
 
+    fn denied(&self, service: &str) -> Option<String> {
+        let environment = self.snapshot.environment.as_ref()?;
+        // Where each service lives, known without listing Services (which may be forbidden).
+        let namespace = match service {
+            "prometheus" | "loki" | "tempo" => &environment.observability.namespace,
+            _ => &environment.namespace,
+        };
+        self.snapshot.proxy_denied.get(namespace).cloned()
+    }
+
     fn get<'a>(
         &'a self,
         service: &'a str,
@@ -313,10 +384,18 @@ impl Target for ClusterTarget {
             .flat_map(|kind| self.snapshot.of(kind).iter().cloned())
             .collect();
         let live = crate::cluster::release::images(&workloads);
+        // A recorded workload we could not see (its kind not listable somewhere) is not
+        // held against the release; access.permissions reports the blind spot.
         let running = release
             .images
             .iter()
-            .all(|(workload, images)| live.get(workload) == Some(images));
+            .all(|(workload, images)| match live.get(workload) {
+                Some(live) => live == images,
+                None => workload
+                    .split('/')
+                    .next()
+                    .is_some_and(|kind| self.snapshot.unreadable(kind)),
+            });
         Some((if running { release.revision } else { 0 }, release.revision))
     }
 

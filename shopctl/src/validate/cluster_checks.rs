@@ -25,7 +25,7 @@ fn on_cluster<'a>(
         let unreadable: Vec<&str> = reads
             .iter()
             .copied()
-            .filter(|kind| snapshot.forbidden_kinds.contains(kind))
+            .filter(|kind| snapshot.unreadable(kind))
             .collect();
         if unreadable.is_empty() {
             check(snapshot)
@@ -166,8 +166,12 @@ fn reachable(snapshot: &Snapshot) -> Verdict {
 }
 
 fn permissions(snapshot: &Snapshot) -> Verdict {
+    let lists = snapshot.forbidden_lists.iter().map(|(scope, kinds)| {
+        let kinds: Vec<&str> = kinds.iter().copied().collect();
+        format!("may not list {} {scope}", kinds.join(", "))
+    });
     verdict(
-        snapshot.forbidden.clone(),
+        lists.chain(snapshot.forbidden.iter().cloned()).collect(),
         "can read every kind validate looks at".into(),
         "ask a cluster administrator for read access (get, list) in the platform's namespaces",
     )

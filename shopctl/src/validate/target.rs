@@ -55,6 +55,11 @@ pub trait Target: Send + Sync {
         path: &'a str,
         query: &'a [(&'a str, &'a str)],
     ) -> ReplyFuture<'a>;
+    /// Why the caller may not ask `service` (its permissions), if it may not: the checks
+    /// that would skip, and access.permissions says so.
+    fn denied(&self, _service: &str) -> Option<String> {
+        None
+    }
     fn components(&self) -> Vec<ComponentHealth>;
     /// (release running, newest release recorded).
     fn releases(&self) -> Option<(u32, u32)>;
