@@ -930,18 +930,22 @@ async fn a_failing_backup_job_or_a_job_that_wrote_nothing_exits_1_and_says_where
 }
 
 fn validate(cluster: &TestCluster, moto: &Moto, code: i32) -> Value {
-    let run = cluster.shopctl_aws(
-        moto,
-        &[
-            "validate",
-            "--env",
-            "dev",
-            "--timeout",
-            "20s",
-            "--output",
-            "json",
-        ],
-    );
+    validate_with(cluster, moto, &[], code)
+}
+
+/// `validate --env dev --output json` with `extra` arguments, which must exit with `code`.
+fn validate_with(cluster: &TestCluster, moto: &Moto, extra: &[&str], code: i32) -> Value {
+    let mut args = vec![
+        "validate",
+        "--env",
+        "dev",
+        "--timeout",
+        "20s",
+        "--output",
+        "json",
+    ];
+    args.extend(extra);
+    let run = cluster.shopctl_aws(moto, &args);
     assert_eq!(
         run.code, code,
         "stdout:\n{}\nstderr:\n{}",
@@ -1127,23 +1131,9 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         .sim
         .serve(MONITORING, "prometheus", "http", &silent_url);
     let started = std::time::Instant::now();
-    let run = cluster.shopctl_aws(
-        &moto,
-        &[
-            "validate",
-            "--env",
-            "dev",
-            "--only",
-            "app,obs",
-            "--check-timeout",
-            "1s",
-            "--output",
-            "json",
-        ],
-    );
+    let extra = ["--only", "app,obs", "--check-timeout", "1s"];
+    let report = validate_with(&cluster, &moto, &extra, 1);
     let elapsed = started.elapsed();
-    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
-    let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let hung = [
         "obs.prometheus",
         "obs.targets",
@@ -1599,39 +1589,11 @@ async fn drift_is_checked_on_request_and_a_change_made_outside_terraform_fails_i
     let applied = cluster.shopctl_aws(&moto, &["infra", "apply", "--env", "dev", "--stack", stack]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     let drift = |code: i32| -> Value {
-        let run = cluster.shopctl_aws(
-            &moto,
-            &[
-                "validate",
-                "--env",
-                "dev",
-                "--only",
-                "access.drift",
-                "--drift",
-                "--stack",
-                stack,
-                "--output",
-                "json",
-            ],
-        );
-        assert_eq!(run.code, code, "{}\n{}", run.stdout, run.stderr);
-        let report: Value = serde_json::from_str(&run.stdout).unwrap();
-        report["checks"][0].clone()
+        let extra = ["--only", "access.drift", "--drift", "--stack", stack];
+        validate_with(&cluster, &moto, &extra, code)["checks"][0].clone()
     };
 
-    let unasked = cluster.shopctl_aws(
-        &moto,
-        &[
-            "validate",
-            "--env",
-            "dev",
-            "--only",
-            "access.drift",
-            "--output",
-            "json",
-        ],
-    );
-    let unasked: Value = serde_json::from_str(&unasked.stdout).unwrap();
+    let unasked = validate_with(&cluster, &moto, &["--only", "access.drift"], 0);
     assert_eq!(
         unasked["checks"][0]["status"], "skipped",
         "opt-in: {unasked}"
