@@ -111,6 +111,11 @@ impl TestCluster {
 
     /// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
     fn shopctl_aws(&self, moto: &Moto, args: &[&str]) -> Run {
+        self.shopctl_aws_with(moto, &[], args)
+    }
+
+    /// `shopctl_aws` with variables that override its own (other credentials).
+    fn shopctl_aws_with(&self, moto: &Moto, overrides: &[(&str, &str)], args: &[&str]) -> Run {
         // Right after the subcommand, before any sub-subcommand (`backup --kubeconfig K list`).
         let mut all: Vec<&str> = vec![args[0]];
         if !["db", "infra"].contains(&args[0]) {
@@ -129,6 +134,7 @@ impl TestCluster {
             ("AWS_REGION", "eu-west-1"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]);
+        vars.extend(overrides);
         shopctl_with(&all, &vars)
     }
 
@@ -954,6 +960,17 @@ fn validate_with(cluster: &TestCluster, moto: &Moto, extra: &[&str], code: i32) 
     serde_json::from_str(&run.stdout).unwrap()
 }
 
+/// A check's detail in a validate report.
+fn check_detail(report: &Value, id: &str) -> String {
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id}: {report:#}"));
+    check["detail"].as_str().unwrap().to_string()
+}
+
 fn with_status(report: &Value, status: &str) -> BTreeSet<String> {
     report["checks"]
         .as_array()
@@ -1157,6 +1174,73 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
     );
     drop(silent);
 
+    // A Prometheus whose rules say users suffer (a critical alert firing, both SLIs outside
+    // their objectives): a real Prometheus evaluating constant rules, so the checks read
+    // real query results. The alert and SLO checks fail, the rest of obs passes.
+    let suffering = SufferingPrometheus::start(&cluster.scratch).await;
+    cluster
+        .sim
+        .serve(MONITORING, "prometheus", "http", &suffering.url);
+    let report = validate_with(&cluster, &moto, &["--only", "obs"], 1);
+    assert_eq!(
+        with_status(&report, "fail"),
+        BTreeSet::from([
+            "obs.alerts".to_string(),
+            "obs.slo-availability".to_string(),
+            "obs.slo-latency".to_string(),
+        ]),
+        "{report:#}"
+    );
+    assert_eq!(
+        check_detail(&report, "obs.alerts"),
+        "firing: CheckoutOnFire"
+    );
+    assert_eq!(
+        check_detail(&report, "obs.slo-availability"),
+        "5.000% of API requests failed (SLO: at most 0.1%)"
+    );
+    assert_eq!(
+        check_detail(&report, "obs.slo-latency"),
+        "product reads p95 1500 ms (SLO: under 300 ms)"
+    );
+    drop(suffering);
+
+    // Credentials for another AWS account: access.aws fails saying whose they are, and
+    // only checks that ask AWS may fail with it (the emulator's DynamoDB is per account;
+    // its S3, unlike AWS, lets another account read a bucket without a policy allowing it).
+    let (key, secret, token) = moto.credentials_for_account("111111111111").await;
+    let elsewhere = [
+        ("AWS_ACCESS_KEY_ID", key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+        ("AWS_SESSION_TOKEN", token.as_str()),
+    ];
+    let args = [
+        "validate",
+        "--env",
+        "dev",
+        "--only",
+        "access,storage",
+        "--output",
+        "json",
+    ];
+    let run = cluster.shopctl_aws_with(&moto, &elsewhere, &args);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let failed = with_status(&report, "fail");
+    let asks_aws = [
+        "access.aws",
+        "access.terraform-state",
+        "storage.backup-object",
+    ];
+    assert!(
+        failed.contains("access.aws") && failed.iter().all(|id| asks_aws.contains(&id.as_str())),
+        "{report:#}"
+    );
+    assert!(
+        check_detail(&report, "access.aws").contains("account 111111111111"),
+        "{report:#}"
+    );
+
     // No access to the monitoring namespace: the service proxy is refused there too (a
     // SelfSubjectAccessReview says so before anything is asked), so the checks that ask
     // Prometheus, Loki and Tempo skip and access.permissions fails, saying why.
@@ -1174,15 +1258,9 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         BTreeSet::from(["access.permissions".to_string()]),
         "{report:#}"
     );
-    let checks = report["checks"].as_array().unwrap();
-    let detail = |id: &str| {
-        checks.iter().find(|c| c["id"] == id).unwrap()["detail"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     assert!(
-        detail("access.permissions").contains("may not get services/proxy in namespace monitoring"),
+        check_detail(&report, "access.permissions")
+            .contains("may not get services/proxy in namespace monitoring"),
         "{report:#}"
     );
     for id in [
@@ -1192,11 +1270,89 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         "obs.slo-latency",
     ] {
         assert!(
-            detail(id).contains("SelfSubjectAccessReview"),
+            check_detail(&report, id).contains("SelfSubjectAccessReview"),
             "{id} skips, saying why: {report:#}"
         );
     }
     assert!(with_status(&report, "pass").contains("app.products"));
+}
+
+/// A real Prometheus whose rules evaluate constants: a critical alert always firing and
+/// both SLIs far outside their objectives. Killed when dropped.
+struct SufferingPrometheus {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SufferingPrometheus {
+    async fn start(scratch: &Scratch) -> Self {
+        let dir = scratch.path("suffering-prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rules.yaml"),
+            "groups:\n  - name: suffering\n    rules:\n      - alert: CheckoutOnFire\n        expr: vector(1)\n        labels: {severity: critical}\n      - record: slo:api_errors:ratio_rate5m\n        expr: vector(0.05)\n      - record: slo:product_read_latency:p95_5m\n        expr: vector(1.5)\n",
+        )
+        .unwrap();
+        let port = shopmicro_common::testing::closed_port();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yaml]\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus runs (the README's test command installs it)");
+        let prometheus = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // Ready once the alert fires, the SLIs are recorded and the self-scrape is in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for query in [
+            "ALERTS{alertstate=\"firing\"}",
+            "slo:product_read_latency:p95_5m",
+            "up",
+        ] {
+            loop {
+                let answer = reqwest::Client::new()
+                    .get(format!("{}/api/v1/query", prometheus.url))
+                    .query(&[("query", query)])
+                    .send()
+                    .await;
+                let series = match answer {
+                    Ok(response) => response.json::<Value>().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+                if series["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "no {query} yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        prometheus
+    }
+}
+
+impl Drop for SufferingPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

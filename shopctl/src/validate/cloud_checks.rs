@@ -1,7 +1,9 @@
 //! Checks that ask AWS about a cluster environment: the credentials and account, the
-//! Terraform state (readable, not locked), and the newest database backup in the bucket
-//! with its checksum manifest and last verified restore. Each runs under its own deadline,
-//! so an unreachable AWS endpoint fails these checks, not the command.
+//! Terraform state (readable, not locked), on request drift between the infrastructure and
+//! its configuration (`terraform plan`), and the newest database backup in the bucket
+//! with its checksum manifest and last verified restore. Each runs under a deadline (the
+//! plan under the overall one), so an unreachable AWS endpoint fails these checks, not the
+//! command.
 
 use super::target::Target;
 use super::{Check, CheckFuture, Verdict};
@@ -17,12 +19,7 @@ fn environment(target: &dyn Target) -> Option<&Environment> {
 pub static ALL: &[Check] = &[
     Check::new("access.aws", "access", aws_account),
     Check::new("access.terraform-state", "access", terraform_state),
-    Check {
-        id: "access.drift",
-        category: "access",
-        run: drift,
-        slow: true,
-    },
+    Check::new("access.drift", "access", drift).slow(),
     Check::new("storage.backup-object", "storage", backup_object),
 ];
 

@@ -93,6 +93,11 @@ impl Check {
             slow: false,
         }
     }
+
+    /// Bounded by the overall deadline only.
+    pub const fn slow(self) -> Self {
+        Self { slow: true, ..self }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -165,6 +165,34 @@ impl Moto {
         )
     }
 
+    /// Credentials for another account (the emulator's STS AssumeRole into `account`), as
+    /// (access key, secret key, session token).
+    pub async fn credentials_for_account(&self, account: &str) -> (String, String, String) {
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::new()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .endpoint_url(&self.endpoint)
+                .region(aws_sdk_sts::config::Region::new("eu-west-1"))
+                .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
+                .build(),
+        );
+        let assumed = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/elsewhere"))
+            .role_session_name("shopctl-test")
+            .send()
+            .await
+            .unwrap();
+        let credentials = assumed.credentials.unwrap();
+        (
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            credentials.session_token,
+        )
+    }
+
     /// A DynamoDB client pinned to this emulator.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::from_conf(
