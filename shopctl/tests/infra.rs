@@ -232,33 +232,16 @@ async fn a_bucket_name_held_by_another_account_is_reported_not_used() {
     let moto = moto().await;
     let state = Scratch::new();
     // Another account (moto gives assumed-role credentials that account) owns the name.
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::new()
-            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_sdk_sts::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
-    let assumed = sts
-        .assume_role()
-        .role_arn("arn:aws:iam::999999999999:role/other")
-        .role_session_name("other")
-        .send()
-        .await
-        .unwrap();
-    let credentials = assumed.credentials().unwrap();
+    let (key, secret, token) = moto.credentials_for_account("999999999999").await;
     let other = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url(&moto.endpoint)
             .region(aws_sdk_s3::config::Region::new("eu-west-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                credentials.access_key_id(),
-                credentials.secret_access_key(),
-                Some(credentials.session_token().to_string()),
+                key,
+                secret,
+                Some(token),
                 None,
                 "other",
             ))
