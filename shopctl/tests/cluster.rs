@@ -152,6 +152,15 @@ impl TestCluster {
             .0
     }
 
+    /// Deletes an object of the platform's namespace behind shopctl's back.
+    fn delete(&self, group: &str, kind: &str, name: &str) {
+        let background = shopmicro_kube_sim::store::Propagation::Background;
+        self.sim
+            .store()
+            .delete(lookup(group, kind), NS, name, background, false)
+            .unwrap();
+    }
+
     fn jobs(&self) -> Vec<Value> {
         self.list("batch", "Job", "")
     }
@@ -1381,17 +1390,7 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
                 .unwrap();
         }),
         (&["scaling.hpa"], |cluster, _, _| {
-            cluster
-                .sim
-                .store()
-                .delete(
-                    lookup("autoscaling", "HorizontalPodAutoscaler"),
-                    NS,
-                    "backend",
-                    shopmicro_kube_sim::store::Propagation::Background,
-                    false,
-                )
-                .unwrap();
+            cluster.delete("autoscaling", "HorizontalPodAutoscaler", "backend");
         }),
         (&["scaling.pdb"], |cluster, _, options| {
             let strict = json!({"spec": {"minAvailable": "100%"}});
@@ -1487,17 +1486,7 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
                 .unwrap();
         }),
         (&["security.default-deny"], |cluster, _, _| {
-            cluster
-                .sim
-                .store()
-                .delete(
-                    lookup("networking.k8s.io", "NetworkPolicy"),
-                    NS,
-                    "default-deny-all",
-                    shopmicro_kube_sim::store::Propagation::Background,
-                    false,
-                )
-                .unwrap();
+            cluster.delete("networking.k8s.io", "NetworkPolicy", "default-deny-all");
         }),
         (&["storage.backup-job"], |cluster, _, options| {
             let job = cluster.jobs().into_iter().next().unwrap();

@@ -94,6 +94,19 @@ fn release_current(target: &dyn Target) -> CheckFuture<'_> {
     })
 }
 
+/// Why `service` cannot be asked, if it cannot: the caller may not (skipped; the
+/// permissions check says why), or the environment does not run it (`missing`).
+fn unavailable(
+    target: &dyn Target,
+    service: &str,
+    missing: impl FnOnce() -> Verdict,
+) -> Option<Verdict> {
+    if let Some(reason) = target.denied(service) {
+        return Some(Verdict::skipped(reason));
+    }
+    (!target.runs(service)).then(missing)
+}
+
 /// GET from one of the platform's own services: not running it at all is a failure.
 async fn ask(
     target: &dyn Target,
@@ -101,14 +114,13 @@ async fn ask(
     path: &str,
     query: &[(&str, &str)],
 ) -> Result<Reply, Verdict> {
-    if let Some(reason) = target.denied(service) {
-        return Err(Verdict::skipped(reason));
-    }
-    if !target.runs(service) {
-        return Err(Verdict::fail(
+    if let Some(verdict) = unavailable(target, service, || {
+        Verdict::fail(
             format!("{service} is not part of this environment"),
             "deploy it: `shopctl up`",
-        ));
+        )
+    }) {
+        return Err(verdict);
     }
     target.get(service, path, query).await.map_err(|err| {
         Verdict::fail(
@@ -250,11 +262,8 @@ fn storefront(target: &dyn Target) -> CheckFuture<'_> {
 /// Runs `query` on Prometheus: the series, or the verdict when it cannot be asked (skipped
 /// where there is no Prometheus or the caller may not reach it, failed when it errs).
 async fn promql(target: &dyn Target, query: &str) -> Result<Vec<Value>, Verdict> {
-    if let Some(reason) = target.denied("prometheus") {
-        return Err(Verdict::skipped(reason));
-    }
-    if !target.runs("prometheus") {
-        return Err(Verdict::skipped(NO_PROMETHEUS));
+    if let Some(verdict) = unavailable(target, "prometheus", || Verdict::skipped(NO_PROMETHEUS)) {
+        return Err(verdict);
     }
     let result = async {
         let reply = target
@@ -278,13 +287,17 @@ async fn promql(target: &dyn Target, query: &str) -> Result<Vec<Value>, Verdict>
 
 const NO_PROMETHEUS: &str = "no Prometheus in this environment (locally: install the `prometheus` binary and run `shopctl up` again)";
 
-/// An observability component's readiness endpoint; skipped where it is not deployed.
-async fn component_ready(target: &dyn Target, service: &str, name: &str, path: &str) -> Verdict {
-    if let Some(reason) = target.denied(service) {
-        return Verdict::skipped(reason);
-    }
-    if !target.runs(service) {
-        return Verdict::skipped(format!("no {name} in this environment"));
+/// An observability component's readiness endpoint; skipped where it is not deployed
+/// (with `missing` as the reason).
+async fn component_ready(
+    target: &dyn Target,
+    service: &str,
+    name: &str,
+    path: &str,
+    missing: &str,
+) -> Verdict {
+    if let Some(verdict) = unavailable(target, service, || Verdict::skipped(missing)) {
+        return verdict;
     }
     match target.get(service, path, &[]).await {
         Ok(reply) if reply.is_success() => Verdict::pass(format!("{name} is ready")),
@@ -300,20 +313,33 @@ async fn component_ready(target: &dyn Target, service: &str, name: &str, path: &
 }
 
 fn prometheus_ready(target: &dyn Target) -> CheckFuture<'_> {
-    Box::pin(async move {
-        if target.denied("prometheus").is_none() && !target.runs("prometheus") {
-            return Verdict::skipped(NO_PROMETHEUS);
-        }
-        component_ready(target, "prometheus", "Prometheus", "/-/ready").await
-    })
+    Box::pin(component_ready(
+        target,
+        "prometheus",
+        "Prometheus",
+        "/-/ready",
+        NO_PROMETHEUS,
+    ))
 }
 
 fn loki_ready(target: &dyn Target) -> CheckFuture<'_> {
-    Box::pin(component_ready(target, "loki", "Loki", "/ready"))
+    Box::pin(component_ready(
+        target,
+        "loki",
+        "Loki",
+        "/ready",
+        "no Loki in this environment",
+    ))
 }
 
 fn tempo_ready(target: &dyn Target) -> CheckFuture<'_> {
-    Box::pin(component_ready(target, "tempo", "Tempo", "/ready"))
+    Box::pin(component_ready(
+        target,
+        "tempo",
+        "Tempo",
+        "/ready",
+        "no Tempo in this environment",
+    ))
 }
 
 fn scrape_targets(target: &dyn Target) -> CheckFuture<'_> {
