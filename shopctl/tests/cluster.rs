@@ -14,7 +14,7 @@ use shopmicro_common::testing::TestDatabase;
 use shopmicro_kube_sim::resources::lookup;
 use shopmicro_kube_sim::selectors::LabelSelector;
 use shopmicro_kube_sim::store::{Part, PatchKind, WriteOptions};
-use shopmicro_kube_sim::{Access, Config, Simulator};
+use shopmicro_kube_sim::{Config, Simulator};
 use support::{LocalPlatform, Moto, Run, Scratch, moto, moto_with_bucket, shopctl_with};
 
 const NS: &str = "shopmicro";
@@ -100,6 +100,14 @@ impl TestCluster {
             kubeconfig,
             secrets,
         }
+    }
+
+    /// A user who may do anything inside `namespaces` and nothing cluster-scoped:
+    /// `cluster-admin` bound by a RoleBinding in each.
+    fn user_in_namespaces(&self, user: &str, namespaces: &[&str]) -> String {
+        self.sim
+            .bind_in_namespaces(user, "cluster-admin", namespaces);
+        self.sim.add_user(user, &[])
     }
 
     fn shopctl_as(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Run {
@@ -797,7 +805,7 @@ fn unreachable_servers_bad_credentials_missing_permissions_and_the_wrong_cluster
         .sim
         .write_kubeconfig(
             &expired,
-            &cluster.sim.add_token("old-ci", Access::Expired),
+            &cluster.sim.add_expired_token("old-ci"),
             "shopmicro-dev",
         )
         .unwrap();
@@ -808,9 +816,7 @@ fn unreachable_servers_bad_credentials_missing_permissions_and_the_wrong_cluster
         .sim
         .write_kubeconfig(
             &limited,
-            &cluster
-                .sim
-                .add_token("intern", Access::Namespaces(vec!["default".into()])),
+            &cluster.user_in_namespaces("intern", &["default"]),
             "shopmicro-dev",
         )
         .unwrap();
@@ -1253,10 +1259,7 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
     // No access to the monitoring namespace: the service proxy is refused there too (a
     // SelfSubjectAccessReview says so before anything is asked), so the checks that ask
     // Prometheus, Loki and Tempo skip and access.permissions fails, saying why.
-    let token = cluster.sim.add_token(
-        "app-only",
-        Access::Namespaces(vec![NS.into(), format!("{MONITORING}-agents")]),
-    );
+    let token = cluster.user_in_namespaces("app-only", &[NS, &format!("{MONITORING}-agents")]);
     cluster
         .sim
         .write_kubeconfig(&cluster.kubeconfig, &token, "shopmicro-dev")
@@ -1542,14 +1545,8 @@ async fn each_broken_thing_fails_its_own_check_and_only_that() {
         // Read access only to the platform's namespaces: nothing cluster-scoped can be
         // listed. The checks that need Nodes, Namespaces or StorageClasses say so and skip.
         (&["access.permissions"], |cluster, _, _| {
-            let token = cluster.sim.add_token(
-                "reader",
-                Access::Namespaces(vec![
-                    NS.into(),
-                    MONITORING.into(),
-                    format!("{MONITORING}-agents"),
-                ]),
-            );
+            let token = cluster
+                .user_in_namespaces("reader", &[NS, MONITORING, &format!("{MONITORING}-agents")]);
             cluster
                 .sim
                 .write_kubeconfig(&cluster.kubeconfig, &token, "shopmicro-dev")

@@ -1,11 +1,12 @@
 //! The HTTP face of the simulator: upstream URL layout, discovery, verbs, content types,
-//! watch streams and bearer-token authentication with simple authorisation.
+//! watch streams, and every request authenticated and authorised (`authz`) with the
+//! attributes upstream derives from the URL.
 //!
 //! URL layout: <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris>.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -15,30 +16,18 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::authz::{self, Authority, Credential};
 use crate::error::ApiError;
 use crate::proxy::{self, ProxyRequest};
+use crate::rbac::Attributes;
 use crate::resources::{self, RESOURCES, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Part, PatchKind, Propagation, Store, WatchEvent, WriteOptions};
 
-/// What a bearer token may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// Everything (cluster-admin).
-    Admin,
-    /// The token is recognised but no longer valid: every request is a 401.
-    Expired,
-    /// Only namespaced requests in these namespaces; nothing cluster-scoped but discovery.
-    Namespaces(Vec<String>),
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub tokens: Arc<Mutex<HashMap<String, (String, Access)>>>,
-    /// What requests without credentials may do (upstream `--anonymous-auth`, user
-    /// `system:anonymous`); None rejects them with 401.
-    pub anonymous: Option<Access>,
+    pub authority: Authority,
     /// Who answers for each Service port behind the service proxy.
     pub backends: crate::proxy::Backends,
 }
@@ -58,6 +47,14 @@ fn error_response(error: &ApiError) -> Response {
     json_response(error.code, &error.status())
 }
 
+/// The review kinds any authenticated user may create (`system:basic-user`), answered
+/// from the caller's own credentials rather than stored.
+const REVIEWS: [(&str, &str, &str); 3] = [
+    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews"),
+    ("authorization.k8s.io", "v1", "selfsubjectrulesreviews"),
+    ("authentication.k8s.io", "v1", "selfsubjectreviews"),
+];
+
 pub async fn handle(
     State(state): State<AppState>,
     method: Method,
@@ -70,21 +67,26 @@ pub async fn handle(
     if segments == ["version"] || segments == ["healthz"] || segments == ["readyz"] {
         return json_response(200, &version());
     }
-    let user = match authenticate(&state, &headers) {
-        Ok(user) => user,
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = match state.authority.authenticate(header) {
+        Ok(caller) => caller,
         Err(error) => return error_response(&error),
     };
-    if uri.path() == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
-        if method != Method::POST {
-            return error_response(&ApiError::method_not_allowed());
-        }
-        return access_review(&user, &body).unwrap_or_else(|error| error_response(&error));
+    if let ["apis", group, version, plural] = segments.as_slice()
+        && let Some((group, _, plural)) = REVIEWS
+            .iter()
+            .find(|(g, v, p)| g == group && v == version && p == plural)
+    {
+        return review(&state, &caller, &method, group, plural, &body)
+            .unwrap_or_else(|error| error_response(&error));
     }
     if let Some(request) = ProxyRequest::parse(uri.path(), uri.query()) {
         let forwarded = proxy::forward(
             &state.store,
             &state.backends,
-            &user,
+            |attributes: &Attributes| state.authority.authorize(&state.store, &caller, attributes),
             request,
             method,
             &headers,
@@ -94,70 +96,40 @@ pub async fn handle(
             .await
             .unwrap_or_else(|error| error_response(&error));
     }
-    match route(&state, &user, &method, &segments, &params, &headers, &body).await {
+    match route(
+        &state, &caller, &method, &segments, &params, &headers, &body,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => error_response(&error),
     }
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Access), ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = match (header, &state.anonymous) {
-        (None, Some(access)) => return Ok(("system:anonymous".into(), access.clone())),
-        (header, _) => header
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(ApiError::unauthorized)?,
+fn review(
+    state: &AppState,
+    caller: &Credential,
+    method: &Method,
+    group: &str,
+    plural: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let attributes = Attributes::resource("create", group, plural, "");
+    state
+        .authority
+        .authorize(&state.store, caller, &attributes)?;
+    let review = parse_body(body)?;
+    let answered = match plural {
+        "selfsubjectaccessreviews" => {
+            authz::access_review(&state.authority, &state.store, caller, review)?
+        }
+        "selfsubjectrulesreviews" => authz::rules_review(&state.store, caller, review)?,
+        _ => authz::subject_review(caller, review),
     };
-    let tokens = state.tokens.lock().unwrap_or_else(|p| p.into_inner());
-    match tokens.get(token) {
-        Some((_, Access::Expired)) | None => Err(ApiError::unauthorized()),
-        Some((user, access)) => Ok((user.clone(), access.clone())),
-    }
-}
-
-/// The simulator's authorisation: everything for an admin, namespaced requests in its
-/// namespaces for a namespace-scoped token, nothing else.
-pub fn allows(access: &Access, namespace: Option<&str>) -> bool {
-    match access {
-        Access::Admin => true,
-        Access::Namespaces(allowed) => namespace.is_some_and(|ns| allowed.iter().any(|a| a == ns)),
-        Access::Expired => false,
-    }
-}
-
-fn authorise(
-    user: &(String, Access),
-    verb: &str,
-    rt: &ResourceType,
-    namespace: Option<&str>,
-) -> Result<(), ApiError> {
-    if allows(&user.1, namespace) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(&user.0, verb, rt, namespace))
-    }
-}
-
-/// SelfSubjectAccessReview: may the caller do this? Any authenticated user may ask
-/// (<https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access>).
-fn access_review(user: &(String, Access), body: &Bytes) -> Result<Response, ApiError> {
-    let mut review = parse_body(body)?;
-    let attributes = &review["spec"]["resourceAttributes"];
-    if !attributes.is_object() {
-        return Err(ApiError::bad_request(
-            "spec.resourceAttributes is required (non-resource URLs are not simulated)",
-        ));
-    }
-    let namespace = attributes["namespace"].as_str().filter(|ns| !ns.is_empty());
-    let allowed = allows(&user.1, namespace);
-    review["status"] = if allowed {
-        json!({"allowed": true, "reason": format!("simulated: {} may", user.0)})
-    } else {
-        json!({"allowed": false})
-    };
-    Ok(json_response(201, &review))
+    Ok(json_response(201, &answered))
 }
 
 fn version() -> Value {
@@ -212,41 +184,51 @@ fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Result<Targ
     })
 }
 
-async fn route(
-    state: &AppState,
-    user: &(String, Access),
-    method: &Method,
-    segments: &[&str],
-    params: &Params,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
-    let (group, version, rest): (&str, &str, &[&str]) = match segments {
+/// Discovery documents: non-resource URLs, readable through `system:discovery`.
+fn discovery(segments: &[&str]) -> Option<Result<Value, ApiError>> {
+    Some(Ok(match segments {
         ["api"] => {
-            return Ok(json_response(
-                200,
-                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-            ));
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
         }
-        ["apis"] => return Ok(json_response(200, &group_list())),
-        ["api", "v1"] => return Ok(json_response(200, &resource_list("", "v1"))),
+        ["apis"] => group_list(),
+        ["api", "v1"] => resource_list("", "v1"),
         ["apis", group] => {
-            let (_, version) = resources::groups()
-                .into_iter()
-                .find(|(g, _)| g == group)
-                .ok_or_else(|| ApiError::bad_request("unknown group"))?;
-            return Ok(json_response(
-                200,
-                &json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [{"groupVersion": format!("{group}/{version}"), "version": version}], "preferredVersion": {"groupVersion": format!("{group}/{version}"), "version": version}}),
-            ));
+            let Some((_, version)) = resources::groups().into_iter().find(|(g, _)| g == group)
+            else {
+                return Some(Err(ApiError::bad_request("unknown group")));
+            };
+            json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [{"groupVersion": format!("{group}/{version}"), "version": version}], "preferredVersion": {"groupVersion": format!("{group}/{version}"), "version": version}})
         }
         ["apis", group, version]
             if resources::groups()
                 .iter()
                 .any(|(g, v)| g == group && v == version) =>
         {
-            return Ok(json_response(200, &resource_list(group, version)));
+            resource_list(group, version)
         }
+        _ => return None,
+    }))
+}
+
+async fn route(
+    state: &AppState,
+    caller: &Credential,
+    method: &Method,
+    segments: &[&str],
+    params: &Params,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(document) = discovery(segments) {
+        let path = format!("/{}", segments.join("/"));
+        state.authority.authorize(
+            &state.store,
+            caller,
+            &Attributes::non_resource("get", &path),
+        )?;
+        return Ok(json_response(200, &document?));
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segments {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", group, version, rest @ ..] => (group, version, rest),
         _ => {
@@ -279,14 +261,25 @@ async fn route(
         ("DELETE", Some(_)) => "delete",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    authorise(
-        user,
-        verb,
-        rt,
-        rt.namespaced
-            .then_some(namespace)
-            .filter(|ns| !ns.is_empty()),
-    )?;
+    // Upstream's RequestInfo: `/api/v1/namespaces/NAME` is a request *in* namespace NAME,
+    // so a RoleBinding there may allow reading the namespace itself.
+    let scope = if rt.kind == "Namespace" {
+        target.name.unwrap_or("")
+    } else {
+        namespace
+    };
+    let attributes = Attributes {
+        verb: verb.into(),
+        namespace: scope.into(),
+        api_group: rt.group.into(),
+        resource: rt.plural.into(),
+        subresource: target.subresource.unwrap_or("").into(),
+        name: target.name.unwrap_or("").into(),
+        path: None,
+    };
+    state
+        .authority
+        .authorize(&state.store, caller, &attributes)?;
     let store = &state.store;
     let part = match target.subresource {
         None => Part::Main,
@@ -331,21 +324,20 @@ async fn route(
             )
         }
         "get" => created(store.get(rt, namespace, target.name.unwrap_or(""))?, 200),
-        "create" => created(
-            store.create(rt, namespace, parse_body(body)?, &options)?,
-            201,
-        ),
-        "update" => created(
-            store.update(
-                rt,
-                namespace,
-                target.name.unwrap_or(""),
-                parse_body(body)?,
-                part,
-                &options,
-            )?,
-            200,
-        ),
+        "create" => {
+            let object = parse_body(body)?;
+            let write =
+                |options: &WriteOptions| store.create(rt, namespace, object.clone(), options);
+            created(guarded(state, caller, rt, &options, write)?, 201)
+        }
+        "update" => {
+            let object = parse_body(body)?;
+            let name = target.name.unwrap_or("");
+            let write = |options: &WriteOptions| {
+                store.update(rt, namespace, name, object.clone(), part, options)
+            };
+            created(guarded(state, caller, rt, &options, write)?, 200)
+        }
         "patch" => {
             let kind = patch_kind(headers)?;
             let mut options = options;
@@ -353,16 +345,13 @@ async fn route(
                 // Upstream requires an explicit manager for apply; no user-agent default.
                 options.field_manager.clear();
             }
-            let existed = store.get(rt, namespace, target.name.unwrap_or("")).is_ok();
-            let object = store.patch(
-                rt,
-                namespace,
-                target.name.unwrap_or(""),
-                kind,
-                &parse_body(body)?,
-                part,
-                &options,
-            )?;
+            let name = target.name.unwrap_or("");
+            let existed = store.get(rt, namespace, name).is_ok();
+            let patch = parse_body(body)?;
+            let write = |options: &WriteOptions| {
+                store.patch(rt, namespace, name, kind, &patch, part, options)
+            };
+            let object = guarded(state, caller, rt, &options, write)?;
             created(object, if existed { 200 } else { 201 })
         }
         "delete" => {
@@ -398,6 +387,27 @@ async fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// A write, checked first for privilege escalation when it writes RBAC objects: the
+/// object it would leave (a dry run) must grant nothing the caller may not grant.
+fn guarded(
+    state: &AppState,
+    caller: &Credential,
+    rt: &ResourceType,
+    options: &WriteOptions,
+    write: impl Fn(&WriteOptions) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    if rt.group == "rbac.authorization.k8s.io" {
+        let preview = write(&WriteOptions {
+            dry_run: true,
+            ..options.clone()
+        })?;
+        state
+            .authority
+            .check_escalation(&state.store, caller, &preview)?;
+    }
+    write(options)
 }
 
 /// Upstream names an unnamed manager after the client's user agent (`kubectl-edit`).

@@ -161,6 +161,7 @@ impl Controllers {
         self.claims();
         self.autoscalers();
         self.disruption_budgets();
+        crate::rbac::aggregate(&self.store);
     }
 
     fn all(&self, rt: &'static ResourceType) -> Vec<Value> {

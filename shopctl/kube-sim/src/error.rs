@@ -147,30 +147,36 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized".into())
     }
 
-    pub fn forbidden(user: &str, verb: &str, rt: &ResourceType, namespace: Option<&str>) -> Self {
-        Self::forbidden_on(user, verb, &rt.qualified(), rt.plural, rt.group, namespace)
+    /// 403 for a request the authorizers refused, worded as upstream's `forbiddenMessage`
+    /// inside `NewForbidden` (`pods "x" is forbidden: User "u" cannot get resource ...`).
+    pub fn refused(request: &crate::rbac::Attributes, user: &str) -> Self {
+        let refusal = request.refusal(user);
+        if request.path.is_some() {
+            return Self::forbidden_message(format!("forbidden: {refusal}"));
+        }
+        let qualified = if request.api_group.is_empty() {
+            request.resource.clone()
+        } else {
+            format!("{}.{}", request.resource, request.api_group)
+        };
+        let object = if request.name.is_empty() {
+            qualified
+        } else {
+            format!("{qualified} \"{}\"", request.name)
+        };
+        let mut error = Self::forbidden_message(format!("{object} is forbidden: {refusal}"));
+        error.details =
+            json!({"name": request.name, "group": request.api_group, "kind": request.resource});
+        error
     }
 
-    /// Forbidden on `resource` (which may be a subresource, as `services/proxy`).
-    pub fn forbidden_on(
-        user: &str,
-        verb: &str,
-        qualified: &str,
-        resource: &str,
-        group: &str,
-        namespace: Option<&str>,
-    ) -> Self {
-        let scope = match namespace {
-            Some(ns) => format!(" in the namespace \"{ns}\""),
-            None => " at the cluster scope".to_string(),
-        };
-        Self::new(
-            403,
-            "Forbidden",
-            format!(
-                "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}"
-            ),
-        )
+    pub fn forbidden_message(message: String) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
+    /// 422 for a review whose spec says nothing to review.
+    pub fn invalid_review(problem: &str) -> Self {
+        Self::new(422, "Invalid", problem.to_string())
     }
 
     pub fn service_unavailable(message: String) -> Self {

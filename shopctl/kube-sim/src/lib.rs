@@ -2,44 +2,50 @@
 //! run. It is not Kubernetes: it imitates the behaviour a client observes — discovery,
 //! CRUD with upstream metadata bookkeeping, server-side apply with managed fields,
 //! patches, selectors, watches, status and scale subresources, the service proxy, garbage
-//! collection, and controllers for Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs
-//! and Pods whose behaviour image tags script (see `controllers`). Each imitated behaviour
+//! collection, controllers for Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs
+//! and Pods whose behaviour image tags script (see `controllers`), and authorisation by
+//! upstream RBAC plus EKS access entries (`rbac`, `eks`, `authz`). Each imitated behaviour
 //! has a test citing the upstream documentation it follows.
 
 pub mod api;
+pub mod authz;
 pub mod controllers;
+pub mod eks;
 pub mod error;
 pub mod fields;
 pub mod proxy;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod store;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-pub use api::Access;
+pub use authz::AuditRecord;
+use authz::{Authority, Credential};
+pub use eks::{AccessEntry, AccessScope, PolicyAssociation};
+pub use rbac::UserInfo;
 use store::{Store, WriteOptions};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// How long a healthy pod takes to become ready (or a Job's pod to finish).
     pub ready_after: Duration,
-    /// Serve requests without credentials with this access (for kubectl, which sends
-    /// tokens only over TLS); None answers them 401, as a secured API server does.
-    pub anonymous: Option<Access>,
+    /// Serve requests without credentials as `system:anonymous` (for kubectl, which sends
+    /// tokens only over TLS); otherwise they get 401, as a secured API server answers.
+    /// What the anonymous user may do is up to RBAC, as upstream.
+    pub anonymous: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             ready_after: Duration::from_millis(100),
-            anonymous: None,
+            anonymous: false,
         }
     }
 }
@@ -48,7 +54,7 @@ impl Default for Config {
 pub struct Simulator {
     addr: SocketAddr,
     store: Store,
-    tokens: Arc<Mutex<HashMap<String, (String, Access)>>>,
+    authority: Authority,
     backends: proxy::Backends,
     admin_token: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -72,17 +78,21 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let store = Store::new();
         bootstrap(&store);
+        let authority = Authority::new(config.anonymous);
         let admin_token = random_token();
-        let tokens = Arc::new(Mutex::new(HashMap::from([(
+        authority.insert(
             admin_token.clone(),
-            ("admin".to_string(), Access::Admin),
-        )])));
+            Credential {
+                user: authenticated("admin", &[rbac::MASTERS]),
+                expired: false,
+                access_entry: None,
+            },
+        );
         let backends = proxy::Backends::default();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = api::AppState {
             store: store.clone(),
-            tokens: tokens.clone(),
-            anonymous: config.anonymous.clone(),
+            authority: authority.clone(),
             backends: backends.clone(),
         };
         let controller_store = store.clone();
@@ -110,7 +120,7 @@ impl Simulator {
         Ok(Self {
             addr,
             store,
-            tokens,
+            authority,
             backends,
             admin_token,
             shutdown: Some(shutdown),
@@ -126,14 +136,95 @@ impl Simulator {
         &self.admin_token
     }
 
-    /// A new bearer token for `user` with the given access.
-    pub fn add_token(&self, user: &str, access: Access) -> String {
+    fn issue(&self, credential: Credential) -> String {
         let token = random_token();
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone(), (user.to_string(), access));
+        self.authority.insert(token.clone(), credential);
         token
+    }
+
+    /// A bearer token for `user` in `groups` (and `system:authenticated`, as upstream adds
+    /// to every authenticated user). What it may do is whatever RBAC grants them.
+    pub fn add_user(&self, user: &str, groups: &[&str]) -> String {
+        self.issue(Credential {
+            user: authenticated(user, groups),
+            expired: false,
+            access_entry: None,
+        })
+    }
+
+    /// A token the server recognises but no longer accepts: every request is a 401.
+    pub fn add_expired_token(&self, user: &str) -> String {
+        self.issue(Credential {
+            user: authenticated(user, &[]),
+            expired: true,
+            access_entry: None,
+        })
+    }
+
+    /// A token for an EKS access entry: its user name and Kubernetes groups for RBAC, and
+    /// its access policies evaluated as EKS does (see `eks`).
+    pub fn add_access_entry(&self, entry: AccessEntry) -> Result<String, String> {
+        entry.validate()?;
+        let groups: Vec<&str> = entry.kubernetes_groups.iter().map(String::as_str).collect();
+        Ok(self.issue(Credential {
+            user: authenticated(&entry.username, &groups),
+            expired: false,
+            access_entry: Some(entry),
+        }))
+    }
+
+    /// Binds ClusterRole `role` to `user` in each of `namespaces` (RoleBindings), as an
+    /// administrator would with `kubectl create rolebinding`.
+    pub fn bind_in_namespaces(&self, user: &str, role: &str, namespaces: &[&str]) {
+        for namespace in namespaces {
+            let binding = json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": format!("{role}:{user}"), "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+            });
+            self.create_as_admin(binding);
+        }
+    }
+
+    /// Creates an object directly in the store, as an administrator (RBAC objects a test
+    /// arranges, namespaces a binding needs).
+    pub fn create_as_admin(&self, object: Value) {
+        let rt = resources::by_kind(
+            object["apiVersion"].as_str().unwrap_or(""),
+            object["kind"].as_str().unwrap_or(""),
+        )
+        .unwrap_or_else(|| panic!("not a served kind: {object}"));
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let options = WriteOptions {
+            field_manager: "simulator-admin".into(),
+            ..WriteOptions::default()
+        };
+        self.store
+            .create(rt, &namespace, object, &options)
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        rbac::aggregate(&self.store);
+    }
+
+    /// Binds `cluster-admin` to `system:anonymous`, what an administrator would have to do
+    /// on a real cluster to let unauthenticated requests (kubectl over plain HTTP) do
+    /// anything. Only meaningful with `Config::anonymous`.
+    pub fn make_anonymous_admin(&self) {
+        self.create_as_admin(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "simulator:anonymous-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "system:anonymous"}],
+        }));
+    }
+
+    /// Every authorisation decision since the last call: which user asked to do what, and
+    /// whether it was allowed.
+    pub fn take_audit(&self) -> Vec<AuditRecord> {
+        self.authority.take_audit()
     }
 
     /// Makes the server at `url` answer, through the service proxy, for the pods behind
@@ -185,13 +276,23 @@ impl Drop for Simulator {
     }
 }
 
+fn authenticated(user: &str, groups: &[&str]) -> UserInfo {
+    let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    groups.push(rbac::AUTHENTICATED.into());
+    UserInfo {
+        name: user.into(),
+        groups,
+    }
+}
+
 pub fn kubeconfig(server: &str, token: &str, cluster: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-user\ncurrent-context: {cluster}\nusers:\n- name: {cluster}-user\n  user:\n    token: {token}\n"
     )
 }
 
-/// What a new cluster has: the default namespaces and three nodes in three zones.
+/// What a new cluster has: the default namespaces, the default RBAC roles and bindings,
+/// and three nodes in three zones.
 fn bootstrap(store: &Store) {
     let options = WriteOptions {
         field_manager: "kube-apiserver".into(),
@@ -204,6 +305,17 @@ fn bootstrap(store: &Store) {
             .create(resources::lookup("", "Namespace"), "", object, &options)
             .expect("a fresh store accepts the default namespaces");
     }
+    for object in rbac::bootstrap_objects() {
+        let rt = resources::by_kind(
+            object["apiVersion"].as_str().unwrap_or(""),
+            object["kind"].as_str().unwrap_or(""),
+        )
+        .expect("bootstrap RBAC objects are served kinds");
+        store
+            .create(rt, "", object, &options)
+            .expect("a fresh store accepts the default roles");
+    }
+    rbac::aggregate(store);
     for (node, zone) in controllers::NODES {
         let object = json!({
             "apiVersion": "v1",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shopmicro_kube_sim::{Access, Config, Simulator};
+use shopmicro_kube_sim::{Config, Simulator};
 
 /// A simulated Kubernetes API server (not a real cluster) on loopback.
 #[derive(Debug, Parser)]
@@ -50,9 +50,12 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config {
         ready_after: Duration::from_millis(args.ready_after_ms),
-        anonymous: args.allow_anonymous.then_some(Access::Admin),
+        anonymous: args.allow_anonymous,
     };
     let simulator = Simulator::start(args.listen, config)?;
+    if args.allow_anonymous {
+        simulator.make_anonymous_admin();
+    }
     simulator.write_kubeconfig(
         &args.kubeconfig,
         simulator.admin_token(),

@@ -16,9 +16,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::api::{Access, allows};
 use crate::controllers::is_ready;
 use crate::error::ApiError;
+use crate::rbac::Attributes;
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::Store;
@@ -70,10 +70,12 @@ fn verb(method: &Method) -> &'static str {
     }
 }
 
+/// Forwards after `authorize` allowed the caller the `services/proxy` subresource of
+/// the Service with the verb the method maps to, as upstream's proxy does.
 pub async fn forward(
     store: &Store,
     backends: &Backends,
-    user: &(String, Access),
+    authorize: impl FnOnce(&Attributes) -> Result<(), ApiError>,
     request: ProxyRequest<'_>,
     method: Method,
     headers: &HeaderMap,
@@ -87,16 +89,11 @@ pub async fn forward(
         [_scheme, name, port] => (*name, *port),
         _ => return Err(ApiError::bad_request("invalid service request")),
     };
-    if !allows(&user.1, Some(request.namespace)) {
-        return Err(ApiError::forbidden_on(
-            &user.0,
-            verb(&method),
-            &format!("services \"{name}\""),
-            "services/proxy",
-            "",
-            Some(request.namespace),
-        ));
-    }
+    authorize(
+        &Attributes::resource(verb(&method), "", "services", request.namespace)
+            .named(name)
+            .with_subresource("proxy"),
+    )?;
     let service = store.get(resources::lookup("", "Service"), request.namespace, name)?;
     let no_endpoints =
         || ApiError::service_unavailable(format!("no endpoints available for service \"{name}\""));

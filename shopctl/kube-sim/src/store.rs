@@ -119,6 +119,12 @@ fn is_dns_subdomain(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// RBAC objects are named by upstream's `ValidatePathSegmentName`: anything that can
+/// be one URL path segment (so `system:basic-user` is fine).
+fn is_path_segment_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
+}
+
 /// What the registry does to an object before storing it. Secrets: `stringData` is a
 /// write-only convenience merged into `data` (base64), as upstream's Secret strategy does.
 fn normalise(object: &mut Value) {
@@ -293,7 +299,16 @@ impl Store {
         live: Option<&Value>,
     ) -> Result<(), ApiError> {
         let name = object["metadata"]["name"].as_str().unwrap_or("");
-        if !is_dns_subdomain(name) {
+        if rt.group == "rbac.authorization.k8s.io" {
+            if !is_path_segment_name(name) {
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    "metadata.name",
+                    "may not be '.' or '..' and may not contain '/' or '%'",
+                ));
+            }
+        } else if !is_dns_subdomain(name) {
             return Err(ApiError::invalid(
                 rt,
                 name,

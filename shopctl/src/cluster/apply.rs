@@ -1,8 +1,9 @@
-//! Applying a set of manifests: server-side apply with the `shopctl` field manager, in the
-//! order the manifests come in (namespaces and cluster-scoped objects first), after a
-//! server-side dry run of every object so that an invalid or conflicting object stops the
-//! apply before anything changed; then pruning what the previous release had and this one
-//! does not, but only objects labelled as shopctl's.
+//! Applying a set of manifests in two steps. `plan` reads each object and asks the server
+//! for a dry run of it (so an invalid or conflicting object stops the apply before
+//! anything changed) and finds what the previous release had and this one does not, but
+//! only objects still labelled as shopctl's. `execute` then server-side applies them with
+//! the `shopctl` field manager, in the order the manifests come in, and prunes. Each step
+//! says which permissions it needs, so callers can ask before acting.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,6 +13,7 @@ use kube::discovery::{self, Scope};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::access::Permission;
 use super::release::ObjectRef;
 use super::{Cluster, FIELD_MANAGER, MANAGED_BY};
 
@@ -53,6 +55,39 @@ impl<'a> Resources<'a> {
             cluster,
             cache: HashMap::new(),
         }
+    }
+
+    /// The permission to `verb` objects of a kind in `namespace` (ignored for
+    /// cluster-scoped kinds).
+    pub async fn permission(
+        &mut self,
+        verb: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> anyhow::Result<Permission> {
+        self.api(api_version, kind, namespace).await?;
+        let (resource, namespaced) = &self.cache[&(api_version.to_string(), kind.to_string())];
+        Ok(Permission::new(
+            verb,
+            &resource.group,
+            &resource.plural,
+            namespace.filter(|_| *namespaced),
+        ))
+    }
+
+    pub async fn permission_for(
+        &mut self,
+        verb: &str,
+        object: &ObjectRef,
+    ) -> anyhow::Result<Permission> {
+        self.permission(
+            verb,
+            &object.api_version,
+            &object.kind,
+            object.namespace.as_deref(),
+        )
+        .await
     }
 
     pub async fn api(
@@ -161,24 +196,72 @@ fn patch_params(options: &ApplyOptions, dry_run: bool) -> PatchParams {
     }
 }
 
-/// Applies `manifests`; with `dry_run`, only asks the server what would change.
-pub async fn apply(
-    cluster: &Cluster,
+/// What an apply will do, found without changing anything.
+pub struct Plan {
+    manifests: Vec<Value>,
+    /// Per manifest, in order, then the prunes.
+    pub changes: Vec<ObjectChange>,
+    /// Each object as it was before, read once for `execute`.
+    lives: Vec<Option<Value>>,
+    /// Objects of the previous release that are gone from this one, still exist and are
+    /// still labelled as shopctl's.
+    pub prunes: Vec<ObjectRef>,
+}
+
+impl Plan {
+    pub fn changes_anything(&self) -> bool {
+        self.changes.iter().any(|c| c.change != Change::Unchanged)
+    }
+}
+
+/// What `plan` needs: to read and (dry-run) patch every object, and to read the
+/// previous release's objects this one drops.
+pub async fn needs_to_plan(
+    resources: &mut Resources<'_>,
     manifests: &[Value],
     previous: &[ObjectRef],
-    options: &ApplyOptions,
-) -> anyhow::Result<Vec<ObjectChange>> {
-    let mut resources = Resources::new(cluster);
-    let new_namespaces: BTreeSet<&str> = manifests
-        .iter()
-        .filter(|m| m["kind"] == "Namespace")
-        .map(name_of)
-        .collect();
+) -> anyhow::Result<BTreeSet<Permission>> {
+    let mut needs = BTreeSet::new();
+    for object in manifests.iter().map(ObjectRef::of) {
+        needs.insert(resources.permission_for("get", &object).await?);
+        needs.insert(resources.permission_for("patch", &object).await?);
+    }
+    for gone in dropped(manifests, previous) {
+        needs.insert(resources.permission_for("get", gone).await?);
+    }
+    Ok(needs)
+}
 
-    // Pass 1: a server-side dry run of everything. Validation errors and field conflicts
-    // surface here, before any object is changed.
-    let mut planned = Vec::new();
-    // Each object as it was before this apply, read once here for pass 2.
+/// What `execute` needs beyond `plan`: deleting what it prunes.
+pub async fn needs_to_execute(
+    resources: &mut Resources<'_>,
+    plan: &Plan,
+) -> anyhow::Result<BTreeSet<Permission>> {
+    let mut needs = BTreeSet::new();
+    for gone in &plan.prunes {
+        needs.insert(resources.permission_for("delete", gone).await?);
+    }
+    Ok(needs)
+}
+
+fn dropped<'p>(manifests: &[Value], previous: &'p [ObjectRef]) -> Vec<&'p ObjectRef> {
+    let current: BTreeSet<ObjectRef> = manifests.iter().map(ObjectRef::of).collect();
+    previous.iter().filter(|o| !current.contains(o)).collect()
+}
+
+/// A server-side dry run of every object (its diff against the live one when
+/// `options.dry_run`), and the prunes. Changes nothing. `new_namespaces` are created
+/// by the same change (a dry run of the cluster base just before), so objects in them
+/// cannot be dry-run yet.
+pub async fn plan(
+    cluster: &Cluster,
+    resources: &mut Resources<'_>,
+    manifests: &[Value],
+    previous: &[ObjectRef],
+    new_namespaces: &BTreeSet<String>,
+    options: &ApplyOptions,
+) -> anyhow::Result<Plan> {
+    let mut changes = Vec::new();
     let mut lives = Vec::new();
     for manifest in manifests {
         let id = super::object_id(manifest);
@@ -229,52 +312,87 @@ pub async fn apply(
             None
         };
         lives.push(live);
-        planned.push(ObjectChange { id, change, diff });
+        changes.push(ObjectChange { id, change, diff });
     }
-
-    // Pass 2: apply for real.
-    if !options.dry_run {
-        for ((manifest, planned), before) in manifests.iter().zip(&mut planned).zip(lives) {
-            let api = resources.api_for(manifest).await?;
-            let applied = api
-                .patch(
-                    name_of(manifest),
-                    &patch_params(options, false),
-                    &Patch::Apply(manifest),
-                )
-                .await
-                .map_err(|err| {
-                    cluster
-                        .explain(err)
-                        .context(format!("applying {}", planned.id))
-                })?;
-            // Compared as people compare objects: a controller's status write in between is
-            // not a change this apply made.
-            let applied = serde_json::to_value(applied)?;
-            planned.change = match before {
-                None => Change::Created,
-                Some(live) if comparable(&live) == comparable(&applied) => Change::Unchanged,
-                Some(_) => Change::Configured,
-            };
+    let mut prunes = Vec::new();
+    for gone in dropped(manifests, previous) {
+        if still_ours(cluster, resources, gone).await? {
+            changes.push(ObjectChange {
+                id: gone.id(),
+                change: Change::Pruned,
+                diff: None,
+            });
+            prunes.push(gone.clone());
         }
     }
-
-    let current: BTreeSet<ObjectRef> = manifests.iter().map(ObjectRef::of).collect();
-    for gone in previous.iter().filter(|o| !current.contains(o)) {
-        if let Some(change) = prune(cluster, &mut resources, gone, options.dry_run).await? {
-            planned.push(change);
-        }
-    }
-    Ok(planned)
+    Ok(Plan {
+        manifests: manifests.to_vec(),
+        changes,
+        lives,
+        prunes,
+    })
 }
 
-/// Deletes an object the previous release had, if it is still there and still ours.
-async fn prune(
+/// Applies what `plan` planned, then prunes.
+pub async fn execute(
+    cluster: &Cluster,
+    resources: &mut Resources<'_>,
+    plan: Plan,
+    options: &ApplyOptions,
+) -> anyhow::Result<Vec<ObjectChange>> {
+    let Plan {
+        manifests,
+        mut changes,
+        lives,
+        prunes,
+    } = plan;
+    for ((manifest, planned), before) in manifests.iter().zip(&mut changes).zip(lives) {
+        let api = resources.api_for(manifest).await?;
+        let applied = api
+            .patch(
+                name_of(manifest),
+                &patch_params(options, false),
+                &Patch::Apply(manifest),
+            )
+            .await
+            .map_err(|err| {
+                cluster
+                    .explain(err)
+                    .context(format!("applying {}", planned.id))
+            })?;
+        // Compared as people compare objects: a controller's status write in between is
+        // not a change this apply made.
+        let applied = serde_json::to_value(applied)?;
+        planned.change = match before {
+            None => Change::Created,
+            Some(live) if comparable(&live) == comparable(&applied) => Change::Unchanged,
+            Some(_) => Change::Configured,
+        };
+    }
+    for gone in &prunes {
+        let api = resources
+            .api(&gone.api_version, &gone.kind, gone.namespace.as_deref())
+            .await?;
+        match api.delete(&gone.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            // Someone deleted it in between: what pruning wanted.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => {
+                return Err(cluster
+                    .explain(err)
+                    .context(format!("pruning {}", gone.id())));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether an object the previous release had is still there and still ours.
+async fn still_ours(
     cluster: &Cluster,
     resources: &mut Resources<'_>,
     gone: &ObjectRef,
-    dry_run: bool,
-) -> anyhow::Result<Option<ObjectChange>> {
+) -> anyhow::Result<bool> {
     let api = resources
         .api(&gone.api_version, &gone.kind, gone.namespace.as_deref())
         .await?;
@@ -283,7 +401,7 @@ async fn prune(
         .await
         .map_err(|err| cluster.explain(err))?
     else {
-        return Ok(None);
+        return Ok(false);
     };
     let ours = live
         .metadata
@@ -296,22 +414,6 @@ async fn prune(
             "{} was in the previous release but is no longer labelled {MANAGED_BY}=shopctl; left alone",
             gone.id()
         );
-        return Ok(None);
     }
-    if !dry_run {
-        match api.delete(&gone.name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
-            Err(err) => {
-                return Err(cluster
-                    .explain(err)
-                    .context(format!("pruning {}", gone.id())));
-            }
-        }
-    }
-    Ok(Some(ObjectChange {
-        id: gone.id(),
-        change: Change::Pruned,
-        diff: None,
-    }))
+    Ok(ours)
 }

@@ -1,16 +1,47 @@
-//! A release end to end: apply, record it in the history, wait for the rollout, and with
-//! `atomic` go back to the previous release when the wait fails. `apply` and release
-//! rollbacks both come through here, so they behave the same.
+//! A release end to end: make sure the cluster base it needs is in place, plan the apply
+//! (a dry run), ask the server for every permission the rest needs, apply, record it in
+//! the history, wait for the rollout, and with `atomic` go back to the previous release
+//! when the wait fails. `apply` and release rollbacks both come through here, so they
+//! behave the same; nothing changes until every check has passed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::Cluster;
-use super::apply::{self, ApplyOptions, Change, ObjectChange};
+use super::access::{self, Permission};
+use super::apply::{self, ApplyOptions, ObjectChange, Resources};
+use super::base::{self, BaseState};
 use super::release::{self, Release, ReleaseStatus, ReleaseStore};
 use super::rollout::{self, ProgressCallback, WaitResult, Workload};
+
+/// What a release requires of the cluster base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasePolicy {
+    /// A new rendering: its base must be the one installed; when it is not, apply it
+    /// first if the caller may, else stop and say who must.
+    Current,
+    /// A recorded release (a rollback): its namespaces must exist; the base objects a
+    /// record may carry are left to the administrator.
+    Present,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the cluster base this release needs is not in place ({}), and {identity} may not apply \
+     it (may not {}); a cluster administrator runs `shopctl apply --env {env} --base` (or \
+     `shopctl up --env {env}`), then deploy again; nothing was changed",
+    state.describe(),
+    access::summarise(missing)
+)]
+pub struct BaseNeeded {
+    pub state: BaseState,
+    pub identity: String,
+    pub missing: Vec<Permission>,
+    pub env: String,
+}
 
 #[derive(Clone)]
 pub struct DeployOptions {
@@ -23,6 +54,7 @@ pub struct DeployOptions {
     pub keep: usize,
     /// Why: "apply", "rollback to 3", …
     pub cause: String,
+    pub base: BasePolicy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +66,9 @@ pub struct DeployReport {
     pub revision: Option<u32>,
     /// The release that was current before.
     pub previous: Option<u32>,
+    /// The cluster base, when this deploy applied it first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_changes: Vec<ObjectChange>,
     pub changes: Vec<ObjectChange>,
     pub rollout: Vec<WaitResult>,
     /// With atomic: the revision recorded by the automatic rollback.
@@ -46,6 +81,35 @@ pub struct AutomaticRollback {
     pub to: u32,
     pub revision: Option<u32>,
     pub rollout: Vec<WaitResult>,
+}
+
+/// Watching each workload until it settles, and reading why when it does not.
+async fn needs_to_wait(
+    resources: &mut Resources<'_>,
+    release: &[Value],
+) -> anyhow::Result<BTreeSet<Permission>> {
+    let mut needs = BTreeSet::new();
+    for workload in release.iter().filter_map(Workload::of) {
+        for verb in ["get", "watch"] {
+            needs.insert(
+                resources
+                    .permission(
+                        verb,
+                        &workload.api_version,
+                        &workload.kind,
+                        Some(&workload.namespace),
+                    )
+                    .await?,
+            );
+        }
+        needs.insert(Permission::new(
+            "list",
+            "",
+            "events",
+            Some(&workload.namespace),
+        ));
+    }
+    Ok(needs)
 }
 
 impl DeployReport {
@@ -71,6 +135,7 @@ impl Deployer<'_> {
         manifests: &[Value],
         options: &DeployOptions,
     ) -> anyhow::Result<DeployReport> {
+        let (base, release) = base::split(manifests);
         let store = self.store();
         let history = store.list().await?;
         let previous = history.last().cloned();
@@ -80,31 +145,63 @@ impl Deployer<'_> {
             .rev()
             .find(|r| r.status != ReleaseStatus::Failed)
             .cloned();
-        let inventory = previous
+        // Only namespaced objects are pruned: the base is the administrator's.
+        let inventory: Vec<_> = previous
             .as_ref()
             .map(|r| r.objects.clone())
-            .unwrap_or_default();
-        let changes = apply::apply(self.cluster, manifests, &inventory, &options.apply).await?;
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.namespace.is_some())
+            .collect();
+        let base_changes = self.ensure_base(&base, &release, options).await?;
+        let mut resources = Resources::new(self.cluster);
+        let to_plan = apply::needs_to_plan(&mut resources, &release, &inventory).await?;
+        access::preflight(self.cluster, &to_plan).await?;
+        let plan = apply::plan(
+            self.cluster,
+            &mut resources,
+            &release,
+            &inventory,
+            &base::created_namespaces(&base_changes),
+            &options.apply,
+        )
+        .await?;
         let mut report = DeployReport {
             environment: self.environment.clone(),
             namespace: self.namespace.clone(),
             dry_run: options.apply.dry_run,
             revision: None,
             previous: previous.as_ref().map(|r| r.revision),
-            changes,
+            base_changes,
+            changes: Vec::new(),
             rollout: Vec::new(),
             rolled_back: None,
         };
         if options.apply.dry_run {
+            report.changes = plan.changes;
             return Ok(report);
         }
-        let digest = release::digest(manifests);
-        let changed = report.changes.iter().any(|c| c.change != Change::Unchanged);
+        let digest = release::digest(&release);
         let same_release = previous.as_ref().is_some_and(|p| p.digest == digest);
-        if changed || !same_release {
+        let record = plan.changes_anything() || !same_release;
+        let mut to_execute = apply::needs_to_execute(&mut resources, &plan).await?;
+        to_execute.extend(self.needs_to_record(record, history.len(), options));
+        if options.wait.is_some() {
+            to_execute.extend(needs_to_wait(&mut resources, &release).await?);
+        }
+        if options.atomic
+            && let Some(good) = &last_good
+        {
+            let (_, good_release) = base::split(&good.manifests);
+            to_execute.extend(apply::needs_to_plan(&mut resources, &good_release, &[]).await?);
+        }
+        access::preflight(self.cluster, &to_execute).await?;
+
+        report.changes = apply::execute(self.cluster, &mut resources, plan, &options.apply).await?;
+        if record {
             let recorded = store
                 .record(
-                    self.new_release(manifests, digest, &options.cause),
+                    self.new_release(&release, digest, &options.cause),
                     options.keep,
                 )
                 .await?;
@@ -113,7 +210,7 @@ impl Deployer<'_> {
         let Some(timeout) = options.wait else {
             return Ok(report);
         };
-        report.rollout = self.wait(manifests, timeout).await?;
+        report.rollout = self.wait(&release, timeout).await?;
         let failed = report.rollout_failed();
         if let Some(revision) = report.revision {
             store
@@ -143,6 +240,7 @@ impl Deployer<'_> {
                     dry_run: false,
                     force: true,
                 },
+                base: BasePolicy::Present,
                 ..options.clone()
             };
             let undone = Box::pin(self.deploy(&previous.manifests, &back)).await?;
@@ -153,6 +251,66 @@ impl Deployer<'_> {
             });
         }
         Ok(report)
+    }
+
+    /// Checks the base the release needs; applies it first when it is not current and
+    /// the caller may (an administrator); otherwise stops, saying who must.
+    async fn ensure_base(
+        &self,
+        base: &[Value],
+        release: &[Value],
+        options: &DeployOptions,
+    ) -> anyhow::Result<Vec<ObjectChange>> {
+        access::preflight(self.cluster, &base::needs_to_check(release)).await?;
+        let wanted = match options.base {
+            BasePolicy::Current if !base.is_empty() => Some(base::digest(base)),
+            _ => None,
+        };
+        let state = base::state(self.cluster, release, wanted.as_deref()).await?;
+        if state == BaseState::Current {
+            return Ok(Vec::new());
+        }
+        if wanted.is_none() {
+            anyhow::bail!(
+                "{}: the cluster base is not installed; a cluster administrator runs `shopctl \
+                 apply --env {} --base` first; nothing was changed",
+                state.describe(),
+                self.environment
+            );
+        }
+        let missing = base::missing(self.cluster, base).await?;
+        if !missing.is_empty() {
+            return Err(BaseNeeded {
+                state,
+                identity: access::whoami(self.cluster).await,
+                missing,
+                env: self.environment.clone(),
+            }
+            .into());
+        }
+        base::apply(self.cluster, base, &options.apply).await
+    }
+
+    /// Recording a release: a Secret created, its status patched after the wait, and the
+    /// oldest deleted once the history is over `keep`.
+    fn needs_to_record(
+        &self,
+        record: bool,
+        kept: usize,
+        options: &DeployOptions,
+    ) -> BTreeSet<Permission> {
+        let secrets = |verb: &str| Permission::new(verb, "", "secrets", Some(&self.namespace));
+        let mut needs = BTreeSet::new();
+        if record {
+            needs.insert(secrets("create"));
+            if options.wait.is_some() {
+                needs.insert(secrets("patch"));
+            }
+            if kept + 1 > options.keep.max(1) {
+                needs.insert(secrets("delete"));
+            }
+        }
+        needs
     }
 
     async fn wait(
@@ -200,6 +358,7 @@ impl Deployer<'_> {
         };
         let options = DeployOptions {
             cause: format!("rollback to {}", target.revision),
+            base: BasePolicy::Present,
             ..options.clone()
         };
         self.deploy(&target.manifests, &options).await

@@ -10,8 +10,31 @@ use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use serde::Serialize;
 
+use super::access::Permission;
 use super::rollout::{self, Workload};
 use super::{Cluster, FIELD_MANAGER};
+
+/// What running a Job from CronJob `cron_job` needs, and following it to its end.
+pub fn needs(
+    namespace: &str,
+    cron_job: &str,
+    follow: bool,
+) -> std::collections::BTreeSet<Permission> {
+    let ns = Some(namespace);
+    let mut needs = std::collections::BTreeSet::from([
+        Permission::new("get", "batch", "cronjobs", ns).named(cron_job),
+        Permission::new("create", "batch", "jobs", ns),
+    ]);
+    if follow {
+        needs.extend([
+            Permission::new("get", "batch", "jobs", ns),
+            Permission::new("watch", "batch", "jobs", ns),
+            // Why a Job failed: its warning events.
+            Permission::new("list", "", "events", ns),
+        ]);
+    }
+    needs
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobOutcome {

@@ -2,7 +2,9 @@
 //! server-side apply, waiting for rollouts with watches, the release history kept in the
 //! cluster, rollback and status.
 
+pub mod access;
 pub mod apply;
+pub mod base;
 pub mod deploy;
 pub mod jobs;
 pub mod release;
@@ -66,6 +68,16 @@ pub enum AccessError {
     Unauthorized { server: String },
     #[error("permission denied by the cluster: {message}; ask a cluster administrator for it")]
     Forbidden { message: String },
+    #[error(
+        "{identity} may not {}; nothing was changed. Grant it (on EKS: an access policy of the \
+         identity's access entry, or an RBAC binding for one of its Kubernetes groups) or run \
+         this as an identity that may",
+        access::summarise(.missing)
+    )]
+    Missing {
+        identity: String,
+        missing: Vec<access::Permission>,
+    },
 }
 
 impl Cluster {

@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 
+use super::access::{self, Permission};
 use super::jobs::{self, JobOutcome};
 use super::rollout::{self, ProgressCallback, WaitResult, Workload};
 use super::{Cluster, FIELD_MANAGER};
@@ -70,6 +71,13 @@ pub async fn restore(
     timeout: Duration,
     on_progress: ProgressCallback,
 ) -> anyhow::Result<RestoreOutcome> {
+    let ns = Some(namespace);
+    let mut needs = jobs::needs(namespace, "db-backup", true);
+    for verb in ["get", "watch"] {
+        needs.insert(Permission::new(verb, "apps", "deployments", ns));
+    }
+    needs.insert(Permission::new("patch", "apps", "deployments/scale", ns));
+    access::preflight(cluster, &needs).await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let mut before = BTreeMap::new();
     for name in WRITERS {
@@ -167,6 +175,7 @@ async fn database_job(
     backoff_limit: Option<i32>,
     timeout: Duration,
 ) -> anyhow::Result<JobOutcome> {
+    access::preflight(cluster, &jobs::needs(namespace, "db-backup", true)).await?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!(
         "db-{step}-{}-{}",

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
+use super::access::{self, Permission};
 use super::release::ReleaseStore;
 use super::{Cluster, FIELD_MANAGER};
 
@@ -31,6 +32,17 @@ pub async fn rollback_service(
     name: &str,
     to: Option<u32>,
 ) -> anyhow::Result<ServiceRollback> {
+    let ns = Some(namespace);
+    let needs = std::collections::BTreeSet::from([
+        Permission::new("get", "apps", "deployments", ns),
+        Permission::new("patch", "apps", "deployments", ns),
+        Permission::new("list", "apps", "replicasets", ns),
+        Permission::new("list", "", "secrets", ns),
+        // The rollout wait that follows.
+        Permission::new("watch", "apps", "deployments", ns),
+        Permission::new("list", "", "events", ns),
+    ]);
+    access::preflight(cluster, &needs).await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let deployment = deployments
         .get_opt(name)

@@ -175,6 +175,7 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             // Time-ordered and unique, like kubectl's generated names.
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             let name = format!("db-backup-manual-{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), &suffix[..5]);
+            shopctl::cluster::access::preflight(&cluster, &jobs::needs(&environment.namespace, "db-backup", args.wait)).await?;
             let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name, |_| Ok(())).await?;
             eprintln!("created Job {name} from CronJob db-backup in namespace {}", environment.namespace);
             if !args.wait {

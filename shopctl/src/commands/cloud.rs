@@ -10,7 +10,8 @@ use clap::Args;
 use serde_json::Value;
 use shopctl::cluster::Cluster;
 use shopctl::cluster::apply::ApplyOptions;
-use shopctl::cluster::deploy::{DeployOptions, Deployer};
+use shopctl::cluster::base;
+use shopctl::cluster::deploy::{BasePolicy, DeployOptions, Deployer};
 use shopctl::infra::terraform::Workspace;
 use shopctl::infra::{self, bootstrap, eks};
 use shopctl::render::{self, SecretMode};
@@ -141,6 +142,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             cluster_args = cluster_args.with(path, context);
         }
         let cluster = phase("connecting to the cluster", Cluster::connect(&cluster_args.options(), &environment)).await.map_err(failed_in("cluster access", &env))?;
+        if !args.skip_infra {
+            // The administrator's part: cluster-scoped objects the release relies on.
+            let (base, _) = base::split(&manifests);
+            let apply = ApplyOptions { dry_run: false, force: false };
+            phase("cluster base (administrator)", base::apply(&cluster, &base, &apply)).await.map_err(failed_in("cluster base", &env))?;
+        }
         let deployer = Deployer { cluster: &cluster, environment: env.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
         let options = DeployOptions {
             apply: ApplyOptions { dry_run: false, force: false },
@@ -148,6 +155,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             atomic: args.atomic,
             keep: args.history_max,
             cause: "up".into(),
+            base: BasePolicy::Current,
         };
         let report = phase("apply and wait for the rollout", deployer.deploy(&manifests, &options)).await.map_err(failed_in("apply", &env))?;
         print_deploy_table(&report);

@@ -12,7 +12,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use shopctl::cluster::apply::{ApplyOptions, Change};
-use shopctl::cluster::deploy::{DeployOptions, DeployReport, Deployer};
+use shopctl::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
 use shopctl::cluster::release::ReleaseStore;
 use shopctl::cluster::rollout::{Progress, ProgressCallback, WaitResult, Workload};
 use shopctl::cluster::{Cluster, ClusterOptions, rollback, status};
@@ -89,6 +89,11 @@ pub struct ApplyArgs {
     /// Take over fields another field manager owns (server-side apply force).
     #[arg(long)]
     force: bool,
+    /// Apply only the cluster base (Namespaces, StorageClass, ClusterRoles and their
+    /// bindings): a cluster administrator's job. Without it, apply deploys the release and
+    /// applies the base first only when it is out of date and the caller may.
+    #[arg(long, conflicts_with_all = ["wait", "atomic"])]
+    base: bool,
     /// Releases to keep in the history.
     #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
     history_max: usize,
@@ -178,6 +183,7 @@ fn deploy_options(args: &ApplyArgs) -> DeployOptions {
         atomic: args.atomic,
         keep: args.history_max,
         cause: "apply".into(),
+        base: BasePolicy::Current,
     }
 }
 
@@ -190,6 +196,26 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
             .map(|m| m.value)
             .collect();
     let runtime = runtime()?;
+    if args.base {
+        let (base, _) = shopctl::cluster::base::split(&manifests);
+        let options = deploy_options(&args).apply;
+        let changes = runtime.block_on(async {
+            let cluster = connect(&args.cluster, &environment).await?;
+            shopctl::cluster::base::apply(&cluster, &base, &options).await
+        })?;
+        let report = DeployReport {
+            environment: environment.name.clone(),
+            namespace: environment.namespace.clone(),
+            dry_run: args.dry_run,
+            revision: None,
+            previous: None,
+            base_changes: changes,
+            changes: Vec::new(),
+            rollout: Vec::new(),
+            rolled_back: None,
+        };
+        return print_deploy(&report, args.output);
+    }
     let report = runtime.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let deployer = Deployer {
@@ -216,12 +242,15 @@ fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<O
 }
 
 pub(super) fn print_deploy_table(report: &DeployReport) {
-    let count = |change: Change| report.changes.iter().filter(|c| c.change == change).count();
-    for change in report
-        .changes
-        .iter()
-        .filter(|c| c.change != Change::Unchanged)
-    {
+    let all = || report.base_changes.iter().chain(&report.changes);
+    let count = |change: Change| all().filter(|c| c.change == change).count();
+    if !report.base_changes.is_empty() {
+        println!(
+            "cluster base: {} objects applied (Namespaces, StorageClass, cluster RBAC)",
+            report.base_changes.len()
+        );
+    }
+    for change in all().filter(|c| c.change != Change::Unchanged) {
         let verb = match change.change {
             Change::Created => "created",
             Change::Configured => "configured",
@@ -490,6 +519,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
         atomic: false,
         keep: args.history_max,
         cause: String::new(),
+        base: BasePolicy::Present,
     };
     let report = runtime.block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;

@@ -50,6 +50,24 @@ pub struct Cluster {
     /// EKS, the subnets holding the control plane's network interfaces.
     #[serde(default)]
     pub api_server_cidrs: Vec<String>,
+    /// The Kubernetes group of the identity that deploys releases (its EKS access entry's
+    /// `kubernetes_groups`): the cluster base grants it the cluster-wide reads that a
+    /// deploy and `validate` need (nodes, storage classes), nothing more.
+    #[serde(default = "default_deployer_group")]
+    pub deployer_group: String,
+    /// Who may reach the API server's public endpoint: the egress addresses of the CI
+    /// runners that deploy (`ci_runner_group`). Empty keeps the endpoint private (reachable
+    /// from inside the VPC only).
+    #[serde(default)]
+    pub public_access_cidrs: Vec<String>,
+    /// The GitHub Actions runner group whose jobs talk to the cluster (deploy, rollback);
+    /// its egress addresses are `public_access_cidrs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_runner_group: Option<String>,
+}
+
+fn default_deployer_group() -> String {
+    "shopmicro:deployers".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -69,12 +69,22 @@ pub async fn list(
             .key(format!("{state_key}.tflock"))
             .send()
             .await;
-        if let Ok(object) = object {
-            let body = object.body.collect().await?.into_bytes();
-            locks.extend(StateLock::from_info(
-                &String::from_utf8_lossy(&body),
-                "s3-lockfile",
-            ));
+        match object {
+            Ok(object) => {
+                let body = object.body.collect().await?.into_bytes();
+                locks.extend(StateLock::from_info(
+                    &String::from_utf8_lossy(&body),
+                    "s3-lockfile",
+                ));
+            }
+            // No lock file: nobody holds the lock. Anything else (a refusal) is not
+            // "unlocked", it is unknown.
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {}
+            Err(err) => anyhow::bail!(
+                "reading the lock file s3://{}/{state_key}.tflock: {}",
+                env.terraform.state_bucket,
+                super::aws_error(&err)
+            ),
         }
     }
     // One lock shows in both places when both mechanisms are on.

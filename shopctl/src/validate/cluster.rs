@@ -46,8 +46,9 @@ pub struct DriftCheck {
     pub stack: Option<std::path::PathBuf>,
 }
 
-const KINDS: [(&str, &str, bool); 16] = [
-    ("v1", "Namespace", false),
+/// Kinds listed; Namespaces are read one by one instead (a namespace-scoped identity may
+/// read its own namespaces but not list all of them).
+const KINDS: [(&str, &str, bool); 15] = [
     ("v1", "Service", true),
     ("v1", "Node", false),
     ("storage.k8s.io/v1", "StorageClass", false),
@@ -117,6 +118,25 @@ impl Snapshot {
             environment: Some(environment.clone()),
             ..Snapshot::default()
         };
+        let namespace_api: Api<DynamicObject> = resources.api("v1", "Namespace", None).await?;
+        for namespace in &snapshot.namespaces {
+            match namespace_api.get_opt(namespace).await {
+                Ok(Some(object)) => {
+                    let mut value = serde_json::to_value(object).unwrap_or_default();
+                    value["kind"] = Value::String("Namespace".into());
+                    snapshot.objects.entry("Namespace").or_default().push(value);
+                }
+                Ok(None) => {}
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    snapshot
+                        .forbidden_lists
+                        .entry(format!("namespace {namespace}"))
+                        .or_default()
+                        .insert("Namespace");
+                }
+                Err(err) => return Err(cluster.explain(err)),
+            }
+        }
         for (kind, namespace, listed) in futures_util::future::join_all(requests).await {
             match listed {
                 Ok(list) => {
