@@ -29,12 +29,16 @@ pub struct AuditRecord {
     pub user: String,
     pub attributes: Attributes,
     pub allowed: bool,
+    /// A SelfSubjectAccessReview's question rather than a request: the caller asked
+    /// whether it may, and did nothing.
+    pub review: bool,
 }
 
 #[derive(Clone, Default)]
 pub struct Authority {
     tokens: Arc<Mutex<HashMap<String, Credential>>>,
     audit: Arc<Mutex<Vec<AuditRecord>>>,
+    policy: Arc<rbac::Cache>,
     /// Serve requests without credentials as `system:anonymous` (upstream
     /// `--anonymous-auth`); otherwise they get 401.
     pub anonymous: bool,
@@ -88,7 +92,7 @@ impl Authority {
 
     /// The authorizer chain, without recording anything (reviews and escalation checks).
     pub fn decide(&self, store: &Store, caller: &Credential, request: &Attributes) -> Decision {
-        if let Some(reason) = rbac::allowed_by(store, &caller.user, request) {
+        if let Some(reason) = self.policy.current(store).allowed_by(&caller.user, request) {
             return Decision {
                 allowed: true,
                 reason,
@@ -118,16 +122,21 @@ impl Authority {
         request: &Attributes,
     ) -> Result<(), ApiError> {
         let decision = self.decide(store, caller, request);
-        lock(&self.audit).push(AuditRecord {
-            user: caller.user.name.clone(),
-            attributes: request.clone(),
-            allowed: decision.allowed,
-        });
+        self.record(caller, request, decision.allowed, false);
         if decision.allowed {
             Ok(())
         } else {
             Err(ApiError::refused(request, &caller.user.name))
         }
+    }
+
+    fn record(&self, caller: &Credential, request: &Attributes, allowed: bool, review: bool) {
+        lock(&self.audit).push(AuditRecord {
+            user: caller.user.name.clone(),
+            attributes: request.clone(),
+            allowed,
+            review,
+        });
     }
 
     /// Every decision since the last call, oldest first.
@@ -186,28 +195,27 @@ impl Authority {
             "RoleBinding" | "ClusterRoleBinding" => {
                 let role_ref = &object["roleRef"];
                 let role_kind = role_ref["kind"].as_str().unwrap_or("");
+                let role_name = role_ref["name"].as_str().unwrap_or("");
+                let resource = if role_kind == "Role" {
+                    "roles"
+                } else {
+                    "clusterroles"
+                };
+                // Upstream asks about `bind` first: it may bind a role that does not exist yet.
+                let bind =
+                    Attributes::resource("bind", RBAC_GROUP, resource, namespace).named(role_name);
+                if self.decide(store, caller, &bind).allowed {
+                    return Ok(());
+                }
                 let Some(rules) = rbac::referenced_rules(store, role_ref, namespace) else {
                     return Err(escalation(
                         kind,
                         name,
                         &caller.user,
-                        format!(
-                            "{} {:?} not found",
-                            role_kind,
-                            role_ref["name"].as_str().unwrap_or("")
-                        ),
+                        format!("{role_kind} {role_name:?} not found"),
                     ));
                 };
-                (
-                    if role_kind == "Role" {
-                        "roles"
-                    } else {
-                        "clusterroles"
-                    },
-                    "bind",
-                    rules,
-                    role_ref["name"].as_str().unwrap_or("").to_string(),
-                )
+                (resource, "bind", rules, role_name.to_string())
             }
             _ => return Ok(()),
         };
@@ -286,6 +294,7 @@ pub fn access_review(
         ));
     };
     let decision = authority.decide(store, caller, &request);
+    authority.record(caller, &request, decision.allowed, true);
     review["status"] = if decision.allowed {
         json!({"allowed": true, "reason": decision.reason})
     } else {

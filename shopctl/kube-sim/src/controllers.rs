@@ -15,6 +15,8 @@
 //! HPAs keep their target within its bounds; there is no metrics server to scale on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -47,6 +49,10 @@ pub struct Controllers {
     progress: HashMap<String, (String, i64, Instant)>,
     /// Last time an event was emitted per (object, reason), to aggregate like upstream.
     emitted: HashMap<(String, String), Instant>,
+    /// The ClusterRoles' revision the aggregated roles were last computed from.
+    aggregated_at: u64,
+    /// While set, Jobs' pods keep running: a test plays their containers meanwhile.
+    jobs_held: Arc<AtomicBool>,
 }
 
 fn name_of(object: &Value) -> &str {
@@ -128,13 +134,15 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str, since: &str)
 }
 
 impl Controllers {
-    pub fn new(store: Store, ready_after: Duration) -> Self {
+    pub fn new(store: Store, ready_after: Duration, jobs_held: Arc<AtomicBool>) -> Self {
         Self {
             store,
             ready_after,
             pod_started: HashMap::new(),
             progress: HashMap::new(),
             emitted: HashMap::new(),
+            aggregated_at: 0,
+            jobs_held,
         }
     }
 
@@ -161,7 +169,13 @@ impl Controllers {
         self.claims();
         self.autoscalers();
         self.disruption_budgets();
-        crate::rbac::aggregate(&self.store);
+        let roles = self
+            .store
+            .changed_at(rt("rbac.authorization.k8s.io", "ClusterRole"));
+        if roles != self.aggregated_at {
+            crate::rbac::aggregate(&self.store);
+            self.aggregated_at = roles;
+        }
     }
 
     fn all(&self, rt: &'static ResourceType) -> Vec<Value> {
@@ -857,7 +871,9 @@ impl Controllers {
                     ],
                 })
             };
-            let status = if elapsed < self.ready_after {
+            let status = if elapsed < self.ready_after
+                || (in_job && self.jobs_held.load(Ordering::SeqCst))
+            {
                 continue;
             } else if in_job {
                 let failed = scripted("fail");

@@ -21,6 +21,8 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -56,6 +58,7 @@ pub struct Simulator {
     store: Store,
     authority: Authority,
     backends: proxy::Backends,
+    jobs_held: Arc<AtomicBool>,
     admin_token: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -96,6 +99,8 @@ impl Simulator {
             backends: backends.clone(),
         };
         let controller_store = store.clone();
+        let jobs_held = Arc::new(AtomicBool::new(false));
+        let controller_jobs_held = jobs_held.clone();
         let thread = std::thread::Builder::new()
             .name("kube-sim".into())
             .spawn(move || {
@@ -108,7 +113,12 @@ impl Simulator {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
                     let app = axum::Router::new().fallback(api::handle).with_state(state);
                     tokio::spawn(
-                        controllers::Controllers::new(controller_store, config.ready_after).run(),
+                        controllers::Controllers::new(
+                            controller_store,
+                            config.ready_after,
+                            controller_jobs_held,
+                        )
+                        .run(),
                     );
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
@@ -122,6 +132,7 @@ impl Simulator {
             store,
             authority,
             backends,
+            jobs_held,
             admin_token,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -237,6 +248,12 @@ impl Simulator {
                 (namespace.into(), service.into(), port.into()),
                 url.trim_end_matches('/').into(),
             );
+    }
+
+    /// While held, Jobs' pods keep running instead of finishing: a test plays what their
+    /// containers do (the simulator runs no processes), then lets them finish.
+    pub fn hold_jobs(&self, held: bool) {
+        self.jobs_held.store(held, Ordering::SeqCst);
     }
 
     /// Stops answering for a Service port, as if its process died.

@@ -298,48 +298,115 @@ pub struct Grant {
     pub source: String,
 }
 
-/// Every rule granted to `user` in `namespace` (cluster-wide ones only when empty): what
-/// ClusterRoleBindings grant, plus what RoleBindings in the namespace grant.
-pub fn grants(store: &Store, user: &UserInfo, namespace: &str) -> Vec<Grant> {
-    let mut granted = Vec::new();
-    let mut bindings = all(store, "ClusterRoleBinding", None);
-    if !namespace.is_empty() {
-        bindings.extend(all(store, "RoleBinding", Some(namespace)));
-    }
-    for binding in bindings {
-        let binding_namespace = binding["metadata"]["namespace"].as_str().unwrap_or("");
-        let applies = binding["subjects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| applies_to(s, user, binding_namespace));
-        if !applies {
-            continue;
-        }
-        let Some(rules) = referenced_rules(store, &binding["roleRef"], binding_namespace) else {
-            continue;
-        };
-        let source = format!(
-            "{} {:?} of {} {:?}",
-            binding["kind"].as_str().unwrap_or(""),
-            binding["metadata"]["name"].as_str().unwrap_or(""),
-            binding["roleRef"]["kind"].as_str().unwrap_or(""),
-            binding["roleRef"]["name"].as_str().unwrap_or("")
-        );
-        granted.extend(rules.into_iter().map(|rule| Grant {
-            rule,
-            source: source.clone(),
-        }));
-    }
-    granted
+/// A binding with its role's rules resolved.
+struct Compiled {
+    /// Empty for a ClusterRoleBinding.
+    namespace: String,
+    subjects: Vec<Value>,
+    rules: Vec<Rule>,
+    source: String,
 }
 
-/// RBAC's answer: the binding that allows the request, if any.
-pub fn allowed_by(store: &Store, user: &UserInfo, request: &Attributes) -> Option<String> {
-    grants(store, user, &request.namespace)
-        .into_iter()
-        .find(|g| g.rule.allows(request))
-        .map(|g| format!("RBAC: allowed by {} to {:?}", g.source, user.name))
+/// Every binding of the store with its role's rules: what RBAC decides from, built once
+/// per change to an RBAC object (`Cache`) rather than read from the store per request.
+pub struct Policy {
+    revision: u64,
+    bindings: Vec<Compiled>,
+}
+
+/// The newest change to any RBAC object.
+fn rbac_revision(store: &Store) -> u64 {
+    ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]
+        .iter()
+        .map(|kind| store.changed_at(resources::lookup("rbac.authorization.k8s.io", kind)))
+        .max()
+        .unwrap_or(0)
+}
+
+impl Policy {
+    pub fn compile(store: &Store) -> Self {
+        let revision = rbac_revision(store);
+        let mut bindings = Vec::new();
+        for binding in all(store, "ClusterRoleBinding", None)
+            .into_iter()
+            .chain(all(store, "RoleBinding", None))
+        {
+            let namespace = binding["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let Some(rules) = referenced_rules(store, &binding["roleRef"], &namespace) else {
+                continue;
+            };
+            let source = format!(
+                "{} {:?} of {} {:?}",
+                binding["kind"].as_str().unwrap_or(""),
+                binding["metadata"]["name"].as_str().unwrap_or(""),
+                binding["roleRef"]["kind"].as_str().unwrap_or(""),
+                binding["roleRef"]["name"].as_str().unwrap_or("")
+            );
+            bindings.push(Compiled {
+                namespace,
+                subjects: binding["subjects"].as_array().cloned().unwrap_or_default(),
+                rules,
+                source,
+            });
+        }
+        Self { revision, bindings }
+    }
+
+    /// Every rule granted to `user` in `namespace` (cluster-wide ones only when empty):
+    /// what ClusterRoleBindings grant, plus what RoleBindings in the namespace grant.
+    pub fn grants<'p>(
+        &'p self,
+        user: &'p UserInfo,
+        namespace: &'p str,
+    ) -> impl Iterator<Item = (&'p Rule, &'p str)> + 'p {
+        self.bindings
+            .iter()
+            .filter(move |b| {
+                b.namespace.is_empty() || (!namespace.is_empty() && b.namespace == namespace)
+            })
+            .filter(move |b| b.subjects.iter().any(|s| applies_to(s, user, &b.namespace)))
+            .flat_map(|b| b.rules.iter().map(move |rule| (rule, b.source.as_str())))
+    }
+
+    /// RBAC's answer: the binding that allows the request, if any.
+    pub fn allowed_by(&self, user: &UserInfo, request: &Attributes) -> Option<String> {
+        self.grants(user, &request.namespace)
+            .find(|(rule, _)| rule.allows(request))
+            .map(|(_, source)| format!("RBAC: allowed by {source} to {:?}", user.name))
+    }
+}
+
+/// The compiled policy, rebuilt only when an RBAC object changed.
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<Option<std::sync::Arc<Policy>>>);
+
+impl Cache {
+    pub fn current(&self, store: &Store) -> std::sync::Arc<Policy> {
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let revision = rbac_revision(store);
+        match cached.as_ref() {
+            Some(policy) if policy.revision == revision => policy.clone(),
+            _ => {
+                let policy = std::sync::Arc::new(Policy::compile(store));
+                *cached = Some(policy.clone());
+                policy
+            }
+        }
+    }
+}
+
+/// Every rule granted to `user` in `namespace`, read from the store now.
+pub fn grants(store: &Store, user: &UserInfo, namespace: &str) -> Vec<Grant> {
+    Policy::compile(store)
+        .grants(user, namespace)
+        .map(|(rule, source)| Grant {
+            rule: rule.clone(),
+            source: source.to_string(),
+        })
+        .collect()
 }
 
 /// Upstream's aggregation controller: a ClusterRole with an `aggregationRule` holds the

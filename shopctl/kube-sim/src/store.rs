@@ -75,6 +75,8 @@ pub enum PatchKind {
 struct Inner {
     objects: BTreeMap<Key, Value>,
     revision: u64,
+    /// The revision of the newest change to each resource type (`clusterroles.rbac…`).
+    changed_at: BTreeMap<String, u64>,
     log: Vec<WatchEvent>,
     /// Revisions at or below this were compacted away (a watch from them gets 410 Gone).
     compacted: u64,
@@ -171,6 +173,7 @@ impl Store {
             inner: Arc::new(Mutex::new(Inner {
                 objects: BTreeMap::new(),
                 revision: 1,
+                changed_at: BTreeMap::new(),
                 log: Vec::new(),
                 compacted: 0,
             })),
@@ -183,6 +186,16 @@ impl Store {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The revision of the newest change to objects of `rt` (0: none yet), so a reader can
+    /// tell cheaply whether anything of a kind changed.
+    pub fn changed_at(&self, rt: &ResourceType) -> u64 {
+        self.lock()
+            .changed_at
+            .get(&rt.qualified())
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn revision(&self) -> u64 {
@@ -204,6 +217,7 @@ impl Store {
             object["metadata"]["namespace"].as_str().unwrap_or(""),
             object["metadata"]["name"].as_str().unwrap_or(""),
         );
+        inner.changed_at.insert(key.resource.clone(), revision);
         if kind == "DELETED" {
             inner.objects.remove(&key);
         } else {
@@ -244,11 +258,18 @@ impl Store {
     ) -> (Vec<Value>, u64) {
         let inner = self.lock();
         let resource = rt.qualified();
+        // Keys sort by resource, then namespace: one range, not a scan of everything.
+        let first = Key {
+            resource: resource.clone(),
+            namespace: namespace.unwrap_or("").to_string(),
+            name: String::new(),
+        };
         let items = inner
             .objects
-            .iter()
-            .filter(|(key, _)| key.resource == resource)
-            .filter(|(key, _)| namespace.is_none_or(|ns| key.namespace == ns))
+            .range(first..)
+            .take_while(|(key, _)| {
+                key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns)
+            })
             .map(|(_, object)| object)
             .filter(|object| labels.matches(object["metadata"].get("labels")))
             .filter(|object| fields.matches(object))

@@ -532,6 +532,7 @@ async fn the_audit_log_records_each_decision_with_its_attributes() {
     let audit = client.sim.take_audit();
     let seen: Vec<(String, String, String, bool)> = audit
         .iter()
+        .filter(|r| !r.review)
         .map(|r| {
             (
                 r.attributes.verb.clone(),
@@ -553,4 +554,11 @@ async fn the_audit_log_records_each_decision_with_its_attributes() {
             ("list".into(), "pods".into(), "other".into(), false),
         ]
     );
+    // A review records the question asked, marked as a review.
+    can_i(&client, "delete", "", "pods", "shop").await;
+    let asked = client.sim.take_audit();
+    assert!(asked.iter().any(|r| r.review
+        && !r.allowed
+        && r.attributes.verb == "delete"
+        && r.attributes.resource == "pods"));
 }

@@ -46,10 +46,10 @@ impl Permission {
         self
     }
 
-    /// Reading a namespace object is a request *in* that namespace (upstream
+    /// A request on a Namespace object is a request *in* that namespace (upstream
     /// RequestInfo), which a namespace-scoped grant can allow.
-    pub fn get_namespace(name: &str) -> Self {
-        Self::new("get", "", "namespaces", Some(name)).named(name)
+    pub fn on_namespace(verb: &str, name: &str) -> Self {
+        Self::new(verb, "", "namespaces", Some(name)).named(name)
     }
 
     fn attributes(&self) -> ResourceAttributes {

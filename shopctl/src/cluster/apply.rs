@@ -76,11 +76,15 @@ impl<'a> Resources<'a> {
         ))
     }
 
+    /// The permission to `verb` one object (a Namespace is asked about as itself).
     pub async fn permission_for(
         &mut self,
         verb: &str,
         object: &ObjectRef,
     ) -> anyhow::Result<Permission> {
+        if object.kind == "Namespace" {
+            return Ok(Permission::on_namespace(verb, &object.name));
+        }
         self.permission(
             verb,
             &object.api_version,

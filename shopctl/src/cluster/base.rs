@@ -129,7 +129,7 @@ pub async fn state(
 pub fn needs_to_check(release: &[Value]) -> BTreeSet<Permission> {
     namespaces(release)
         .iter()
-        .map(|ns| Permission::get_namespace(ns))
+        .map(|ns| Permission::on_namespace("get", ns))
         .collect()
 }
 

@@ -63,6 +63,18 @@ fn writers(namespace: &str, names: &BTreeMap<String, i32>) -> Vec<Workload> {
         .collect()
 }
 
+/// Asks for every permission a restore needs: scaling the writers down and back, and
+/// running the restore Job.
+pub async fn preflight(cluster: &Cluster, namespace: &str) -> anyhow::Result<()> {
+    let ns = Some(namespace);
+    let mut needs = jobs::needs(namespace, "db-backup", true);
+    for verb in ["get", "watch"] {
+        needs.insert(Permission::new(verb, "apps", "deployments", ns));
+    }
+    needs.insert(Permission::new("patch", "apps", "deployments/scale", ns));
+    access::preflight(cluster, &needs).await
+}
+
 pub async fn restore(
     cluster: &Cluster,
     namespace: &str,
@@ -71,13 +83,7 @@ pub async fn restore(
     timeout: Duration,
     on_progress: ProgressCallback,
 ) -> anyhow::Result<RestoreOutcome> {
-    let ns = Some(namespace);
-    let mut needs = jobs::needs(namespace, "db-backup", true);
-    for verb in ["get", "watch"] {
-        needs.insert(Permission::new(verb, "apps", "deployments", ns));
-    }
-    needs.insert(Permission::new("patch", "apps", "deployments/scale", ns));
-    access::preflight(cluster, &needs).await?;
+    preflight(cluster, namespace).await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let mut before = BTreeMap::new();
     for name in WRITERS {

@@ -317,6 +317,7 @@ fn cluster_restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
         let manifest = backup::check_artefact(&location, &args.backup).await?.0;
         confirm_restore(&args, &manifest)?;
         let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
+        shopctl::cluster::restore::preflight(&cluster, &environment.namespace).await?;
         eprintln!("stopping the writers ({}), restoring {} in a Job, bringing the writers back…", shopctl::cluster::restore::WRITERS.join(", "), args.backup);
         let outcome = shopctl::cluster::restore::restore(&cluster, &environment.namespace, &bucket, &args.backup, args.timeout, super::cluster::progress_reporter()).await?;
         if outcome.succeeded() {

@@ -12,6 +12,11 @@ use anyhow::Context;
 
 use crate::env::Environment;
 
+/// Where the environment's Terraform state lives in its state bucket.
+pub fn state_key(env: &Environment) -> String {
+    format!("shopmicro/{}/terraform.tfstate", env.name)
+}
+
 /// The AWS SDK configuration every infra client shares.
 pub async fn aws_config(env: &Environment) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

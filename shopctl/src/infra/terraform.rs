@@ -153,7 +153,7 @@ impl Workspace {
             terraform,
             stack,
             data,
-            state_key: format!("shopmicro/{}/terraform.tfstate", env.name),
+            state_key: super::state_key(env),
         })
     }
 
@@ -254,16 +254,24 @@ impl Workspace {
         lines.join("\n") + "\n"
     }
 
-    /// The stack's inputs, from the environment's values.
+    /// The stack's inputs, from the environment's values: names live in the values file
+    /// only, and Terraform gets them from here.
     pub fn variables(env: &Environment) -> Value {
         json!({
+            "environment": env.name,
             "region": env.aws.region,
             "account_id": env.aws.account_id,
             "cluster_name": env.cluster.name,
             "kubernetes_version": env.cluster.kubernetes_version,
+            "public_endpoint_cidrs": env.cluster.public_access_cidrs,
+            "deployer_group": env.cluster.deployer_group,
             "namespace": env.namespace,
+            "observability_namespace": env.observability.namespace,
             "backup_bucket": env.backup.bucket,
             "backup_prefix": env.backup.prefix,
+            "state_bucket": env.terraform.state_bucket,
+            "state_key": super::state_key(env),
+            "lock_table": env.terraform.lock_table,
         })
     }
 

@@ -103,7 +103,7 @@ fn terraform_state(target: &dyn Target) -> CheckFuture<'_> {
             return Verdict::skipped("the local target has no Terraform state");
         };
         let config = infra::aws_config(env).await;
-        let key = format!("shopmicro/{}/terraform.tfstate", env.name);
+        let key = infra::state_key(env);
         let state = infra::s3_client(&config)
             .head_object()
             .bucket(&env.terraform.state_bucket)

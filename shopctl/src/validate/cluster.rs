@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub forbidden_lists: BTreeMap<String, BTreeSet<&'static str>>,
     /// Anything else validate needs and may not do (the release history, the service proxy).
     pub forbidden: Vec<String>,
+    /// Who the cluster says the caller is, asked only when something was forbidden.
+    pub identity: Option<String>,
     /// Namespaces whose services the caller may not reach through the service proxy
     /// (a SelfSubjectAccessReview said no), with the reason.
     pub proxy_denied: BTreeMap<String, String>,
@@ -130,7 +132,7 @@ impl Snapshot {
                 Err(kube::Error::Api(status)) if status.code == 403 => {
                     snapshot
                         .forbidden_lists
-                        .entry(format!("namespace {namespace}"))
+                        .entry(format!("{namespace} (its own namespace)"))
                         .or_default()
                         .insert("Namespace");
                 }
@@ -189,6 +191,9 @@ impl Snapshot {
                 snapshot.forbidden.push(reason.clone());
                 snapshot.proxy_denied.insert(namespace.clone(), reason);
             }
+        }
+        if !snapshot.forbidden.is_empty() || !snapshot.forbidden_lists.is_empty() {
+            snapshot.identity = Some(crate::cluster::access::whoami(cluster).await);
         }
         snapshot.history = history.iter().map(|r| r.revision).collect();
         snapshot.release = history.into_iter().last();

@@ -168,10 +168,24 @@ fn reachable(snapshot: &Snapshot) -> Verdict {
 fn permissions(snapshot: &Snapshot) -> Verdict {
     let lists = snapshot.forbidden_lists.iter().map(|(scope, kinds)| {
         let kinds: Vec<&str> = kinds.iter().copied().collect();
-        format!("may not list {} {scope}", kinds.join(", "))
+        // Namespaces are read one by one; everything else is listed.
+        let verb = if kinds == ["Namespace"] {
+            "get"
+        } else {
+            "list"
+        };
+        format!("may not {verb} {} {scope}", kinds.join(", "))
     });
+    let who = snapshot
+        .identity
+        .as_ref()
+        .map(|identity| format!("{identity} "))
+        .unwrap_or_default();
     verdict(
-        lists.chain(snapshot.forbidden.iter().cloned()).collect(),
+        lists
+            .chain(snapshot.forbidden.iter().cloned())
+            .map(|problem| format!("{who}{problem}"))
+            .collect(),
         "can read every kind validate looks at".into(),
         "ask a cluster administrator for read access (get, list) in the platform's namespaces",
     )

@@ -45,7 +45,37 @@ variable "github_repository" {
 }
 
 variable "public_endpoint_cidrs" {
-  description = "CIDRs that may reach the cluster's public endpoint (empty: private only)."
+  description = "CIDRs that may reach the cluster's public endpoint: the deploying CI runners' egress (the environment's cluster.public_access_cidrs; empty: private only)."
   type        = list(string)
   default     = []
+}
+
+variable "environment" {
+  description = "The environment's name (its values file and its GitHub environment)."
+  type        = string
+}
+
+variable "observability_namespace" {
+  description = "Namespace of the observability stack."
+  type        = string
+}
+
+variable "deployer_group" {
+  description = "Kubernetes group of the deploy identity (the environment's cluster.deployer_group)."
+  type        = string
+}
+
+variable "state_bucket" {
+  description = "Bucket holding the Terraform state (the environment's terraform.state_bucket)."
+  type        = string
+}
+
+variable "state_key" {
+  description = "Key of this environment's state in the state bucket (shopctl sets it)."
+  type        = string
+}
+
+variable "lock_table" {
+  description = "DynamoDB lock table (the environment's terraform.lock_table)."
+  type        = string
 }

@@ -14,18 +14,23 @@ provider "aws" {
 }
 
 module "platform" {
-  source                = "../../modules/platform"
-  region                = var.region
-  account_id            = var.account_id
-  cluster_name          = var.cluster_name
-  kubernetes_version    = var.kubernetes_version
-  namespace             = var.namespace
-  backup_bucket         = var.backup_bucket
-  backup_prefix         = var.backup_prefix
-  github_repository     = var.github_repository
-  public_endpoint_cidrs = var.public_endpoint_cidrs
-  single_nat_gateway    = false
-  node_instance_types   = ["m6i.xlarge"]
-  node_count            = { desired = 3, min = 3, max = 9 }
-  github_environments   = ["prod"]
+  source                  = "../../modules/platform"
+  region                  = var.region
+  account_id              = var.account_id
+  cluster_name            = var.cluster_name
+  kubernetes_version      = var.kubernetes_version
+  namespace               = var.namespace
+  backup_bucket           = var.backup_bucket
+  backup_prefix           = var.backup_prefix
+  github_repository       = var.github_repository
+  public_endpoint_cidrs   = var.public_endpoint_cidrs
+  environment             = var.environment
+  observability_namespace = var.observability_namespace
+  deployer_group          = var.deployer_group
+  state_bucket            = var.state_bucket
+  state_key               = var.state_key
+  lock_table              = var.lock_table
+  single_nat_gateway      = false
+  node_instance_types     = ["m6i.xlarge"]
+  node_count              = { desired = 3, min = 3, max = 9 }
 }

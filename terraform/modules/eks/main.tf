@@ -140,8 +140,11 @@ resource "aws_eks_cluster" "this" {
     }
   }
 
+  # Access entries only (no aws-auth ConfigMap); whoever creates the cluster (the identity
+  # running `shopctl up`) is its administrator and applies the cluster base.
   access_config {
-    authentication_mode = "API"
+    authentication_mode                         = "API"
+    bootstrap_cluster_creator_admin_permissions = true
   }
 
   tags       = var.tags

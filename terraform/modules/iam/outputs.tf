@@ -4,6 +4,16 @@ output "db_backup_role_arn" {
 }
 
 output "deploy_role_arn" {
-  description = "Role GitHub Actions assumes (the repository variable AWS_DEPLOY_ROLE_ARN)."
+  description = "Role the deploy and rollback workflows assume."
   value       = aws_iam_role.deploy.arn
+}
+
+output "images_role_arn" {
+  description = "Role the image build workflow assumes to push."
+  value       = aws_iam_role.images.arn
+}
+
+output "plan_role_arn" {
+  description = "Role the terraform plan and drift workflows assume."
+  value       = aws_iam_role.plan.arn
 }

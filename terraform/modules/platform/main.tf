@@ -111,16 +111,26 @@ resource "aws_ecr_repository" "images" {
 }
 
 module "iam" {
-  source              = "../iam"
-  name                = var.cluster_name
-  oidc_provider_arn   = module.eks.oidc_provider_arn
-  oidc_issuer         = module.eks.oidc_issuer
-  namespace           = var.namespace
-  backup_bucket_arn   = aws_s3_bucket.backups.arn
-  backup_prefix       = var.backup_prefix
-  backup_kms_key_arn  = aws_kms_key.backups.arn
-  github_repository   = var.github_repository
-  github_environments = var.github_environments
+  source             = "../iam"
+  name               = var.cluster_name
+  region             = var.region
+  account_id         = var.account_id
+  oidc_provider_arn  = module.eks.oidc_provider_arn
+  oidc_issuer        = module.eks.oidc_issuer
+  namespace          = var.namespace
+  deploy_namespaces  = [var.namespace, var.observability_namespace, "${var.observability_namespace}-agents"]
+  deployer_group     = var.deployer_group
+  backup_bucket_arn  = aws_s3_bucket.backups.arn
+  backup_prefix      = var.backup_prefix
+  backup_kms_key_arn = aws_kms_key.backups.arn
+  state_bucket       = var.state_bucket
+  state_key          = var.state_key
+  lock_table         = var.lock_table
+  github_repository  = var.github_repository
+  # Jobs in the GitHub environment named after this one deploy to it.
+  github_environments = [var.environment]
   ecr_repository_arns = [for repo in aws_ecr_repository.images : repo.arn]
-  cluster_arn         = "arn:aws:eks:${var.region}:${var.account_id}:cluster/${var.cluster_name}"
+  # Module outputs, not rebuilt names: the access entry waits for the cluster.
+  cluster_name = module.eks.cluster_name
+  cluster_arn  = module.eks.cluster_arn
 }

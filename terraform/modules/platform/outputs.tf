@@ -17,3 +17,13 @@ output "deploy_role_arn" {
   description = "Role the GitHub deploy workflows assume."
   value       = module.iam.deploy_role_arn
 }
+
+output "images_role_arn" {
+  description = "Role the image build workflow assumes."
+  value       = module.iam.images_role_arn
+}
+
+output "plan_role_arn" {
+  description = "Role the plan and drift workflows assume."
+  value       = module.iam.plan_role_arn
+}

@@ -69,7 +69,32 @@ variable "node_count" {
   })
 }
 
-variable "github_environments" {
-  description = "GitHub environments whose jobs may assume the deploy role."
-  type        = list(string)
+variable "environment" {
+  description = "The environment's name (templates/environments/<name>.yaml); its GitHub environment's jobs may deploy."
+  type        = string
+}
+
+variable "observability_namespace" {
+  description = "Namespace of the observability stack (its agents run in <namespace>-agents)."
+  type        = string
+}
+
+variable "deployer_group" {
+  description = "Kubernetes group of the deploy identity (the environment's cluster.deployer_group)."
+  type        = string
+}
+
+variable "state_bucket" {
+  description = "Bucket holding the Terraform state."
+  type        = string
+}
+
+variable "state_key" {
+  description = "Key of this environment's Terraform state."
+  type        = string
+}
+
+variable "lock_table" {
+  description = "DynamoDB table of the Terraform state locks."
+  type        = string
 }
