@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::manifest::Manifest;
 use super::store::BackupDir;
+use crate::infra::aws_failure;
 
 /// S3 requires parts of at least 5 MiB (all but the last).
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -111,7 +112,14 @@ impl Location {
                         .key(s3.key(id, file))
                         .send()
                         .await
-                        .context("deleting a backup object")?;
+                        .map_err(|e| {
+                            aws_failure(
+                                "DeleteObject",
+                                "s3:DeleteObject",
+                                &s3.url(&s3.key(id, file)),
+                                e,
+                            )
+                        })?;
                 }
                 Ok(())
             }
@@ -141,7 +149,14 @@ impl Location {
                     .key(s3.key(id, "dump.pgc"))
                     .send()
                     .await
-                    .with_context(|| format!("downloading backup {id}"))?;
+                    .map_err(|e| {
+                        aws_failure(
+                            "GetObject",
+                            "s3:GetObject",
+                            &s3.url(&s3.key(id, "dump.pgc")),
+                            e,
+                        )
+                    })?;
                 let mut body = object.body.into_async_read();
                 let mut file = tokio::fs::File::create(&path).await?;
                 tokio::io::copy(&mut body, &mut file)
@@ -169,6 +184,11 @@ impl Drop for LocalDump {
 }
 
 impl S3Location {
+    /// `s3://bucket/key`, for messages.
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
     fn key(&self, id: &str, file: &str) -> String {
         if self.prefix.is_empty() {
             format!("{id}/{file}")
@@ -186,18 +206,20 @@ impl S3Location {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .with_context(|| format!("writing s3://{}/{key}", self.bucket))?;
+            .map_err(|e| aws_failure("PutObject", "s3:PutObject", &self.url(key), e))?;
         Ok(())
     }
 
     async fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
+        let key = self.key(id, "manifest.json");
         let object = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(self.key(id, "manifest.json"))
+            .key(&key)
             .send()
-            .await?;
+            .await
+            .map_err(|e| aws_failure("GetObject", "s3:GetObject", &self.url(&key), e))?;
         let bytes = object.body.collect().await?.into_bytes();
         Ok(serde_json::from_slice(&bytes)?)
     }
@@ -217,7 +239,9 @@ impl S3Location {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.with_context(|| format!("listing s3://{}/{prefix}", self.bucket))?;
+            let page = page.map_err(|e| {
+                aws_failure("ListObjectsV2", "s3:ListBucket", &self.url(&prefix), e)
+            })?;
             for object in page.contents() {
                 if let Some(id) = object
                     .key()
@@ -247,7 +271,9 @@ impl S3Location {
             .server_side_encryption(ServerSideEncryption::Aes256)
             .send()
             .await
-            .with_context(|| format!("starting the upload to s3://{}/{key}", self.bucket))?;
+            .map_err(|e| {
+                aws_failure("CreateMultipartUpload", "s3:PutObject", &self.url(&key), e)
+            })?;
         let upload_id = started
             .upload_id()
             .context("S3 returned no upload id")?
@@ -302,7 +328,7 @@ impl MultipartUpload<'_> {
             .body(ByteStream::from(body))
             .send()
             .await
-            .with_context(|| format!("uploading part {number}"))?;
+            .map_err(|e| aws_failure("UploadPart", "s3:PutObject", &s3.url(&self.key), e))?;
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -330,7 +356,14 @@ impl MultipartUpload<'_> {
             )
             .send()
             .await
-            .context("completing the upload")?;
+            .map_err(|e| {
+                aws_failure(
+                    "CompleteMultipartUpload",
+                    "s3:PutObject",
+                    &s3.url(&self.key),
+                    e,
+                )
+            })?;
         Ok(())
     }
 

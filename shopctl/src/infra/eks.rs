@@ -34,12 +34,9 @@ pub async fn describe(
         .name(&env.cluster.name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", super::aws_error(&e)))
-        .with_context(|| {
-            format!(
-                "describing EKS cluster {} in {}",
-                env.cluster.name, env.aws.region
-            )
+        .map_err(|e| {
+            let on = format!("EKS cluster {} in {}", env.cluster.name, env.aws.region);
+            super::aws_failure("DescribeCluster", "eks:DescribeCluster", &on, e)
         })?;
     let cluster = described
         .cluster()

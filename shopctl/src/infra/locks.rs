@@ -53,10 +53,11 @@ pub async fn list(
         .send()
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
-                "reading the lock table {}: {}",
-                env.terraform.lock_table,
-                super::aws_error(&e)
+            super::aws_failure(
+                "GetItem",
+                "dynamodb:GetItem",
+                &format!("lock table {}", env.terraform.lock_table),
+                e,
             )
         })?;
     if let Some(AttributeValue::S(info)) = item.item().and_then(|i| i.get("Info")) {
@@ -80,11 +81,14 @@ pub async fn list(
             // No lock file: nobody holds the lock. Anything else (a refusal) is not
             // "unlocked", it is unknown.
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {}
-            Err(err) => anyhow::bail!(
-                "reading the lock file s3://{}/{state_key}.tflock: {}",
-                env.terraform.state_bucket,
-                super::aws_error(&err)
-            ),
+            Err(err) => {
+                return Err(super::aws_failure(
+                    "GetObject",
+                    "s3:GetObject",
+                    &format!("s3://{}/{state_key}.tflock", env.terraform.state_bucket),
+                    err,
+                ));
+            }
         }
     }
     // One lock shows in both places when both mechanisms are on.

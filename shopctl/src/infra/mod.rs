@@ -40,6 +40,29 @@ pub fn aws_error(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A failed AWS call as one line naming what was attempted — the API operation, the IAM
+/// action it needs and on what — then the service's error code and message (or the cause,
+/// when the request never got an answer): `ListObjectsV2 (s3:ListBucket) on
+/// s3://bucket/prefix/: AccessDenied: Access Denied`.
+pub fn aws_failure<E, R>(
+    operation: &str,
+    action: &str,
+    on: &str,
+    err: aws_sdk_s3::error::SdkError<E, R>,
+) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let why = match (err.code(), err.message()) {
+        (Some(code), Some(message)) if !message.is_empty() => format!("{code}: {message}"),
+        (Some(code), _) => code.to_string(),
+        _ => aws_error(&err),
+    };
+    anyhow::anyhow!("{operation} ({action}) on {on}: {why}")
+}
+
 /// Emulators need path-style S3 addressing.
 pub fn emulated_endpoint() -> Option<String> {
     std::env::var("AWS_ENDPOINT_URL")

@@ -97,6 +97,13 @@ pub fn parse_lock_info(output: &str) -> Option<LockInfo> {
     })
 }
 
+/// Whether a failed lock acquisition met a lock someone holds (DynamoDB's conditional put
+/// or S3's conditional write refused), rather than failing for another reason (a refused
+/// request) — Terraform prints the lock it tried to take either way.
+fn lock_is_held(output: &str) -> bool {
+    output.contains("ConditionalCheckFailed") || output.contains("PreconditionFailed")
+}
+
 /// Terraform's `Error:` summaries with their first detail paragraph, for error messages.
 fn error_text(output: &str) -> String {
     let mut found = Vec::new();
@@ -188,7 +195,7 @@ impl Workspace {
         if code == 0 || (args.contains(&"-detailed-exitcode") && code == 2) {
             return Ok((code, text));
         }
-        if let Some(lock) = parse_lock_info(&text) {
+        if let Some(lock) = parse_lock_info(&text).filter(|_| lock_is_held(&text)) {
             return Err(TerraformError::Locked {
                 env: env.to_string(),
                 lock,
@@ -272,6 +279,7 @@ impl Workspace {
             "state_bucket": env.terraform.state_bucket,
             "state_key": super::state_key(env),
             "lock_table": env.terraform.lock_table,
+            "use_lockfile": env.terraform.use_lockfile,
         })
     }
 
@@ -424,11 +432,20 @@ mod tests {
 
     #[test]
     fn terraform_lock_info_is_read_from_its_error_output() {
-        let output = "Error: Error acquiring the state lock\n\nLock Info:\n  ID:        1b2c\n  Path:      b/k\n  Operation: OperationTypeApply\n  Who:       ci@runner\n  Version:   1.11.4\n  Created:   2026-11-26 10:00:00 +0000 UTC\n";
+        let output = "Error: Error acquiring the state lock\n\nError message: operation error DynamoDB: PutItem, https response error StatusCode: 400, ConditionalCheckFailedException: The conditional request failed\nLock Info:\n  ID:        1b2c\n  Path:      b/k\n  Operation: OperationTypeApply\n  Who:       ci@runner\n  Version:   1.11.4\n  Created:   2026-11-26 10:00:00 +0000 UTC\n";
         let lock = parse_lock_info(output).unwrap();
         assert_eq!(
             (lock.id.as_str(), lock.who.as_str(), lock.operation.as_str()),
             ("1b2c", "ci@runner", "OperationTypeApply")
+        );
+        assert!(super::lock_is_held(output));
+        let refused = output.replace(
+            "ConditionalCheckFailedException: The conditional request failed",
+            "api error AccessDenied: Access Denied",
+        );
+        assert!(
+            !super::lock_is_held(&refused),
+            "a refused lock request is not someone else's lock"
         );
     }
 }

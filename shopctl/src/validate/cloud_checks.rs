@@ -111,11 +111,11 @@ fn terraform_state(target: &dyn Target) -> CheckFuture<'_> {
             .send()
             .await;
         if let Err(err) = state {
+            let on = format!("s3://{}/{key}", env.terraform.state_bucket);
             return Verdict::fail(
                 format!(
-                    "cannot read s3://{}/{key}: {}",
-                    env.terraform.state_bucket,
-                    infra::aws_error(&err)
+                    "{:#}",
+                    infra::aws_failure("HeadObject", "s3:GetObject", &on, err)
                 ),
                 "`shopctl infra bootstrap` and `shopctl infra apply` create it; check the credentials' S3 access",
             );

@@ -140,7 +140,7 @@ impl TestCluster {
     ) -> Run {
         // Right after the subcommand, before any sub-subcommand (`backup --kubeconfig K list`).
         let mut all: Vec<&str> = vec![args[0]];
-        if !["db", "infra"].contains(&args[0]) {
+        if !["db", "infra", "kubeconfig"].contains(&args[0]) {
             all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
         }
         all.extend(&args[1..]);

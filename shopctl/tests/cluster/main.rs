@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aws_roles;
 mod backups;
 mod harness;
 mod identities;

@@ -2,7 +2,12 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
+pub mod aws;
+pub mod iam;
 pub mod terraform;
+
+#[allow(unused_imports)] // Each test binary uses a different subset of these too.
+pub use aws::{Keys, Moto, moto, moto_with_bucket};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,161 +98,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&path, &target).unwrap();
         }
-    }
-}
-
-/// A moto server (the AWS emulator) on a free port, killed when dropped.
-pub struct Moto {
-    child: std::process::Child,
-    pub endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts moto (S3, DynamoDB, STS, … on one loopback port).
-pub async fn moto() -> Moto {
-    let binary = std::env::var("SHOPMICRO_MOTO_SERVER").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/shopmicro-ci/moto/bin/moto_server",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let port = shopmicro_common::testing::closed_port();
-    let child = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| {
-            panic!("{binary}: {err} (the README's test command installs moto[server])")
-        });
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(&moto.endpoint).await.is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    moto
-}
-
-/// Starts moto and creates `bucket` in it.
-pub async fn moto_with_bucket(bucket: &str) -> Moto {
-    let moto = moto().await;
-    // Path-style bucket creation; moto accepts unsigned requests.
-    let created = reqwest::Client::new()
-        .put(format!("{}/{bucket}", moto.endpoint))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success(), "{}", created.status());
-    moto
-}
-
-impl Moto {
-    /// An S3 client pinned to this emulator (path-style, fixed test credentials).
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::new()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .endpoint_url(&self.endpoint)
-                .region(aws_sdk_s3::config::Region::new("eu-west-1"))
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .force_path_style(true)
-                .build(),
-        )
-    }
-
-    /// Credentials for another account (the emulator's STS AssumeRole into `account`), as
-    /// (access key, secret key, session token).
-    pub async fn credentials_for_account(&self, account: &str) -> (String, String, String) {
-        let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::new()
-                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-                .endpoint_url(&self.endpoint)
-                .region(aws_sdk_sts::config::Region::new("eu-west-1"))
-                .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .build(),
-        );
-        let assumed = sts
-            .assume_role()
-            .role_arn(format!("arn:aws:iam::{account}:role/elsewhere"))
-            .role_session_name("shopctl-test")
-            .send()
-            .await
-            .unwrap();
-        let credentials = assumed.credentials.unwrap();
-        (
-            credentials.access_key_id,
-            credentials.secret_access_key,
-            credentials.session_token,
-        )
-    }
-
-    /// A DynamoDB client pinned to this emulator.
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::new()
-                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-                .endpoint_url(&self.endpoint)
-                .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
-                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .build(),
-        )
-    }
-
-    /// An object of the emulated S3, parsed as JSON (a Terraform state, a manifest).
-    pub async fn json_object(&self, bucket: &str, key: &str) -> serde_json::Value {
-        let object = self
-            .s3()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("s3://{bucket}/{key}: {e}"));
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
-    }
-
-    /// A Terraform lock table (`LockID` hash key), as bootstrap would make it.
-    pub async fn lock_table(&self, name: &str) {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        self.dynamodb()
-            .create_table()
-            .table_name(name)
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("LockID")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("LockID")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
     }
 }
 

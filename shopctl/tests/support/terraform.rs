@@ -275,11 +275,12 @@ fn each_of(value: &Value) -> Vec<(String, Value)> {
 /// The attributes AWS computes for a resource, as its documentation gives their format.
 fn computed(kind: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Value {
     let (account, region) = (&cloud.account, &cloud.region);
-    let name = arguments
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let field = |f: &str| arguments.get(f).and_then(Value::as_str).map(str::to_string);
+    let name = field("name");
+    // A bucket's id is its name; most other resources' ids are their names here.
+    let id = field("bucket")
+        .filter(|_| kind == "aws_s3_bucket")
+        .or(name.clone());
     let arn = match kind {
         "aws_iam_role" => name
             .as_ref()
@@ -310,8 +311,8 @@ fn computed(kind: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Val
     if let Some(arn) = arn {
         arguments.insert("arn".into(), Value::String(arn));
     }
-    if let Some(name) = name {
-        arguments.entry("id").or_insert(Value::String(name));
+    if let Some(id) = id {
+        arguments.entry("id").or_insert(Value::String(id));
     }
     Value::Object(arguments)
 }
@@ -389,6 +390,18 @@ fn functions() -> Context<'static> {
                     }
                 }
                 Ok(to_hcl(&Value::Object(merged)))
+            }),
+    );
+    ctx.declare_func(
+        "concat",
+        FuncDef::builder()
+            .variadic_param(ParamType::Any)
+            .build(|args: FuncArgs| {
+                let mut joined = Vec::new();
+                for arg in args.iter() {
+                    joined.extend(from_hcl(arg).as_array().cloned().unwrap_or_default());
+                }
+                Ok(to_hcl(&Value::Array(joined)))
             }),
     );
     ctx.declare_func(

@@ -75,6 +75,11 @@ variable "state_key" {
   type        = string
 }
 
+variable "use_lockfile" {
+  description = "Whether the state is also locked by a lock file (the environment's terraform.use_lockfile)."
+  type        = bool
+}
+
 variable "lock_table" {
   description = "DynamoDB lock table (the environment's terraform.lock_table)."
   type        = string

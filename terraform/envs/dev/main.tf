@@ -30,6 +30,7 @@ module "platform" {
   state_bucket            = var.state_bucket
   state_key               = var.state_key
   lock_table              = var.lock_table
+  use_lockfile            = var.use_lockfile
   single_nat_gateway      = true
   node_instance_types     = ["t3.large"]
   node_count              = { desired = 3, min = 3, max = 4 }

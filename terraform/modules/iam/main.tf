@@ -65,6 +65,7 @@ resource "aws_iam_role_policy" "deploy" {
     cluster_arn        = var.cluster_arn
     state_bucket_arn   = local.state_bucket
     state_key          = var.state_key
+    use_lockfile       = var.use_lockfile
     lock_table_arn     = local.lock_table
     backup_bucket_arn  = var.backup_bucket_arn
     backup_prefix      = var.backup_prefix
@@ -108,6 +109,7 @@ resource "aws_iam_role_policy" "plan" {
   policy = templatefile("${path.module}/policies/plan.json.tftpl", {
     state_bucket_arn  = local.state_bucket
     state_key         = var.state_key
+    use_lockfile      = var.use_lockfile
     lock_table_arn    = local.lock_table
     backup_bucket_arn = var.backup_bucket_arn
   })

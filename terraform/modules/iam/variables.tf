@@ -100,6 +100,11 @@ variable "state_key" {
   type        = string
 }
 
+variable "use_lockfile" {
+  description = "Whether the state is also locked by a lock file beside it (S3 use_lockfile)."
+  type        = bool
+}
+
 variable "lock_table" {
   description = "DynamoDB table of the Terraform state locks."
   type        = string

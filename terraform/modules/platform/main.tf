@@ -126,6 +126,7 @@ module "iam" {
   state_bucket       = var.state_bucket
   state_key          = var.state_key
   lock_table         = var.lock_table
+  use_lockfile       = var.use_lockfile
   github_repository  = var.github_repository
   # Jobs in the GitHub environment named after this one deploy to it.
   github_environments = [var.environment]

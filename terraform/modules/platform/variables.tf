@@ -94,6 +94,11 @@ variable "state_key" {
   type        = string
 }
 
+variable "use_lockfile" {
+  description = "Whether the state is also locked by a lock file (the environment's terraform.use_lockfile)."
+  type        = bool
+}
+
 variable "lock_table" {
   description = "DynamoDB table of the Terraform state locks."
   type        = string
