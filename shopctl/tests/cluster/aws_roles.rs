@@ -10,48 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
 
 use crate::harness::*;
 use crate::support::aws::{for_emulator, moto_trusting_signatures};
-use crate::support::terraform::{self, Instance};
+use crate::support::terraform::{self, Instance, Role};
 use crate::support::{Keys, fixture, iam};
-
-/// One role as Terraform declares it.
-#[derive(Clone)]
-struct Role {
-    name: String,
-    arn: String,
-    trust: Value,
-    policy: Value,
-}
-
-/// The stack's roles by resource name (`deploy`, `plan`, …), with their inline policies.
-fn roles(stack: &Instance) -> BTreeMap<String, Role> {
-    let policies = stack.all("aws_iam_role_policy");
-    stack
-        .all("aws_iam_role")
-        .into_iter()
-        .filter_map(|(address, role)| {
-            let name = role["name"].as_str()?.to_string();
-            let policy = policies
-                .iter()
-                .find(|(_, p)| p["role"] == name.as_str())
-                .map(|(_, p)| serde_json::from_str(p["policy"].as_str().unwrap()).unwrap())?;
-            Some((
-                address.rsplit('.').next().unwrap().to_string(),
-                Role {
-                    arn: role["arn"].as_str().unwrap().to_string(),
-                    trust: serde_json::from_str(role["assume_role_policy"].as_str().unwrap())
-                        .unwrap(),
-                    policy,
-                    name,
-                },
-            ))
-        })
-        .collect()
-}
 
 /// What a role does in AWS beyond what the emulator can check, from the Terraform: which
 /// (action, resource) pairs it needs.
@@ -227,7 +191,7 @@ impl Account {
         let account = Self {
             env: environment,
             admin,
-            roles: roles(&stack),
+            roles: stack.roles(),
             sessions: BTreeMap::new(),
             stack,
             scratch: Scratch::new(),

@@ -246,6 +246,42 @@ impl Instance {
     }
 }
 
+/// An IAM role as Terraform declares it, with its inline policy.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub arn: String,
+    pub trust: Value,
+    pub policy: Value,
+}
+
+impl Instance {
+    /// Every role with an inline policy, by resource name (`deploy`, `plan`, …).
+    pub fn roles(&self) -> BTreeMap<String, Role> {
+        let policies = self.all("aws_iam_role_policy");
+        self.all("aws_iam_role")
+            .into_iter()
+            .filter_map(|(address, role)| {
+                let name = role["name"].as_str()?.to_string();
+                let policy = policies
+                    .iter()
+                    .find(|(_, p)| p["role"] == name.as_str())
+                    .map(|(_, p)| serde_json::from_str(p["policy"].as_str().unwrap()).unwrap())?;
+                Some((
+                    address.rsplit('.').next().unwrap().to_string(),
+                    Role {
+                        arn: role["arn"].as_str().unwrap().to_string(),
+                        trust: serde_json::from_str(role["assume_role_policy"].as_str().unwrap())
+                            .unwrap(),
+                        policy,
+                        name,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
 impl Module {
     fn load_dir(dir: &Path) -> Self {
         let root = super::workspace_root();
