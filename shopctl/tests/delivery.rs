@@ -555,8 +555,8 @@ fn every_workflow_job_assumes_a_role_that_trusts_it_and_allows_what_it_does() {
                 );
             }
             // Every AWS call comes after the credentials and is allowed by the role.
-            for i in 0..steps.len() {
-                let actions = aws_actions(runs(i), &env, steps[i], &job);
+            for (i, step) in steps.iter().enumerate() {
+                let actions = aws_actions(runs(i), &env, step, &job);
                 if actions.is_empty() {
                     continue;
                 }
