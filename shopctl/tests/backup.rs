@@ -419,24 +419,113 @@ async fn backups_go_to_s3_encrypted_and_come_back_and_a_tampered_object_is_refus
 
     let taken = db_s3(
         &moto,
-        &["backup", "--database-url", source.url(), "--to", location],
+        &[
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            location,
+            "--kms-key",
+            "alias/shop-backups",
+        ],
     );
     assert!(taken.status.success(), "{}", text(&taken.stderr));
     let id = text(&taken.stdout).trim().to_owned();
-    let dump_url = format!("{}/shop-backups/postgres/{id}/dump.pgc", moto.endpoint);
-    let head = reqwest::Client::new().head(&dump_url).send().await.unwrap();
-    assert_eq!(head.status().as_u16(), 200);
-    assert_eq!(
-        head.headers()["x-amz-server-side-encryption"],
-        "AES256",
-        "encrypted at rest"
+    // Both objects SSE-KMS with the key asked for, as the emulator's headers say.
+    let encryption = |key: String| {
+        let s3 = moto.s3();
+        async move {
+            let head = s3
+                .head_object()
+                .bucket("shop-backups")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            (
+                head.server_side_encryption()
+                    .map(|e| e.as_str().to_string()),
+                head.ssekms_key_id().map(str::to_string),
+            )
+        }
+    };
+    for file in ["dump.pgc", "manifest.json"] {
+        assert_eq!(
+            encryption(format!("postgres/{id}/{file}")).await,
+            (Some("aws:kms".into()), Some("alias/shop-backups".into())),
+            "{file}"
+        );
+    }
+    // Without a key, the bucket's default encryption (its own KMS key) applies: shopctl
+    // no longer overrides it with SSE-S3.
+    let bucket_key = "arn:aws:kms:eu-west-1:123456789012:key/bucket-default";
+    moto.s3()
+        .put_bucket_encryption()
+        .bucket("shop-backups")
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                                .kms_master_key_id(bucket_key)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let plain = db_s3(
+        &moto,
+        &["backup", "--database-url", source.url(), "--to", location],
     );
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let plain_id = text(&plain.stdout).trim().to_owned();
+    assert_eq!(
+        encryption(format!("postgres/{plain_id}/dump.pgc"))
+            .await
+            .1
+            .as_deref(),
+        Some(bucket_key)
+    );
+    // The newest backup, restored and then tampered with below.
+    let dump_url = format!(
+        "{}/shop-backups/postgres/{plain_id}/dump.pgc",
+        moto.endpoint
+    );
+    let refused = db_s3(
+        &moto,
+        &[
+            "backup",
+            "--database-url",
+            source.url(),
+            "--to",
+            "/tmp/x",
+            "--kms-key",
+            "k",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--kms-key is for S3 locations"));
 
     let listed: Value = serde_json::from_slice(
         &db_s3(&moto, &["list", "--in", location, "--output", "json"]).stdout,
     )
     .unwrap();
-    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == id.as_str()),
+        "{listed}"
+    );
 
     let target = TestDatabase::create().await;
     let restored = db_s3(

@@ -10,7 +10,7 @@ use serde_json::Value;
 use shopctl::manifest::{Manifest, parse_stream};
 use support::{Scratch, shopctl, shopctl_with, workspace_root};
 
-const ENVIRONMENTS: [&str; 4] = ["local", "dev", "staging", "prod"];
+const ENVIRONMENTS: [&str; 3] = ["local", "dev", "prod"];
 
 fn render(env: &str) -> String {
     let run = shopctl(&["render", "--env", env]);
@@ -113,6 +113,8 @@ fn typed_check(object: &Manifest) -> Result<(), String> {
         "PersistentVolumeClaim" => round_trip::<core::v1::PersistentVolumeClaim>(object),
         "ClusterRole" => round_trip::<k8s_openapi::api::rbac::v1::ClusterRole>(object),
         "CronJob" => round_trip::<k8s_openapi::api::batch::v1::CronJob>(object),
+        "Role" => round_trip::<k8s_openapi::api::rbac::v1::Role>(object),
+        "RoleBinding" => round_trip::<k8s_openapi::api::rbac::v1::RoleBinding>(object),
         "ClusterRoleBinding" => {
             round_trip::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(object)
         }
@@ -356,7 +358,7 @@ fn assert_render_fails(args: &[&str], expected: &[&str]) {
 fn an_unknown_environment_lists_the_known_ones() {
     assert_render_fails(
         &["--env", "qa"],
-        &["unknown environment `qa`", "dev, local, prod, staging"],
+        &["unknown environment `qa`", "dev, local, prod"],
     );
 }
 
@@ -488,7 +490,17 @@ fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
             .collect()
     };
     let location = "s3://shopmicro-prod-backups-210987654321/postgres/";
-    assert_eq!(args(steps[0]), ["db", "backup", "--to", location]);
+    assert_eq!(
+        args(steps[0]),
+        [
+            "db",
+            "backup",
+            "--to",
+            location,
+            "--kms-key",
+            "alias/shopmicro-prod-backups"
+        ]
+    );
     let pushgateway = "http://pushgateway.monitoring.svc:9091";
     assert_eq!(
         args(steps[1]),

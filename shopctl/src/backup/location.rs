@@ -25,6 +25,8 @@ pub struct S3Location {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    /// SSE-KMS with this key; None leaves encryption to the bucket's default.
+    kms_key: Option<String>,
 }
 
 impl Location {
@@ -50,7 +52,24 @@ impl Location {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             bucket: bucket.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
+            kms_key: None,
         }))
+    }
+
+    /// Writes encrypted with a KMS key (SSE-KMS): S3 refuses them when the key is not
+    /// usable, instead of silently encrypting with another. Only for S3.
+    pub fn encrypted_with(self, kms_key: Option<String>) -> anyhow::Result<Self> {
+        match (self, kms_key) {
+            (location, None) => Ok(location),
+            (Self::S3(mut s3), Some(key)) => {
+                s3.kms_key = Some(key);
+                Ok(Self::S3(s3))
+            }
+            (Self::Dir(dir), Some(_)) => anyhow::bail!(
+                "--kms-key is for S3 locations; {} is a directory",
+                dir.root.display()
+            ),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -184,6 +203,12 @@ impl Drop for LocalDump {
 }
 
 impl S3Location {
+    /// SSE-KMS when a key is given; else the bucket's default encryption applies (SSE-KMS
+    /// with the bucket's key in this platform's buckets).
+    fn encryption(&self) -> Option<ServerSideEncryption> {
+        self.kms_key.as_ref().map(|_| ServerSideEncryption::AwsKms)
+    }
+
     /// `s3://bucket/key`, for messages.
     fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
@@ -202,7 +227,8 @@ impl S3Location {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .server_side_encryption(ServerSideEncryption::Aes256)
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key.clone())
             .body(ByteStream::from(bytes))
             .send()
             .await
@@ -268,7 +294,8 @@ impl S3Location {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
-            .server_side_encryption(ServerSideEncryption::Aes256)
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key.clone())
             .send()
             .await
             .map_err(|e| {

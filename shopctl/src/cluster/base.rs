@@ -1,7 +1,7 @@
 //! The cluster base: the cluster-scoped objects a release relies on — its Namespaces, the
-//! StorageClass, ClusterRoles and ClusterRoleBindings. Writing any of them is a cluster
-//! administrator's power (a ClusterRoleBinding can grant anything), so the identity that
-//! deploys releases is not given it: the base is applied by an administrator (`shopctl up`'s
+//! StorageClass, ClusterRoles and ClusterRoleBindings — and every RBAC object. Writing any
+//! of them is a cluster administrator's power (a binding can grant anything), so the
+//! identity that deploys releases is not given it: the base is applied by an administrator (`shopctl up`'s
 //! infrastructure phase, or `shopctl apply --base`), and a release — every namespaced
 //! object — by the deploy identity. Each base Namespace carries the digest of the base it
 //! was applied with, so a deployer can tell whether the base its release needs is in place
@@ -21,12 +21,15 @@ use super::release;
 /// Annotation on each base Namespace: the digest of the base applied with it.
 pub const DIGEST: &str = "shopmicro.io/cluster-base";
 
-/// Splits rendered manifests into the base (cluster-scoped: no namespace) and the release.
+/// Splits rendered manifests into the base (cluster-scoped objects and RBAC) and the
+/// release.
 pub fn split(manifests: &[Value]) -> (Vec<Value>, Vec<Value>) {
-    manifests
-        .iter()
-        .cloned()
-        .partition(|m| m["metadata"]["namespace"].as_str().is_none())
+    manifests.iter().cloned().partition(|m| {
+        m["metadata"]["namespace"].as_str().is_none()
+            || m["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("rbac.authorization.k8s.io/"))
+    })
 }
 
 /// Equal digests mean the same base objects.
@@ -83,7 +86,7 @@ impl BaseState {
     }
 }
 
-/// The namespaces a release writes to.
+/// The namespaces a release writes to (the base's RBAC may live elsewhere).
 pub fn namespaces(release: &[Value]) -> BTreeSet<String> {
     release
         .iter()
@@ -143,15 +146,13 @@ pub async fn apply(
     let mut resources = Resources::new(cluster);
     let needs = apply::needs_to_plan(&mut resources, &stamped, &[]).await?;
     access::preflight(cluster, &needs).await?;
-    let plan = apply::plan(
-        cluster,
-        &mut resources,
-        &stamped,
-        &[],
-        &BTreeSet::new(),
-        options,
-    )
-    .await?;
+    // The base's namespaced RBAC may live in a Namespace the base itself declares.
+    let declared: BTreeSet<String> = base
+        .iter()
+        .filter(|m| m["kind"] == "Namespace")
+        .filter_map(|m| m["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let plan = apply::plan(cluster, &mut resources, &stamped, &[], &declared, options).await?;
     if options.dry_run {
         return Ok(plan.changes);
     }

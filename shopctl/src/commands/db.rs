@@ -24,6 +24,10 @@ enum DbCommand {
         /// Where backups go: a directory or s3://bucket/prefix.
         #[arg(long, value_name = "DIR")]
         to: String,
+        /// S3 only: encrypt with this KMS key (id, ARN or alias/…); default: the bucket's
+        /// own default encryption.
+        #[arg(long, value_name = "KEY")]
+        kms_key: Option<String>,
     },
     /// Replace a database's contents with a backup, after checking the backup's checksum.
     Restore {
@@ -91,8 +95,14 @@ fn confirm(question: &str, expected: &str, yes: bool) -> anyhow::Result<()> {
 pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
-        DbCommand::Backup { database_url, to } => {
-            let dir = runtime.block_on(Location::parse(&to))?;
+        DbCommand::Backup {
+            database_url,
+            to,
+            kms_key,
+        } => {
+            let dir = runtime
+                .block_on(Location::parse(&to))?
+                .encrypted_with(kms_key)?;
             let manifest = runtime.block_on(backup::backup(&database_url, &dir))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(

@@ -50,11 +50,20 @@ pub struct Cluster {
     /// EKS, the subnets holding the control plane's network interfaces.
     #[serde(default)]
     pub api_server_cidrs: Vec<String>,
+    /// Where pods get their addresses (with the VPC CNI, the nodes' subnets). An ipBlock
+    /// that overlaps them would admit pods by address, around every pod selector: lint
+    /// refuses one.
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
     /// The Kubernetes group of the identity that deploys releases (its EKS access entry's
     /// `kubernetes_groups`): the cluster base grants it the cluster-wide reads that a
     /// deploy and `validate` need (nodes, storage classes), nothing more.
     #[serde(default = "default_deployer_group")]
     pub deployer_group: String,
+    /// The Kubernetes group of the identity that plans the infrastructure: the cluster
+    /// base lets it read the Helm releases Terraform manages, nothing else.
+    #[serde(default = "default_planner_group")]
+    pub planner_group: String,
     /// Who may reach the API server's public endpoint: the egress addresses of the CI
     /// runners that deploy (`ci_runner_group`). Empty keeps the endpoint private (reachable
     /// from inside the VPC only).
@@ -68,6 +77,10 @@ pub struct Cluster {
 
 fn default_deployer_group() -> String {
     "shopmicro:deployers".into()
+}
+
+fn default_planner_group() -> String {
+    "shopmicro:planners".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -215,10 +228,17 @@ pub struct Redis {
 pub struct Backup {
     pub bucket: String,
     pub prefix: String,
+    /// Tag of the `shopmicro-shopctl` image the backup job runs: deploys set it with the
+    /// services' tags (the images workflow tags every image with the commit SHA).
+    pub tag: String,
     /// Cron schedule of the backup job.
     pub schedule: String,
     pub keep_daily: u32,
     pub keep_weekly: u32,
+    /// KMS key the backup job encrypts with (SSE-KMS; an `alias/…` the environment's stack
+    /// creates); unset leaves it to the bucket's default encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
     /// IRSA role for the backup job; defaults to `<cluster>-db-backup` in the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,

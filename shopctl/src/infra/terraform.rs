@@ -75,7 +75,23 @@ pub enum TerraformError {
     Locked { env: String, lock: LockInfo },
     #[error("terraform {command} failed: {message}")]
     Failed { command: String, message: String },
+    #[error(
+        "terraform {command} changed infrastructure but could not save the state ({message}); \
+         the state is kept at {} (private: it may hold secrets, never commit it): once the \
+         cause is fixed, `TF_DATA_DIR={} terraform -chdir={} state push {}`, then delete it",
+        kept.display(), data.display(), stack.display(), kept.display()
+    )]
+    StateNotSaved {
+        command: String,
+        message: String,
+        kept: PathBuf,
+        data: PathBuf,
+        stack: PathBuf,
+    },
 }
+
+/// What Terraform writes into the working directory when it cannot save a changed state.
+const ERRORED_STATE: &str = "errored.tfstate";
 
 pub fn parse_lock_info(output: &str) -> Option<LockInfo> {
     let start = output.find("Lock Info:")?;
@@ -202,11 +218,50 @@ impl Workspace {
             }
             .into());
         }
+        let message = format!("{} (full output: {})", error_text(&text), log.display());
+        if let Some(kept) = self.keep_errored_state()? {
+            return Err(TerraformError::StateNotSaved {
+                command: args[0].to_string(),
+                message,
+                kept,
+                data: self.data.clone(),
+                stack: self.stack.clone(),
+            }
+            .into());
+        }
         Err(TerraformError::Failed {
             command: args[0].to_string(),
-            message: format!("{} (full output: {})", error_text(&text), log.display()),
+            message,
         }
         .into())
+    }
+
+    /// Moves a state Terraform could not save out of the stack (a checkout, where it could
+    /// be committed) into shopctl's private working data, readable by its owner only.
+    fn keep_errored_state(&self) -> anyhow::Result<Option<PathBuf>> {
+        let errored = self.stack.join(ERRORED_STATE);
+        if !errored.exists() {
+            return Ok(None);
+        }
+        let kept = self.data.join(format!(
+            "errored-{}.tfstate",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        let state =
+            std::fs::read(&errored).with_context(|| format!("reading {}", errored.display()))?;
+        // Created owner-only, never briefly readable by others.
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&kept)
+            .and_then(|mut file| file.write_all(&state))
+            .with_context(|| format!("keeping {} at {}", errored.display(), kept.display()))?;
+        std::fs::remove_file(&errored)
+            .with_context(|| format!("removing {} from the stack", errored.display()))?;
+        Ok(Some(kept))
     }
 
     /// Terraform's version, refused when too old for the generated backend configuration.
@@ -272,6 +327,9 @@ impl Workspace {
             "kubernetes_version": env.cluster.kubernetes_version,
             "public_endpoint_cidrs": env.cluster.public_access_cidrs,
             "deployer_group": env.cluster.deployer_group,
+            "planner_group": env.cluster.planner_group,
+            "ingress_class": env.ingress.class_name,
+            "ingress_controller_namespace": env.ingress.controller_namespace,
             "namespace": env.namespace,
             "observability_namespace": env.observability.namespace,
             "backup_bucket": env.backup.bucket,

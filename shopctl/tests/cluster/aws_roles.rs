@@ -115,6 +115,10 @@ fn refresh(kind: &str, bucket: &str) -> (&'static [&'static str], String) {
             "kms:GetKeyRotationStatus",
             "kms:ListResourceTags",
         ],
+        "aws_kms_alias" => &["kms:ListAliases"],
+        // Not AWS: the Helm provider reads the release from the cluster, as the plan
+        // identity's Kubernetes group (identities.rs proves that read).
+        "helm_release" => &[],
         "aws_cloudwatch_log_group" => &["logs:DescribeLogGroups", "logs:ListTagsForResource"],
         "aws_ecr_repository" => &["ecr:DescribeRepositories", "ecr:ListTagsForResource"],
         "aws_s3_bucket" => {
@@ -464,6 +468,9 @@ async fn every_workflow_role_runs_its_commands_under_iam_that_says_no_and_needs_
                 "{env} {role} {step:?}: the refusal names {operation}:\n{}",
                 run.stderr
             );
+            if step[..2] == ["infra", "apply"] {
+                assert_state_kept_privately(&run.stderr, stack);
+            }
         }
 
         // Least privilege: every action each role has is needed, by a command the emulator
@@ -510,4 +517,25 @@ async fn every_workflow_role_runs_its_commands_under_iam_that_says_no_and_needs_
             }
         }
     }
+}
+
+/// An apply that changed things but could not save the state: Terraform's errored state
+/// is moved out of the stack (a checkout) to a private file the error names, with how to
+/// push it.
+fn assert_state_kept_privately(stderr: &str, stack: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        !std::path::Path::new(stack).join("errored.tfstate").exists(),
+        "the errored state was left in the stack directory"
+    );
+    assert!(stderr.contains("could not save the state"), "{stderr}");
+    assert!(stderr.contains("state push"), "{stderr}");
+    let kept = stderr
+        .split_once("the state is kept at ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept state named: {stderr}"));
+    let metadata = std::fs::metadata(kept).unwrap_or_else(|e| panic!("{kept}: {e}"));
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{kept}");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(kept).unwrap()).unwrap();
+    assert_eq!(state["version"], 4, "{kept} is a Terraform state");
 }

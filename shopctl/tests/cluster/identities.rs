@@ -22,6 +22,7 @@ use crate::support::terraform::{self, Instance};
 pub struct ClusterIdentities {
     pub administrator: AccessEntry,
     pub deployer: AccessEntry,
+    pub planner: AccessEntry,
 }
 
 /// EKS names an IAM role's principal as the role assumed with a session.
@@ -93,11 +94,20 @@ pub fn cluster_identities(env: &str) -> ClusterIdentities {
             scope: AccessScope::Cluster,
         }],
     };
-    let mut entries = access_entries(&stack);
-    assert_eq!(entries.len(), 1, "one access entry besides the creator's");
+    let environment = terraform::environment(env);
+    let entries = access_entries(&stack);
+    assert_eq!(entries.len(), 2, "deploy and plan, besides the creator");
+    let in_group = |group: &str| {
+        entries
+            .iter()
+            .find(|e| e.kubernetes_groups == [group])
+            .unwrap_or_else(|| panic!("{env}: no access entry in group {group}"))
+            .clone()
+    };
     ClusterIdentities {
         administrator,
-        deployer: entries.remove(0),
+        deployer: in_group(&environment.cluster.deployer_group),
+        planner: in_group(&environment.cluster.planner_group),
     }
 }
 
@@ -120,10 +130,7 @@ fn the_deployer_may_edit_exactly_the_namespaces_a_release_uses_in_every_cloud_en
         };
         assert_eq!(
             namespaces.iter().cloned().collect::<BTreeSet<_>>(),
-            manifests
-                .iter()
-                .filter_map(|m| m["metadata"]["namespace"].as_str().map(str::to_string))
-                .collect::<BTreeSet<_>>(),
+            shopctl::cluster::base::namespaces(&shopctl::cluster::base::split(&manifests).1),
             "{env}: edit, in the rendered release's namespaces and no others"
         );
         assert_eq!(
@@ -144,6 +151,71 @@ fn the_deployer_may_edit_exactly_the_namespaces_a_release_uses_in_every_cloud_en
             ],
             "{env}: the base binds the deployer's group"
         );
+    }
+}
+
+/// The plan identity refreshes the load balancer controller's Helm release (its Secrets, in
+/// the controller's namespace) and can do nothing else: no access policy, only the group
+/// the cluster base binds to a namespaced read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_planner_reads_the_controller_release_and_nothing_else() {
+    let cluster = TestCluster::start();
+    let identities = cluster_identities("dev");
+    assert!(
+        identities.planner.policies.is_empty(),
+        "{:?}",
+        identities.planner.policies
+    );
+    let administrator = cluster
+        .sim
+        .add_access_entry(identities.administrator.clone())
+        .unwrap();
+    let planner = cluster
+        .sim
+        .add_access_entry(identities.planner.clone())
+        .unwrap();
+    cluster.switch_to(&administrator);
+    cluster.json(&["apply", "--env", "dev", "--base"], 0);
+
+    let controller = terraform::environment("dev").ingress.controller_namespace;
+    let http = reqwest::Client::new();
+    let status = |method: reqwest::Method, path: String| {
+        let request = http
+            .request(method.clone(), format!("{}{path}", cluster.sim.url()))
+            .bearer_auth(&planner)
+            .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}));
+        async move {
+            (
+                method,
+                path,
+                request.send().await.unwrap().status().as_u16(),
+            )
+        }
+    };
+    // What the Helm provider's refresh does: the release's Secrets, by label.
+    let release = format!(
+        "/api/v1/namespaces/{controller}/secrets?labelSelector=owner%3Dhelm%2Cname%3Daws-load-balancer-controller"
+    );
+    let allowed = status(reqwest::Method::GET, release).await;
+    assert_eq!(allowed.2, 200, "{allowed:?}");
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/namespaces/{NS}/secrets"),
+        ),
+        (reqwest::Method::GET, "/api/v1/secrets".to_string()),
+        (reqwest::Method::GET, "/api/v1/nodes".to_string()),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/namespaces/{controller}/configmaps"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/namespaces/{controller}/secrets/sh.helm.release.v1.x.v1"),
+        ),
+    ] {
+        let refused = status(method, path).await;
+        assert_eq!(refused.2, 403, "{refused:?}");
     }
 }
 

@@ -55,6 +55,7 @@ fn conditions_hold(condition: &Value, context: &BTreeMap<String, String>) -> boo
             match operator.as_str() {
                 "StringEquals" => wanted.iter().any(|w| w == actual),
                 "StringLike" => wanted.iter().any(|w| glob(w, actual)),
+                "Bool" => wanted.iter().any(|w| w.eq_ignore_ascii_case(actual)),
                 other => panic!("the IAM evaluator knows no condition operator {other}"),
             }
         })

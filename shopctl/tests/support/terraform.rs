@@ -189,21 +189,38 @@ impl Instance {
             let kind = resource.labels()[0].as_str().to_string();
             let name = resource.labels()[1].as_str().to_string();
             let ctx = self.context(module, cloud);
-            let value = match attribute(resource.body(), "for_each") {
-                Some(for_each) => {
-                    let Ok(keys) = evaluate(for_each, &ctx) else {
-                        continue;
-                    };
-                    let mut each = Map::new();
-                    for (key, value) in each_of(&keys) {
+            let value = if let Some(count) = attribute(resource.body(), "count") {
+                // `count`: a list of instances, each with its `count.index`.
+                let Ok(n) = evaluate(count, &ctx) else {
+                    continue;
+                };
+                let instances = (0..n.as_u64().unwrap_or(0))
+                    .map(|index| {
                         let mut ctx = ctx.clone();
-                        ctx.declare_var("each", to_hcl(&json!({"key": key, "value": value})));
-                        let arguments = evaluate_body(resource.body(), &ctx);
-                        each.insert(key, computed(&kind, arguments, cloud));
+                        ctx.declare_var("count", to_hcl(&json!({"index": index})));
+                        let id = format!("{name}-{index}");
+                        computed(&kind, &id, evaluate_body(resource.body(), &ctx), cloud)
+                    })
+                    .collect();
+                Value::Array(instances)
+            } else {
+                match attribute(resource.body(), "for_each") {
+                    Some(for_each) => {
+                        let Ok(keys) = evaluate(for_each, &ctx) else {
+                            continue;
+                        };
+                        let mut each = Map::new();
+                        for (key, value) in each_of(&keys) {
+                            let mut ctx = ctx.clone();
+                            ctx.declare_var("each", to_hcl(&json!({"key": key, "value": value})));
+                            let arguments = evaluate_body(resource.body(), &ctx);
+                            let id = format!("{name}-{key}");
+                            each.insert(key, computed(&kind, &id, arguments, cloud));
+                        }
+                        Value::Object(each)
                     }
-                    Value::Object(each)
+                    None => computed(&kind, &name, evaluate_body(resource.body(), &ctx), cloud),
                 }
-                None => computed(&kind, evaluate_body(resource.body(), &ctx), cloud),
             };
             self.resources.entry(kind).or_default().insert(name, value);
         }
@@ -309,7 +326,7 @@ fn each_of(value: &Value) -> Vec<(String, Value)> {
 }
 
 /// The attributes AWS computes for a resource, as its documentation gives their format.
-fn computed(kind: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Value {
+fn computed(kind: &str, resource: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Value {
     let (account, region) = (&cloud.account, &cloud.region);
     let field = |f: &str| arguments.get(f).and_then(Value::as_str).map(str::to_string);
     let name = field("name");
@@ -334,7 +351,12 @@ fn computed(kind: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Val
         "aws_eks_cluster" => name
             .as_ref()
             .map(|n| format!("arn:aws:eks:{region}:{account}:cluster/{n}")),
-        // Keys and everything else get an ARN naming what they are, so references resolve.
+        // A key's id is made up from its resource name (unique in this stack).
+        "aws_kms_key" => {
+            arguments.insert("key_id".into(), json!(resource));
+            Some(format!("arn:aws:kms:{region}:{account}:key/{resource}"))
+        }
+        // Everything else gets an ARN naming what it is, so references resolve.
         _ => Some(format!("arn:aws:computed:{region}:{account}:{kind}")),
     };
     if kind == "aws_eks_cluster"
@@ -347,9 +369,10 @@ fn computed(kind: &str, mut arguments: Map<String, Value>, cloud: &Cloud) -> Val
     if let Some(arn) = arn {
         arguments.insert("arn".into(), Value::String(arn));
     }
-    if let Some(id) = id {
-        arguments.entry("id").or_insert(Value::String(id));
-    }
+    // Without a name, an id made up from the resource's own (unique in this stack).
+    arguments
+        .entry("id")
+        .or_insert(Value::String(id.unwrap_or_else(|| resource.to_string())));
     Value::Object(arguments)
 }
 
@@ -428,6 +451,7 @@ fn functions() -> Context<'static> {
                 Ok(to_hcl(&Value::Object(merged)))
             }),
     );
+    ctx.declare_func("cidrsubnet", any(3).build(cidrsubnet));
     ctx.declare_func(
         "concat",
         FuncDef::builder()
@@ -448,6 +472,27 @@ fn functions() -> Context<'static> {
         }),
     );
     ctx
+}
+
+/// `cidrsubnet(prefix, newbits, netnum)` for IPv4, as Terraform computes it.
+fn cidrsubnet(args: FuncArgs) -> Result<hcl::Value, String> {
+    let prefix = args[0].as_str().ok_or("cidrsubnet needs a prefix")?;
+    let (base, bits) = prefix.split_once('/').ok_or("not a CIDR")?;
+    let base: std::net::Ipv4Addr = base.parse().map_err(|_| "not an IPv4 CIDR")?;
+    let bits: u32 = bits.parse().map_err(|_| "not a CIDR")?;
+    let number = |v: &hcl::Value| v.as_u64().ok_or("cidrsubnet needs numbers");
+    let (newbits, netnum) = (number(&args[1])? as u32, number(&args[2])? as u32);
+    let length = bits + newbits;
+    if length > 32 || netnum >= 1 << newbits {
+        return Err(format!(
+            "cidrsubnet({prefix}, {newbits}, {netnum}) does not fit"
+        ));
+    }
+    let address = u32::from(base) | (netnum << (32 - length));
+    Ok(hcl::Value::from(format!(
+        "{}/{length}",
+        std::net::Ipv4Addr::from(address)
+    )))
 }
 
 /// `templatefile(path, vars)`: renders a template file with `vars` (and the functions).

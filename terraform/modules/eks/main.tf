@@ -1,7 +1,10 @@
-# An EKS cluster in private subnets: private API endpoint (public only from listed CIDRs),
-# Secrets envelope-encrypted with a KMS key of its own, every control-plane log type, a
-# managed node group on encrypted launch-template volumes with IMDSv2 and no SSH, the
-# OIDC provider that IRSA roles trust, and the EBS CSI driver with its own IRSA role.
+# An EKS cluster whose control plane's network interfaces live in dedicated subnets:
+# private API endpoint (public only from listed CIDRs), Secrets envelope-encrypted with a
+# KMS key of its own, every control-plane log type, a managed node group in the private
+# subnets on encrypted launch-template volumes with IMDSv2 and no SSH, the OIDC provider
+# that IRSA roles trust, and the add-ons the manifests rely on, each with its own IRSA
+# role: the VPC CNI with NetworkPolicy enforcement on, the EBS CSI driver with grants on
+# the volume key the StorageClass names, and metrics-server for the autoscaler.
 
 data "aws_partition" "current" {}
 
@@ -127,7 +130,7 @@ resource "aws_eks_cluster" "this" {
   enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
   vpc_config {
-    subnet_ids              = var.private_subnet_ids
+    subnet_ids              = var.control_plane_subnet_ids
     endpoint_private_access = true
     endpoint_public_access  = length(var.public_endpoint_cidrs) > 0
     public_access_cidrs     = length(var.public_endpoint_cidrs) > 0 ? var.public_endpoint_cidrs : null
@@ -176,10 +179,10 @@ resource "aws_iam_role" "nodes" {
   tags               = var.tags
 }
 
+# The CNI's permissions are its own (IRSA, below), not every pod's through the node.
 resource "aws_iam_role_policy_attachment" "nodes" {
   for_each = toset([
     "AmazonEKSWorkerNodePolicy",
-    "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
   ])
   role       = aws_iam_role.nodes.name
@@ -253,29 +256,26 @@ resource "aws_eks_node_group" "default" {
   }
 }
 
-data "aws_iam_policy_document" "ebs_csi_assume" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.this.arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:sub"
-      values   = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
+# IRSA: each add-on's service account may assume its role, and nothing else may. The
+# policies are JSON documents the tests read too (terraform/modules/iam/policies).
+locals {
+  service_accounts = {
+    ebs_csi = { namespace = "kube-system", name = "ebs-csi-controller-sa" }
+    vpc_cni = { namespace = "kube-system", name = "aws-node" }
+  }
+  irsa_trust = {
+    for role, account in local.service_accounts : role => templatefile("${path.module}/../iam/policies/irsa-trust.json.tftpl", {
+      provider_arn    = aws_iam_openid_connect_provider.this.arn
+      issuer          = local.oidc_issuer
+      namespace       = account.namespace
+      service_account = account.name
+    })
   }
 }
 
 resource "aws_iam_role" "ebs_csi" {
   name               = "${var.cluster_name}-ebs-csi"
-  assume_role_policy = data.aws_iam_policy_document.ebs_csi_assume.json
+  assume_role_policy = local.irsa_trust["ebs_csi"]
   tags               = var.tags
 }
 
@@ -284,10 +284,63 @@ resource "aws_iam_role_policy_attachment" "ebs_csi" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 }
 
+# The key persistent volumes are encrypted with, under the alias the StorageClass names.
+resource "aws_kms_key" "ebs" {
+  description         = "${var.cluster_name} persistent volumes"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.account_key.json
+  tags                = var.tags
+}
+
+resource "aws_kms_alias" "ebs" {
+  name          = "alias/${var.cluster_name}-ebs"
+  target_key_id = aws_kms_key.ebs.key_id
+}
+
+# The managed policy covers volumes, not a customer-managed key: the driver creates
+# volumes with the key and lets EC2 use it through grants.
+resource "aws_iam_role_policy" "ebs_csi_key" {
+  name = "volume-key"
+  role = aws_iam_role.ebs_csi.id
+  policy = templatefile("${path.module}/policies/ebs-csi-key.json.tftpl", {
+    key_arn = aws_kms_key.ebs.arn
+  })
+}
+
 resource "aws_eks_addon" "ebs_csi" {
   cluster_name             = aws_eks_cluster.this.name
   addon_name               = "aws-ebs-csi-driver"
   service_account_role_arn = aws_iam_role.ebs_csi.arn
   tags                     = var.tags
   depends_on               = [aws_eks_node_group.default]
+}
+
+resource "aws_iam_role" "vpc_cni" {
+  name               = "${var.cluster_name}-vpc-cni"
+  assume_role_policy = local.irsa_trust["vpc_cni"]
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "vpc_cni" {
+  role       = aws_iam_role.vpc_cni.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonEKS_CNI_Policy"
+}
+
+# Pods get VPC addresses, and NetworkPolicies are enforced (by the CNI's network policy
+# agent): without this every policy the manifests carry, default-deny included, would be
+# decoration.
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name             = aws_eks_cluster.this.name
+  addon_name               = "vpc-cni"
+  service_account_role_arn = aws_iam_role.vpc_cni.arn
+  configuration_values     = jsonencode({ enableNetworkPolicy = "true" })
+  tags                     = var.tags
+}
+
+# Resource metrics for the HorizontalPodAutoscaler (and `kubectl top`).
+resource "aws_eks_addon" "metrics_server" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "metrics-server"
+  tags         = var.tags
+  depends_on   = [aws_eks_node_group.default]
 }

@@ -32,3 +32,8 @@ output "node_role_arn" {
   description = "IAM role of the managed nodes."
   value       = aws_iam_role.nodes.arn
 }
+
+output "ebs_key_alias" {
+  description = "Alias of the persistent volumes' KMS key (the StorageClass's kmsKeyId)."
+  value       = aws_kms_alias.ebs.name
+}

@@ -23,8 +23,18 @@ variable "vpc_id" {
   type        = string
 }
 
+variable "control_plane_subnet_ids" {
+  description = "Subnets for the control plane's network interfaces only (one per zone)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.control_plane_subnet_ids) >= 2
+    error_message = "EKS needs control-plane subnets in at least two availability zones."
+  }
+}
+
 variable "private_subnet_ids" {
-  description = "Private subnets for the control plane's interfaces and the nodes (one per zone)."
+  description = "Private subnets for the nodes and their pods (one per zone)."
   type        = list(string)
 
   validation {

@@ -115,6 +115,16 @@ resource "aws_iam_role_policy" "plan" {
   })
 }
 
+# The plan identity in Kubernetes: no access policy, only a Kubernetes group, for which the
+# cluster base grants reading the Helm release Terraform manages (in the load balancer
+# controller's own namespace). A plan refreshes it; it reads nothing else in the cluster.
+resource "aws_eks_access_entry" "plan" {
+  cluster_name      = var.cluster_name
+  principal_arn     = aws_iam_role.plan.arn
+  kubernetes_groups = [var.planner_group]
+  tags              = var.tags
+}
+
 # The deploy identity in Kubernetes: the EKS edit policy in the platform's namespaces
 # only, and a Kubernetes group for which the cluster base (applied by an administrator)
 # grants the cluster-wide reads a deploy needs. Nothing cluster-scoped can be written.

@@ -54,6 +54,16 @@ variable "deployer_group" {
   }
 }
 
+variable "planner_group" {
+  description = "Kubernetes group of the plan identity; the cluster base lets it read the Helm releases Terraform manages."
+  type        = string
+
+  validation {
+    condition     = !can(regex("^(system|eks|aws|amazon|iam):", var.planner_group))
+    error_message = "EKS refuses Kubernetes groups starting with system:, eks:, aws:, amazon: or iam:."
+  }
+}
+
 variable "cluster_name" {
   description = "EKS cluster the access entry belongs to (the eks module's output, so the entry waits for the cluster)."
   type        = string

@@ -15,14 +15,28 @@ module "vpc" {
 }
 
 module "eks" {
-  source                = "../eks"
-  cluster_name          = var.cluster_name
-  kubernetes_version    = var.kubernetes_version
-  vpc_id                = module.vpc.vpc_id
-  private_subnet_ids    = module.vpc.private_subnet_ids
-  public_endpoint_cidrs = var.public_endpoint_cidrs
-  node_instance_types   = var.node_instance_types
-  node_count            = var.node_count
+  source                   = "../eks"
+  cluster_name             = var.cluster_name
+  kubernetes_version       = var.kubernetes_version
+  vpc_id                   = module.vpc.vpc_id
+  control_plane_subnet_ids = module.vpc.control_plane_subnet_ids
+  private_subnet_ids       = module.vpc.private_subnet_ids
+  public_endpoint_cidrs    = var.public_endpoint_cidrs
+  node_instance_types      = var.node_instance_types
+  node_count               = var.node_count
+}
+
+# Serves the Ingress the manifests declare (class `alb`).
+module "load_balancer_controller" {
+  source            = "../load-balancer-controller"
+  cluster_name      = module.eks.cluster_name
+  region            = var.region
+  vpc_id            = module.vpc.vpc_id
+  oidc_provider_arn = module.eks.oidc_provider_arn
+  oidc_issuer       = module.eks.oidc_issuer
+  namespace         = var.ingress_controller_namespace
+  ingress_class     = var.ingress_class
+  depends_on        = [module.eks]
 }
 
 data "aws_caller_identity" "current" {}
@@ -48,6 +62,12 @@ resource "aws_kms_key" "backups" {
   description         = "${var.cluster_name} database backups"
   enable_key_rotation = true
   policy              = data.aws_iam_policy_document.backups_key.json
+}
+
+# The name the environment file gives the backup job (backup.kms_key).
+resource "aws_kms_alias" "backups" {
+  name          = "alias/${var.cluster_name}-backups"
+  target_key_id = aws_kms_key.backups.key_id
 }
 
 resource "aws_s3_bucket" "backups" {
@@ -120,6 +140,7 @@ module "iam" {
   namespace          = var.namespace
   deploy_namespaces  = [var.namespace, var.observability_namespace, "${var.observability_namespace}-agents"]
   deployer_group     = var.deployer_group
+  planner_group      = var.planner_group
   backup_bucket_arn  = aws_s3_bucket.backups.arn
   backup_prefix      = var.backup_prefix
   backup_kms_key_arn = aws_kms_key.backups.arn

@@ -27,3 +27,8 @@ output "plan_role_arn" {
   description = "Role the plan and drift workflows assume."
   value       = module.iam.plan_role_arn
 }
+
+output "cluster_ca_data" {
+  description = "Base64 CA certificate of the API server."
+  value       = module.eks.cluster_ca_data
+}

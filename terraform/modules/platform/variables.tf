@@ -79,6 +79,21 @@ variable "observability_namespace" {
   type        = string
 }
 
+variable "planner_group" {
+  description = "Kubernetes group of the plan identity (the environment's cluster.planner_group)."
+  type        = string
+}
+
+variable "ingress_class" {
+  description = "IngressClass the load balancer controller serves (the environment's ingress.class_name)."
+  type        = string
+}
+
+variable "ingress_controller_namespace" {
+  description = "Namespace of the load balancer controller (the environment's ingress.controller_namespace)."
+  type        = string
+}
+
 variable "deployer_group" {
   description = "Kubernetes group of the deploy identity (the environment's cluster.deployer_group)."
   type        = string

@@ -1,6 +1,8 @@
 # A VPC across three availability zones: public subnets for load balancers, private
-# subnets for the nodes, NAT for egress (one per zone, or one), flow logs to CloudWatch
-# encrypted with a key of its own.
+# subnets for the nodes (and, with the VPC CNI, their pods), small control-plane subnets
+# that hold only the EKS control plane's network interfaces (so NetworkPolicies can admit
+# the API server's proxy without admitting any pod), NAT for egress (one per zone, or
+# one), flow logs to CloudWatch encrypted with a key of its own.
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -45,6 +47,23 @@ resource "aws_subnet" "private" {
     "kubernetes.io/role/internal-elb"           = "1"
     "kubernetes.io/cluster/${var.cluster_name}" = "shared"
   })
+}
+
+# /28s (the smallest EKS accepts) in a /20 no other subnet uses.
+resource "aws_subnet" "control_plane" {
+  count             = 3
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.zones[count.index]
+  cidr_block        = cidrsubnet(var.cidr_block, 12, 3 * 256 + count.index)
+  tags = merge(var.tags, {
+    Name = "${var.name}-control-plane-${local.zones[count.index]}"
+  })
+}
+
+resource "aws_route_table_association" "control_plane" {
+  count          = 3
+  subnet_id      = aws_subnet.control_plane[count.index].id
+  route_table_id = aws_route_table.private[count.index].id
 }
 
 resource "aws_internet_gateway" "this" {

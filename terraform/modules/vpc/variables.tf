@@ -14,8 +14,8 @@ variable "cidr_block" {
   default     = "10.0.0.0/16"
 
   validation {
-    condition     = can(cidrnetmask(var.cidr_block)) && tonumber(split("/", var.cidr_block)[1]) <= 20
-    error_message = "cidr_block must be a valid IPv4 CIDR of /20 or larger (six /24 subnets are carved from it)."
+    condition     = can(cidrnetmask(var.cidr_block)) && tonumber(split("/", var.cidr_block)[1]) <= 16
+    error_message = "cidr_block must be a valid IPv4 CIDR of /16 or larger (the subnets are carved from it)."
   }
 }
 
