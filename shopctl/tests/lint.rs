@@ -253,3 +253,153 @@ fn bad_lint_input_is_an_error_not_a_finding() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unknown environment `nope`"));
 }
+
+/// The paths the platform must never have (issue table: other namespaces → the services
+/// and data stores; frontend → the data stores and ml; ml → redis; nothing but Prometheus
+/// → metrics ports; no ipBlock over the pod ranges). Each is opened in turn by a realistic
+/// policy change to the rendered prod release, and lint names it.
+#[test]
+fn each_forbidden_path_a_policy_change_opens_is_named() {
+    use serde_json::json;
+    use shopctl::lint::{Context, lint};
+    let templates = shopctl::templates::Templates::embedded();
+    let env = shopctl::env::load(&templates, "prod", &[]).unwrap();
+    let rendered =
+        shopctl::render::render(&templates, &env, &shopctl::render::SecretMode::Redacted).unwrap();
+    let context = Context::for_environment(&env);
+    let clean = lint(&rendered, &context);
+    assert_eq!(clean.errors, 0, "{:#?}", clean.findings);
+
+    let selector = |name: &str| json!({"matchLabels": {"app.kubernetes.io/name": name}});
+    let to = |name: &str| json!({"to": [{"podSelector": selector(name)}]});
+    let from = |name: &str| json!({"from": [{"podSelector": selector(name)}]});
+    // (what changes: rules added to policies as (policy, direction, rule); findings expected)
+    type Change = (&'static str, &'static str, Value);
+    type Expected = Vec<(&'static str, &'static str)>;
+    let cases: Vec<(&str, Vec<Change>, Expected)> = vec![
+        (
+            "the backend admits every namespace",
+            vec![(
+                "backend",
+                "ingress",
+                json!({"from": [{"namespaceSelector": {}}], "ports": [{"port": 8080}]}),
+            )],
+            vec![
+                ("SM016", "a pod of another namespace → backend on 8080/TCP"),
+                ("SM016", "the ingress controller → backend"),
+            ],
+        ),
+        (
+            "postgres admits its whole namespace, and the frontend may send to it",
+            vec![
+                (
+                    "postgres",
+                    "ingress",
+                    json!({"from": [{"podSelector": {}}]}),
+                ),
+                ("frontend", "egress", to("postgres")),
+            ],
+            vec![("SM016", "frontend → postgres on 5432/TCP")],
+        ),
+        (
+            "the frontend calls ml directly",
+            vec![
+                ("ml", "ingress", from("frontend")),
+                ("frontend", "egress", to("ml")),
+            ],
+            vec![("SM016", "frontend → ml on 8081/TCP")],
+        ),
+        (
+            "ml caches in redis",
+            vec![
+                ("redis", "ingress", from("ml")),
+                ("ml", "egress", to("redis")),
+            ],
+            vec![("SM016", "ml → redis on 6379/TCP")],
+        ),
+        (
+            "the backend admits all of monitoring, not just Prometheus",
+            vec![
+                (
+                    "backend",
+                    "ingress",
+                    json!({"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}),
+                ),
+                (
+                    "grafana",
+                    "egress",
+                    json!({"to": [{"namespaceSelector": {}}]}),
+                ),
+            ],
+            vec![("SM016", "grafana → backend on 8080/TCP")],
+        ),
+        (
+            "postgres admits the VPC's range",
+            vec![(
+                "postgres",
+                "ingress",
+                json!({"from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}], "ports": [{"port": 5432}]}),
+            )],
+            vec![
+                ("SM017", "ingress rule"),
+                ("SM016", "a pod of another namespace → postgres on 5432/TCP"),
+            ],
+        ),
+    ];
+    for (what, changes, expected) in cases {
+        let mut objects = rendered.clone();
+        for (policy, direction, rule) in changes {
+            let target = objects
+                .iter_mut()
+                .find(|o| o.kind() == "NetworkPolicy" && o.name() == policy)
+                .unwrap_or_else(|| panic!("no NetworkPolicy {policy}"));
+            target.value["spec"][direction]
+                .as_array_mut()
+                .unwrap_or_else(|| panic!("{policy} has no {direction} rules"))
+                .push(rule);
+        }
+        let report = lint(&objects, &context);
+        for (check, needle) in expected {
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.check == check && f.message.contains(needle)),
+                "{what}: expected {check} naming {needle:?} in {:#?}",
+                report.findings
+            );
+        }
+    }
+}
+
+/// `validate` reads frontend, backend, ml, Prometheus, Loki and Tempo through the API
+/// server's service proxy, which connects from `cluster.api_server_cidrs`: a policy that
+/// forgets it is named (on a real cluster validate would time out, which the simulator
+/// cannot show).
+#[test]
+fn the_api_server_proxy_paths_validate_uses_are_required() {
+    use shopctl::lint::{Context, lint};
+    let templates = shopctl::templates::Templates::embedded();
+    let env = shopctl::env::load(&templates, "prod", &[]).unwrap();
+    let mut objects =
+        shopctl::render::render(&templates, &env, &shopctl::render::SecretMode::Redacted).unwrap();
+    let tempo = objects
+        .iter_mut()
+        .find(|o| o.kind() == "NetworkPolicy" && o.name() == "tempo")
+        .unwrap();
+    let rules = tempo.value["spec"]["ingress"].as_array_mut().unwrap();
+    let before = rules.len();
+    rules.retain(|rule| !rule.to_string().contains("ipBlock"));
+    assert_eq!(rules.len(), before - 1, "tempo admits the API server once");
+    let report = lint(&objects, &Context::for_environment(&env));
+    let messages: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == "SM010")
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        vec!["API server proxy → tempo on 3200/TCP is blocked by the receiver's ingress policy"]
+    );
+}

@@ -20,8 +20,18 @@ pub struct LintArgs {
     /// (checks then assume a non-local environment).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// With --file: an address range pods get (repeatable; default: the private ranges,
+    /// where pods may be when nothing better is known). SM016 and SM017 use them.
+    #[arg(long = "pod-cidr", value_name = "CIDR", requires = "file", value_parser = parse_cidr)]
+    pod_cidrs: Vec<String>,
     #[arg(long, value_enum, default_value = "table")]
     output: OutputFormat,
+}
+
+fn parse_cidr(value: &str) -> Result<String, String> {
+    lint::network::parse_cidr(value)
+        .map(|_| value.to_owned())
+        .ok_or_else(|| format!("`{value}` is not an IPv4 CIDR block such as 10.0.128.0/20"))
 }
 
 pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
@@ -33,7 +43,11 @@ pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
                 manifest::parse_stream(&path.display().to_string(), &text).map_err(|message| {
                     anyhow::anyhow!("{} is not valid YAML: {message}", path.display())
                 })?;
-            lint::lint(&objects, &Context::standalone())
+            let mut context = Context::standalone();
+            if !args.pod_cidrs.is_empty() {
+                context.pod_cidrs = args.pod_cidrs.clone();
+            }
+            lint::lint(&objects, &context)
         }
         None => {
             let (templates, environment) = args.env.load()?;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::network::{self, Peer, Verdict};
+use super::paths;
 use super::selectors::{Labels, labels_at, matches};
 use super::{Check, Context, SUPPRESS_PREFIX, Severity, Violation};
 use crate::manifest::{Manifest, containers, is_workload, pod_template};
@@ -86,7 +86,7 @@ pub static ALL: &[Check] = &[
         title: "platform paths reachable",
         severity: Severity::Error,
         hint: "add the NetworkPolicy rule (on both the sending and the receiving side) for this path",
-        run: paths_reachable,
+        run: paths::reachable,
     },
     Check {
         id: "SM011",
@@ -123,20 +123,34 @@ pub static ALL: &[Check] = &[
         hint: "set automountServiceAccountToken: false unless the workload calls the Kubernetes API",
         run: token_not_mounted,
     },
+    Check {
+        id: "SM016",
+        title: "only the platform's paths open",
+        severity: Severity::Error,
+        hint: "narrow the NetworkPolicy that admits it (on the receiving side, and the sender's egress) to the workloads that need the path",
+        run: paths::only_needed_open,
+    },
+    Check {
+        id: "SM017",
+        title: "ipBlocks exclude pod addresses",
+        severity: Severity::Error,
+        hint: "narrow the ipBlock, or list the pod ranges (cluster.pod_cidrs) in its `except`: with the VPC CNI pods have VPC addresses, and an ipBlock admits them around every pod selector",
+        run: paths::ip_blocks_exclude_pods,
+    },
 ];
 
-fn violation(object: usize, message: impl Into<String>) -> Violation {
+pub(super) fn violation(object: usize, message: impl Into<String>) -> Violation {
     Violation {
         object,
         message: message.into(),
     }
 }
 
-fn workloads(objects: &[Manifest]) -> impl Iterator<Item = (usize, &Manifest)> {
+pub(super) fn workloads(objects: &[Manifest]) -> impl Iterator<Item = (usize, &Manifest)> {
     objects.iter().enumerate().filter(|(_, o)| is_workload(o))
 }
 
-fn of_kind<'a>(
+pub(super) fn of_kind<'a>(
     objects: &'a [Manifest],
     kind: &'a str,
 ) -> impl Iterator<Item = (usize, &'a Manifest)> + 'a {
@@ -150,7 +164,7 @@ fn long_running(object: &Manifest) -> bool {
     matches!(object.kind(), "Deployment" | "StatefulSet" | "DaemonSet")
 }
 
-fn pod_labels(object: &Manifest) -> Labels {
+pub(super) fn pod_labels(object: &Manifest) -> Labels {
     pod_template(object)
         .map(|t| labels_at(t, "/metadata/labels"))
         .unwrap_or_default()
@@ -561,183 +575,6 @@ fn default_deny(objects: &[Manifest], _: &Context) -> Vec<Violation> {
                 format!("namespace `{namespace}` has no default-deny NetworkPolicy"),
             ));
         }
-    }
-    found
-}
-
-/// The connections the platform needs, by workload name (`app.kubernetes.io/name`) and
-/// the destination's named port (its first port when `None`). Paths whose workloads are
-/// not in the release are skipped.
-const PLATFORM_PATHS: [(&str, &str, Option<&str>); 16] = [
-    ("frontend", "backend", None),
-    ("backend", "ml", None),
-    ("backend", "postgres", None),
-    ("backend", "redis", None),
-    ("ml", "postgres", None),
-    ("db-backup", "postgres", None),
-    ("db-backup", "s3", None),
-    ("frontend", "tempo", Some("otlp-http")),
-    ("backend", "tempo", Some("otlp-http")),
-    ("ml", "tempo", Some("otlp-http")),
-    ("prometheus", "alertmanager", None),
-    ("grafana", "prometheus", None),
-    ("grafana", "loki", Some("http")),
-    ("grafana", "tempo", Some("http")),
-    ("grafana", "alertmanager", None),
-    ("alloy", "loki", Some("http")),
-];
-
-fn paths_reachable(objects: &[Manifest], context: &Context) -> Vec<Violation> {
-    let policies: Vec<&Manifest> = objects
-        .iter()
-        .filter(|o| o.kind() == "NetworkPolicy")
-        .collect();
-    let by_name = |name: &str| {
-        workloads(objects).find(|(_, w)| {
-            pod_labels(w)
-                .get("app.kubernetes.io/name")
-                .map(String::as_str)
-                == Some(name)
-        })
-    };
-    let as_peer = |workload: &Manifest| {
-        let mut peer = Peer::pod(
-            workload.namespace().unwrap_or("default"),
-            pod_labels(workload),
-        );
-        for container in containers(workload) {
-            for port in container
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(name), Some(number)) = (
-                    port.get("name").and_then(Value::as_str),
-                    port.get("containerPort").and_then(Value::as_u64),
-                ) {
-                    peer.named_ports.push((name.to_owned(), number as u16));
-                }
-            }
-        }
-        peer
-    };
-    let first_port = |workload: &Manifest| {
-        containers(workload)
-            .iter()
-            .find_map(|c| c.pointer("/ports/0/containerPort").and_then(Value::as_u64))
-            .map(|p| p as u16)
-    };
-    let mut found = Vec::new();
-    let mut require =
-        |index: usize, from: &Peer, to: &Peer, port: u16, protocol: &str, what: String| {
-            match network::evaluate(&policies, from, to, port, protocol) {
-                Verdict::Allowed => {}
-                Verdict::BlockedByEgress => found.push(violation(
-                    index,
-                    format!("{what} on {port}/{protocol} is blocked by the sender's egress policy"),
-                )),
-                Verdict::BlockedByIngress => found.push(violation(
-                    index,
-                    format!(
-                        "{what} on {port}/{protocol} is blocked by the receiver's ingress policy"
-                    ),
-                )),
-            }
-        };
-
-    // Into the storefront: from the load balancer's addresses, or the controller's pods.
-    if let Some((index, frontend)) = by_name("frontend")
-        && let Some(port) = first_port(frontend)
-    {
-        let source = match context
-            .ingress_source_cidrs
-            .first()
-            .and_then(|c| network::address_in(c))
-        {
-            Some(ip) => Peer::address(ip),
-            None => Peer::pod(&context.ingress_namespace, Labels::new()),
-        };
-        require(
-            index,
-            &source,
-            &as_peer(frontend),
-            port,
-            "TCP",
-            "ingress controller → frontend".to_owned(),
-        );
-    }
-    for (from, to, port_name) in PLATFORM_PATHS {
-        let Some((from_index, source)) = by_name(from) else {
-            continue;
-        };
-        if to == "s3" {
-            let s3 = Peer::address("52.216.0.1".parse().expect("a literal address"));
-            let what = format!("{from} → S3");
-            require(from_index, &as_peer(source), &s3, 443, "TCP", what);
-            continue;
-        }
-        let Some((to_index, target)) = by_name(to) else {
-            continue;
-        };
-        let target_peer = as_peer(target);
-        let port = match port_name {
-            Some(name) => target_peer
-                .named_ports
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, p)| *p),
-            None => first_port(target),
-        };
-        let Some(port) = port else {
-            continue;
-        };
-        let what = format!("{from} → {to}");
-        require(to_index, &as_peer(source), &target_peer, port, "TCP", what);
-    }
-    // Prometheus scrapes every annotated pod: the real Prometheus pods when the release
-    // has them, otherwise pods labelled as a Prometheus elsewhere would be.
-    let prometheus = by_name("prometheus")
-        .map(|(_, p)| as_peer(p))
-        .unwrap_or_else(|| {
-            Peer::pod(
-                &context.observability_namespace,
-                Labels::from([("app.kubernetes.io/name".to_owned(), "prometheus".to_owned())]),
-            )
-        });
-    // Every pod resolves names.
-    let dns = Peer::pod(
-        "kube-system",
-        Labels::from([("k8s-app".to_owned(), "kube-dns".to_owned())]),
-    );
-    for (index, workload) in workloads(objects) {
-        let annotations = pod_template(workload).and_then(|t| t.pointer("/metadata/annotations"));
-        let scraped = annotations
-            .and_then(|a| a.get("prometheus.io/scrape"))
-            .and_then(Value::as_str)
-            == Some("true");
-        let metrics_port = annotations
-            .and_then(|a| a.get("prometheus.io/port"))
-            .and_then(Value::as_str)
-            .and_then(|p| p.parse().ok());
-        if scraped && let Some(port) = metrics_port {
-            require(
-                index,
-                &prometheus,
-                &as_peer(workload),
-                port,
-                "TCP",
-                format!("Prometheus → {} /metrics", workload.name()),
-            );
-        }
-        require(
-            index,
-            &as_peer(workload),
-            &dns,
-            53,
-            "UDP",
-            format!("{} → DNS", workload.name()),
-        );
     }
     found
 }

@@ -4,6 +4,7 @@
 
 mod checks;
 pub mod network;
+mod paths;
 pub mod selectors;
 
 pub(crate) use checks::looks_secret;
@@ -60,6 +61,10 @@ pub struct Context {
     pub ingress_source_cidrs: Vec<String>,
     /// Where Prometheus and Tempo run.
     pub observability_namespace: String,
+    /// The address ranges pods get (`cluster.pod_cidrs`).
+    pub pod_cidrs: Vec<String>,
+    /// Where the API server's service proxy connects from (`cluster.api_server_cidrs`).
+    pub api_server_cidrs: Vec<String>,
 }
 
 impl Context {
@@ -70,11 +75,13 @@ impl Context {
             ingress_namespace: env.ingress.controller_namespace.clone(),
             ingress_source_cidrs: env.ingress.source_cidrs.clone(),
             observability_namespace: env.observability.namespace.clone(),
+            pod_cidrs: env.cluster.pod_cidrs.clone(),
+            api_server_cidrs: env.cluster.api_server_cidrs.clone(),
         }
     }
 
     /// For manifests that come with no environment (`lint --file`): the strict, non-local
-    /// rules and the conventional namespaces.
+    /// rules, the conventional namespaces, and pods anywhere in the private ranges.
     pub fn standalone() -> Self {
         Self {
             environment: "(file)".to_owned(),
@@ -82,6 +89,10 @@ impl Context {
             ingress_namespace: "ingress-nginx".to_owned(),
             ingress_source_cidrs: Vec::new(),
             observability_namespace: "monitoring".to_owned(),
+            pod_cidrs: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+                .map(str::to_owned)
+                .to_vec(),
+            api_server_cidrs: Vec::new(),
         }
     }
 }

@@ -14,7 +14,9 @@ use serde_json::Value;
 use super::selectors::{Labels, matches};
 use crate::manifest::Manifest;
 
-/// A connection end: a pod (namespace and labels) or an address outside the cluster.
+/// A connection end: a pod (namespace and labels, and its address when the check models
+/// pods with addresses in the pod ranges, as the VPC CNI gives them) or an address outside
+/// the cluster.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub namespace: Option<String>,
@@ -79,9 +81,31 @@ fn direction_allows(
     port: u16,
     protocol: &str,
 ) -> bool {
-    let Some(namespace) = &subject.namespace else {
-        return true;
-    };
+    admitting(
+        policies,
+        direction,
+        subject,
+        other,
+        destination,
+        port,
+        protocol,
+    )
+    .is_none_or(|names| !names.is_empty())
+}
+
+/// The policies that admit traffic in `direction` for `subject` (its egress to `other`,
+/// or its ingress from `other`): None when no policy isolates `subject` for `direction`
+/// (then everything is admitted), else the admitting policies' names (empty: refused).
+pub fn admitting(
+    policies: &[&Manifest],
+    direction: &str,
+    subject: &Peer,
+    other: &Peer,
+    destination: &Peer,
+    port: u16,
+    protocol: &str,
+) -> Option<Vec<String>> {
+    let namespace = subject.namespace.as_ref()?;
     let selecting: Vec<&&Manifest> = policies
         .iter()
         .filter(|p| p.namespace() == Some(namespace.as_str()))
@@ -93,14 +117,14 @@ fn direction_allows(
         .filter(|p| policy_types(p).contains(&direction))
         .collect();
     if selecting.is_empty() {
-        return true;
+        return None;
     }
     let (rules_key, peers_key) = if direction == "Egress" {
         ("egress", "to")
     } else {
         ("ingress", "from")
     };
-    selecting.iter().any(|policy| {
+    let admits = |policy: &Manifest| {
         let policy_namespace = policy.namespace().unwrap_or_default();
         let rules = policy
             .value
@@ -116,7 +140,14 @@ fn direction_allows(
             };
             peers_ok && ports_match(rule.get("ports"), destination, port, protocol)
         })
-    })
+    };
+    Some(
+        selecting
+            .into_iter()
+            .filter(|policy| admits(policy))
+            .map(|policy| policy.name().to_owned())
+            .collect(),
+    )
 }
 
 /// `policyTypes` as the API server defaults it: Ingress always, Egress when egress
@@ -202,22 +233,38 @@ fn ports_match(ports: Option<&Value>, destination: &Peer, port: u16, protocol: &
     })
 }
 
-pub fn cidr_contains(cidr: &str, ip: Ipv4Addr) -> bool {
-    let Some((base, bits)) = cidr.split_once('/') else {
-        return false;
-    };
-    let (Ok(base), Ok(bits)) = (base.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
-        return false;
-    };
-    if bits > 32 {
-        return false;
-    }
-    let mask = if bits == 0 {
+/// An IPv4 CIDR block as its first address and prefix length; None when malformed.
+pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u32)> {
+    let (base, bits) = cidr.split_once('/')?;
+    let (base, bits) = (base.parse::<Ipv4Addr>().ok()?, bits.parse::<u32>().ok()?);
+    (bits <= 32).then(|| (Ipv4Addr::from(u32::from(base) & mask(bits)), bits))
+}
+
+fn mask(bits: u32) -> u32 {
+    if bits == 0 {
         0
     } else {
         u32::MAX << (32 - bits)
-    };
-    (u32::from(base) & mask) == (u32::from(ip) & mask)
+    }
+}
+
+pub fn cidr_contains(cidr: &str, ip: Ipv4Addr) -> bool {
+    parse_cidr(cidr).is_some_and(|(base, bits)| u32::from(base) == u32::from(ip) & mask(bits))
+}
+
+/// Whether every address of `inner` is in `outer`.
+pub fn cidr_covers(outer: &str, inner: &str) -> bool {
+    match (parse_cidr(outer), parse_cidr(inner)) {
+        (Some((_, outer_bits)), Some((base, inner_bits))) => {
+            outer_bits <= inner_bits && cidr_contains(outer, base)
+        }
+        _ => false,
+    }
+}
+
+/// Whether two blocks share an address (CIDR blocks either nest or are disjoint).
+pub fn cidrs_overlap(a: &str, b: &str) -> bool {
+    cidr_covers(a, b) || cidr_covers(b, a)
 }
 
 /// An address inside a CIDR block, to stand for traffic from that range.
@@ -344,6 +391,12 @@ mod tests {
 
     #[test]
     fn cidrs() {
+        assert!(cidrs_overlap("10.0.0.0/16", "10.0.128.0/20"));
+        assert!(cidrs_overlap("10.0.128.0/20", "10.0.0.0/16"));
+        assert!(!cidrs_overlap("10.0.48.0/28", "10.0.128.0/20"));
+        assert!(cidr_covers("0.0.0.0/0", "10.0.128.0/20"));
+        assert!(!cidr_covers("10.0.128.0/20", "10.0.0.0/16"));
+        assert!(!cidr_contains("10.0.0.0/33", "10.0.0.1".parse().unwrap()));
         assert!(cidr_contains("0.0.0.0/0", "52.1.2.3".parse().unwrap()));
         assert!(!cidr_contains("10.0.0.0/8", "11.0.0.1".parse().unwrap()));
         assert_eq!(address_in("10.0.0.0/16"), Some("10.0.0.1".parse().unwrap()));
