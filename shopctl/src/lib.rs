@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod cluster;
+pub mod db_roles;
 pub mod env;
 pub mod infra;
 pub mod lint;

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::db_roles::{self, DbRole};
 use crate::env::Environment;
 use crate::manifest::Manifest;
-use crate::secrets::{REDACTED, SecretValue, encode_userinfo};
+use crate::secrets::{REDACTED, SecretValue};
 use crate::templates::Templates;
 
 /// The pod-template annotation that changes whenever a workload's configuration does,
@@ -106,15 +107,35 @@ fn context(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Va
             .map(|v| v.expose().to_owned())
             .unwrap_or_default(),
     };
-    let database_url = match secrets {
-        SecretMode::Redacted => REDACTED.to_owned(),
-        SecretMode::Values(_) => format!(
-            "postgres://{}:{}@postgres:5432/{}",
-            encode_userinfo(&env.postgres.user),
-            encode_userinfo(&secret("postgres_password")),
-            env.postgres.database
-        ),
-    };
+    // Each workload's role, its password derived from the database secret.
+    let database = &env.postgres.database;
+    let database_roles: serde_json::Map<String, Value> = DbRole::ALL
+        .into_iter()
+        .map(|role| {
+            let (password, url) = match secrets {
+                SecretMode::Redacted => (REDACTED.to_owned(), REDACTED.to_owned()),
+                SecretMode::Values(values) => {
+                    let secret = values
+                        .get("postgres_password")
+                        .cloned()
+                        .unwrap_or_else(|| SecretValue::new(String::new()));
+                    (
+                        role.password(database, &secret).expose().to_owned(),
+                        role.url("postgres:5432", database, &secret)
+                            .expose()
+                            .to_owned(),
+                    )
+                }
+            };
+            let credentials = json!({
+                "user": role.name(database),
+                "password": password,
+                "url": url,
+                "password_variable": role.password_variable(),
+            });
+            (role.key().to_owned(), credentials)
+        })
+        .collect();
     let backup_role_arn = env.backup.role_arn.clone().unwrap_or_else(|| {
         format!(
             "arn:aws:iam::{}:role/{}-db-backup",
@@ -137,8 +158,9 @@ fn context(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Va
             "postgres_password": secret("postgres_password"),
             "cart_signing_key": secret("cart_signing_key"),
             "grafana_admin_password": secret("grafana_admin_password"),
-            "database_url": database_url,
+            "database_roles": database_roles,
         },
+        "postgres_setup": templates.get(db_roles::SETUP_SCRIPT).unwrap_or_default(),
     })
 }
 

@@ -647,3 +647,167 @@ async fn an_interrupted_upload_leaves_no_object_that_looks_complete() {
         "no object at all, only an incomplete upload: {objects}"
     );
 }
+
+/// The URL of `database` as `role` (trust on loopback: the privileges are what is tested).
+fn as_role(database: &TestDatabase, role: &str) -> String {
+    let mut url = url::Url::parse(database.url()).unwrap();
+    let name = url.path().trim_start_matches('/').to_owned();
+    url.set_username(&format!("{name}_{role}")).unwrap();
+    url.to_string()
+}
+
+/// Runs `templates/postgres/roles.sql` as the superuser, as the postgres container's
+/// postStart hook does.
+fn set_up_roles(database: &TestDatabase) {
+    let url = url::Url::parse(database.url()).unwrap();
+    let name = url.path().trim_start_matches('/');
+    let script = support::workspace_root().join("templates/postgres/roles.sql");
+    let mut psql = Command::new("psql");
+    psql.args(["-q", "-d", database.url(), "-v", &format!("database={name}"), "-f"])
+        .arg(&script);
+    for role in ["OWNER", "BACKEND", "ML", "BACKUP"] {
+        psql.env(format!("SHOPMICRO_DB_{role}_PASSWORD"), format!("{role}-pw"));
+    }
+    let output = psql.output().expect("psql runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+async fn execute(url: &str, statement: &str) -> Result<(), String> {
+    let mut conn = PgConnection::connect(url).await.map_err(|e| e.to_string())?;
+    sqlx::query(statement)
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Applies the backend's migrations (the first `first` of them, or all) as `url`'s user.
+async fn migrate(url: &str, first: Option<usize>) {
+    let migrations = support::workspace_root().join("services/backend/migrations");
+    let mut migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+    if let Some(first) = first {
+        migrator.migrations = migrator.migrations[..first].to_vec().into();
+    }
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    migrator.run(&mut conn).await.unwrap();
+}
+
+/// The roles `templates/postgres/roles.sql` makes, on a database the superuser made
+/// before they existed (as every database made before them was): each does its job and
+/// nothing more, and backup → verify → restore works as the roles the platform uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_roles_do_their_jobs_and_nothing_more() {
+    let database = TestDatabase::create().await;
+    migrate(database.url(), Some(1)).await;
+    execute(
+        database.url(),
+        "INSERT INTO categories (slug, name) VALUES ('tea', 'Tea')",
+    )
+    .await
+    .unwrap();
+    // Twice: the hook runs at every start.
+    set_up_roles(&database);
+    set_up_roles(&database);
+    let (owner, backend, ml, backup) = (
+        as_role(&database, "owner"),
+        as_role(&database, "backend"),
+        as_role(&database, "ml"),
+        as_role(&database, "backup"),
+    );
+
+    // The owner migrates (the superuser's tables became its own) and may change the schema.
+    migrate(&owner, None).await;
+    execute(&owner, "ALTER TABLE products ADD COLUMN scratch int")
+        .await
+        .unwrap();
+    execute(&owner, "ALTER TABLE products DROP COLUMN scratch")
+        .await
+        .unwrap();
+
+    let refused = |result: Result<(), String>, what: &str| {
+        let err = result.expect_err(what);
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{what}: {err}"
+        );
+    };
+    // The backend reads and writes the shop's tables, and cannot change the schema.
+    execute(
+        &backend,
+        "INSERT INTO products (name, category, description, price_cents, stock) \
+         SELECT 'p' || g, 'tea', 'leaves', 100 * g, 10 FROM generate_series(1, 50) g",
+    )
+    .await
+    .unwrap();
+    execute(&backend, "UPDATE products SET stock = stock - 1 WHERE name = 'p1'")
+        .await
+        .unwrap();
+    refused(
+        execute(&backend, "CREATE TABLE sneaky (id int)").await,
+        "backend creates a table",
+    );
+    refused(
+        execute(&backend, "ALTER TABLE products ADD COLUMN sneaky int").await,
+        "backend alters a table",
+    );
+    refused(
+        execute(&backend, "DROP TABLE orders").await,
+        "backend drops a table",
+    );
+    refused(
+        execute(&backend, "TRUNCATE orders").await,
+        "backend truncates",
+    );
+    // ml reads what it trains on and nothing else, and writes nothing.
+    assert_eq!(count(&ml, "products").await, 50);
+    assert_eq!(count(&ml, "order_items").await, 0);
+    refused(
+        execute(&ml, "UPDATE products SET price_cents = 1").await,
+        "ml writes",
+    );
+    refused(
+        execute(&ml, "INSERT INTO categories (slug, name) VALUES ('x', 'x')").await,
+        "ml inserts",
+    );
+    refused(execute(&ml, "SELECT * FROM orders").await, "ml reads orders");
+    // The backup role reads everything and writes nothing.
+    refused(
+        execute(&backup, "DELETE FROM orders").await,
+        "backup deletes",
+    );
+
+    // Backup and verify as the backup role, restore as the owner.
+    let scratch = Scratch::new();
+    let dir = scratch.path("backups");
+    let id = backed_up(&backup, &dir);
+    let verified = db(&["verify", "--database-url", &backup, "--from", dir.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert_eq!(manifest(&dir, &id)["verification"]["ok"], true);
+    execute(&backend, "DELETE FROM products WHERE name <> 'p1'")
+        .await
+        .unwrap();
+    let restored = db(&[
+        "restore",
+        "--database-url",
+        &owner,
+        "--from",
+        dir.to_str().unwrap(),
+        "--backup",
+        &id,
+        "--yes",
+    ]);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    // The restored tables carry their grants: the same roles still can and cannot.
+    assert_eq!(count(&ml, "products").await, 50);
+    execute(&backend, "DELETE FROM products WHERE name = 'p50'")
+        .await
+        .unwrap();
+    refused(
+        execute(&ml, "DELETE FROM products").await,
+        "ml writes after a restore",
+    );
+    refused(
+        execute(&backend, "DROP TABLE products").await,
+        "backend drops after a restore",
+    );
+}

@@ -172,6 +172,19 @@ async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survi
         .to_owned();
     let order = order_through_the_storefront(&storefront).await;
     assert!(order_exists(&database, order).await);
+    // Each service connects as its own role, as on the cluster; the owner migrated.
+    for (service, role) in [("backend", "shopmicro_backend"), ("ml", "shopmicro_ml")] {
+        let process: ProcessId =
+            serde_json::from_value(component(&report, service)["process"].clone()).unwrap();
+        let url = environ_of(&process, "DATABASE_URL").unwrap();
+        assert!(url.starts_with(&format!("postgres://{role}@")), "{service}: {url}");
+    }
+    let backend: ProcessId =
+        serde_json::from_value(component(&report, "backend")["process"].clone()).unwrap();
+    assert_eq!(
+        environ_of(&backend, "DATABASE_MIGRATIONS").as_deref(),
+        Some("verify")
+    );
     let started = pids(&report);
     assert!(started.len() >= 5, "{report:#}");
 

@@ -284,11 +284,32 @@ fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
         ],
     );
     assert_eq!(shown.code, 0, "{}", shown.stderr);
-    assert!(
-        shown
-            .stdout
-            .contains("postgres://shopmicro:p%40ss%20word@postgres:5432/shopmicro")
-    );
+    let objects = parse_stream("dev", &shown.stdout).unwrap();
+    let secret = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o.value["kind"] == "Secret" && o.value["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Secret {name}"))
+            .value["stringData"]
+            .clone()
+    };
+    // The superuser's password is PostgreSQL's alone; each workload's Secret opens only
+    // its own role, with a password derived from it.
+    assert_eq!(secret("postgres-superuser")["password"], "p@ss word");
+    let mut passwords = BTreeSet::new();
+    for role in ["owner", "backend", "ml", "backup"] {
+        let data = secret(&format!("db-{role}"));
+        let password = data["password"].as_str().unwrap().to_owned();
+        assert_eq!(password.len(), 64, "{data}");
+        assert_eq!(data["username"], format!("shopmicro_{role}"));
+        assert_eq!(
+            data["url"],
+            format!("postgres://shopmicro_{role}:{password}@postgres:5432/shopmicro")
+        );
+        assert!(!data.to_string().contains("p@ss"), "{data}");
+        passwords.insert(password);
+    }
+    assert_eq!(passwords.len(), 4, "one password per role");
 }
 
 #[test]
@@ -555,7 +576,7 @@ fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
             .expect("the database URL comes from the environment");
         assert_eq!(
             database_url["valueFrom"]["secretKeyRef"]["name"],
-            "database-credentials"
+            "db-backup"
         );
     }
     // The arguments parse as shopctl's own command line would.

@@ -25,6 +25,29 @@ pub struct Config {
     pub ml_timeout: Duration,
     /// Load the demo catalogue and order history into an empty database.
     pub seed_demo_data: bool,
+    pub migrations: Migrations,
+}
+
+/// What the backend does with the schema at start (`DATABASE_MIGRATIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply pending migrations (a standalone backend whose user owns the schema).
+    Apply,
+    /// Only check that they are applied: the platform migrates as the schema owner and the
+    /// backend's role may not change the schema.
+    Verify,
+}
+
+impl std::str::FromStr for Migrations {
+    type Err = ();
+
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        match raw {
+            "apply" => Ok(Self::Apply),
+            "verify" => Ok(Self::Verify),
+            _ => Err(()),
+        }
+    }
 }
 
 impl Config {
@@ -54,6 +77,7 @@ impl Config {
             ml_url: env.optional("ML_URL", SERVICE_URL_EXPECTED)?,
             ml_timeout: env.millis_or("ML_TIMEOUT_MS", Duration::from_millis(300))?,
             seed_demo_data: env.or_default("SEED_DEMO_DATA", "true or false", true)?,
+            migrations: env.or_default("DATABASE_MIGRATIONS", "apply or verify", Migrations::Apply)?,
         })
     }
 }
@@ -84,6 +108,19 @@ mod tests {
         assert!(config.redis_url.is_none());
         assert!(config.ml_url.is_none());
         assert!(config.seed_demo_data);
+        assert_eq!(config.migrations, Migrations::Apply);
+    }
+
+    #[test]
+    fn migrations_are_applied_or_verified() {
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
+        let verify = Env::from_pairs([url, ("DATABASE_MIGRATIONS", "verify")]);
+        assert_eq!(
+            Config::from_env(&verify).unwrap().migrations,
+            Migrations::Verify
+        );
+        let wrong = Env::from_pairs([url, ("DATABASE_MIGRATIONS", "skip")]);
+        assert_eq!(Config::from_env(&wrong).unwrap_err().var, "DATABASE_MIGRATIONS");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use shopmicro_common::config::DatabaseUrl;
 use sqlx::PgPool;
+use sqlx::migrate::Migrate;
 use sqlx::postgres::PgPoolOptions;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -26,6 +27,69 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("applying database migrations")
+}
+
+/// Checks that every migration this build embeds is applied, unchanged, without applying
+/// any: on the platform the schema owner migrates (`shopmicro-backend migrate`) and the
+/// backend's own role may not change the schema.
+pub async fn verify_migrated(pool: &PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await.context("connecting to check the schema")?;
+    // A database nobody migrated has no bookkeeping table: nothing is applied.
+    let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .context("checking for the applied migrations (_sqlx_migrations)")?;
+    let applied = if bookkept {
+        conn.list_applied_migrations()
+            .await
+            .context("reading the applied migrations (_sqlx_migrations)")?
+    } else {
+        Vec::new()
+    };
+    let pending: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .filter_map(|m| match applied.iter().find(|a| a.version == m.version) {
+            None => Some(format!("{} {} (not applied)", m.version, m.description)),
+            Some(a) if a.checksum != m.checksum => {
+                Some(format!("{} {} (changed since applied)", m.version, m.description))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the database schema is not the one this build needs: {}; run `shopmicro-backend \
+         migrate` as the schema owner (the platform does before the backend starts)",
+        pending.join(", ")
+    );
+    Ok(())
+}
+
+/// `shopmicro-backend migrate`: waits up to `patience` for the database to accept the
+/// owner (its setup may still be running), then applies the pending migrations.
+pub async fn migrate_when_reachable(url: &DatabaseUrl, patience: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let pool = loop {
+        match PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url.expose())
+            .await
+        {
+            Ok(pool) => break pool,
+            Err(err) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %err, "database not ready for migrations yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!("connecting to {} to migrate", url.redacted())
+                });
+            }
+        }
+    };
+    migrate(&pool).await
 }
 
 /// A client span around one database round trip, so traces show where time went.

@@ -12,7 +12,7 @@ use shopmicro_common::observe::Observer;
 use shopmicro_common::server::{self, Server};
 
 use crate::cache::Cache;
-use crate::config::Config;
+use crate::config::{Config, Migrations};
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
 use crate::routes::{AppState, health, openapi, orders, products, recommendations};
@@ -26,9 +26,11 @@ impl Application {
     /// Connects, migrates, seeds (when configured) and binds. Port 0 binds a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::pool(&config.database_url, config.database_max_connections)?;
-        db::migrate(&pool)
-            .await
-            .with_context(|| format!("database at {}", config.database_url.redacted()))?;
+        match config.migrations {
+            Migrations::Apply => db::migrate(&pool).await,
+            Migrations::Verify => db::verify_migrated(&pool).await,
+        }
+        .with_context(|| format!("database at {}", config.database_url.redacted()))?;
         if config.seed_demo_data && seed::ensure_demo_data(&pool).await? {
             tracing::info!(
                 products = seed::PRODUCT_COUNT,

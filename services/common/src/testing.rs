@@ -67,7 +67,23 @@ impl Drop for TestDatabase {
                 tokio::time::timeout(Duration::from_secs(10), drop)
                     .await
                     .ok()?
-                    .ok()
+                    .ok()?;
+                // The platform's roles for this database (`<name>_owner`, …), when a
+                // test made them; roles belong to the server and would outlive it.
+                let roles: Vec<String> = sqlx::query_scalar(
+                    "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1 || '_')",
+                )
+                .bind(&name)
+                .fetch_all(&mut conn)
+                .await
+                .ok()?;
+                for role in roles {
+                    sqlx::query(&format!(r#"DROP ROLE IF EXISTS "{role}""#))
+                        .execute(&mut conn)
+                        .await
+                        .ok()?;
+                }
+                Some(())
             })
         })
         .join();

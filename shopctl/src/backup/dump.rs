@@ -187,14 +187,11 @@ async fn take(
     } else {
         None
     };
+    // Owners are left out (a restore makes its own role the owner); privileges are kept:
+    // the tables' grants to the platform's group roles come back with a restore.
     let mut child = target
         .command("pg_dump")
-        .args([
-            "--format=custom",
-            "--compress=6",
-            "--no-owner",
-            "--no-privileges",
-        ])
+        .args(["--format=custom", "--compress=6", "--no-owner"])
         .arg(format!("--snapshot={snapshot}"))
         .arg(format!("--dbname={}", target.url_without_password))
         .stdout(Stdio::piped())

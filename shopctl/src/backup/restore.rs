@@ -55,7 +55,9 @@ pub async fn check_artefact(
 }
 
 /// Restores `id` into `database_url`, replacing what is there, then checks every table's
-/// row count and content checksum against the manifest and runs a smoke query.
+/// row count and content checksum against the manifest and runs a smoke query. The URL's
+/// role owns what it restores (on the platform the schema owner; the maker of a scratch
+/// database when verifying); the dump's grants are restored with it.
 pub async fn restore(
     database_url: &str,
     location: &Location,
@@ -70,7 +72,6 @@ pub async fn restore(
             "--clean",
             "--if-exists",
             "--no-owner",
-            "--no-privileges",
             "--single-transaction",
             "--exit-on-error",
         ])

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, SecretKeySelector};
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 
@@ -148,8 +149,14 @@ async fn run_restore_job(
     ]
     .map(String::from)
     .to_vec();
-    // A failed restore is looked at, not retried against a half-restored database.
-    database_job(cluster, namespace, "restore", |_| args, Some(0), timeout).await
+    // A failed restore is looked at, not retried against a half-restored database. It
+    // replaces the schema, which only its owner may do.
+    let job = DatabaseJob {
+        step: "restore",
+        backoff_limit: Some(0),
+        credentials: Some("db-owner"),
+    };
+    database_job(cluster, namespace, job, |_| args, timeout).await
 }
 
 /// Proves a backup restores, in the cluster: the CronJob's verify step on its own, for
@@ -167,20 +174,38 @@ pub async fn verify(
         }
         args
     };
-    database_job(cluster, namespace, "verify", edit, None, timeout).await
+    let job = DatabaseJob {
+        step: "verify",
+        backoff_limit: None,
+        credentials: None,
+    };
+    database_job(cluster, namespace, job, edit, timeout).await
+}
+
+/// One database step run as a Job from the `db-backup` CronJob.
+struct DatabaseJob {
+    /// The Job's and its container's name.
+    step: &'static str,
+    backoff_limit: Option<i32>,
+    /// The Secret whose `url` the step connects with, when not the backup role's.
+    credentials: Option<&'static str>,
 }
 
 /// Runs one database step as a Job from the `db-backup` CronJob: its `verify` container
-/// (the one with the database credentials and the scratch volume), named `step`, with
-/// the arguments `args` makes of the verify step's own, alone in the pod.
+/// (the one with the database credentials and the scratch volume), named after the step,
+/// with the arguments `args` makes of the verify step's own, alone in the pod.
 async fn database_job(
     cluster: &Cluster,
     namespace: &str,
-    step: &str,
+    job: DatabaseJob,
     args: impl FnOnce(Vec<String>) -> Vec<String>,
-    backoff_limit: Option<i32>,
     timeout: Duration,
 ) -> anyhow::Result<JobOutcome> {
+    let DatabaseJob {
+        step,
+        backoff_limit,
+        credentials,
+    } = job;
     access::preflight(cluster, &jobs::needs(namespace, "db-backup", true)).await?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!(
@@ -204,6 +229,9 @@ async fn database_job(
             })?;
         container.name = step.into();
         container.args = Some(args(container.args.take().unwrap_or_default()));
+        if let Some(secret) = credentials {
+            use_credentials(&mut container, secret)?;
+        }
         pod.containers = vec![container];
         if backoff_limit.is_some() {
             spec.backoff_limit = backoff_limit;
@@ -212,4 +240,28 @@ async fn database_job(
     })
     .await?;
     jobs::follow(cluster, namespace, &name, timeout).await
+}
+
+/// Points the container's `DATABASE_URL` at `secret`'s `url`.
+fn use_credentials(container: &mut Container, secret: &str) -> anyhow::Result<()> {
+    let url = container
+        .env
+        .iter_mut()
+        .flatten()
+        .find(|var| var.name == "DATABASE_URL")
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the db-backup CronJob's verify step has no DATABASE_URL; `shopctl apply` restores it"
+            )
+        })?;
+    url.value = None;
+    url.value_from = Some(EnvVarSource {
+        secret_key_ref: Some(SecretKeySelector {
+            name: secret.to_string(),
+            key: "url".to_string(),
+            optional: None,
+        }),
+        ..EnvVarSource::default()
+    });
+    Ok(())
 }

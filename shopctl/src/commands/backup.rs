@@ -5,6 +5,7 @@
 use clap::{Args, Subcommand};
 use shopctl::backup::{self, Location, Manifest, store::BackupDir};
 use shopctl::cluster::{Cluster, jobs, restore};
+use shopctl::db_roles::DbRole;
 use shopctl::local::state::{ComponentState, StateDir};
 
 use super::cluster::ClusterArgs;
@@ -39,8 +40,8 @@ enum BackupAction {
     },
 }
 
-/// The running local platform's database URL and backup directory.
-fn local_database(dir: &StateDir) -> anyhow::Result<(String, Location)> {
+/// The running local platform's database URL for `role` and its backup directory.
+fn local_database(dir: &StateDir, role: DbRole) -> anyhow::Result<(String, Location)> {
     let state = dir
         .read()?
         .filter(|state| state.supervisor.is_alive())
@@ -48,7 +49,14 @@ fn local_database(dir: &StateDir) -> anyhow::Result<(String, Location)> {
             anyhow::anyhow!("the local platform is not running; `shopctl up` starts it")
         })?;
     let url = match state.component("postgres").and_then(|c| c.url.clone()) {
-        Some(url) => url,
+        // The private cluster: the recorded (superuser) URL, as the role.
+        Some(url) => {
+            let mut url = url::Url::parse(&url)?;
+            let database = url.path().trim_start_matches('/').to_owned();
+            url.set_username(&role.name(&database))
+                .map_err(|()| anyhow::anyhow!("the recorded database URL has no host"))?;
+            url.to_string()
+        }
         // An external database: the URL is a secret and was never recorded.
         None => std::env::var("DATABASE_URL").map_err(|_| {
             anyhow::anyhow!(
@@ -70,7 +78,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.action {
         None => {
-            let (url, backups) = local_database(&dir)?;
+            let (url, backups) = local_database(&dir, DbRole::Backup)?;
             let manifest = runtime.block_on(backup::backup(&url, &backups))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
@@ -85,7 +93,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
             print_backups(&BackupDir::new(dir.path().join("backups")).list()?);
         }
         Some(BackupAction::Verify { backup: id }) => {
-            let (url, backups) = local_database(&dir)?;
+            let (url, backups) = local_database(&dir, DbRole::Backup)?;
             let id = runtime.block_on(backups.resolve(id))?;
             let pushgateway = dir
                 .read()?
@@ -261,7 +269,8 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
         return cluster_restore(args);
     }
     let (_, dir) = local_state(&args.env)?;
-    let (url, backups) = local_database(&dir)?;
+    // A restore replaces the schema, which only its owner may.
+    let (url, backups) = local_database(&dir, DbRole::Owner)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let manifest = runtime
         .block_on(backup::check_artefact(&backups, &args.backup))?

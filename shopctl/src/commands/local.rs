@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use comfy_table::{Table, presets};
+use shopctl::db_roles;
 use shopctl::env::model::Provider;
 use shopctl::local::events::Event;
 use shopctl::local::release::{Desired, ReleaseStore};
@@ -271,6 +272,10 @@ fn supervisor_options(
                 (file.to_owned(), text.to_owned())
             })
             .collect(),
+        database_setup: templates
+            .get(db_roles::SETUP_SCRIPT)
+            .ok_or_else(|| anyhow::anyhow!("the templates have no {}", db_roles::SETUP_SCRIPT))?
+            .to_owned(),
     })
 }
 

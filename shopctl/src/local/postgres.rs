@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::Context;
 
+use crate::db_roles::DbRole;
+
 /// Where PostgreSQL server binaries usually live when they are not on PATH.
 const WELL_KNOWN: [&str; 3] = [
     "/usr/lib/postgresql",
@@ -247,6 +249,55 @@ pub fn ensure_database(binaries: &Binaries, port: u16, name: &str) -> anyhow::Re
         String::from_utf8_lossy(&created.stderr).trim()
     );
     Ok(())
+}
+
+/// Runs the platform's role setup (`templates/postgres/roles.sql`) as the superuser. The
+/// private cluster authenticates loopback connections by trust, as it does the superuser,
+/// so the roles' passwords are fresh random ones nobody needs; what the roles may do is
+/// what the cluster's roles may.
+pub fn set_up_roles(
+    binaries: &Binaries,
+    port: u16,
+    database: &str,
+    script: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut command = Command::new(binaries.tool("psql"));
+    command
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-d", database, "-v", &format!("database={database}"), "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for role in DbRole::ALL {
+        command.env(
+            role.password_variable(),
+            uuid::Uuid::new_v4().simple().to_string(),
+        );
+    }
+    let mut child = command.spawn().context("running psql")?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(script.as_bytes())
+        .context("sending the role setup to psql")?;
+    let output = child.wait_with_output().context("running psql")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "setting up the database roles failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A loopback URL of the private cluster for one of the platform's roles (trust: no
+/// password).
+pub fn role_url(port: u16, database: &str, role: DbRole) -> String {
+    format!(
+        "postgres://{}@127.0.0.1:{port}/{database}",
+        role.name(database)
+    )
 }
 
 /// A connection URL with any password replaced by `***`, for messages.

@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::binaries::binary_name;
+use crate::db_roles::DbRole;
 use super::events::Event;
 use super::postgres;
 use super::process::ProcessId;
@@ -30,6 +31,19 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Prometheus rule files to load when a `prometheus` binary exists.
     pub prometheus_rules: Vec<(String, String)>,
+    /// The database role setup (`templates/postgres/roles.sql`) for the private cluster.
+    pub database_setup: String,
+}
+
+/// The database the platform's private cluster serves.
+const DATABASE: &str = "shopmicro";
+
+/// How each workload connects: as its own role on the private cluster, or with the
+/// external URL as given (whose roles are the operator's to manage).
+struct DatabaseUrls {
+    owner: String,
+    backend: String,
+    ml: String,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -119,15 +133,19 @@ async fn start_all(
     events: &impl Fn(Event),
     running: &mut Vec<(Spec, Child)>,
 ) -> Result<(), StartError> {
-    // PostgreSQL: the one given, or a private cluster.
-    let database_url = match &options.database_url {
+    // PostgreSQL: the one given, or a private cluster with the platform's roles.
+    let database = match &options.database_url {
         Some(url) => {
             record(&options.state, state, external("postgres", None));
             events(Event::Skipped {
                 component: "postgres".into(),
                 reason: "using DATABASE_URL".into(),
             });
-            url.clone()
+            DatabaseUrls {
+                owner: url.clone(),
+                backend: url.clone(),
+                ml: url.clone(),
+            }
         }
         None => {
             let binaries = postgres::find().map_err(|e| failed("postgres")(e.into()))?;
@@ -157,8 +175,15 @@ async fn start_all(
                 &format!("private cluster in {}", data.display()),
             )
             .await?;
-            postgres::ensure_database(&binaries, port, "shopmicro").map_err(failed("postgres"))?;
-            format!("postgres://postgres@127.0.0.1:{port}/shopmicro")
+            postgres::ensure_database(&binaries, port, DATABASE).map_err(failed("postgres"))?;
+            postgres::set_up_roles(&binaries, port, DATABASE, &options.database_setup)
+                .map_err(failed("postgres"))?;
+            let url = |role| postgres::role_url(port, DATABASE, role);
+            DatabaseUrls {
+                owner: url(DbRole::Owner),
+                backend: url(DbRole::Backend),
+                ml: url(DbRole::Ml),
+            }
         }
     };
 
@@ -244,12 +269,13 @@ async fn start_all(
     let ml = service(
         "ml",
         vec![
-            ("DATABASE_URL", database_url.clone()),
+            ("DATABASE_URL", database.ml.clone()),
             ("TRAINING_RETRY_MS", "500".into()),
         ],
     );
     let mut backend_env = vec![
-        ("DATABASE_URL", database_url.clone()),
+        ("DATABASE_URL", database.backend.clone()),
+        ("DATABASE_MIGRATIONS", "verify".into()),
         ("ML_URL", format!("http://127.0.0.1:{}", ports["ml"])),
     ];
     if let Some(url) = &redis_url {
@@ -264,7 +290,11 @@ async fn start_all(
         )],
     );
 
-    // The backend owns the schema (migrations, demo data); ml trains on it.
+    // The schema's owner migrates it, as the cluster's init container does; the backend
+    // checks it and seeds the demo data; ml trains on it.
+    migrate(options, &database.owner, events)
+        .await
+        .map_err(failed("backend"))?;
     spawn_only(options, state, running, ml.clone(), events).await?;
     start(
         options,
@@ -328,6 +358,35 @@ async fn start_all(
             reason: "no prometheus binary on PATH".into(),
         });
     }
+    Ok(())
+}
+
+/// Runs the release's `shopmicro-backend migrate` as the schema owner, to completion.
+async fn migrate(options: &Options, owner_url: &str, events: &impl Fn(Event)) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let log = options.state.log("migrate");
+    let output = Command::new(options.binaries.join(binary_name("backend")))
+        .arg("migrate")
+        .env("DATABASE_URL", owner_url)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(READY_TIMEOUT, output)
+        .await
+        .map_err(|_| anyhow::anyhow!("the migrations did not finish within {READY_TIMEOUT:?}"))?
+        .context("running the backend's migrations")?;
+    std::fs::write(&log, [output.stdout, output.stderr].concat())?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the migrations failed; see {}",
+        log.display()
+    );
+    events(Event::Ready {
+        component: "migrations".into(),
+        detail: "applied as the schema owner".into(),
+        millis: started.elapsed().as_millis() as u64,
+    });
     Ok(())
 }
 

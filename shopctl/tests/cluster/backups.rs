@@ -213,7 +213,7 @@ async fn backup_verify_runs_the_verify_step_as_a_job_and_reports_what_it_recorde
             .iter()
             .find(|e| e["name"] == "DATABASE_URL")
             .unwrap()["valueFrom"]["secretKeyRef"]["name"],
-        "database-credentials"
+        "db-backup"
     );
 
     // A Job that records nothing (its container never ran) is not mistaken for the
@@ -307,13 +307,15 @@ async fn restore_stops_the_writers_runs_a_restore_job_and_brings_them_back() {
         "no backup steps in a restore"
     );
     assert_eq!(pod["containers"][0]["name"], "restore");
-    assert!(
-        pod["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["name"] == "DATABASE_URL"),
-        "the restore step has the database's credentials: {pod}"
+    let database_url = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DATABASE_URL")
+        .unwrap_or_else(|| panic!("the restore step has the database's credentials: {pod}"));
+    assert_eq!(
+        database_url["valueFrom"]["secretKeyRef"]["name"], "db-owner",
+        "a restore replaces the schema, which only its owner may: {pod}"
     );
     assert_eq!(
         pod["containers"][0]["args"],

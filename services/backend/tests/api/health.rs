@@ -1,5 +1,6 @@
 use std::process::Command;
 
+use shopmicro_backend::config::Migrations;
 use shopmicro_backend::{Application, Config, db, seed};
 use shopmicro_common::config::Env;
 use shopmicro_common::testing::{TestDatabase, closed_port};
@@ -39,6 +40,47 @@ async fn startup_fails_clearly_when_postgres_is_unreachable_and_hides_the_passwo
     let message = format!("{err:#}");
     assert!(message.contains("127.0.0.1"), "{message}");
     assert!(!message.contains("SuperSecret1"), "{message}");
+}
+
+/// On the platform the schema owner migrates (`shopmicro-backend migrate`, an init
+/// container) and the backend only checks: it refuses a schema it was not built for, and
+/// names the command that fixes it.
+#[tokio::test]
+async fn a_backend_that_only_verifies_refuses_an_unmigrated_schema_and_says_what_to_run() {
+    let database = TestDatabase::create().await;
+    let mut config = test_config(&database);
+    config.migrations = Migrations::Verify;
+    let err = Application::build(config.clone())
+        .await
+        .err()
+        .expect("an empty database is refused");
+    let message = format!("{err:#}");
+    assert!(message.contains("shopmicro-backend migrate"), "{message}");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .fetch_one(&db::pool(&config.database_url, 1).unwrap())
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "verifying changed nothing");
+
+    // `migrate` (the init container's command) applies them; then the backend starts.
+    let migrated = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .arg("migrate")
+        .env("DATABASE_URL", database.url())
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    Application::build(config)
+        .await
+        .expect("a migrated database is accepted");
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .arg("migrat")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("`migrate`"));
 }
 
 #[tokio::test]
