@@ -95,8 +95,7 @@ mod tests {
         );
         let url = DbRole::Backend.url("postgres:5432", "shopmicro", &secret);
         assert!(
-            url.expose()
-                .starts_with("postgres://shopmicro_backend:")
+            url.expose().starts_with("postgres://shopmicro_backend:")
                 && url.expose().ends_with("@postgres:5432/shopmicro"),
             "{url:?}"
         );

@@ -159,6 +159,13 @@ fn context(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Va
             "cart_signing_key": secret("cart_signing_key"),
             "grafana_admin_password": secret("grafana_admin_password"),
             "database_roles": database_roles,
+            "alert_receivers": env
+                .observability
+                .alerting
+                .receivers
+                .iter()
+                .map(|receiver| (receiver.name.clone(), json!(secret(&receiver.secret().0))))
+                .collect::<serde_json::Map<String, Value>>(),
         },
         "postgres_setup": templates.get(db_roles::SETUP_SCRIPT).unwrap_or_default(),
     })

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::env::Environment;
+
 /// The placeholder `render` shows instead of a secret value.
 pub const REDACTED: &str = "[redacted]";
 
@@ -36,6 +38,22 @@ pub const REQUIRED: [(&str, &str); 3] = [
     ("cart_signing_key", "SHOPMICRO_CART_SIGNING_KEY"),
     ("grafana_admin_password", "SHOPMICRO_GRAFANA_ADMIN_PASSWORD"),
 ];
+
+/// Every secret `environment` needs: (key in the secrets file, environment variable).
+pub fn required(environment: &Environment) -> Vec<(String, String)> {
+    REQUIRED
+        .iter()
+        .map(|(key, variable)| (key.to_string(), variable.to_string()))
+        .chain(
+            environment
+                .observability
+                .alerting
+                .receivers
+                .iter()
+                .map(|receiver| receiver.secret()),
+        )
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -73,22 +91,26 @@ impl SecretSource {
         self
     }
 
-    /// Every required secret; variables win over the file.
-    pub fn resolve(&self) -> Result<BTreeMap<String, SecretValue>, SecretError> {
+    /// Every secret `environment` needs (the platform's, and each alert receiver's
+    /// destination); variables win over the file.
+    pub fn resolve(
+        &self,
+        environment: &Environment,
+    ) -> Result<BTreeMap<String, SecretValue>, SecretError> {
         let file_values = self.read_file()?;
         let mut values = BTreeMap::new();
-        for (key, variable) in REQUIRED {
+        for (key, variable) in required(environment) {
             let value = self
                 .variables
-                .get(variable)
-                .or_else(|| file_values.get(key))
+                .get(&variable)
+                .or_else(|| file_values.get(&key))
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| SecretError::Missing {
-                    key: key.to_owned(),
-                    variable: variable.to_owned(),
+                    key: key.clone(),
+                    variable: variable.clone(),
                     file: self.file.display().to_string(),
                 })?;
-            values.insert(key.to_owned(), SecretValue::new(value.clone()));
+            values.insert(key, SecretValue::new(value.clone()));
         }
         Ok(values)
     }
@@ -135,20 +157,25 @@ mod tests {
         assert_eq!(format!("{value:?}"), "[redacted]");
     }
 
+    fn environment(name: &str) -> Environment {
+        crate::env::load(&crate::templates::Templates::embedded(), name, &[]).unwrap()
+    }
+
     #[test]
     fn variables_win_over_the_file_and_missing_values_name_both_sources() {
         let dir = std::env::temp_dir().join(format!("shopctl-secrets-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("dev.yaml");
         std::fs::write(&file, "postgres_password: from-file\n").unwrap();
-        let source = SecretSource::new("dev", Some(&file)).with_variables(BTreeMap::new());
-        let err = source.resolve().unwrap_err().to_string();
+        let local = environment("local");
+        let source = SecretSource::new("local", Some(&file)).with_variables(BTreeMap::new());
+        let err = source.resolve(&local).unwrap_err().to_string();
         assert!(
             err.contains("SHOPMICRO_CART_SIGNING_KEY") && err.contains("dev.yaml"),
             "{err}"
         );
 
-        let vars = BTreeMap::from([
+        let mut vars = BTreeMap::from([
             (
                 "SHOPMICRO_POSTGRES_PASSWORD".to_owned(),
                 "from-env".to_owned(),
@@ -159,11 +186,33 @@ mod tests {
                 "g".to_owned(),
             ),
         ]);
-        let values = SecretSource::new("dev", Some(&file))
-            .with_variables(vars)
-            .resolve()
+        let values = SecretSource::new("local", Some(&file))
+            .with_variables(vars.clone())
+            .resolve(&local)
             .unwrap();
         assert_eq!(values["postgres_password"].expose(), "from-env");
+
+        // prod's alert receivers need their destinations too, named by receiver.
+        let prod = environment("prod");
+        let source = SecretSource::new("prod", Some(&file)).with_variables(vars.clone());
+        let err = source.resolve(&prod).unwrap_err().to_string();
+        assert!(err.contains("SHOPMICRO_ALERT_RECEIVER_"), "{err}");
+        for receiver in &prod.observability.alerting.receivers {
+            vars.insert(
+                receiver.secret().1,
+                format!("https://hooks.example/{}", receiver.name),
+            );
+        }
+        let values = SecretSource::new("prod", Some(&file))
+            .with_variables(vars)
+            .resolve(&prod)
+            .unwrap();
+        let pager = prod.observability.alerting.receivers[0].secret().0;
+        assert!(
+            values[&pager]
+                .expose()
+                .starts_with("https://hooks.example/")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

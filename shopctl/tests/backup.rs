@@ -663,17 +663,29 @@ fn set_up_roles(database: &TestDatabase) {
     let name = url.path().trim_start_matches('/');
     let script = support::workspace_root().join("templates/postgres/roles.sql");
     let mut psql = Command::new("psql");
-    psql.args(["-q", "-d", database.url(), "-v", &format!("database={name}"), "-f"])
-        .arg(&script);
+    psql.args([
+        "-q",
+        "-d",
+        database.url(),
+        "-v",
+        &format!("database={name}"),
+        "-f",
+    ])
+    .arg(&script);
     for role in ["OWNER", "BACKEND", "ML", "BACKUP"] {
-        psql.env(format!("SHOPMICRO_DB_{role}_PASSWORD"), format!("{role}-pw"));
+        psql.env(
+            format!("SHOPMICRO_DB_{role}_PASSWORD"),
+            format!("{role}-pw"),
+        );
     }
     let output = psql.output().expect("psql runs");
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
 
 async fn execute(url: &str, statement: &str) -> Result<(), String> {
-    let mut conn = PgConnection::connect(url).await.map_err(|e| e.to_string())?;
+    let mut conn = PgConnection::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
     sqlx::query(statement)
         .execute(&mut conn)
         .await
@@ -739,9 +751,12 @@ async fn the_database_roles_do_their_jobs_and_nothing_more() {
     )
     .await
     .unwrap();
-    execute(&backend, "UPDATE products SET stock = stock - 1 WHERE name = 'p1'")
-        .await
-        .unwrap();
+    execute(
+        &backend,
+        "UPDATE products SET stock = stock - 1 WHERE name = 'p1'",
+    )
+    .await
+    .unwrap();
     refused(
         execute(&backend, "CREATE TABLE sneaky (id int)").await,
         "backend creates a table",
@@ -769,7 +784,10 @@ async fn the_database_roles_do_their_jobs_and_nothing_more() {
         execute(&ml, "INSERT INTO categories (slug, name) VALUES ('x', 'x')").await,
         "ml inserts",
     );
-    refused(execute(&ml, "SELECT * FROM orders").await, "ml reads orders");
+    refused(
+        execute(&ml, "SELECT * FROM orders").await,
+        "ml reads orders",
+    );
     // The backup role reads everything and writes nothing.
     refused(
         execute(&backup, "DELETE FROM orders").await,
@@ -780,7 +798,13 @@ async fn the_database_roles_do_their_jobs_and_nothing_more() {
     let scratch = Scratch::new();
     let dir = scratch.path("backups");
     let id = backed_up(&backup, &dir);
-    let verified = db(&["verify", "--database-url", &backup, "--from", dir.to_str().unwrap()]);
+    let verified = db(&[
+        "verify",
+        "--database-url",
+        &backup,
+        "--from",
+        dir.to_str().unwrap(),
+    ]);
     assert!(verified.status.success(), "{}", text(&verified.stderr));
     assert_eq!(manifest(&dir, &id)["verification"]["ok"], true);
     execute(&backend, "DELETE FROM products WHERE name <> 'p1'")

@@ -406,6 +406,63 @@ fn problems(a: &Artefacts) -> Vec<String> {
             )),
         }
     }
+    problems.extend(secrets_passed(a));
+    problems
+}
+
+/// Every secret the environment needs (the platform's, each alert receiver's
+/// destination) reaches the step that deploys it: from the repository's secrets, through
+/// `workflow_call` when another workflow calls the deploy.
+fn secrets_passed(a: &Artefacts) -> Vec<String> {
+    let Some(deploy) = &a.deploy_workflow else {
+        return Vec::new();
+    };
+    let file = format!(".github/workflows/deploy-{}.yml", a.env.name);
+    let deploy_env: BTreeMap<String, String> = deploy["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|job| job["steps"].as_array().cloned().unwrap_or_default())
+        .filter(|step| {
+            step["run"]
+                .as_str()
+                .is_some_and(|run| run.contains("shopctl up"))
+        })
+        .flat_map(|step| step["env"].as_object().cloned().unwrap_or_default())
+        .map(|(name, value)| (name, value.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let called = deploy["on"]["workflow_call"].is_object();
+    let callers: Vec<&Value> = a.images_workflow["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|job| job["uses"].as_str().is_some_and(|u| u.ends_with(&file)))
+        .collect();
+    let mut problems = Vec::new();
+    for (key, variable) in shopctl::secrets::required(&a.env) {
+        let from_secrets = format!("${{{{ secrets.{variable} }}}}");
+        if deploy_env.get(&variable) != Some(&from_secrets) {
+            problems.push(format!(
+                "secret {key} of templates/environments/{}.yaml: the step of {file} that runs `shopctl up` does not set {variable} from the repository's secrets",
+                a.env.name
+            ));
+            continue;
+        }
+        if called {
+            if !deploy["on"]["workflow_call"]["secrets"][&variable].is_object() {
+                problems.push(format!(
+                    "secret {key}: {file} does not declare {variable} among its workflow_call secrets"
+                ));
+            }
+            for caller in &callers {
+                if caller["secrets"][&variable] != json!(from_secrets) {
+                    problems.push(format!(
+                        "secret {key}: .github/workflows/images.yml calls {file} without passing {variable}"
+                    ));
+                }
+            }
+        }
+    }
     problems
 }
 
@@ -532,6 +589,23 @@ fn each_injected_break_fails_the_check_naming_both_ends() {
                 "shopmicro-shopctl",
                 ".github/workflows/deploy-prod.yml",
                 "backup.tag",
+            ],
+        ),
+        (
+            "the pager's destination not passed to the deploy",
+            |a| {
+                let deploy = a.deploy_workflow.as_mut().unwrap();
+                let text = deploy.to_string().replace(
+                    "SHOPMICRO_ALERT_RECEIVER_PAGER",
+                    "SHOPMICRO_ALERT_RECEIVER_PAGE",
+                );
+                *deploy = serde_json::from_str(&text).unwrap();
+            },
+            &[
+                "alert_receiver_pager",
+                "templates/environments/prod.yaml",
+                ".github/workflows/deploy-prod.yml",
+                "SHOPMICRO_ALERT_RECEIVER_PAGER",
             ],
         ),
         (

@@ -177,7 +177,10 @@ async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survi
         let process: ProcessId =
             serde_json::from_value(component(&report, service)["process"].clone()).unwrap();
         let url = environ_of(&process, "DATABASE_URL").unwrap();
-        assert!(url.starts_with(&format!("postgres://{role}@")), "{service}: {url}");
+        assert!(
+            url.starts_with(&format!("postgres://{role}@")),
+            "{service}: {url}"
+        );
     }
     let backend: ProcessId =
         serde_json::from_value(component(&report, "backend")["process"].clone()).unwrap();

@@ -717,3 +717,127 @@ async fn a_product_page_is_one_trace_across_frontend_backend_and_ml_and_their_lo
         assert!(lines.iter().all(|l| l["span_id"].is_string()));
     }
 }
+
+/// The platform's alert rule named `name`, as in the rules file.
+fn rule_of(name: &str) -> Value {
+    alert_rules()
+        .into_iter()
+        .find(|rule| rule["alert"] == name)
+        .unwrap_or_else(|| panic!("no alert {name}"))
+}
+
+/// Prometheus evaluating the platform's rules → a real Alertmanager running dev's rendered
+/// configuration → the webhook receivers dev names, here the test's. A failed backup
+/// verification (a metric Prometheus scrapes) fires the platform's warning alert, which
+/// reaches `tickets` only; a critical alert — sent to Alertmanager as Prometheus sends one,
+/// with the labels and annotations of the platform's ServiceDown rule, since that rule
+/// waits two minutes before firing — reaches `oncall` only. Both carry their runbook.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_firing_alert_reaches_the_receiver_its_severity_routes_to_with_its_runbook() {
+    let scratch = Scratch::new();
+    let webhooks = support::alerting::Webhooks::start().await;
+    let config = support::alerting::rendered_config(
+        "dev",
+        &[
+            ("oncall", webhooks.url("oncall")),
+            ("tickets", webhooks.url("tickets")),
+        ],
+    );
+    let alertmanager =
+        support::alerting::Alertmanager::start(&config, &scratch.path("alertmanager")).await;
+
+    // What the verify step pushes after a failed restore, for Prometheus to scrape.
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            "shopmicro_backup_verification_success{backup=\"20261203T010000Z\"} 0\n"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = scratch.path("prometheus");
+    let objects = rendered("dev");
+    write_prometheus_files(&objects, &dir);
+    let port = closed_port();
+    std::fs::write(
+        dir.join("alerting.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}/*.yaml\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\nscrape_configs:\n  - job_name: db-backup\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter}']\n",
+            rules = dir.join("rules").display(),
+            am = alertmanager.url.trim_start_matches("http://"),
+        ),
+    )
+    .unwrap();
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alerting.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus runs"),
+    );
+
+    let down = rule_of("ServiceDown");
+    let critical = serde_json::json!([{
+        "labels": {
+            "alertname": "ServiceDown",
+            "severity": down["labels"]["severity"],
+            "service": "backend",
+            "namespace": "shopmicro",
+        },
+        "annotations": {
+            "summary": "backend is not answering scrapes",
+            "runbook_url": down["annotations"]["runbook_url"],
+        },
+    }]);
+    assert_eq!(critical[0]["labels"]["severity"], "critical");
+    let posted = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", alertmanager.url))
+        .json(&critical)
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success(), "{}", posted.status());
+
+    // Alertmanager holds a new group for group_wait (30 s) before it notifies.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let firing = loop {
+        let firing = webhooks.firing();
+        let names: BTreeSet<&str> = firing.iter().map(|(_, name, _)| name.as_str()).collect();
+        if names.contains("ServiceDown") && names.contains("BackupVerificationFailed") {
+            break firing;
+        }
+        assert!(Instant::now() < deadline, "notified so far: {firing:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (receiver, name, alert) in &firing {
+        let (expected_receiver, rule) = match name.as_str() {
+            "ServiceDown" => ("oncall", &down),
+            "BackupVerificationFailed" => ("tickets", &rule_of("BackupVerificationFailed")),
+            other => panic!("only the two alerts fire here, not {other}"),
+        };
+        assert_eq!(
+            receiver, expected_receiver,
+            "{name} went to {receiver}: {alert}"
+        );
+        assert_eq!(
+            alert["annotations"]["runbook_url"], rule["annotations"]["runbook_url"],
+            "{alert}"
+        );
+        assert!(
+            alert["annotations"]["runbook_url"]
+                .as_str()
+                .is_some_and(|url| url.contains("/runbooks/")),
+            "{alert}"
+        );
+    }
+}

@@ -252,7 +252,13 @@ fn set_flags_win_over_environment_variables_which_win_over_the_file() {
 fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
     let redacted = shopctl_with(
         &["render", "--env", "dev"],
-        &[("SHOPMICRO_POSTGRES_PASSWORD", "Sup3r-S3cret")],
+        &[
+            ("SHOPMICRO_POSTGRES_PASSWORD", "Sup3r-S3cret"),
+            (
+                "SHOPMICRO_ALERT_RECEIVER_ONCALL",
+                "https://oncall.example/hook",
+            ),
+        ],
     );
     assert!(!redacted.stdout.contains("Sup3r-S3cret"));
     assert!(redacted.stdout.contains("[redacted]"));
@@ -281,9 +287,26 @@ fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
             ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
             ("SHOPMICRO_CART_SIGNING_KEY", "k".repeat(88).as_str()),
             ("SHOPMICRO_GRAFANA_ADMIN_PASSWORD", "grafana-pw"),
+            (
+                "SHOPMICRO_ALERT_RECEIVER_ONCALL",
+                "https://oncall.example/hook",
+            ),
+            (
+                "SHOPMICRO_ALERT_RECEIVER_TICKETS",
+                "https://tickets.example/hook",
+            ),
         ],
     );
     assert_eq!(shown.code, 0, "{}", shown.stderr);
+    // The receivers' destinations are secrets too: only in the Alertmanager Secret.
+    assert!(!redacted.stdout.contains("oncall.example"));
+    let holding: Vec<String> = parse_stream("dev", &shown.stdout)
+        .unwrap()
+        .iter()
+        .filter(|o| o.value.to_string().contains("https://oncall.example/hook"))
+        .map(|o| format!("{}/{}", o.value["kind"], o.value["metadata"]["name"]))
+        .collect();
+    assert_eq!(holding, ["\"Secret\"/\"alertmanager-config\""]);
     let objects = parse_stream("dev", &shown.stdout).unwrap();
     let secret = |name: &str| {
         objects

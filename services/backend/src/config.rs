@@ -77,7 +77,11 @@ impl Config {
             ml_url: env.optional("ML_URL", SERVICE_URL_EXPECTED)?,
             ml_timeout: env.millis_or("ML_TIMEOUT_MS", Duration::from_millis(300))?,
             seed_demo_data: env.or_default("SEED_DEMO_DATA", "true or false", true)?,
-            migrations: env.or_default("DATABASE_MIGRATIONS", "apply or verify", Migrations::Apply)?,
+            migrations: env.or_default(
+                "DATABASE_MIGRATIONS",
+                "apply or verify",
+                Migrations::Apply,
+            )?,
         })
     }
 }
@@ -120,7 +124,10 @@ mod tests {
             Migrations::Verify
         );
         let wrong = Env::from_pairs([url, ("DATABASE_MIGRATIONS", "skip")]);
-        assert_eq!(Config::from_env(&wrong).unwrap_err().var, "DATABASE_MIGRATIONS");
+        assert_eq!(
+            Config::from_env(&wrong).unwrap_err().var,
+            "DATABASE_MIGRATIONS"
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// any: on the platform the schema owner migrates (`shopmicro-backend migrate`) and the
 /// backend's own role may not change the schema.
 pub async fn verify_migrated(pool: &PgPool) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await.context("connecting to check the schema")?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("connecting to check the schema")?;
     // A database nobody migrated has no bookkeeping table: nothing is applied.
     let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(&mut *conn)
@@ -51,9 +54,10 @@ pub async fn verify_migrated(pool: &PgPool) -> anyhow::Result<()> {
         .filter(|m| !m.migration_type.is_down_migration())
         .filter_map(|m| match applied.iter().find(|a| a.version == m.version) {
             None => Some(format!("{} {} (not applied)", m.version, m.description)),
-            Some(a) if a.checksum != m.checksum => {
-                Some(format!("{} {} (changed since applied)", m.version, m.description))
-            }
+            Some(a) if a.checksum != m.checksum => Some(format!(
+                "{} {} (changed since applied)",
+                m.version, m.description
+            )),
             Some(_) => None,
         })
         .collect();
@@ -83,9 +87,8 @@ pub async fn migrate_when_reachable(url: &DatabaseUrl, patience: Duration) -> an
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(err) => {
-                return Err(err).with_context(|| {
-                    format!("connecting to {} to migrate", url.redacted())
-                });
+                return Err(err)
+                    .with_context(|| format!("connecting to {} to migrate", url.redacted()));
             }
         }
     };

@@ -11,7 +11,12 @@ const MIGRATE_PATIENCE: Duration = Duration::from_secs(180);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => run_service(SERVICE_NAME, || async {
             let config = Config::from_env(&Env::from_process())?;
             let app = Application::build(config).await?;

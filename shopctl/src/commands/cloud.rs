@@ -105,7 +105,7 @@ fn failed_in(name: &str, env: &str) -> impl FnOnce(anyhow::Error) -> anyhow::Err
 pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     let env = environment.name.clone();
-    let secrets = SecretSource::new(&env, None).resolve()?;
+    let secrets = SecretSource::new(&env, None).resolve(&environment)?;
     let manifests: Vec<Value> =
         render::render(&templates, &environment, &SecretMode::Values(secrets))?
             .into_iter()

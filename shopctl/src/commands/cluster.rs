@@ -189,7 +189,8 @@ fn deploy_options(args: &ApplyArgs) -> DeployOptions {
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.cluster.load(&args.env)?;
-    let secrets = SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?;
+    let secrets =
+        SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve(&environment)?;
     let manifests: Vec<Value> =
         render::render(&templates, &environment, &SecretMode::Values(secrets))?
             .into_iter()

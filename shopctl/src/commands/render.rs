@@ -34,7 +34,8 @@ pub fn run(args: RenderArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     let secrets = if args.show_secrets {
         SecretMode::Values(
-            SecretSource::new(&environment.name, args.secrets_file.as_deref()).resolve()?,
+            SecretSource::new(&environment.name, args.secrets_file.as_deref())
+                .resolve(&environment)?,
         )
     } else {
         SecretMode::Redacted

@@ -258,10 +258,63 @@ pub struct Observability {
     pub loki_storage_size: String,
     /// How long Loki keeps logs, e.g. `744h`.
     pub log_retention: String,
-    /// Where Alertmanager sends critical (paging) and warning (ticket) alerts; alerts only
-    /// show in the Alertmanager UI when unset.
+    /// Who Alertmanager notifies, by severity.
+    #[serde(default)]
+    pub alerting: Alerting,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alerting {
+    /// Each receiver hears the severities it lists; an alert goes to every receiver that
+    /// hears its severity. A cloud environment needs one that hears `critical`.
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    /// Lowercase letters, digits and `-`. Its destination (webhook URL, Slack incoming
+    /// webhook URL or PagerDuty routing key) is the secret `alert_receiver_<name>`
+    /// (`SHOPMICRO_ALERT_RECEIVER_<NAME>`, `-` as `_`): never in the repository.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*$"))]
+    pub name: String,
+    pub kind: ReceiverKind,
+    #[schemars(length(min = 1))]
+    pub severities: Vec<Severity>,
+    /// Slack only: the channel to post to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pager_webhook_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket_webhook_url: Option<String>,
+    pub channel: Option<String>,
+}
+
+impl Receiver {
+    /// The secret holding the destination: (key in the secrets file, variable).
+    pub fn secret(&self) -> (String, String) {
+        (
+            format!("alert_receiver_{}", self.name.replace('-', "_")),
+            format!(
+                "SHOPMICRO_ALERT_RECEIVER_{}",
+                self.name.replace('-', "_").to_uppercase()
+            ),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    /// Alertmanager's webhook (JSON POST): incident tools, ticketing, chat bridges.
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
 }

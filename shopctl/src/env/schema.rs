@@ -4,7 +4,7 @@
 //!
 //! Supports the subset of JSON Schema that `schemars` emits for our types: `$ref`/`$defs`,
 //! `type`, `properties`, `required`, `additionalProperties`, `enum`, `const`, `anyOf`,
-//! `oneOf` and integer bounds.
+//! `oneOf`, integer bounds, string patterns, and array items and lengths.
 
 use std::fmt;
 
@@ -166,6 +166,28 @@ impl Schema {
                     path,
                     format!("must be at most {max}, found {number}"),
                 ));
+            }
+        }
+        if let (Some(pattern), Some(text)) = (
+            schema.get("pattern").and_then(Value::as_str),
+            value.as_str(),
+        ) && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+        {
+            problems.push(problem(
+                path,
+                format!("must match {pattern}, found {}", describe(value)),
+            ));
+        }
+        if let Some(items) = value.as_array() {
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && (items.len() as u64) < min
+            {
+                problems.push(problem(path, format!("needs at least {min} item(s)")));
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    self.check(item_schema, item, &format!("{path}[{index}]"), problems);
+                }
             }
         }
         if let Some(object) = value.as_object() {
@@ -365,6 +387,39 @@ mod tests {
         assert_eq!(did_you_mean("replica", &known).as_deref(), Some("replicas"));
         assert_eq!(did_you_mean("imgae", &known).as_deref(), Some("image"));
         assert_eq!(did_you_mean("zzz", &known), None);
+    }
+
+    #[test]
+    fn list_items_are_checked_with_their_index() {
+        let schema = crate::env::schema();
+        let receivers = |value: Value| {
+            let mut problems = Vec::new();
+            let receivers =
+                schema.resolve(&schema.root["$defs"]["Alerting"])["properties"]["receivers"]
+                    .clone();
+            schema.check(&receivers, &value, "receivers", &mut problems);
+            problems
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            receivers(json!([{"name": "pager", "kind": "pagerduty", "severities": ["critical"]}]))
+                .is_empty()
+        );
+        let problems = receivers(json!([
+            {"name": "pager", "kind": "pagerduty", "severities": ["critical"]},
+            {"name": "Team Chat", "kind": "email", "severities": []}
+        ]));
+        let joined = problems.join("\n");
+        for expected in [
+            "receivers[1].name",
+            "receivers[1].kind",
+            "receivers[1].severities",
+        ] {
+            assert!(joined.contains(expected), "{joined}");
+        }
+        assert!(!joined.contains("receivers[0]"), "{joined}");
     }
 
     #[test]

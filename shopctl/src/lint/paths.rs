@@ -41,11 +41,12 @@ const PLATFORM_PATHS: [(&str, &str, Option<&str>); 18] = [
 
 /// What `shopctl validate` reads through the API server's service proxy (workload, named
 /// port or the first), which connects from the control plane's addresses.
-const PROXIED: [(&str, Option<&str>); 6] = [
+const PROXIED: [(&str, Option<&str>); 7] = [
     ("frontend", None),
     ("backend", None),
     ("ml", None),
     ("prometheus", None),
+    ("alertmanager", None),
     ("loki", Some("http")),
     ("tempo", Some("http")),
 ];

@@ -264,8 +264,23 @@ pub fn set_up_roles(
     use std::io::Write;
     let mut command = Command::new(binaries.tool("psql"));
     command
-        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-        .args(["-d", database, "-v", &format!("database={database}"), "-f", "-"])
+        .args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-d",
+            database,
+            "-v",
+            &format!("database={database}"),
+            "-f",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

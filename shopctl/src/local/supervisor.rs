@@ -12,11 +12,11 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::binaries::binary_name;
-use crate::db_roles::DbRole;
 use super::events::Event;
 use super::postgres;
 use super::process::ProcessId;
 use super::state::{Component, ComponentState, State, StateDir};
+use crate::db_roles::DbRole;
 
 pub struct Options {
     pub environment: String,
@@ -362,7 +362,11 @@ async fn start_all(
 }
 
 /// Runs the release's `shopmicro-backend migrate` as the schema owner, to completion.
-async fn migrate(options: &Options, owner_url: &str, events: &impl Fn(Event)) -> anyhow::Result<()> {
+async fn migrate(
+    options: &Options,
+    owner_url: &str,
+    events: &impl Fn(Event),
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let log = options.state.log("migrate");
     let output = Command::new(options.binaries.join(binary_name("backend")))

@@ -2,8 +2,10 @@
 
 use serde_json::Value;
 
+use super::alert_routes;
 use super::target::{Reply, Target};
 use super::{Check, CheckFuture, Verdict};
+use crate::env::model::Provider;
 
 pub static ALL: &[Check] = &[
     Check::new("workloads.components-ready", "workloads", components_ready),
@@ -21,6 +23,7 @@ pub static ALL: &[Check] = &[
     Check::new("obs.tempo", "obs", tempo_ready),
     Check::new("obs.targets", "obs", scrape_targets),
     Check::new("obs.alerts", "obs", critical_alerts),
+    Check::new("obs.alert-receivers", "obs", alert_receivers),
     Check::new("obs.slo-availability", "obs", slo_availability),
     Check::new("obs.slo-latency", "obs", slo_latency),
 ];
@@ -395,6 +398,71 @@ fn critical_alerts(target: &dyn Target) -> CheckFuture<'_> {
                 )
             }
         }
+    })
+}
+
+/// Whether a critical and a warning alert reach anyone, by the running Alertmanager's own
+/// configuration. Nobody hearing `critical` fails a cloud environment: its pages would
+/// reach nobody.
+fn alert_receivers(target: &dyn Target) -> CheckFuture<'_> {
+    Box::pin(async move {
+        if let Some(verdict) = unavailable(target, "alertmanager", || {
+            Verdict::skipped("no Alertmanager in this environment")
+        }) {
+            return verdict;
+        }
+        let config = match target.get("alertmanager", "/api/v2/status", &[]).await {
+            Ok(reply) if reply.is_success() => reply.json()["config"]["original"]
+                .as_str()
+                .map(str::to_owned),
+            Ok(reply) => {
+                return Verdict::fail(
+                    format!("Alertmanager answered {}", reply.status),
+                    "`shopctl logs alertmanager`; its pod's events say why",
+                );
+            }
+            Err(err) => {
+                return Verdict::fail(
+                    format!("Alertmanager unreachable: {err}"),
+                    "`shopctl status`; its pod's events say why",
+                );
+            }
+        };
+        let Some(config) = config else {
+            return Verdict::fail(
+                "Alertmanager's status has no configuration",
+                "check the alertmanager-config Secret",
+            );
+        };
+        let hint = "add a receiver for the severity under observability.alerting.receivers in \
+                    the environment file, set its destination secret (alert_receiver_<name>), \
+                    then `shopctl apply`";
+        let mut heard = Vec::new();
+        for severity in ["critical", "warning"] {
+            let reaching: Vec<String> =
+                match alert_routes::receivers_for(&config, &[("severity", severity)]) {
+                    Ok(found) => found
+                        .into_iter()
+                        .filter(|(_, reaches)| *reaches)
+                        .map(|(name, _)| name)
+                        .collect(),
+                    Err(err) => return Verdict::fail(err, "check the alertmanager-config Secret"),
+                };
+            if reaching.is_empty() {
+                let detail = format!("no receiver hears {severity} alerts: they reach nobody");
+                let cloud = target
+                    .cluster()
+                    .and_then(|s| s.environment.as_ref())
+                    .is_some_and(|env| env.cluster.provider == Provider::Eks);
+                return if severity == "critical" && cloud {
+                    Verdict::fail(detail, hint)
+                } else {
+                    Verdict::warn(detail, hint)
+                };
+            }
+            heard.push(format!("{severity} → {}", reaching.join(", ")));
+        }
+        Verdict::pass(heard.join("; "))
     })
 }
 

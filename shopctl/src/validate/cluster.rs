@@ -364,7 +364,9 @@ impl Target for ClusterTarget {
         let environment = self.snapshot.environment.as_ref()?;
         // Where each service lives, known without listing Services (which may be forbidden).
         let namespace = match service {
-            "prometheus" | "loki" | "tempo" => &environment.observability.namespace,
+            "prometheus" | "loki" | "tempo" | "alertmanager" => {
+                &environment.observability.namespace
+            }
             _ => &environment.namespace,
         };
         self.snapshot.proxy_denied.get(namespace).cloned()

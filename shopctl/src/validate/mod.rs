@@ -2,6 +2,7 @@
 //! has a deadline of its own and the run has an overall one, so a hanging dependency fails
 //! its own checks ("timed out after …") and never hangs the command.
 
+mod alert_routes;
 mod checks;
 mod cloud_checks;
 pub mod cluster;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::support::alerting::{Alertmanager, rendered_config};
 pub use crate::support::{LocalPlatform, Moto, Run, Scratch, moto, moto_with_bucket, shopctl_with};
 use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
@@ -23,6 +24,9 @@ pub const MONITORING: &str = "monitoring";
 pub struct Processes {
     pub platform: LocalPlatform,
     pub stand_in: String,
+    /// A real Alertmanager running dev's rendered configuration.
+    pub alertmanager: Alertmanager,
+    _scratch: Scratch,
 }
 
 impl Processes {
@@ -31,9 +35,20 @@ impl Processes {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stand_in = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        let scratch = Scratch::new();
+        let config = rendered_config(
+            "dev",
+            &[
+                ("oncall", format!("{stand_in}/oncall")),
+                ("tickets", format!("{stand_in}/tickets")),
+            ],
+        );
+        let alertmanager = Alertmanager::start(&config, &scratch.path("alertmanager")).await;
         Self {
             platform: LocalPlatform::start().await,
             stand_in,
+            alertmanager,
+            _scratch: scratch,
         }
     }
 
@@ -52,6 +67,9 @@ impl Processes {
                 .sim
                 .serve(MONITORING, service, "http", &self.stand_in);
         }
+        cluster
+            .sim
+            .serve(MONITORING, "alertmanager", "http", &self.alertmanager.url);
     }
 }
 
@@ -86,6 +104,8 @@ impl TestCluster {
             "SHOPMICRO_POSTGRES_PASSWORD",
             "SHOPMICRO_CART_SIGNING_KEY",
             "SHOPMICRO_GRAFANA_ADMIN_PASSWORD",
+            "SHOPMICRO_ALERT_RECEIVER_ONCALL",
+            "SHOPMICRO_ALERT_RECEIVER_TICKETS",
         ]
         .into_iter()
         .map(|name| (name, format!("test-{}", uuid::Uuid::new_v4().simple())))

@@ -50,9 +50,14 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         "obs.tempo",
         "obs.targets",
         "obs.alerts",
+        "obs.alert-receivers",
     ] {
         assert!(passed.contains(id), "{id} should pass: {report:#}");
     }
+    assert_eq!(
+        check_detail(&report, "obs.alert-receivers"),
+        "critical → oncall; warning → tickets"
+    );
     let backup = report["checks"]
         .as_array()
         .unwrap()
@@ -147,6 +152,29 @@ async fn validate_passes_a_healthy_cluster_environment_and_says_why_it_skips_wha
         "product reads p95 1500 ms (SLO: under 300 ms)"
     );
     drop(suffering);
+
+    // An Alertmanager whose configuration has no receiver for critical (the local
+    // environment names none): pages would reach nobody, which fails a cloud environment.
+    processes.serve(&cluster);
+    let unheard = Alertmanager::start(
+        &rendered_config("local", &[]),
+        &cluster.scratch.path("unheard-alertmanager"),
+    )
+    .await;
+    cluster
+        .sim
+        .serve(MONITORING, "alertmanager", "http", &unheard.url);
+    let report = validate_with(&cluster, &moto, &["--only", "obs"], 1);
+    assert_eq!(
+        with_status(&report, "fail"),
+        BTreeSet::from(["obs.alert-receivers".to_string()]),
+        "{report:#}"
+    );
+    assert_eq!(
+        check_detail(&report, "obs.alert-receivers"),
+        "no receiver hears critical alerts: they reach nobody"
+    );
+    processes.serve(&cluster);
 
     // Credentials for another AWS account: access.aws fails saying whose they are, and
     // only checks that ask AWS may fail with it (the emulator's DynamoDB is per account;

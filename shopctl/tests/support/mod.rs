@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
+pub mod alerting;
 pub mod aws;
 pub mod iam;
 pub mod terraform;

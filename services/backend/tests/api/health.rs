@@ -56,12 +56,11 @@ async fn a_backend_that_only_verifies_refuses_an_unmigrated_schema_and_says_what
         .expect("an empty database is refused");
     let message = format!("{err:#}");
     assert!(message.contains("shopmicro-backend migrate"), "{message}");
-    let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-    )
-    .fetch_one(&db::pool(&config.database_url, 1).unwrap())
-    .await
-    .unwrap();
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&db::pool(&config.database_url, 1).unwrap())
+            .await
+            .unwrap();
     assert_eq!(tables, 0, "verifying changed nothing");
 
     // `migrate` (the init container's command) applies them; then the backend starts.
@@ -70,7 +69,11 @@ async fn a_backend_that_only_verifies_refuses_an_unmigrated_schema_and_says_what
         .env("DATABASE_URL", database.url())
         .output()
         .unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     Application::build(config)
         .await
         .expect("a migrated database is accepted");
