@@ -30,6 +30,8 @@ pub struct AppState {
     pub authority: Authority,
     /// Who answers for each Service port behind the service proxy.
     pub backends: crate::proxy::Backends,
+    /// What the containers printed, for `pods/log`.
+    pub logs: crate::logs::PodLogs,
 }
 
 type Params = HashMap<String, String>;
@@ -284,6 +286,16 @@ async fn route(
     let part = match target.subresource {
         None => Part::Main,
         Some("status") if rt.status => Part::Status,
+        Some("log") if rt.kind == "Pod" && verb == "get" => {
+            let request = crate::logs::LogRequest::parse(params)?;
+            return crate::logs::serve(
+                store,
+                &state.logs,
+                namespace,
+                target.name.unwrap_or(""),
+                request,
+            );
+        }
         Some("scale") if rt.scale => {
             return scale(
                 store,
@@ -466,6 +478,9 @@ fn resource_list(group: &str, version: &str) -> Value {
         }));
         if r.status {
             resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if r.kind == "Pod" {
+            resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         }
         if r.scale {
             resources.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));

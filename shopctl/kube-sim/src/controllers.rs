@@ -9,6 +9,9 @@
 //! - contains `fail` (pods of a Job): the pod fails.
 //! - anything else: Ready (or Succeeded, for a Job) after `ready_after`.
 //!
+//! Each container instance the kubelet starts writes `started <image>` to its log; a
+//! crash-looping one ends each instance with `exited with code 1` (see `logs`).
+//!
 //! Simplifications, stated honestly: a rolling update surges the new ReplicaSet to full
 //! size and scales old ones to zero once it is fully available (availability is kept, as
 //! with maxUnavailable 0); CronJobs do not fire on their schedule (create a Job from one).
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::logs::PodLogs;
 use crate::resources::{self, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Part, PatchKind, Propagation, Store, WriteOptions, now, owner_uids};
@@ -41,6 +45,9 @@ fn rt(group: &str, kind: &str) -> &'static ResourceType {
 
 pub struct Controllers {
     store: Store,
+    /// The containers' logs the kubelet writes: a start line per instance, an exit line
+    /// when a crashing one restarts.
+    logs: PodLogs,
     ready_after: Duration,
     /// When each pod was first seen: the kubelet's clock for scripted behaviour.
     pod_started: HashMap<String, Instant>,
@@ -134,9 +141,15 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str, since: &str)
 }
 
 impl Controllers {
-    pub fn new(store: Store, ready_after: Duration, jobs_held: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        store: Store,
+        ready_after: Duration,
+        jobs_held: Arc<AtomicBool>,
+        logs: PodLogs,
+    ) -> Self {
         Self {
             store,
+            logs,
             ready_after,
             pod_started: HashMap::new(),
             progress: HashMap::new(),
@@ -819,6 +832,8 @@ impl Controllers {
         let pods = self.all(pods_rt);
         self.pod_started
             .retain(|uid, _| pods.iter().any(|p| uid_of(p) == uid));
+        self.logs
+            .retain(|ns, name| pods.iter().any(|p| ns_of(p) == ns && name_of(p) == name));
         for pod in pods {
             let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
             if matches!(phase, "Succeeded" | "Failed") {
@@ -931,6 +946,20 @@ impl Controllers {
                 ));
                 status
             };
+            for (container, status) in containers
+                .iter()
+                .zip(status["containerStatuses"].as_array().into_iter().flatten())
+            {
+                let image = container["image"].as_str().unwrap_or_default();
+                self.logs.started(
+                    ns_of(&pod),
+                    name_of(&pod),
+                    container["name"].as_str().unwrap_or_default(),
+                    status["restartCount"].as_u64().unwrap_or(0),
+                    &format!("started {image}"),
+                    "exited with code 1",
+                );
+            }
             self.set_status(pods_rt, &pod, status);
         }
     }

@@ -13,6 +13,7 @@ pub mod controllers;
 pub mod eks;
 pub mod error;
 pub mod fields;
+pub mod logs;
 pub mod proxy;
 pub mod rbac;
 pub mod resources;
@@ -58,6 +59,7 @@ pub struct Simulator {
     store: Store,
     authority: Authority,
     backends: proxy::Backends,
+    logs: logs::PodLogs,
     jobs_held: Arc<AtomicBool>,
     admin_token: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -92,13 +94,16 @@ impl Simulator {
             },
         );
         let backends = proxy::Backends::default();
+        let pod_logs = logs::PodLogs::default();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = api::AppState {
             store: store.clone(),
             authority: authority.clone(),
             backends: backends.clone(),
+            logs: pod_logs.clone(),
         };
         let controller_store = store.clone();
+        let controller_logs = pod_logs.clone();
         let jobs_held = Arc::new(AtomicBool::new(false));
         let controller_jobs_held = jobs_held.clone();
         let thread = std::thread::Builder::new()
@@ -117,6 +122,7 @@ impl Simulator {
                             controller_store,
                             config.ready_after,
                             controller_jobs_held,
+                            controller_logs,
                         )
                         .run(),
                     );
@@ -132,6 +138,7 @@ impl Simulator {
             store,
             authority,
             backends,
+            logs: pod_logs,
             jobs_held,
             admin_token,
             shutdown: Some(shutdown),
@@ -248,6 +255,12 @@ impl Simulator {
                 (namespace.into(), service.into(), port.into()),
                 url.trim_end_matches('/').into(),
             );
+    }
+
+    /// Writes `line` to the running log of `container` in pod `namespace/pod`, as if the
+    /// container printed it (the simulator runs no processes).
+    pub fn write_log(&self, namespace: &str, pod: &str, container: &str, line: &str) {
+        self.logs.write(namespace, pod, container, line);
     }
 
     /// While held, Jobs' pods keep running instead of finishing: a test plays what their

@@ -979,3 +979,157 @@ async fn a_self_subject_access_review_answers_for_the_caller() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn pod(name: &str, containers: &[(&str, &str)]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(name, image)| json!({"name": name, "image": image}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": containers}})
+}
+
+/// The raw body of a log request.
+async fn log(client: &Client, pod: &str, query: &str) -> (StatusCode, String) {
+    let response = client
+        .http
+        .get(format!("{}{PODS}/{pod}/log?{query}", client.sim.url()))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn started(client: &Client, pod: &str) {
+    client
+        .eventually(&format!("{PODS}/{pod}"), "the pod to run", |p| {
+            p["status"]["containerStatuses"].is_array()
+        })
+        .await;
+}
+
+/// `pods/log` (https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#read-log-of-the-specified-pod):
+/// the container's output as text; `tailLines` the last N, `timestamps` an RFC 3339 time
+/// before each line, `sinceSeconds` only the recent ones; the container must be named
+/// when the pod has several, and must be one of its containers.
+#[tokio::test]
+async fn pod_logs_are_served_with_tail_timestamps_since_and_the_container_choice() {
+    let client = Client::start();
+    client.post(PODS, pod("web", &[("app", "web:1")])).await;
+    started(&client, "web").await;
+    for line in ["one", "two", "three"] {
+        client.sim.write_log("default", "web", "app", line);
+    }
+
+    let (status, text) = log(&client, "web", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, "started web:1\none\ntwo\nthree\n");
+    assert_eq!(log(&client, "web", "tailLines=2").await.1, "two\nthree\n");
+    let (_, stamped) = log(&client, "web", "tailLines=1&timestamps=true").await;
+    let (time, line) = stamped.trim_end().split_once(' ').unwrap();
+    assert_eq!(line, "three");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{stamped}"
+    );
+    assert_eq!(
+        log(&client, "web", "sinceSeconds=3600")
+            .await
+            .1
+            .lines()
+            .count(),
+        4
+    );
+    assert_eq!(
+        log(&client, "web", "sinceSeconds=0").await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    client
+        .post(PODS, pod("two", &[("app", "web:1"), ("proxy", "envoy:1")]))
+        .await;
+    started(&client, "two").await;
+    let (status, message) = log(&client, "two", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message
+            .contains("a container name must be specified for pod two, choose one of: [app proxy]"),
+        "{message}"
+    );
+    assert_eq!(
+        log(&client, "two", "container=proxy").await.1,
+        "started envoy:1\n"
+    );
+    let (status, message) = log(&client, "two", "container=sidecar").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("container sidecar is not valid for pod two"),
+        "{message}"
+    );
+    assert_eq!(log(&client, "missing", "").await.0, StatusCode::NOT_FOUND);
+}
+
+/// A restarted container's last instance stays readable with `previous=true`
+/// (https://kubernetes.io/docs/concepts/cluster-administration/logging/#how-nodes-handle-container-logs);
+/// a container that never restarted has none.
+#[tokio::test]
+async fn a_crashed_containers_previous_log_is_kept() {
+    let client = Client::start();
+    client.post(PODS, pod("web", &[("app", "web:1")])).await;
+    started(&client, "web").await;
+    let (status, message) = log(&client, "web", "previous=true").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("previous terminated container \\\"app\\\" in pod \\\"web\\\" not found"),
+        "{message}"
+    );
+
+    client
+        .post(PODS, pod("crashy", &[("app", "web:crashloop")]))
+        .await;
+    client
+        .eventually(&format!("{PODS}/crashy"), "a restart", |p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_u64()
+                .is_some_and(|r| r >= 1)
+        })
+        .await;
+    let (status, previous) = log(&client, "crashy", "previous=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(previous.ends_with("exited with code 1\n"), "{previous}");
+    let (_, current) = log(&client, "crashy", "").await;
+    assert!(current.starts_with("started web:crashloop\n"), "{current}");
+    assert!(!current.contains("exited"), "{current}");
+}
+
+/// `follow=true` streams what the container writes next and ends when the pod goes.
+#[tokio::test]
+async fn following_a_log_streams_new_lines_until_the_pod_is_deleted() {
+    let client = Client::start();
+    client.post(PODS, pod("web", &[("app", "web:1")])).await;
+    started(&client, "web").await;
+    let mut response = client
+        .http
+        .get(format!("{}{PODS}/web/log?follow=true", client.sim.url()))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(first, "started web:1\n");
+    client.sim.write_log("default", "web", "app", "later");
+    let next = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .expect("the new line arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next, "later\n");
+    client.delete(&format!("{PODS}/web")).await;
+    let end = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .expect("the stream ends with the pod")
+        .unwrap();
+    assert!(end.is_none());
+}

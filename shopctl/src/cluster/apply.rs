@@ -392,7 +392,7 @@ pub async fn execute(
 }
 
 /// Whether an object the previous release had is still there and still ours.
-async fn still_ours(
+pub(crate) async fn still_ours(
     cluster: &Cluster,
     resources: &mut Resources<'_>,
     gone: &ObjectRef,

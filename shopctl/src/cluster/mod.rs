@@ -7,11 +7,14 @@ pub mod apply;
 pub mod base;
 pub mod deploy;
 pub mod jobs;
+pub mod logs;
 pub mod release;
+pub mod restart;
 pub mod restore;
 pub mod rollback;
 pub mod rollout;
 pub mod status;
+pub mod uninstall;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Cluster, FIELD_MANAGER, MANAGED_BY};
 
-const RELEASE_OF: &str = "shopmicro.io/release-of";
+pub const RELEASE_OF: &str = "shopmicro.io/release-of";
 const STATUS: &str = "shopmicro.io/release-status";
 const SECRET_TYPE: &str = "shopmicro.io/release.v1";
 const PAYLOAD: &str = "release";

@@ -237,27 +237,14 @@ const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
 
 /// Asks for the environment's name (or --yes) before its database is replaced.
 fn confirm_restore(args: &RestoreArgs, manifest: &Manifest) -> anyhow::Result<()> {
-    if args.yes {
-        return Ok(());
-    }
-    use std::io::IsTerminal;
-    anyhow::ensure!(
-        std::io::stdin().is_terminal(),
-        "restoring replaces the `{}` database with backup {}; add --yes to confirm non-interactively",
-        args.env.name,
-        args.backup
-    );
-    eprint!(
-        "replace the `{}` environment's database with backup {} (taken {})? type the environment name to confirm: ",
-        args.env.name, args.backup, manifest.created_at
-    );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    anyhow::ensure!(
-        answer.trim() == args.env.name,
-        "not confirmed; nothing changed"
-    );
-    Ok(())
+    super::confirm::by_typing_the_name(
+        &args.env.name,
+        &format!(
+            "replace the `{}` environment's database with backup {} (taken {})",
+            args.env.name, args.backup, manifest.created_at
+        ),
+        args.yes,
+    )
 }
 
 /// `shopctl restore --env NAME --backup ID`: check the artefact, stop the writers,

@@ -20,7 +20,8 @@ use shopctl::env::Environment;
 use shopctl::render::{self, SecretMode};
 use shopctl::secrets::SecretSource;
 
-use super::local::{HistoryArgs, RollbackArgs, StatusArgs};
+use super::local::{DownArgs, HistoryArgs, LogsArgs, RollbackArgs, StatusArgs};
+use super::runbook::RestartArgs;
 use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
 
 /// Which cluster, as kubectl users expect (kubeconfig, context; in-cluster when neither).
@@ -466,6 +467,125 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `logs <service> --env <cluster>`: every pod's log, each line prefixed with its pod.
+pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
+    use shopctl::cluster::logs::{LogEvent, LogOptions};
+    use std::io::Write;
+    let (_, environment) = args.cluster.load(&args.env)?;
+    let options = LogOptions {
+        follow: args.follow,
+        since: args.since,
+        tail: args.tail.map(|t| t as i64),
+        previous: args.previous,
+    };
+    let mut unavailable = 0;
+    runtime()?.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        let mut stdout = std::io::stdout().lock();
+        shopctl::cluster::logs::stream(
+            &cluster,
+            &environment.namespace,
+            &environment.name,
+            &args.service,
+            &options,
+            |event| match event {
+                LogEvent::Line { pod, text } => {
+                    let _ = writeln!(stdout, "[{pod}] {text}");
+                    let _ = stdout.flush();
+                }
+                LogEvent::Unavailable { pod, reason } => {
+                    unavailable += 1;
+                    eprintln!("[{pod}] no log: {reason}");
+                }
+            },
+        )
+        .await
+    })?;
+    Ok(if unavailable == 0 {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// `down --env <cluster>`: uninstall the release, keeping the data unless `--purge`.
+pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.cluster.load(&args.env)?;
+    let what = if args.purge {
+        "and delete its database volumes and release history (backups stay)"
+    } else {
+        "(the database volumes, backups and release history stay)"
+    };
+    super::confirm::by_typing_the_name(
+        &environment.name,
+        &format!(
+            "uninstall the `{}` platform from namespace {} {what}",
+            environment.name, environment.namespace
+        ),
+        args.yes,
+    )?;
+    let uninstalled = runtime()?.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        shopctl::cluster::uninstall::uninstall(
+            &cluster,
+            &environment.namespace,
+            &environment.name,
+            args.purge,
+        )
+        .await
+    })?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&uninstalled)?),
+        OutputFormat::Table => {
+            eprintln!(
+                "uninstalled release {} of {}: {} objects deleted",
+                uninstalled.revision,
+                environment.name,
+                uninstalled.deleted.len()
+            );
+            for id in &uninstalled.left_alone {
+                eprintln!("left alone (no longer shopctl's): {id}");
+            }
+            for id in &uninstalled.claims_kept {
+                eprintln!("kept: {id} (`down --purge` deletes it)");
+            }
+            for id in &uninstalled.purged {
+                eprintln!("purged: {id}");
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `restart <service> --env <cluster>`: a rollout restart, then the rollout wait.
+pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.cluster.load(&args.env)?;
+    let results = runtime()?.block_on(async {
+        let cluster = connect(&args.cluster, &environment).await?;
+        let workload = shopctl::cluster::restart::restart(
+            &cluster,
+            &environment.namespace,
+            &environment.name,
+            &args.service,
+        )
+        .await?;
+        shopctl::cluster::rollout::wait_all(
+            &cluster,
+            &[workload],
+            args.timeout,
+            progress_reporter(),
+        )
+        .await
+    })?;
+    print_rollout(&results);
+    Ok(if results.iter().all(|r| r.ready) {
+        eprintln!("{} restarted: every pod replaced and ready", args.service);
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {

@@ -1,7 +1,7 @@
 //! `up`, `down`, `status` and `logs` for the local target, and the hidden `supervise`
 //! that `up` starts in the background.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -52,13 +52,18 @@ pub struct UpArgs {
 #[derive(Debug, Args)]
 pub struct DownArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// Also delete the data (the private database, logs).
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Also delete the data: locally the private database and logs; on a cluster the
+    /// database's volume claims and the release history (backups are always kept).
     #[arg(long)]
-    purge: bool,
-    /// Do not ask before deleting data.
+    pub purge: bool,
+    /// Do not ask first (on a cluster `down` always asks; locally only with --purge).
     #[arg(long)]
-    yes: bool,
+    pub yes: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -74,12 +79,25 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// ml, backend, frontend, postgres, redis, prometheus or supervisor.
-    service: String,
-    /// Keep printing new lines.
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Locally: ml, backend, frontend, postgres, redis, prometheus or supervisor; on a
+    /// cluster: frontend, backend or ml (every pod, each line prefixed with its pod).
+    pub service: String,
+    /// Keep printing new lines (on a cluster, from pods that start later too).
     #[arg(short, long)]
-    follow: bool,
+    pub follow: bool,
+    /// Only the last N lines (of each pod).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only lines newer than this, e.g. 10m (clusters).
+    #[arg(long, value_parser = super::parse_duration)]
+    pub since: Option<Duration>,
+    /// The previous instance of each pod's container: what a crashed container printed
+    /// before it restarted (clusters).
+    #[arg(long)]
+    pub previous: bool,
 }
 
 #[derive(Debug, Args)]
@@ -308,22 +326,16 @@ pub fn supervise(args: SuperviseArgs) -> anyhow::Result<Outcome> {
 }
 
 pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
+    if args.env.is_cluster()? {
+        return super::cluster::down(args);
+    }
     let (_, dir) = local_state(&args.env)?;
-    if args.purge && !args.yes {
-        anyhow::ensure!(
-            std::io::stdin().is_terminal(),
-            "--purge deletes the local database and logs; add --yes to confirm non-interactively"
-        );
-        eprint!(
-            "delete all local data in {}? type the environment name to confirm: ",
-            dir.path().display()
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        anyhow::ensure!(
-            answer.trim() == args.env.name,
-            "not confirmed; nothing deleted"
-        );
+    if args.purge {
+        super::confirm::by_typing_the_name(
+            &args.env.name,
+            &format!("delete all local data in {}", dir.path().display()),
+            args.yes,
+        )?;
     }
     stop(&dir)?;
     if args.purge && dir.exists() {
@@ -512,6 +524,13 @@ fn print_status(state: &State, output: OutputFormat) {
 }
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
+    if args.env.is_cluster()? {
+        return super::cluster::logs(args);
+    }
+    anyhow::ensure!(
+        args.since.is_none() && !args.previous,
+        "--since and --previous read a cluster's pod logs; the local platform keeps one log file per component"
+    );
     let (_, dir) = local_state(&args.env)?;
     let path = dir.log(&args.service);
     let mut file = std::fs::File::open(&path).with_context(|| {
@@ -522,6 +541,13 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
         )
     })?;
     let mut out = std::io::stdout();
+    if let Some(tail) = args.tail {
+        let text = std::io::read_to_string(&mut file)?;
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(tail)..] {
+            writeln!(out, "{line}")?;
+        }
+    }
     loop {
         std::io::copy(&mut file, &mut out)?;
         if !args.follow {

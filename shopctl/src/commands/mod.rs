@@ -4,6 +4,7 @@
 mod backup;
 mod cloud;
 mod cluster;
+mod confirm;
 mod db;
 mod infra;
 mod lint;

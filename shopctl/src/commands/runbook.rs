@@ -7,6 +7,7 @@ use shopctl::local::state::{ComponentState, StateDir};
 use shopctl::runbook::{self, Executor, RunOptions};
 use shopctl::validate::LocalTarget;
 
+use super::cluster::ClusterArgs;
 use super::local::local_state;
 use super::{EnvArgs, Outcome};
 
@@ -100,19 +101,27 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// frontend, backend or ml.
-    service: String,
+    pub service: String,
+    /// How long to wait for the restart's rollout (clusters), e.g. 90s or 5m.
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
-/// Restarts one service of the local platform through its supervisor and waits until it
-/// is ready again (the local `kubectl rollout restart`).
+/// Restarts one service and waits until it is ready again: locally through the
+/// supervisor, on a cluster as `kubectl rollout restart` does.
 pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(
         ["frontend", "backend", "ml"].contains(&args.service.as_str()),
         "can restart frontend, backend or ml, not `{}`",
         args.service
     );
+    if args.env.is_cluster()? {
+        return super::cluster::restart(args);
+    }
     let (_, dir) = local_state(&args.env)?;
     anyhow::ensure!(
         dir.read()?.is_some_and(|s| s.supervisor.is_alive()),

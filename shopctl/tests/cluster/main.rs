@@ -10,5 +10,6 @@ mod aws_roles;
 mod backups;
 mod harness;
 mod identities;
+mod oncall;
 mod releases;
 mod validation;

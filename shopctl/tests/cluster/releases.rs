@@ -1,6 +1,8 @@
 //! Releases: apply, wait, prune, conflicts, dry runs, history, rollback, status, and the
 //! ways access fails.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 use shopmicro_kube_sim::resources::lookup;
 use shopmicro_kube_sim::store::{Part, PatchKind, WriteOptions};
@@ -268,6 +270,62 @@ fn rollback_of_one_service_follows_rollout_undo_and_leaves_the_release_history_a
             "7",
         ],
         "has no revision 7 (it has: 2, 3)",
+    );
+}
+
+/// `restart` on a cluster is `kubectl rollout restart`: the template's restartedAt
+/// annotation, a new ReplicaSet revision whose pods replace every old one, and the rollout
+/// wait; the next apply keeps the annotation (another manager's field) and changes nothing.
+#[test]
+fn restart_rolls_every_pod_of_the_service_and_waits_for_them() {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let pods_before: BTreeSet<String> = cluster
+        .list("", "Pod", "app.kubernetes.io/name=backend")
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!pods_before.is_empty());
+
+    let run = cluster.shopctl(&["restart", "backend", "--env", "dev", "--timeout", "30s"]);
+
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("backend restarted"), "{}", run.stderr);
+    let deployment = cluster.get("apps", "Deployment", "backend").unwrap();
+    assert!(
+        deployment["spec"]["template"]["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{deployment}"
+    );
+    assert_eq!(
+        deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let pods_after: Vec<Value> = cluster
+        .list("", "Pod", "app.kubernetes.io/name=backend")
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert!(!pods_after.is_empty());
+    assert!(
+        pods_after
+            .iter()
+            .all(|p| !pods_before.contains(p["metadata"]["uid"].as_str().unwrap())),
+        "every pod was replaced"
+    );
+    assert!(
+        cluster.image("frontend").ends_with(":0.1.0")
+            && cluster.get("apps", "Deployment", "frontend").unwrap()["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                == "1",
+        "other services untouched"
+    );
+    let again = cluster.apply(&[]);
+    assert!(changes(&again, "updated").is_empty(), "{again:#}");
+
+    cluster.refused(
+        &["restart", "postgres", "--env", "dev"],
+        "can restart frontend, backend or ml",
     );
 }
 

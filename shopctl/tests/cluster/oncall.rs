@@ -1,0 +1,256 @@
+//! What on-call does on a cluster: read every pod's logs (following a rollout, and a crashed
+//! container's previous instance) through the `pods/log` subresource.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn running_pods(cluster: &TestCluster, service: &str) -> Vec<String> {
+    cluster
+        .list("", "Pod", &format!("app.kubernetes.io/name={service}"))
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| p["status"]["containerStatuses"].is_array())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn logs_merge_every_pod_with_its_name_and_previous_shows_what_a_crashed_container_printed() {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let pods = running_pods(&cluster, "backend");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    for pod in &pods {
+        cluster
+            .sim
+            .write_log(NS, pod, "backend", &format!("request served by {pod}"));
+    }
+
+    let run = cluster.shopctl(&["logs", "backend", "--env", "dev"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for pod in &pods {
+        assert!(
+            run.stdout.contains(&format!("[{pod}] started ")),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("[{pod}] request served by {pod}\n")),
+            "{}",
+            run.stdout
+        );
+    }
+    let tail = cluster.shopctl(&["logs", "backend", "--env", "dev", "--tail", "1"]);
+    assert_eq!(tail.code, 0, "{}", tail.stderr);
+    assert_eq!(
+        tail.stdout.lines().count(),
+        2,
+        "one line per pod: {}",
+        tail.stdout
+    );
+    assert!(tail.stdout.lines().all(|l| l.contains("request served by")));
+
+    // A release that crash-loops: its pods' previous instances say how they ended; the old
+    // pods, never restarted, have none, and say so.
+    cluster.json(
+        &[
+            "apply",
+            "--env",
+            "dev",
+            "--set",
+            "services.backend.tag=0.2.0-crashloop",
+        ],
+        0,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .list("", "Pod", "app.kubernetes.io/name=backend")
+        .iter()
+        .any(|p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_u64()
+                .is_some_and(|r| r >= 1)
+        })
+    {
+        assert!(Instant::now() < deadline, "no crash-looping pod restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let previous = cluster.shopctl(&["logs", "backend", "--env", "dev", "--previous"]);
+    assert!(
+        previous.stdout.contains("exited with code 1"),
+        "{}\n{}",
+        previous.stdout,
+        previous.stderr
+    );
+    assert!(
+        previous.stdout.contains("started ") && previous.stdout.contains(":0.2.0-crashloop"),
+        "{}",
+        previous.stdout
+    );
+    assert_eq!(previous.code, 1, "the old pods have no previous log");
+    assert!(
+        previous
+            .stderr
+            .contains("previous terminated container \"backend\""),
+        "{}",
+        previous.stderr
+    );
+
+    cluster.refused(
+        &["logs", "nothing", "--env", "dev"],
+        "there is no Deployment nothing in namespace shopmicro",
+    );
+}
+
+/// `logs -f`, as stern users expect: the pods a rollout starts join the stream.
+#[test]
+fn following_logs_picks_up_the_pods_a_rollout_starts() {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let before = running_pods(&cluster, "backend");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHOPCTL_") || name.starts_with("SHOPMICRO_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["logs", "backend", "--env", "dev", "-f", "--kubeconfig"])
+        .arg(&cluster.kubeconfig)
+        .current_dir(crate::support::workspace_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |wanted: &dyn Fn(&str) -> bool, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.iter().any(|l: &String| wanted(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {what} in: {seen:#?}"),
+            }
+        }
+    };
+    for pod in &before {
+        wait_for(
+            &|l| l.starts_with(&format!("[{pod}] started ")),
+            "start line",
+        );
+    }
+
+    cluster.apply(&["--set", "services.backend.tag=0.2.0"]);
+    let after: Vec<String> = running_pods(&cluster, "backend")
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!after.is_empty());
+    for pod in &after {
+        cluster
+            .sim
+            .write_log(NS, pod, "backend", "serving the new release");
+        wait_for(
+            &|l| l == format!("[{pod}] serving the new release"),
+            "line from a pod the rollout started",
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `down` on a cluster uninstalls as `helm uninstall` does, after a confirmation: the
+/// release's objects go, the database's volume claim and the release history stay (a
+/// later apply takes the same claim back); `--purge` deletes those too.
+#[test]
+fn down_uninstalls_the_release_and_keeps_the_database_volume_unless_purged() {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let claims = || {
+        cluster.list(
+            "",
+            "PersistentVolumeClaim",
+            "app.kubernetes.io/name=postgres",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while claims().is_empty() {
+        assert!(Instant::now() < deadline, "the StatefulSet made no claim");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let claim_uid = claims()[0]["metadata"]["uid"].clone();
+
+    cluster.refused(
+        &["down", "--env", "dev"],
+        "add --yes to confirm non-interactively",
+    );
+    assert!(
+        cluster.get("apps", "Deployment", "backend").is_some(),
+        "nothing deleted"
+    );
+
+    let report = cluster.json(&["down", "--env", "dev", "--yes"], 0);
+    for (group, kind) in [
+        ("apps", "Deployment"),
+        ("apps", "StatefulSet"),
+        ("", "Service"),
+        ("", "ConfigMap"),
+        ("batch", "CronJob"),
+    ] {
+        assert!(
+            cluster
+                .list(group, kind, "shopmicro.io/managed-by=shopctl")
+                .is_empty(),
+            "{kind}s remain: {report:#}"
+        );
+    }
+    assert_eq!(claims().len(), 1, "the database's claim is kept");
+    assert!(
+        report["claims_kept"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("PersistentVolumeClaim/shopmicro/"),
+        "{report:#}"
+    );
+    assert!(
+        report["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|id| id == "StatefulSet/shopmicro/postgres"),
+        "{report:#}"
+    );
+    assert!(!cluster.history().is_empty(), "the history stays");
+
+    cluster.apply(&[]);
+    assert_eq!(
+        claims()[0]["metadata"]["uid"],
+        claim_uid,
+        "the same volume claim back"
+    );
+
+    let purged = cluster.json(&["down", "--env", "dev", "--yes", "--purge"], 0);
+    assert!(claims().is_empty(), "{purged:#}");
+    assert!(
+        cluster
+            .list("", "Secret", "shopmicro.io/release-of=dev")
+            .is_empty(),
+        "{purged:#}"
+    );
+    cluster.refused(&["down", "--env", "dev", "--yes"], "nothing to uninstall");
+}
