@@ -328,12 +328,12 @@ fn without_postgres_binaries_up_says_how_to_install_them_and_leaves_nothing_runn
 }
 
 #[test]
-fn cluster_environments_are_refused_with_a_pointer_to_local() {
+fn down_on_a_cluster_environment_never_runs_unconfirmed() {
     let scratch = Scratch::new();
     refused(
         &scratch.path("state"),
         &["down", "--env", "prod"],
-        "use --env local",
+        "uninstall the `prod` platform from namespace shopmicro (the database volumes, backups and release history stay); add --yes to confirm non-interactively",
     );
 }
 
