@@ -13,6 +13,7 @@ pub mod restart;
 pub mod restore;
 pub mod rollback;
 pub mod rollout;
+pub mod runbook;
 pub mod status;
 pub mod uninstall;
 
@@ -114,6 +115,11 @@ impl Cluster {
             }
         };
         config.connect_timeout = Some(Duration::from_secs(5));
+        // kube retries 503s up to 15 times with backoff (minutes): through the service
+        // proxy a 503 is the answer itself ("no endpoints available", a service saying it
+        // is not ready), which validate and runbooks must report at once. shopctl's own
+        // waits decide when to ask again.
+        config.default_retry = false;
         let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
         let cluster = Self { client, server };

@@ -246,6 +246,23 @@ impl<'a> ReleaseStore<'a> {
         )
     }
 
+    /// Sets annotation `key` on release `revision`'s record (e.g. the last runbook run).
+    pub async fn annotate(&self, revision: u32, key: &str, value: &str) -> anyhow::Result<()> {
+        let note = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.secrets
+            .patch(
+                &self.secret_name(revision),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&note),
+            )
+            .await
+            .map_err(|err| self.cluster.explain(err))?;
+        Ok(())
+    }
+
     pub async fn set_status(&self, revision: u32, status: ReleaseStatus) -> anyhow::Result<()> {
         let mut stored = self.get(revision).await?;
         stored.status = status;

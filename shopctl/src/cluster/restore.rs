@@ -183,18 +183,18 @@ pub async fn verify(
 }
 
 /// One database step run as a Job from the `db-backup` CronJob.
-struct DatabaseJob {
+pub(crate) struct DatabaseJob {
     /// The Job's and its container's name.
-    step: &'static str,
-    backoff_limit: Option<i32>,
+    pub step: &'static str,
+    pub backoff_limit: Option<i32>,
     /// The Secret whose `url` the step connects with, when not the backup role's.
-    credentials: Option<&'static str>,
+    pub credentials: Option<&'static str>,
 }
 
 /// Runs one database step as a Job from the `db-backup` CronJob: its `verify` container
 /// (the one with the database credentials and the scratch volume), named after the step,
 /// with the arguments `args` makes of the verify step's own, alone in the pod.
-async fn database_job(
+pub(crate) async fn database_job(
     cluster: &Cluster,
     namespace: &str,
     job: DatabaseJob,

@@ -23,6 +23,7 @@ use shopctl::secrets::SecretSource;
 use super::local::{DownArgs, HistoryArgs, LogsArgs, RollbackArgs, StatusArgs};
 use super::runbook::RestartArgs;
 use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
+use shopctl::validate::ClusterTarget;
 
 /// Which cluster, as kubectl users expect (kubeconfig, context; in-cluster when neither).
 #[derive(Debug, Clone, Args)]
@@ -47,6 +48,21 @@ impl ClusterArgs {
             environment.namespace = namespace.clone();
         }
         Ok((templates, environment))
+    }
+
+    /// These arguments again, for a `shopctl` a runbook action runs.
+    pub fn forwarded(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(kubeconfig) = &self.kubeconfig {
+            args.extend(["--kubeconfig".to_owned(), kubeconfig.display().to_string()]);
+        }
+        if let Some(context) = &self.context {
+            args.extend(["--context".to_owned(), context.clone()]);
+        }
+        if let Some(namespace) = &self.namespace {
+            args.extend(["--namespace".to_owned(), namespace.clone()]);
+        }
+        args
     }
 
     /// The kubeconfig to write: the one named on the command line, else `default`.
@@ -557,6 +573,34 @@ pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `runbook run NAME --env <cluster>`: checks through the API server, logs from the
+/// pods, SQL in a Job, actions as shopctl commands on the same cluster, the run recorded
+/// in the cluster.
+pub async fn run_runbook(
+    env: &EnvArgs,
+    args: &ClusterArgs,
+    book: &shopctl::runbook::Runbook,
+    options: shopctl::runbook::RunOptions,
+) -> anyhow::Result<shopctl::runbook::RunOutcome> {
+    let (_, environment) = args.load(env)?;
+    let cluster = connect(args, &environment).await?;
+    let target = ClusterTarget::load(&cluster, &environment).await?;
+    let operator = shopctl::cluster::runbook::ClusterOperator {
+        cluster,
+        namespace: environment.namespace.clone(),
+        env: environment.name.clone(),
+        cluster_args: args.forwarded(),
+        job_timeout: Duration::from_secs(300),
+    };
+    shopctl::runbook::Executor {
+        target: &target,
+        operator: &operator,
+        options,
+    }
+    .run(book)
+    .await
 }
 
 /// `restart <service> --env <cluster>`: a rollout restart, then the rollout wait.

@@ -54,6 +54,14 @@ enum DbCommand {
         #[arg(long, env = "SHOPCTL_PUSHGATEWAY", value_name = "URL")]
         pushgateway: Option<String>,
     },
+    /// Print one value, `SELECT (SQL)::float8`'s first row or `null`: a runbook's SQL check
+    /// (on a cluster it runs in a Job with the backup role's read-only credentials).
+    Query {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        sql: String,
+    },
     /// List backups with age, size and verification.
     List {
         #[arg(long = "in", value_name = "DIR")]
@@ -149,6 +157,14 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             let dir = runtime.block_on(Location::parse(&from))?;
             let id = runtime.block_on(dir.resolve(backup))?;
             return verify_and_report(&runtime, &database_url, &dir, &id, pushgateway.as_deref());
+        }
+        DbCommand::Query { database_url, sql } => {
+            let value =
+                runtime.block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
+            println!(
+                "{}",
+                value.map_or_else(|| "null".to_owned(), |v| v.to_string())
+            );
         }
         DbCommand::List { dir, output } => {
             let backups = runtime.block_on(async { Location::parse(&dir).await?.list().await })?;

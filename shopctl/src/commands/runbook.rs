@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use shopctl::local::state::{ComponentState, StateDir};
+use shopctl::runbook::operator::LocalOperator;
 use shopctl::runbook::{self, Executor, RunOptions};
 use shopctl::validate::LocalTarget;
 
@@ -41,6 +42,11 @@ enum RunbookCommand {
         /// Start at this step (1-based), e.g. to resume after a stop.
         #[arg(long, default_value_t = 1)]
         from_step: usize,
+        /// How long a restart or rollback step may wait for its rollout, e.g. 90s or 5m.
+        #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+        action_timeout: std::time::Duration,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
 }
 
@@ -63,31 +69,45 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
         RunbookCommand::Run {
             runbook: name,
             env,
+            cluster,
             dry_run,
             yes,
             from_step,
+            action_timeout,
         } => {
             let book = runbook::find(dir, &name)?;
-            let (_, state) = local_state(&env)?;
-            let target = LocalTarget::load(&state)?;
-            let database_url = state
-                .read()?
-                .and_then(|s| s.component("postgres").and_then(|c| c.url.clone()));
-            let executor = Executor {
-                target: &target,
-                options: RunOptions {
+            let options = |transcripts: PathBuf| -> anyhow::Result<RunOptions> {
+                Ok(RunOptions {
                     environment: env.name.clone(),
                     dry_run,
                     yes,
                     from_step,
-                    transcripts: state.path().join("transcripts"),
+                    transcripts,
                     shopctl: std::env::current_exe()?,
-                    state_dir: state.path().to_path_buf(),
-                    database_url,
-                },
+                    action_timeout,
+                })
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let outcome = runtime.block_on(executor.run(&book))?;
+            let outcome = if env.is_cluster()? {
+                let transcripts = StateDir::resolve(&env.name).path().join("transcripts");
+                let options = options(transcripts)?;
+                runtime.block_on(super::cluster::run_runbook(&env, &cluster, &book, options))?
+            } else {
+                let (_, state) = local_state(&env)?;
+                let target = LocalTarget::load(&state)?;
+                let operator = LocalOperator {
+                    state_dir: state.path().to_path_buf(),
+                    database_url: state
+                        .read()?
+                        .and_then(|s| s.component("postgres").and_then(|c| c.url.clone())),
+                };
+                let executor = Executor {
+                    target: &target,
+                    operator: &operator,
+                    options: options(state.path().join("transcripts"))?,
+                };
+                runtime.block_on(executor.run(&book))?
+            };
             eprintln!("\ntranscript: {}", outcome.transcript.display());
             Ok(if outcome.completed {
                 Outcome::Success

@@ -3,6 +3,7 @@
 //! an action, or a manual instruction; each says what happens on success and on failure
 //! (continue, stop, done, or go to another step).
 
+pub mod operator;
 mod run;
 
 use std::collections::BTreeSet;

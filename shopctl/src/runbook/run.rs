@@ -4,9 +4,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use sqlx::Connection;
-
+use super::operator::Operator;
 use super::{ActionSpec, CheckSpec, Next, Runbook, Step};
 use crate::validate::Target;
 
@@ -20,8 +20,8 @@ pub struct RunOptions {
     pub transcripts: PathBuf,
     /// The shopctl binary, which carries out actions (one code path with the commands).
     pub shopctl: PathBuf,
-    pub state_dir: PathBuf,
-    pub database_url: Option<String>,
+    /// How long a restart or rollback action may wait for its rollout.
+    pub action_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,7 @@ pub struct RunOutcome {
 
 pub struct Executor<'a> {
     pub target: &'a dyn Target,
+    pub operator: &'a dyn Operator,
     pub options: RunOptions,
 }
 
@@ -162,28 +163,20 @@ impl Executor<'_> {
             } else {
                 step.on_failure.clone().unwrap_or(Next::Stop)
             };
-            let finished =
-                |completed: bool, stopped_at: Option<String>, transcript: &mut Transcript| {
-                    transcript.line(if completed { "finished" } else { "stopped" });
-                    RunOutcome {
-                        completed,
-                        stopped_at,
-                        transcript: transcript.path.clone(),
-                    }
-                };
             match next {
-                Next::Done => return Ok(finished(true, None, &mut transcript)),
-                Next::Stop if passed => return Ok(finished(true, None, &mut transcript)),
+                Next::Done => return self.finish(runbook, true, None, transcript).await,
+                Next::Stop if passed => return self.finish(runbook, true, None, transcript).await,
                 Next::Stop => {
                     eprintln!(
                         "\nstopped at step {} ({}): the result was not what the runbook expects",
                         index + 1,
                         step.id
                     );
-                    return Ok(finished(false, Some(step.id.clone()), &mut transcript));
+                    let at = Some(step.id.clone());
+                    return self.finish(runbook, false, at, transcript).await;
                 }
                 Next::Continue if index + 1 == steps.len() => {
-                    return Ok(finished(true, None, &mut transcript));
+                    return self.finish(runbook, true, None, transcript).await;
                 }
                 Next::Continue => index += 1,
                 Next::Goto(target) => {
@@ -202,29 +195,62 @@ impl Executor<'_> {
         }
     }
 
+    /// Ends the run: the transcript's last line, then the record where the platform
+    /// keeps one (on a cluster, for whoever is on call next).
+    async fn finish(
+        &self,
+        runbook: &Runbook,
+        completed: bool,
+        stopped_at: Option<String>,
+        mut transcript: Transcript,
+    ) -> anyhow::Result<RunOutcome> {
+        transcript.line(if completed { "finished" } else { "stopped" });
+        let summary = format!(
+            "runbook {} run by {} at {}: {}",
+            runbook.name,
+            who(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            match &stopped_at {
+                None => "completed".to_owned(),
+                Some(step) => format!("stopped at step {step}"),
+            }
+        );
+        if !self.options.dry_run {
+            let text = std::fs::read_to_string(&transcript.path).unwrap_or_default();
+            match self.operator.record(&runbook.name, &summary, &text).await {
+                Ok(Some(place)) => eprintln!("recorded in {place}"),
+                Ok(None) => {}
+                // The run happened either way; the local transcript has it.
+                Err(err) => eprintln!("warning: could not record the run in the cluster: {err:#}"),
+            }
+        }
+        Ok(RunOutcome {
+            completed,
+            stopped_at,
+            transcript: transcript.path,
+        })
+    }
+
     async fn step(&self, step: &Step) -> (bool, String) {
         if let Some(check) = &step.check {
             return self.check(check).await;
         }
         if let Some(show) = &step.show {
-            let path = self
-                .options
-                .state_dir
-                .join("logs")
-                .join(format!("{}.log", show.logs));
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            for line in &lines[lines.len().saturating_sub(show.lines)..] {
-                eprintln!("    | {line}");
-            }
-            return (
-                true,
-                format!(
-                    "showed the last {} lines of {}",
-                    show.lines.min(lines.len()),
-                    show.logs
+            return match self.operator.recent_logs(&show.logs, show.lines).await {
+                Ok(lines) => {
+                    for line in &lines {
+                        eprintln!("    | {line}");
+                    }
+                    (
+                        true,
+                        format!("showed the last {} lines of {}", lines.len(), show.logs),
+                    )
+                }
+                Err(err) => (
+                    false,
+                    format!("reading {}'s logs failed: {err:#}", show.logs),
                 ),
-            );
+            };
         }
         if let Some(action) = &step.action {
             return self.action(action);
@@ -275,21 +301,12 @@ impl Executor<'_> {
             }
             CheckSpec::Sql { query, expect } => {
                 let expectation = Expectation::parse(expect).expect("validated when parsed");
-                let Some(url) = &self.options.database_url else {
-                    return (false, "no database to query".into());
-                };
-                let value = async {
-                    let mut conn = sqlx::PgConnection::connect(url).await?;
-                    sqlx::query_scalar::<_, f64>(&format!("SELECT ({query})::float8"))
-                        .fetch_optional(&mut conn)
-                        .await
-                };
-                match value.await {
+                match self.operator.query(query).await {
                     Ok(value) => (
                         expectation.holds(value),
                         format!("`{query}` = {value:?} (expected {expect})"),
                     ),
-                    Err(err) => (false, format!("`{query}` failed: {err}")),
+                    Err(err) => (false, format!("`{query}` failed: {err:#}")),
                 }
             }
             CheckSpec::Promql { query, expect } => {
@@ -338,10 +355,14 @@ impl Executor<'_> {
             }
         }
         args.extend(["--env".to_owned(), self.options.environment.clone()]);
-        let output = std::process::Command::new(&self.options.shopctl)
-            .args(&args)
-            .env("SHOPCTL_STATE_DIR", &self.options.state_dir)
-            .output();
+        if !matches!(action, ActionSpec::Backup {}) {
+            let timeout = format!("{}s", self.options.action_timeout.as_secs().max(1));
+            args.extend(["--timeout".to_owned(), timeout]);
+        }
+        let mut command = std::process::Command::new(&self.options.shopctl);
+        command.args(&args);
+        self.operator.configure(&mut command);
+        let output = command.output();
         match output {
             Ok(output) if output.status.success() => (
                 true,
@@ -354,13 +375,17 @@ impl Executor<'_> {
                     }
                 ),
             ),
-            Ok(output) => (
-                false,
-                format!(
-                    "`{shown}` failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-            ),
+            Ok(output) => {
+                // What it said last: its error, else its report (a rollout that did not
+                // become ready exits 1 after printing it).
+                let said = [&output.stderr, &output.stdout]
+                    .iter()
+                    .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+                    .find(|text| !text.is_empty())
+                    .unwrap_or_default();
+                let code = output.status.code().unwrap_or(-1);
+                (false, format!("`{shown}` failed (exit {code}): {said}"))
+            }
             Err(err) => (false, format!("`{shown}` could not run: {err}")),
         }
     }

@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use shopmicro_kube_sim::resources::lookup;
+
 use crate::harness::*;
 
 fn running_pods(cluster: &TestCluster, service: &str) -> Vec<String> {
@@ -253,4 +255,138 @@ fn down_uninstalls_the_release_and_keeps_the_database_volume_unless_purged() {
         "{purged:#}"
     );
     cluster.refused(&["down", "--env", "dev", "--yes"], "nothing to uninstall");
+}
+
+/// The backend-outage runbook against the simulated cluster: a crash-looping release. The
+/// runbook detects it, shows the pods' logs, asks PostgreSQL through a query Job (its
+/// output played here: the simulator runs no processes), restarts (which cannot help),
+/// rolls back, verifies, and leaves its transcript in the cluster for the next person on
+/// call. Behind the proxy the backend's stand-in answers as the Deployment's release
+/// would: 503 while the template is the broken one; the storefront is the real service.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backend_outage_runbook_detects_restarts_rolls_back_and_leaves_its_transcript() {
+    let processes = Processes::start().await;
+    let cluster = TestCluster::start();
+    processes.serve(&cluster);
+    let store = cluster.sim.store().clone();
+    let release_readiness = axum::Router::new().route(
+        "/readyz",
+        axum::routing::get(move || {
+            let store = store.clone();
+            async move {
+                let deployment = store
+                    .get(lookup("apps", "Deployment"), NS, "backend")
+                    .unwrap_or_default();
+                let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if image.contains("crashloop") {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "crashing")
+                } else {
+                    (axum::http::StatusCode::OK, "ready")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stand_in = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, release_readiness).await });
+    cluster.sim.serve(NS, "backend", "backend", &stand_in);
+    cluster.apply(&[]);
+    cluster.json(
+        &[
+            "apply",
+            "--env",
+            "dev",
+            "--set",
+            "services.backend.tag=0.2.0-crashloop",
+        ],
+        0,
+    );
+
+    let (run, _) = while_a_job_runs(
+        &cluster,
+        "db-query-",
+        || {
+            cluster.shopctl(&[
+                "runbook",
+                "run",
+                "backend-outage",
+                "--env",
+                "dev",
+                "--yes",
+                "--action-timeout",
+                "3s",
+            ])
+        },
+        || {
+            // What `shopctl db query` prints in the Job's pod.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let pod = loop {
+                let query = cluster.list("", "Pod", "").into_iter().find(|p| {
+                    p["metadata"]["generateName"]
+                        .as_str()
+                        .is_some_and(|g| g.starts_with("db-query-"))
+                });
+                if let Some(pod) = query {
+                    break pod["metadata"]["name"].as_str().unwrap().to_owned();
+                }
+                assert!(Instant::now() < deadline, "no query pod");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            cluster.sim.write_log(NS, &pod, "query", "1");
+        },
+    );
+
+    let stderr = &run.stderr;
+    assert_eq!(run.code, 0, "{}\n{stderr}", run.stdout);
+    assert!(
+        stderr.contains("[1/8] Is the backend ready? (check)\n  ✗"),
+        "detected: {stderr}"
+    );
+    assert!(
+        stderr.contains("started ") && stderr.contains("0.2.0-crashloop"),
+        "logs shown: {stderr}"
+    );
+    assert!(
+        stderr.contains("✓ `SELECT 1` = Some(1.0)"),
+        "queried in a Job: {stderr}"
+    );
+    assert!(
+        stderr.contains("`shopctl restart backend` failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`shopctl rollback` succeeded"), "{stderr}");
+    assert!(stderr.contains("✓ app.backend-ready"), "verified: {stderr}");
+    assert!(cluster.image("backend").ends_with(":0.1.0"));
+
+    let records = cluster.list("", "ConfigMap", "shopmicro.io/runbook-of=dev");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let transcript = records[0]["data"]["transcript"].as_str().unwrap();
+    assert!(
+        transcript.contains("step 6 `rollback`: ok") && transcript.ends_with("finished\n"),
+        "{transcript}"
+    );
+    assert!(
+        records[0]["data"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("runbook backend-outage run by"),
+        "{records:?}"
+    );
+    let newest = cluster
+        .list("", "Secret", "shopmicro.io/release-of=dev")
+        .into_iter()
+        .max_by_key(|s| {
+            let name = s["metadata"]["name"].as_str().unwrap();
+            name.rsplit(".v").next().unwrap().parse::<u32>().unwrap()
+        })
+        .unwrap();
+    assert!(
+        newest["metadata"]["annotations"]["shopmicro.io/last-runbook"]
+            .as_str()
+            .is_some_and(|note| note.contains("backend-outage") && note.contains("completed")),
+        "{newest}"
+    );
 }
