@@ -835,3 +835,23 @@ async fn the_database_roles_do_their_jobs_and_nothing_more() {
         "backend drops after a restore",
     );
 }
+
+/// `db query`, what a runbook's SQL check runs (in a Job on a cluster): one value, or
+/// `null` for no row; a broken query fails naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn db_query_prints_one_value_or_null() {
+    let database = seeded().await;
+    let value = |sql: &str| db(&["query", "--database-url", database.url(), "--sql", sql]);
+    let count = value("SELECT count(*) FROM products");
+    assert!(count.status.success(), "{}", text(&count.stderr));
+    assert_eq!(text(&count.stdout), "2000\n");
+    let none = value("SELECT id FROM products WHERE id < 0");
+    assert_eq!(text(&none.stdout), "null\n");
+    let broken = value("SELECT nothing FROM nowhere");
+    assert!(!broken.status.success());
+    assert!(
+        text(&broken.stderr).contains("nowhere"),
+        "{}",
+        text(&broken.stderr)
+    );
+}

@@ -490,20 +490,35 @@ fn remove_resource(a: &mut Artefacts, module: &[&str], kind: &str, name: &str) {
         .unwrap();
 }
 
+fn eks_module(a: &mut Artefacts) -> &mut Instance {
+    a.stack
+        .modules
+        .get_mut("platform")
+        .unwrap()
+        .modules
+        .get_mut("eks")
+        .unwrap()
+}
+
+/// Replaces `from` with `to` in the deploy workflow's text; `from` must be there.
+fn edit_deploy_workflow(a: &mut Artefacts, from: &str, to: &str) {
+    let deploy = a.deploy_workflow.as_mut().unwrap();
+    let text = deploy.to_string().replace(from, to);
+    assert_ne!(
+        text,
+        deploy.to_string(),
+        "{from} is not in the deploy workflow"
+    );
+    *deploy = serde_json::from_str(&text).unwrap();
+}
+
 #[test]
 fn each_injected_break_fails_the_check_naming_both_ends() {
     let breaks: &[(&str, Break, &[&str])] = &[
         (
             "the volume key's alias renamed",
             |a| {
-                let eks = a
-                    .stack
-                    .modules
-                    .get_mut("platform")
-                    .unwrap()
-                    .modules
-                    .get_mut("eks")
-                    .unwrap();
+                let eks = eks_module(a);
                 eks.resources
                     .get_mut("aws_kms_alias")
                     .unwrap()
@@ -552,14 +567,7 @@ fn each_injected_break_fails_the_check_naming_both_ends() {
         (
             "NetworkPolicies no longer enforced",
             |a| {
-                let eks = a
-                    .stack
-                    .modules
-                    .get_mut("platform")
-                    .unwrap()
-                    .modules
-                    .get_mut("eks")
-                    .unwrap();
+                let eks = eks_module(a);
                 eks.resources
                     .get_mut("aws_eks_addon")
                     .unwrap()
@@ -579,11 +587,7 @@ fn each_injected_break_fails_the_check_naming_both_ends() {
         (
             "the backup tag left to a version nobody pushes",
             |a| {
-                let deploy = a.deploy_workflow.as_mut().unwrap();
-                let text = deploy
-                    .to_string()
-                    .replace(r#" --set \"backup.tag=$TAG\""#, "");
-                *deploy = serde_json::from_str(&text).unwrap();
+                edit_deploy_workflow(a, r#" --set \"backup.tag=$TAG\""#, "");
             },
             &[
                 "shopmicro-shopctl",
@@ -594,12 +598,11 @@ fn each_injected_break_fails_the_check_naming_both_ends() {
         (
             "the pager's destination not passed to the deploy",
             |a| {
-                let deploy = a.deploy_workflow.as_mut().unwrap();
-                let text = deploy.to_string().replace(
+                edit_deploy_workflow(
+                    a,
                     "SHOPMICRO_ALERT_RECEIVER_PAGER",
                     "SHOPMICRO_ALERT_RECEIVER_PAGE",
                 );
-                *deploy = serde_json::from_str(&text).unwrap();
             },
             &[
                 "alert_receiver_pager",

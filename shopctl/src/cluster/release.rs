@@ -249,18 +249,7 @@ impl<'a> ReleaseStore<'a> {
     /// Sets annotation `key` on release `revision`'s record (e.g. the last runbook run).
     pub async fn annotate(&self, revision: u32, key: &str, value: &str) -> anyhow::Result<()> {
         let note = serde_json::json!({"metadata": {"annotations": {key: value}}});
-        self.secrets
-            .patch(
-                &self.secret_name(revision),
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&note),
-            )
-            .await
-            .map_err(|err| self.cluster.explain(err))?;
-        Ok(())
+        self.merge(revision, &note).await
     }
 
     pub async fn set_status(&self, revision: u32, status: ReleaseStatus) -> anyhow::Result<()> {
@@ -271,6 +260,11 @@ impl<'a> ReleaseStore<'a> {
             "metadata": {"labels": {STATUS: status.label()}},
             "data": secret.data,
         });
+        self.merge(revision, &patch).await
+    }
+
+    /// Merge-patches release `revision`'s record.
+    async fn merge(&self, revision: u32, patch: &serde_json::Value) -> anyhow::Result<()> {
         self.secrets
             .patch(
                 &self.secret_name(revision),
@@ -278,7 +272,7 @@ impl<'a> ReleaseStore<'a> {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..PatchParams::default()
                 },
-                &Patch::Merge(&patch),
+                &Patch::Merge(patch),
             )
             .await
             .map_err(|err| self.cluster.explain(err))?;

@@ -74,16 +74,8 @@ pub async fn uninstall(
                 object.namespace.as_deref(),
             )
             .await?;
-        match api.delete(&object.name, &DeleteParams::background()).await {
-            Ok(_) => outcome.deleted.push(object.id()),
-            // Gone in between: what uninstalling wanted.
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => {
-                return Err(cluster
-                    .explain(err)
-                    .context(format!("deleting {}", object.id())));
-            }
-        }
+        delete_ignoring_absent(cluster, &api, &object.name).await?;
+        outcome.deleted.push(object.id());
     }
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), namespace);
@@ -121,6 +113,7 @@ pub async fn uninstall(
     Ok(outcome)
 }
 
+/// Deletes `name`; one already gone is what uninstalling wanted.
 async fn delete_ignoring_absent<K>(
     cluster: &Cluster,
     api: &Api<K>,

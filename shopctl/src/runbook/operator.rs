@@ -29,13 +29,15 @@ pub trait Operator {
     ) -> OperatorFuture<'a, Option<String>>;
 }
 
-/// A scalar query: `SELECT (query)::float8`, its first row or none.
+/// A scalar query: `SELECT (query)::float8`. A subquery with no row is NULL, which is
+/// "no value" (what a check's `empty` expects), not an error.
 pub async fn scalar(database_url: &str, query: &str) -> anyhow::Result<Option<f64>> {
     let mut conn = sqlx::PgConnection::connect(database_url).await?;
     Ok(
-        sqlx::query_scalar::<_, f64>(&format!("SELECT ({query})::float8"))
+        sqlx::query_scalar::<_, Option<f64>>(&format!("SELECT ({query})::float8"))
             .fetch_optional(&mut conn)
-            .await?,
+            .await?
+            .flatten(),
     )
 }
 
