@@ -218,6 +218,51 @@ mod tests {
         assert!(super::parse_duration("5d").is_err());
     }
 
+    /// What the runbooks tell a person to type is what shopctl accepts, and no step asks
+    /// for a shell inside a service's image (they are distroless: no sh, wget or curl).
+    #[test]
+    fn the_runbooks_prose_uses_commands_that_exist_and_images_that_have_them() {
+        use clap::Parser;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+        let mut commands = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for span in text.split('`').skip(1).step_by(2) {
+                for service in ["frontend", "backend", "ml"] {
+                    assert!(
+                        !(span.starts_with("kubectl")
+                            && span.contains(&format!("exec deploy/{service}"))),
+                        "{}: `{span}` needs a shell the {service} image does not have",
+                        path.display()
+                    );
+                }
+                let Some(line) = span.strip_prefix("shopctl ") else {
+                    continue;
+                };
+                let line = line.split(" |").next().unwrap();
+                let words =
+                    std::iter::once("shopctl").chain(line.split_whitespace().map(
+                        |word| match word {
+                            "<env>" | "<cluster>" => "dev",
+                            "<service>" => "backend",
+                            "<name>" => "backend-outage",
+                            "<ID>" => "20260101T000000Z",
+                            word => word,
+                        },
+                    ));
+                if let Err(err) = super::Cli::try_parse_from(words) {
+                    panic!("{}: `{span}` does not parse: {err}", path.display());
+                }
+                commands += 1;
+            }
+        }
+        assert!(
+            commands >= 10,
+            "only {commands} shopctl commands found in the runbooks"
+        );
+    }
+
     /// clap's own consistency checks (unique names, valid defaults) over every subcommand.
     #[test]
     fn the_command_line_is_well_formed() {

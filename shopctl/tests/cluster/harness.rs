@@ -441,15 +441,21 @@ pub fn while_a_job_runs<T: Send>(
     container: impl FnOnce() -> T,
 ) -> (Run, T) {
     cluster.sim.hold_jobs(true);
+    // Only a Job the command creates counts: an earlier one with the same prefix (a
+    // `backup` without --wait just before) would let the container run too early.
+    let job_names = || -> BTreeSet<String> {
+        cluster
+            .jobs()
+            .iter()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_owned())
+            .filter(|name| name.starts_with(job_prefix))
+            .collect()
+    };
+    let before = job_names();
     std::thread::scope(|scope| {
         let run = scope.spawn(command);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !cluster.jobs().iter().any(|j| {
-            j["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with(job_prefix)
-        }) {
+        while job_names().is_subset(&before) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no {job_prefix}… Job was created"
