@@ -12,6 +12,18 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
     install_tracing(cli.verbose);
+    // One runtime for the whole process; commands reach it through `commands::block_on`.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("shopctl: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let _entered = runtime.enter();
     match commands::run(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {

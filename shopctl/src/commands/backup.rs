@@ -75,11 +75,10 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         return cluster_backup(args);
     }
     let (_, dir) = local_state(&args.env)?;
-    let runtime = tokio::runtime::Runtime::new()?;
     match args.action {
         None => {
             let (url, backups) = local_database(&dir, DbRole::Backup)?;
-            let manifest = runtime.block_on(backup::backup(&url, &backups))?;
+            let manifest = super::block_on(backup::backup(&url, &backups))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
                 "backed up {} tables, {rows} rows, {} bytes into {}",
@@ -94,12 +93,11 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
         }
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir, DbRole::Backup)?;
-            let id = runtime.block_on(backups.resolve(id))?;
+            let id = super::block_on(backups.resolve(id))?;
             let pushgateway = dir
                 .read()?
                 .and_then(|state| state.component("pushgateway")?.url.clone());
             return super::db::verify_and_report(
-                &runtime,
                 &url,
                 &backups,
                 &id,
@@ -133,18 +131,17 @@ fn print_backups(backups: &[Manifest]) {
 /// find the backup it wrote; list the environment's bucket.
 fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.env.load()?;
-    let runtime = tokio::runtime::Runtime::new()?;
     let bucket = format!(
         "s3://{}/{}",
         environment.backup.bucket, environment.backup.prefix
     );
     match args.action {
         Some(BackupAction::List) => {
-            let backups = runtime.block_on(async { Location::parse(&bucket).await?.list().await })?;
+            let backups = super::block_on(async { Location::parse(&bucket).await?.list().await })?;
             print_backups(&backups);
             Ok(Outcome::Success)
         }
-        Some(BackupAction::Verify { backup }) => runtime.block_on(async {
+        Some(BackupAction::Verify { backup }) => super::block_on(async {
             let location = Location::parse(&bucket).await?;
             // An unknown id is refused before anything runs in the cluster.
             let id = location.resolve(backup).await?;
@@ -178,7 +175,7 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
                 }
             }
         }),
-        None => runtime.block_on(async {
+        None => super::block_on(async {
             let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
             // Time-ordered and unique, like kubectl's generated names.
             let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -258,16 +255,14 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
     let (_, dir) = local_state(&args.env)?;
     // A restore replaces the schema, which only its owner may.
     let (url, backups) = local_database(&dir, DbRole::Owner)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let manifest = runtime
-        .block_on(backup::check_artefact(&backups, &args.backup))?
+    let manifest = super::block_on(backup::check_artefact(&backups, &args.backup))?
         .0;
     confirm_restore(&args, &manifest)?;
 
     eprintln!("stopping the writers ({})…", WRITERS.join(", "));
     dir.set_paused(&WRITERS)?;
     let restored = wait_for(&dir, ComponentState::Paused)
-        .and_then(|()| runtime.block_on(backup::restore(&url, &backups, &args.backup)));
+        .and_then(|()| super::block_on(backup::restore(&url, &backups, &args.backup)));
     eprintln!("bringing the writers back…");
     dir.set_paused(&[])?;
     let back = wait_for(&dir, ComponentState::Ready);
@@ -307,7 +302,7 @@ fn cluster_restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
         "s3://{}/{}",
         environment.backup.bucket, environment.backup.prefix
     );
-    tokio::runtime::Runtime::new()?.block_on(async {
+    super::block_on(async {
         // The artefact is checked here, before anything in the cluster changes.
         let location = Location::parse(&bucket).await?;
         let manifest = backup::check_artefact(&location, &args.backup).await?.0;

@@ -72,7 +72,7 @@ async fn write_kubeconfig(
 pub fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.env.load()?;
     let path = args.kubeconfig.unwrap_or_else(default_kubeconfig);
-    let context = tokio::runtime::Runtime::new()?.block_on(async {
+    let context = super::block_on(async {
         let config = infra::aws_config(&environment).await;
         infra::check_account(&config, &environment).await?;
         write_kubeconfig(&config, &environment, &path).await
@@ -86,7 +86,7 @@ pub fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<Outcome> {
 
 pub fn eks_token(args: EksTokenArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.env.load()?;
-    let (token, expires) = tokio::runtime::Runtime::new()?.block_on(async {
+    let (token, expires) = super::block_on(async {
         let config = infra::aws_config(&environment).await;
         eks::token(&config, &environment).await
     })?;
@@ -111,8 +111,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             .into_iter()
             .map(|m| m.value)
             .collect();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    super::block_on(async {
         let mut cluster_args: ClusterArgs = args.cluster.clone();
         if !args.skip_infra {
             let config = infra::aws_config(&environment).await;

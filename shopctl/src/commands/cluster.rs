@@ -121,13 +121,6 @@ pub struct ApplyArgs {
     output: OutputFormat,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
 async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Result<Cluster> {
     Cluster::connect(&args.options(), environment).await
 }
@@ -213,11 +206,10 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
             .into_iter()
             .map(|m| m.value)
             .collect();
-    let runtime = runtime()?;
     if args.base {
         let (base, _) = shopctl::cluster::base::split(&manifests);
         let options = deploy_options(&args).apply;
-        let changes = runtime.block_on(async {
+        let changes = super::block_on(async {
             let cluster = connect(&args.cluster, &environment).await?;
             shopctl::cluster::base::apply(&cluster, &base, &options).await
         })?;
@@ -234,7 +226,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
         };
         return print_deploy(&report, args.output);
     }
-    let report = runtime.block_on(async {
+    let report = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let deployer = Deployer {
             cluster: &cluster,
@@ -359,7 +351,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         environment.namespace.clone(),
         environment.observability.namespace.clone(),
     ];
-    let report = runtime()?.block_on(async {
+    let report = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         status::status(&cluster, &environment.name, &namespaces).await
     })?;
@@ -447,7 +439,7 @@ fn print_status(report: &status::StatusReport) {
 
 pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.cluster.load(&args.env)?;
-    let releases = runtime()?.block_on(async {
+    let releases = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         ReleaseStore::new(&cluster, &environment.namespace, &environment.name)
             .list()
@@ -497,7 +489,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
         previous: args.previous,
     };
     let mut unavailable = 0;
-    runtime()?.block_on(async {
+    super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let mut stdout = std::io::stdout().lock();
         shopctl::cluster::logs::stream(
@@ -542,7 +534,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
         ),
         args.yes,
     )?;
-    let uninstalled = runtime()?.block_on(async {
+    let uninstalled = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         shopctl::cluster::uninstall::uninstall(
             &cluster,
@@ -606,7 +598,7 @@ pub async fn run_runbook(
 /// `restart <service> --env <cluster>`: a rollout restart, then the rollout wait.
 pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.cluster.load(&args.env)?;
-    let results = runtime()?.block_on(async {
+    let results = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let workload = shopctl::cluster::restart::restart(
             &cluster,
@@ -634,9 +626,8 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
     let (_, environment) = args.cluster.load(&args.env)?;
-    let runtime = runtime()?;
     if let Some(service) = &args.service {
-        let (rolled, results) = runtime.block_on(async {
+        let (rolled, results) = super::block_on(async {
             let cluster = connect(&args.cluster, &environment).await?;
             let rolled = rollback::rollback_service(
                 &cluster,
@@ -686,7 +677,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
         cause: String::new(),
         base: BasePolicy::Present,
     };
-    let report = runtime.block_on(async {
+    let report = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let deployer = Deployer {
             cluster: &cluster,

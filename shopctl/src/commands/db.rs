@@ -101,17 +101,15 @@ fn confirm(question: &str, expected: &str, yes: bool) -> anyhow::Result<()> {
 }
 
 pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
         DbCommand::Backup {
             database_url,
             to,
             kms_key,
         } => {
-            let dir = runtime
-                .block_on(Location::parse(&to))?
+            let dir = super::block_on(Location::parse(&to))?
                 .encrypted_with(kms_key)?;
-            let manifest = runtime.block_on(backup::backup(&database_url, &dir))?;
+            let manifest = super::block_on(backup::backup(&database_url, &dir))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
                 "backed up {} tables, {rows} rows, {} bytes (sha256 {})",
@@ -127,9 +125,9 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
             yes,
         } => {
-            let dir = runtime.block_on(Location::parse(&from))?;
-            let id = runtime.block_on(dir.resolve(backup))?;
-            let manifest = runtime.block_on(dir.get(&id))?;
+            let dir = super::block_on(Location::parse(&from))?;
+            let id = super::block_on(dir.resolve(backup))?;
+            let manifest = super::block_on(dir.get(&id))?;
             let target = shopctl::local::postgres::redact(&database_url);
             let database = url::Url::parse(&database_url)
                 .map(|u| u.path().trim_start_matches('/').to_owned())
@@ -142,7 +140,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
                 &database,
                 yes,
             )?;
-            let report = runtime.block_on(backup::restore(&database_url, &dir, &id))?;
+            let report = super::block_on(backup::restore(&database_url, &dir, &id))?;
             eprintln!(
                 "restored {} into {} in {} ms: {} tables, {} rows match the manifest",
                 report.id, report.target, report.millis, report.tables_checked, report.rows
@@ -154,20 +152,20 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
             pushgateway,
         } => {
-            let dir = runtime.block_on(Location::parse(&from))?;
-            let id = runtime.block_on(dir.resolve(backup))?;
-            return verify_and_report(&runtime, &database_url, &dir, &id, pushgateway.as_deref());
+            let dir = super::block_on(Location::parse(&from))?;
+            let id = super::block_on(dir.resolve(backup))?;
+            return verify_and_report(&database_url, &dir, &id, pushgateway.as_deref());
         }
         DbCommand::Query { database_url, sql } => {
             let value =
-                runtime.block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
+                super::block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
             println!(
                 "{}",
                 value.map_or_else(|| "null".to_owned(), |v| v.to_string())
             );
         }
         DbCommand::List { dir, output } => {
-            let backups = runtime.block_on(async { Location::parse(&dir).await?.list().await })?;
+            let backups = super::block_on(async { Location::parse(&dir).await?.list().await })?;
             match output {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&backups)?),
                 OutputFormat::Table => {
@@ -207,8 +205,8 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             dry_run,
             yes,
         } => {
-            let dir = runtime.block_on(Location::parse(&dir))?;
-            let plan = retention::plan(&runtime.block_on(dir.list())?, keep_daily, keep_weekly);
+            let dir = super::block_on(Location::parse(&dir))?;
+            let plan = retention::plan(&super::block_on(dir.list())?, keep_daily, keep_weekly);
             for id in &plan.delete {
                 eprintln!("{} {id}", if dry_run { "would delete" } else { "delete" });
             }
@@ -222,7 +220,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
                 yes,
             )?;
             for id in &plan.delete {
-                runtime.block_on(dir.delete(id))?;
+                super::block_on(dir.delete(id))?;
             }
             eprintln!("deleted {}, kept {}", plan.delete.len(), plan.keep.len());
         }
@@ -233,17 +231,16 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
 /// Restores a backup into a scratch database, records the result (beside the backup and,
 /// given one, on a Pushgateway), and says what happened.
 pub(super) fn verify_and_report(
-    runtime: &tokio::runtime::Runtime,
     database_url: &str,
     dir: &Location,
     id: &str,
     pushgateway: Option<&str>,
 ) -> anyhow::Result<Outcome> {
-    let verification = runtime.block_on(backup::verify(database_url, dir, id))?;
+    let verification = super::block_on(backup::verify(database_url, dir, id))?;
     if let Some(url) = pushgateway {
         // The result is already recorded beside the backup; a metric that goes stale
         // because of this fires the "not verified recently" alert, which is the point.
-        match runtime.block_on(backup::metrics::push(url, id, &verification)) {
+        match super::block_on(backup::metrics::push(url, id, &verification)) {
             Ok(()) => eprintln!("pushed the result to the Pushgateway"),
             Err(err) => eprintln!("warning: {err:#}"),
         }

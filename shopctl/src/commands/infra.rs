@@ -185,8 +185,7 @@ pub(super) fn confirm(question: &str, expected: &str, flag: &str) -> anyhow::Res
 }
 
 pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    super::block_on(async {
         match args.command {
             InfraCommand::Bootstrap { env, dry_run, output } => {
                 let environment = load(&env)?;

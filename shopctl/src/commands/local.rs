@@ -300,8 +300,7 @@ fn supervisor_options(
 fn supervise_here(env: &EnvArgs, dir: &StateDir, revision: u32) -> anyhow::Result<Outcome> {
     let (templates, _) = env.load()?;
     let options = supervisor_options(env, &templates, dir, revision)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(supervisor::run(options, |event| match &event {
+    super::block_on(supervisor::run(options, |event| match &event {
         Event::AllReady { storefront } => {
             eprintln!("storefront: {storefront} (Ctrl-C stops everything)")
         }
@@ -315,8 +314,7 @@ fn supervise_here(env: &EnvArgs, dir: &StateDir, revision: u32) -> anyhow::Resul
 pub fn supervise(args: SuperviseArgs) -> anyhow::Result<Outcome> {
     let (templates, dir) = local_state(&args.env)?;
     let options = supervisor_options(&args.env, &templates, &dir, args.revision)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(supervisor::run(options, |event| {
+    super::block_on(supervisor::run(options, |event| {
         // `up` stops reading after the last event; writes after that are not an error.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{}", event.to_line());

@@ -87,11 +87,10 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
                     action_timeout,
                 })
             };
-            let runtime = tokio::runtime::Runtime::new()?;
             let outcome = if env.is_cluster()? {
                 let transcripts = StateDir::resolve(&env.name).path().join("transcripts");
                 let options = options(transcripts)?;
-                runtime.block_on(super::cluster::run_runbook(&env, &cluster, &book, options))?
+                super::block_on(super::cluster::run_runbook(&env, &cluster, &book, options))?
             } else {
                 let (_, state) = local_state(&env)?;
                 let target = LocalTarget::load(&state)?;
@@ -106,7 +105,7 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
                     operator: &operator,
                     options: options(state.path().join("transcripts"))?,
                 };
-                runtime.block_on(executor.run(&book))?
+                super::block_on(executor.run(&book))?
             };
             eprintln!("\ntranscript: {}", outcome.transcript.display());
             Ok(if outcome.completed {

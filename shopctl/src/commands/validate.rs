@@ -64,12 +64,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
         per_check: args.check_timeout,
         overall: args.timeout,
     };
-    let runtime = tokio::runtime::Runtime::new()?;
     let report = if environment.cluster.provider == Provider::Local {
         let target = LocalTarget::load(&StateDir::resolve(&environment.name))?;
-        runtime.block_on(validate::run(&environment.name, &target, &selection))
+        super::block_on(validate::run(&environment.name, &target, &selection))
     } else {
-        runtime.block_on(async {
+        super::block_on(async {
             // Reading the cluster counts against the overall deadline too.
             let load = async {
                 let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
