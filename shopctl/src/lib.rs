@@ -11,6 +11,7 @@ pub mod lint;
 pub mod local;
 pub mod manifest;
 pub mod render;
+pub mod reports;
 pub mod runbook;
 pub mod secrets;
 pub mod templates;

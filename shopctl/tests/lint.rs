@@ -403,3 +403,35 @@ fn the_api_server_proxy_paths_validate_uses_are_required() {
         vec!["API server proxy → tempo on 3200/TCP is blocked by the receiver's ingress policy"]
     );
 }
+
+/// The published schema describes the report exactly: the real one conforms (every
+/// `--output json` a test sees is checked the same way), and a renamed field, an unknown
+/// severity or a missing count does not.
+#[test]
+fn lint_reports_conform_to_their_published_schema_and_drift_is_caught() {
+    let run = shopctl(&["lint", "--env", "prod", "--output", "json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    support::reports::conforms("lint", &report).unwrap();
+    assert!(
+        !report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+
+    let mut renamed = report.clone();
+    let finding = &mut renamed["findings"][0];
+    finding["rule"] = finding["check"].take();
+    finding.as_object_mut().unwrap().remove("check");
+    let mut unknown_severity = report.clone();
+    unknown_severity["findings"][0]["severity"] = "fatal".into();
+    let mut missing_count = report.clone();
+    missing_count.as_object_mut().unwrap().remove("errors");
+    for broken in [renamed, unknown_severity, missing_count] {
+        assert!(
+            support::reports::conforms("lint", &broken).is_err(),
+            "accepted {broken:#}"
+        );
+    }
+    let schema = support::reports::published("lint");
+    assert_eq!(schema["title"], "shopctl lint --output json");
+    assert!(schema["$schema"].as_str().unwrap().contains("2020-12"));
+}

@@ -30,7 +30,9 @@ fn shopctl_in(state: &Path, args: &[&str], path: Option<&str>) -> Output {
     if let Some(path) = path {
         command.env("PATH", path).env("SHOPCTL_POSTGRES_SEARCH", "");
     }
-    command.output().expect("shopctl runs")
+    let output = command.output().expect("shopctl runs");
+    support::reports::check(args, &String::from_utf8_lossy(&output.stdout));
+    output
 }
 
 fn text(bytes: &[u8]) -> String {

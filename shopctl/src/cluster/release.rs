@@ -24,7 +24,7 @@ const SECRET_TYPE: &str = "shopmicro.io/release.v1";
 const PAYLOAD: &str = "release";
 
 /// How a release ended up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseStatus {
     /// Applied; nobody waited for the rollout.
@@ -46,7 +46,9 @@ impl ReleaseStatus {
 }
 
 /// One object a release contains, enough to find it again (for pruning).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ObjectRef {
     pub api_version: String,
     pub kind: String,
@@ -79,7 +81,8 @@ impl ObjectRef {
 }
 
 /// What is recorded for a release (everything but the manifests shows in `history`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ClusterRelease")]
 pub struct Release {
     pub revision: u32,
     pub applied_at: String,

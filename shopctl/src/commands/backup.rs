@@ -97,12 +97,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
             let pushgateway = dir
                 .read()?
                 .and_then(|state| state.component("pushgateway")?.url.clone());
-            return super::db::verify_and_report(
-                &url,
-                &backups,
-                &id,
-                pushgateway.as_deref(),
-            );
+            return super::db::verify_and_report(&url, &backups, &id, pushgateway.as_deref());
         }
     }
     Ok(Outcome::Success)
@@ -146,17 +141,30 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             // An unknown id is refused before anything runs in the cluster.
             let id = location.resolve(backup).await?;
             location.get(&id).await.map_err(|err| {
-                anyhow::anyhow!("{err:#}; `shopctl backup --env {} list` shows the backups", environment.name)
+                anyhow::anyhow!(
+                    "{err:#}; `shopctl backup --env {} list` shows the backups",
+                    environment.name
+                )
             })?;
             let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
-            eprintln!("verifying backup {id}: a Job restores it into a scratch database in the cluster");
+            eprintln!(
+                "verifying backup {id}: a Job restores it into a scratch database in the cluster"
+            );
             let started = chrono::Utc::now();
-            let outcome = restore::verify(&cluster, &environment.namespace, Some(&id), args.timeout).await?;
+            let outcome =
+                restore::verify(&cluster, &environment.namespace, Some(&id), args.timeout).await?;
             // Only a result this Job recorded counts, not an older one.
-            let verification = location.get(&id).await?.verification.filter(|v| v.at >= started);
+            let verification = location
+                .get(&id)
+                .await?
+                .verification
+                .filter(|v| v.at >= started);
             match verification {
                 Some(v) if outcome.succeeded && v.ok => {
-                    eprintln!("backup {id} verified in {:.0}s: restored in {} ms; {}", outcome.seconds, v.restore_millis, v.detail);
+                    eprintln!(
+                        "backup {id} verified in {:.0}s: restored in {} ms; {}",
+                        outcome.seconds, v.restore_millis, v.detail
+                    );
                     Ok(Outcome::Success)
                 }
                 Some(v) if !v.ok => {
@@ -166,7 +174,11 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
                 _ => {
                     eprintln!(
                         "the verify Job {} ({}); no verification of {id} was recorded; check its logs: kubectl logs -n {} job/{} --all-containers",
-                        if outcome.succeeded { "completed" } else { "failed" },
+                        if outcome.succeeded {
+                            "completed"
+                        } else {
+                            "failed"
+                        },
                         outcome.reason.unwrap_or_default(),
                         environment.namespace,
                         outcome.job
@@ -179,32 +191,70 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
             // Time-ordered and unique, like kubectl's generated names.
             let suffix = uuid::Uuid::new_v4().simple().to_string();
-            let name = format!("db-backup-manual-{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"), &suffix[..5]);
-            shopctl::cluster::access::preflight(&cluster, &jobs::needs(&environment.namespace, "db-backup", args.wait)).await?;
-            let job = jobs::create_from_cron_job(&cluster, &environment.namespace, "db-backup", &name, |_| Ok(())).await?;
-            eprintln!("created Job {name} from CronJob db-backup in namespace {}", environment.namespace);
+            let name = format!(
+                "db-backup-manual-{}-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S"),
+                &suffix[..5]
+            );
+            shopctl::cluster::access::preflight(
+                &cluster,
+                &jobs::needs(&environment.namespace, "db-backup", args.wait),
+            )
+            .await?;
+            let job = jobs::create_from_cron_job(
+                &cluster,
+                &environment.namespace,
+                "db-backup",
+                &name,
+                |_| Ok(()),
+            )
+            .await?;
+            eprintln!(
+                "created Job {name} from CronJob db-backup in namespace {}",
+                environment.namespace
+            );
             if !args.wait {
                 println!("{name}");
                 return Ok(Outcome::Success);
             }
-            let outcome = jobs::follow(&cluster, &environment.namespace, &name, args.timeout).await?;
+            let outcome =
+                jobs::follow(&cluster, &environment.namespace, &name, args.timeout).await?;
             if !outcome.succeeded {
-                eprintln!("Job {name} failed after {:.0}s: {}", outcome.seconds, outcome.reason.unwrap_or_default());
+                eprintln!(
+                    "Job {name} failed after {:.0}s: {}",
+                    outcome.seconds,
+                    outcome.reason.unwrap_or_default()
+                );
                 for warning in &outcome.warnings {
                     eprintln!("  {warning}");
                 }
                 return Ok(Outcome::CheckFailed);
             }
-            let started = job.metadata.creation_timestamp.map(|t| t.0).unwrap_or_default();
-            let newest = Location::parse(&bucket).await?.list().await?.into_iter().max_by_key(|b| b.created_at);
+            let started = job
+                .metadata
+                .creation_timestamp
+                .map(|t| t.0)
+                .unwrap_or_default();
+            let newest = Location::parse(&bucket)
+                .await?
+                .list()
+                .await?
+                .into_iter()
+                .max_by_key(|b| b.created_at);
             match newest.filter(|b| b.created_at.timestamp() >= started.as_second()) {
                 Some(backup) => {
-                    eprintln!("Job {name} completed in {:.0}s; backup {} ({} bytes) is in {bucket}", outcome.seconds, backup.id, backup.size_bytes);
+                    eprintln!(
+                        "Job {name} completed in {:.0}s; backup {} ({} bytes) is in {bucket}",
+                        outcome.seconds, backup.id, backup.size_bytes
+                    );
                     println!("{}", backup.id);
                     Ok(Outcome::Success)
                 }
                 None => {
-                    eprintln!("Job {name} completed, but no backup newer than its start is in {bucket}; check its logs: kubectl logs -n {} job/{name} --all-containers", environment.namespace);
+                    eprintln!(
+                        "Job {name} completed, but no backup newer than its start is in {bucket}; check its logs: kubectl logs -n {} job/{name} --all-containers",
+                        environment.namespace
+                    );
                     Ok(Outcome::CheckFailed)
                 }
             }
@@ -255,8 +305,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
     let (_, dir) = local_state(&args.env)?;
     // A restore replaces the schema, which only its owner may.
     let (url, backups) = local_database(&dir, DbRole::Owner)?;
-    let manifest = super::block_on(backup::check_artefact(&backups, &args.backup))?
-        .0;
+    let manifest = super::block_on(backup::check_artefact(&backups, &args.backup))?.0;
     confirm_restore(&args, &manifest)?;
 
     eprintln!("stopping the writers ({})…", WRITERS.join(", "));
@@ -309,13 +358,35 @@ fn cluster_restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
         confirm_restore(&args, &manifest)?;
         let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
         shopctl::cluster::restore::preflight(&cluster, &environment.namespace).await?;
-        eprintln!("stopping the writers ({}), restoring {} in a Job, bringing the writers back…", shopctl::cluster::restore::WRITERS.join(", "), args.backup);
-        let outcome = shopctl::cluster::restore::restore(&cluster, &environment.namespace, &bucket, &args.backup, args.timeout, super::cluster::progress_reporter()).await?;
+        eprintln!(
+            "stopping the writers ({}), restoring {} in a Job, bringing the writers back…",
+            shopctl::cluster::restore::WRITERS.join(", "),
+            args.backup
+        );
+        let outcome = shopctl::cluster::restore::restore(
+            &cluster,
+            &environment.namespace,
+            &bucket,
+            &args.backup,
+            args.timeout,
+            super::cluster::progress_reporter(),
+        )
+        .await?;
         if outcome.succeeded() {
-            eprintln!("restored {} in {:.0}s (the Job checked rows and checksums against the manifest); the writers are serving again", args.backup, outcome.job.seconds);
+            eprintln!(
+                "restored {} in {:.0}s (the Job checked rows and checksums against the manifest); the writers are serving again",
+                args.backup, outcome.job.seconds
+            );
             return Ok(Outcome::Success);
         }
-        eprintln!("the restore did not succeed: {}", outcome.job.reason.clone().unwrap_or_else(|| "the writers did not come back".into()));
+        eprintln!(
+            "the restore did not succeed: {}",
+            outcome
+                .job
+                .reason
+                .clone()
+                .unwrap_or_else(|| "the writers did not come back".into())
+        );
         for warning in &outcome.job.warnings {
             eprintln!("  {warning}");
         }

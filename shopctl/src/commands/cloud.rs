@@ -122,13 +122,24 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             })
             .await
             .map_err(failed_in("preflight", &env))?;
-            phase("state backend", bootstrap::bootstrap(&config, &environment, false)).await.map_err(failed_in("state backend", &env))?;
+            phase(
+                "state backend",
+                bootstrap::bootstrap(&config, &environment, false),
+            )
+            .await
+            .map_err(failed_in("state backend", &env))?;
             phase("infrastructure (terraform)", async {
                 workspace.init(&environment).await?;
                 if workspace.plan(&environment, false, true).await? {
                     let destructive = workspace.summarise(&environment).await?.destructive().len();
                     if destructive > 0 && !args.yes {
-                        confirm(&format!("{destructive} resource(s) of {env} would be deleted or replaced."), "yes", "--yes")?;
+                        confirm(
+                            &format!(
+                                "{destructive} resource(s) of {env} would be deleted or replaced."
+                            ),
+                            "yes",
+                            "--yes",
+                        )?;
                     }
                     workspace.apply(&environment).await?;
                 }
@@ -137,32 +148,71 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             .await
             .map_err(failed_in("infrastructure", &env))?;
             let path = cluster_args.kubeconfig_or(default_kubeconfig());
-            let context = phase("cluster access (kubeconfig)", write_kubeconfig(&config, &environment, &path)).await.map_err(failed_in("cluster access", &env))?;
+            let context = phase(
+                "cluster access (kubeconfig)",
+                write_kubeconfig(&config, &environment, &path),
+            )
+            .await
+            .map_err(failed_in("cluster access", &env))?;
             cluster_args = cluster_args.with(path, context);
         }
-        let cluster = phase("connecting to the cluster", Cluster::connect(&cluster_args.options(), &environment)).await.map_err(failed_in("cluster access", &env))?;
+        let cluster = phase(
+            "connecting to the cluster",
+            Cluster::connect(&cluster_args.options(), &environment),
+        )
+        .await
+        .map_err(failed_in("cluster access", &env))?;
         if !args.skip_infra {
             // The administrator's part: cluster-scoped objects the release relies on.
             let (base, _) = base::split(&manifests);
-            let apply = ApplyOptions { dry_run: false, force: false };
-            phase("cluster base (administrator)", base::apply(&cluster, &base, &apply)).await.map_err(failed_in("cluster base", &env))?;
+            let apply = ApplyOptions {
+                dry_run: false,
+                force: false,
+            };
+            phase(
+                "cluster base (administrator)",
+                base::apply(&cluster, &base, &apply),
+            )
+            .await
+            .map_err(failed_in("cluster base", &env))?;
         }
-        let deployer = Deployer { cluster: &cluster, environment: env.clone(), namespace: environment.namespace.clone(), on_progress: progress_reporter() };
+        let deployer = Deployer {
+            cluster: &cluster,
+            environment: env.clone(),
+            namespace: environment.namespace.clone(),
+            on_progress: progress_reporter(),
+        };
         let options = DeployOptions {
-            apply: ApplyOptions { dry_run: false, force: false },
+            apply: ApplyOptions {
+                dry_run: false,
+                force: false,
+            },
             wait: Some(args.timeout),
             atomic: args.atomic,
             keep: args.history_max,
             cause: "up".into(),
             base: BasePolicy::Current,
         };
-        let report = phase("apply and wait for the rollout", deployer.deploy(&manifests, &options)).await.map_err(failed_in("apply", &env))?;
+        let report = phase(
+            "apply and wait for the rollout",
+            deployer.deploy(&manifests, &options),
+        )
+        .await
+        .map_err(failed_in("apply", &env))?;
         print_deploy_table(&report);
         if report.rollout_failed() {
-            eprintln!("`shopctl up` stopped: the rollout failed (see above); fix it and re-run `shopctl up --env {env}`");
+            eprintln!(
+                "`shopctl up` stopped: the rollout failed (see above); fix it and re-run `shopctl up --env {env}`"
+            );
             return Ok(Outcome::CheckFailed);
         }
-        let selection = Selection { only: Vec::new(), skip: Vec::new(), per_check: std::time::Duration::from_secs(5), overall: std::time::Duration::from_secs(30), sequential: false };
+        let selection = Selection {
+            only: Vec::new(),
+            skip: Vec::new(),
+            per_check: std::time::Duration::from_secs(5),
+            overall: std::time::Duration::from_secs(30),
+            sequential: false,
+        };
         let report = phase("validate", async {
             let target = ClusterTarget::load(&cluster, &environment).await?;
             anyhow::Ok(validate::run(&env, &target, &selection).await)
@@ -170,6 +220,10 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         .await
         .map_err(failed_in("validate", &env))?;
         super::validate::print_table(&report);
-        Ok(if report.failed() { Outcome::CheckFailed } else { Outcome::Success })
+        Ok(if report.failed() {
+            Outcome::CheckFailed
+        } else {
+            Outcome::Success
+        })
     })
 }

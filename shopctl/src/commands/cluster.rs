@@ -18,6 +18,7 @@ use shopctl::cluster::rollout::{Progress, ProgressCallback, WaitResult, Workload
 use shopctl::cluster::{Cluster, ClusterOptions, rollback, status};
 use shopctl::env::Environment;
 use shopctl::render::{self, SecretMode};
+use shopctl::reports::{History, ReleaseRecord, Target};
 use shopctl::secrets::SecretSource;
 
 use super::local::{DownArgs, HistoryArgs, LogsArgs, RollbackArgs, StatusArgs};
@@ -446,12 +447,15 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
             .await
     })?;
     match args.output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"environment": environment.name, "releases": releases})
-            )?
-        ),
+        OutputFormat::Json => {
+            let report = History {
+                environment: environment.name.clone(),
+                target: Target::Cluster,
+                current: releases.iter().map(|r| r.revision).max(),
+                releases: releases.into_iter().map(ReleaseRecord::Cluster).collect(),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         OutputFormat::Table => {
             if releases.is_empty() {
                 println!(

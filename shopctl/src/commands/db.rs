@@ -107,8 +107,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             to,
             kms_key,
         } => {
-            let dir = super::block_on(Location::parse(&to))?
-                .encrypted_with(kms_key)?;
+            let dir = super::block_on(Location::parse(&to))?.encrypted_with(kms_key)?;
             let manifest = super::block_on(backup::backup(&database_url, &dir))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
@@ -157,8 +156,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             return verify_and_report(&database_url, &dir, &id, pushgateway.as_deref());
         }
         DbCommand::Query { database_url, sql } => {
-            let value =
-                super::block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
+            let value = super::block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
             println!(
                 "{}",
                 value.map_or_else(|| "null".to_owned(), |v| v.to_string())

@@ -187,13 +187,30 @@ pub(super) fn confirm(question: &str, expected: &str, flag: &str) -> anyhow::Res
 pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
     super::block_on(async {
         match args.command {
-            InfraCommand::Bootstrap { env, dry_run, output } => {
+            InfraCommand::Bootstrap {
+                env,
+                dry_run,
+                output,
+            } => {
                 let environment = load(&env)?;
                 let config = infra::aws_config(&environment).await;
-                phase("checking AWS credentials", infra::check_account(&config, &environment)).await?;
-                let steps = phase("state bucket and lock table", bootstrap::bootstrap(&config, &environment, dry_run)).await?;
+                phase(
+                    "checking AWS credentials",
+                    infra::check_account(&config, &environment),
+                )
+                .await?;
+                let steps = phase(
+                    "state bucket and lock table",
+                    bootstrap::bootstrap(&config, &environment, dry_run),
+                )
+                .await?;
                 match output {
-                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"environment": environment.name, "dry_run": dry_run, "steps": steps}))?),
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"environment": environment.name, "dry_run": dry_run, "steps": steps})
+                        )?
+                    ),
                     OutputFormat::Table => {
                         for step in &steps {
                             println!("{:<16} {:<48} {}", step.action, step.resource, step.detail);
@@ -206,32 +223,70 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 let (environment, _, workspace) = prepared(&stack).await?;
                 phase("terraform plan", workspace.plan(&environment, false, true)).await?;
                 let summary = workspace.summarise(&environment).await?;
-                print_summary(&summary, stack.output, &environment.name, serde_json::json!({}))?;
+                print_summary(
+                    &summary,
+                    stack.output,
+                    &environment.name,
+                    serde_json::json!({}),
+                )?;
                 Ok(Outcome::Success)
             }
             InfraCommand::Apply { stack, yes } => {
                 let (environment, _, workspace) = prepared(&stack).await?;
-                let changes = phase("terraform plan", workspace.plan(&environment, false, true)).await?;
+                let changes =
+                    phase("terraform plan", workspace.plan(&environment, false, true)).await?;
                 let summary = workspace.summarise(&environment).await?;
-                print_summary(&summary, stack.output, &environment.name, serde_json::json!({"applied": changes}))?;
+                print_summary(
+                    &summary,
+                    stack.output,
+                    &environment.name,
+                    serde_json::json!({"applied": changes}),
+                )?;
                 if !changes {
                     return Ok(Outcome::Success);
                 }
                 let destructive = summary.destructive().len();
                 if destructive > 0 && !yes {
-                    confirm(&format!("{destructive} resource(s) of {} would be deleted or replaced.", environment.name), "yes", "--yes")?;
+                    confirm(
+                        &format!(
+                            "{destructive} resource(s) of {} would be deleted or replaced.",
+                            environment.name
+                        ),
+                        "yes",
+                        "--yes",
+                    )?;
                 }
                 phase("terraform apply", workspace.apply(&environment)).await?;
                 Ok(Outcome::Success)
             }
-            InfraCommand::Destroy { stack, confirm: confirmed } => {
+            InfraCommand::Destroy {
+                stack,
+                confirm: confirmed,
+            } => {
                 let (environment, _, workspace) = prepared(&stack).await?;
-                phase("terraform plan -destroy", workspace.plan(&environment, true, true)).await?;
+                phase(
+                    "terraform plan -destroy",
+                    workspace.plan(&environment, true, true),
+                )
+                .await?;
                 let summary = workspace.summarise(&environment).await?;
-                print_summary(&summary, stack.output, &environment.name, serde_json::json!({}))?;
+                print_summary(
+                    &summary,
+                    stack.output,
+                    &environment.name,
+                    serde_json::json!({}),
+                )?;
                 match confirmed {
-                    Some(name) => anyhow::ensure!(name == environment.name, "--confirm {name} does not name the environment being destroyed ({})", environment.name),
-                    None => confirm(&format!("This destroys the infrastructure of {}.", environment.name), &environment.name, "--confirm <env>")?,
+                    Some(name) => anyhow::ensure!(
+                        name == environment.name,
+                        "--confirm {name} does not name the environment being destroyed ({})",
+                        environment.name
+                    ),
+                    None => confirm(
+                        &format!("This destroys the infrastructure of {}.", environment.name),
+                        &environment.name,
+                        "--confirm <env>",
+                    )?,
                 }
                 phase("terraform apply (destroy)", workspace.apply(&environment)).await?;
                 Ok(Outcome::Success)
@@ -239,10 +294,27 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
             InfraCommand::Drift(stack) => {
                 let (environment, _, workspace) = prepared(&stack).await?;
                 // A scheduled check must not block a deploy: it takes no lock.
-                let drifted = phase("terraform plan (drift)", workspace.plan(&environment, false, false)).await?;
-                let summary = if drifted { workspace.summarise(&environment).await? } else { PlanSummary::default() };
-                print_summary(&summary, stack.output, &environment.name, serde_json::json!({"drift": drifted}))?;
-                Ok(if drifted { Outcome::CheckFailed } else { Outcome::Success })
+                let drifted = phase(
+                    "terraform plan (drift)",
+                    workspace.plan(&environment, false, false),
+                )
+                .await?;
+                let summary = if drifted {
+                    workspace.summarise(&environment).await?
+                } else {
+                    PlanSummary::default()
+                };
+                print_summary(
+                    &summary,
+                    stack.output,
+                    &environment.name,
+                    serde_json::json!({"drift": drifted}),
+                )?;
+                Ok(if drifted {
+                    Outcome::CheckFailed
+                } else {
+                    Outcome::Success
+                })
             }
             InfraCommand::Locks(stack) => {
                 let environment = load(&stack.env)?;
@@ -251,20 +323,44 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 infra::check_account(&config, &environment).await?;
                 let held = locks::list(&config, &environment, &workspace.state_key).await?;
                 match stack.output {
-                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"environment": environment.name, "locks": held}))?),
-                    OutputFormat::Table if held.is_empty() => println!("no locks held on the state of {}", environment.name),
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"environment": environment.name, "locks": held})
+                        )?
+                    ),
+                    OutputFormat::Table if held.is_empty() => {
+                        println!("no locks held on the state of {}", environment.name)
+                    }
                     OutputFormat::Table => {
                         let mut table = Table::new();
-                        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header(["LOCK ID", "WHO", "OPERATION", "SINCE", "WHERE"]);
+                        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+                            "LOCK ID",
+                            "WHO",
+                            "OPERATION",
+                            "SINCE",
+                            "WHERE",
+                        ]);
                         for lock in &held {
-                            table.add_row([lock.id.clone(), lock.who.clone(), lock.operation.clone(), lock.created.clone(), lock.kind.clone()]);
+                            table.add_row([
+                                lock.id.clone(),
+                                lock.who.clone(),
+                                lock.operation.clone(),
+                                lock.created.clone(),
+                                lock.kind.clone(),
+                            ]);
                         }
                         println!("{table}");
                     }
                 }
                 Ok(Outcome::Success)
             }
-            InfraCommand::Unlock { stack, lock_id, yes, force } => {
+            InfraCommand::Unlock {
+                stack,
+                lock_id,
+                yes,
+                force,
+            } => {
                 let environment = load(&stack.env)?;
                 let workspace = Workspace::new(&environment, stack.stack.as_deref())?;
                 let config = infra::aws_config(&environment).await;
@@ -272,20 +368,46 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 let held = locks::list(&config, &environment, &workspace.state_key).await?;
                 let Some(lock) = held.iter().find(|l| l.id == lock_id) else {
                     let ids: Vec<&str> = held.iter().map(|l| l.id.as_str()).collect();
-                    anyhow::bail!("no lock {lock_id} is held on the state of {} (held: {}); nothing to release", environment.name, if ids.is_empty() { "none".to_string() } else { ids.join(", ") });
+                    anyhow::bail!(
+                        "no lock {lock_id} is held on the state of {} (held: {}); nothing to release",
+                        environment.name,
+                        if ids.is_empty() {
+                            "none".to_string()
+                        } else {
+                            ids.join(", ")
+                        }
+                    );
                 };
-                let young = lock.age().is_none_or(|age| age < chrono::Duration::minutes(10));
+                let young = lock
+                    .age()
+                    .is_none_or(|age| age < chrono::Duration::minutes(10));
                 anyhow::ensure!(
                     force || !young,
                     "refusing: lock {lock_id} was taken by {} for {} at {}, less than ten minutes ago, and may belong to a run still in progress; pass --force once you know it is dead",
-                    lock.who, lock.operation, lock.created
+                    lock.who,
+                    lock.operation,
+                    lock.created
                 );
                 if !yes {
-                    confirm(&format!("Release lock {lock_id} held by {} ({})?", lock.who, lock.operation), "yes", "--yes")?;
+                    confirm(
+                        &format!(
+                            "Release lock {lock_id} held by {} ({})?",
+                            lock.who, lock.operation
+                        ),
+                        "yes",
+                        "--yes",
+                    )?;
                 }
                 phase("terraform init", workspace.init(&environment)).await?;
-                phase("terraform force-unlock", workspace.force_unlock(&environment, &lock_id)).await?;
-                println!("released lock {lock_id} on the state of {}", environment.name);
+                phase(
+                    "terraform force-unlock",
+                    workspace.force_unlock(&environment, &lock_id),
+                )
+                .await?;
+                println!(
+                    "released lock {lock_id} on the state of {}",
+                    environment.name
+                );
                 Ok(Outcome::Success)
             }
         }

@@ -14,6 +14,7 @@ use shopctl::local::events::Event;
 use shopctl::local::release::{Desired, ReleaseStore};
 use shopctl::local::state::{ComponentState, State, StateDir};
 use shopctl::local::{binaries, supervisor};
+use shopctl::reports::{History, ReleaseRecord, Target};
 use shopctl::templates::Templates;
 
 use super::cluster::ClusterArgs;
@@ -414,7 +415,12 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
         .and_then(|s| s.revision);
     match args.output {
         OutputFormat::Json => {
-            let report = serde_json::json!({"current": current, "releases": releases});
+            let report = History {
+                environment: args.env.name.clone(),
+                target: Target::Local,
+                current,
+                releases: releases.into_iter().map(ReleaseRecord::Local).collect(),
+            };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         OutputFormat::Table => {

@@ -11,6 +11,7 @@ mod lint;
 mod local;
 mod render;
 mod runbook;
+mod schema;
 mod validate;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ enum Command {
     Runbook(runbook::RunbookArgs),
     /// Restart one service and wait until it is ready again.
     Restart(runbook::RestartArgs),
+    /// Print the JSON Schema of a command's `--output json` report.
+    Schema(schema::SchemaArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(local::SuperviseArgs),
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Restore(args) => backup::restore(args),
         Command::Runbook(args) => runbook::run(args),
         Command::Restart(args) => runbook::restart(args),
+        Command::Schema(args) => schema::exec(args),
         Command::Supervise(args) => local::supervise(args),
     }
 }

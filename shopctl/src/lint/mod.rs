@@ -17,7 +17,7 @@ use crate::manifest::Manifest;
 
 pub const SUPPRESS_PREFIX: &str = "suppress.lint.shopmicro.io/";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -38,7 +38,8 @@ pub struct Violation {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One object breaking (or suppressing) one check.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub check: &'static str,
     pub title: &'static str,
@@ -97,7 +98,8 @@ impl Context {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `shopctl lint --output json`: every finding and the counts.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub environment: String,
     pub objects: usize,

@@ -16,7 +16,9 @@ use crate::env::Environment;
 /// Releases kept; older ones (and their binaries) are deleted.
 pub const KEEP: usize = 10;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A local release: the configuration and binaries `up` started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "LocalRelease")]
 pub struct Release {
     pub revision: u32,
     pub applied_at: String,

@@ -13,12 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 pub use cluster::ClusterTarget;
 pub use target::{LocalTarget, Target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -27,7 +28,7 @@ pub enum Status {
     Skipped,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Verdict {
     pub status: Status,
     pub detail: String,
@@ -101,7 +102,8 @@ impl Check {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One check's result; `id` and `category` as `--only` and `--skip` take them.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CheckResult {
     pub id: &'static str,
     pub category: &'static str,
@@ -110,15 +112,20 @@ pub struct CheckResult {
     pub millis: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `shopctl validate --output json`: every selected check's verdict, the counts, and
+/// how long the run took.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Report {
     pub environment: String,
+    /// `local` (processes on this machine) or `cluster`.
     pub target: &'static str,
     pub passed: usize,
     pub warnings: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Wall-clock time of the whole run.
     pub millis: u64,
+    /// Failures first, then warnings, passes and skipped checks.
     pub checks: Vec<CheckResult>,
 }
 

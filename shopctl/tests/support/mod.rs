@@ -5,6 +5,7 @@
 pub mod alerting;
 pub mod aws;
 pub mod iam;
+pub mod reports;
 pub mod terraform;
 
 #[allow(unused_imports)] // Each test binary uses a different subset of these too.
@@ -40,11 +41,13 @@ pub fn shopctl_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
         stdout,
         stderr,
     } = command.output().expect("shopctl runs");
-    Run {
+    let run = Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    };
+    reports::check(args, &run.stdout);
+    run
 }
 
 pub fn workspace_root() -> PathBuf {

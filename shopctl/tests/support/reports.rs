@@ -1,0 +1,81 @@
+//! Every JSON report a test makes shopctl print is checked against the schema shopctl
+//! publishes for it (`shopctl schema <report>`). The check is stricter than the published
+//! schema: a field the schema does not describe fails the test, so the schema documents
+//! every field while consumers may still tolerate additions.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{LazyLock, Mutex};
+
+use clap::ValueEnum;
+use serde_json::Value;
+use shopctl::reports::ReportKind;
+
+/// Checks `stdout` when `args` asked a reporting command for JSON; anything else (a
+/// refusal with empty output, a table) is the calling test's business.
+pub fn check(args: &[&str], stdout: &str) {
+    let reporting = args
+        .first()
+        .is_some_and(|command| ReportKind::from_str(command, false).is_ok());
+    if !reporting || !args.windows(2).any(|pair| pair == ["--output", "json"]) {
+        return;
+    }
+    let Ok(report) = serde_json::from_str::<Value>(stdout) else {
+        return;
+    };
+    if let Err(err) = conforms(args[0], &report) {
+        panic!("shopctl {args:?} printed a report its schema rejects: {err}\n{report:#}");
+    }
+}
+
+/// Whether `report` satisfies the strict form of `shopctl schema <name>`.
+pub fn conforms(name: &str, report: &Value) -> Result<(), String> {
+    let schema = strict(published(name));
+    let url = format!("urn:shopctl:schema:{name}");
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource(&url, schema)
+        .map_err(|e| e.to_string())?;
+    let index = compiler
+        .compile(&url, &mut schemas)
+        .map_err(|e| format!("the schema does not compile: {e}"))?;
+    schemas
+        .validate(report, index)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// What the binary prints for `shopctl schema <name>`, once per test process.
+pub fn published(name: &str) -> Value {
+    static SCHEMAS: LazyLock<Mutex<BTreeMap<String, Value>>> = LazyLock::new(Default::default);
+    let mut schemas = SCHEMAS.lock().unwrap();
+    schemas
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
+                .args(["schema", name])
+                .output()
+                .expect("shopctl runs");
+            assert!(output.status.success(), "shopctl schema {name} failed");
+            serde_json::from_slice(&output.stdout).expect("shopctl schema prints JSON")
+        })
+        .clone()
+}
+
+/// Every object that lists its properties allows no others.
+fn strict(mut schema: Value) -> Value {
+    fn visit(node: &mut Value) {
+        match node {
+            Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                map.values_mut().for_each(visit);
+            }
+            Value::Array(items) => items.iter_mut().for_each(visit),
+            _ => {}
+        }
+    }
+    visit(&mut schema);
+    schema
+}
