@@ -13,13 +13,17 @@ use shopmicro_common::testing::TestDatabase;
 use sqlx::{Connection, PgConnection};
 use support::{Moto, Scratch, moto_with_bucket};
 
+/// Runs `shopctl db ARGS`; a JSON report it prints is checked against its schema.
 fn db(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopctl"))
+    let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
         .arg("db")
         .args(args)
         .env_remove("DATABASE_URL")
         .output()
-        .expect("shopctl runs")
+        .expect("shopctl runs");
+    let args: Vec<&str> = std::iter::once("db").chain(args.iter().copied()).collect();
+    support::reports::check(&args, &text(&output.stdout));
+    output
 }
 
 /// Backs `url` up into `dir`, insisting it works; the new backup's id.
@@ -408,7 +412,10 @@ fn shopctl_s3(moto: &Moto, args: &[&str]) -> Command {
 }
 
 fn db_s3(moto: &Moto, args: &[&str]) -> Output {
-    shopctl_s3(moto, args).output().expect("shopctl runs")
+    let output = shopctl_s3(moto, args).output().expect("shopctl runs");
+    let args: Vec<&str> = std::iter::once("db").chain(args.iter().copied()).collect();
+    support::reports::check(&args, &text(&output.stdout));
+    output
 }
 
 #[tokio::test(flavor = "multi_thread")]

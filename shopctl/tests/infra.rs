@@ -6,9 +6,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use shopmicro_common::testing::eventually;
 use support::{Moto, Scratch, fixture, moto, workspace_root};
 
 const STATE_BUCKET: &str = "shopmicro-dev-tfstate-123456789012";
@@ -33,8 +34,14 @@ fn infra(moto: &Moto, state: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Runs `shopctl infra ARGS`; a JSON report it prints is checked against its schema.
 fn run(moto: &Moto, state: &Path, args: &[&str]) -> Output {
-    infra(moto, state, args).output().expect("shopctl runs")
+    let output = infra(moto, state, args).output().expect("shopctl runs");
+    let args: Vec<&str> = std::iter::once("infra")
+        .chain(args.iter().copied())
+        .collect();
+    support::reports::check(&args, &String::from_utf8_lossy(&output.stdout));
+    output
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -459,21 +466,17 @@ async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let held = loop {
-        let held = locks(&moto, &state.0, &fixture);
-        if let Some((id, _)) = held
-            .iter()
-            .find(|(_, operation)| operation == "OperationTypeApply")
-        {
-            break id.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the first apply never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let held = eventually(
+        "the first apply to take the lock",
+        Duration::from_secs(60),
+        || {
+            let held = locks(&moto, &state.0, &fixture);
+            held.iter()
+                .find(|(_, operation)| operation == "OperationTypeApply")
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| format!("{held:?}"))
+        },
+    );
 
     let second = run(
         &moto,

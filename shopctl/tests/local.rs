@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shopctl::local::process::ProcessId;
+use shopmicro_common::testing::eventually;
 use support::{Scratch, workspace_root};
 
 /// shopctl with its own state directory and no inherited platform settings.
@@ -231,16 +232,14 @@ async fn a_killed_backend_is_restarted_by_the_supervisor() {
         .status()
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let restarted = loop {
+    let restarted = eventually("the backend restarted", Duration::from_secs(60), || {
         let now = status(&state);
         let entry = component(&now, "backend");
-        if entry["state"] == "ready" && entry["restarts"].as_u64() >= Some(1) {
-            break now;
+        match entry["state"] == "ready" && entry["restarts"].as_u64() >= Some(1) {
+            true => Ok(now),
+            false => Err(now),
         }
-        assert!(Instant::now() < deadline, "backend not restarted: {now:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     let new_backend: ProcessId =
         serde_json::from_value(component(&restarted, "backend")["process"].clone()).unwrap();
     assert_ne!(new_backend, backend);
@@ -508,18 +507,14 @@ fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_th
     );
 
     // The supervisor restarts it; validate recovers (a restart is a warning, not a failure).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        let (code, report) = validate(&state, &[]);
-        if code == Some(0) {
-            break report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "validate did not recover: {report:#}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let report = eventually(
+        "validate to recover",
+        Duration::from_secs(60),
+        || match validate(&state, &[]) {
+            (Some(0), report) => Ok(report),
+            (_, report) => Err(report),
+        },
+    );
     assert_eq!(check(&report, "workloads.no-crash-loop")["status"], "warn");
 }
 
@@ -605,8 +600,7 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
     let id = text(&taken.stdout).trim().to_owned();
     let listed = shopctl_in(&state, &["backup", "list"], None);
     assert!(
-        text(&listed.stdout).contains(&format!("{id}  "))
-            && text(&listed.stdout).contains("not verified"),
+        text(&listed.stdout).contains(&id) && text(&listed.stdout).contains("not verified"),
         "{}",
         text(&listed.stdout)
     );
@@ -633,20 +627,18 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
     let prometheus = component(&platform, "prometheus")["url"].as_str().unwrap();
     let pushgateway = component(&platform, "pushgateway")["url"].as_str().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let last_verified = loop {
-        let query = "shopmicro_backup_last_verified_restore_timestamp_seconds{job=\"shopmicro_backup_verify\"}";
-        let series = runtime.block_on(promql(prometheus, query));
-        if let Some(sample) = series.first() {
-            assert_eq!(sample["metric"]["backup"], id.as_str(), "{sample}");
-            break sample["value"][1].as_str().unwrap().parse::<f64>().unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never scraped the result"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let query =
+        "shopmicro_backup_last_verified_restore_timestamp_seconds{job=\"shopmicro_backup_verify\"}";
+    let sample = eventually(
+        "Prometheus to scrape the result",
+        Duration::from_secs(60),
+        || {
+            let series = runtime.block_on(promql(prometheus, query));
+            series.first().cloned().ok_or("no series")
+        },
+    );
+    assert_eq!(sample["metric"]["backup"], id.as_str(), "{sample}");
+    let last_verified = sample["value"][1].as_str().unwrap().parse::<f64>().unwrap();
     let now = chrono::Utc::now().timestamp() as f64;
     assert!(
         (now - 300.0..=now).contains(&last_verified),
@@ -800,11 +792,14 @@ fn the_backend_outage_runbook_detects_recovers_and_verifies() {
     let _running = up(&state);
     // An outage the supervisor will not heal by itself: the backend is held down.
     std::fs::write(state.join("control.json"), r#"{"paused":["backend"]}"#).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while component(&status(&state), "backend")["state"] != "paused" {
-        assert!(Instant::now() < deadline, "the backend did not go down");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "the backend to go down",
+        Duration::from_secs(30),
+        || match component(&status(&state), "backend")["state"].clone() {
+            state if state == "paused" => Ok(()),
+            state => Err(state),
+        },
+    );
 
     let run = shopctl_in(&state, &["runbook", "run", "backend-outage", "--yes"], None);
 
@@ -944,11 +939,14 @@ fn a_crashed_supervisor_is_cleaned_up_by_the_next_command_and_never_an_unrelated
         .args(["-KILL", &supervisor.pid.to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while supervisor.is_alive() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        "the supervisor to die",
+        Duration::from_secs(10),
+        || match supervisor.is_alive() {
+            true => Err("alive"),
+            false => Ok(()),
+        },
+    );
     assert!(
         orphans.iter().any(|p| p.is_alive()),
         "the services outlived their supervisor"

@@ -98,3 +98,48 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().expect("local address").port()
 }
+
+/// How often [`eventually`] looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `check` until it yields a value, for things that settle on their own time (a
+/// supervisor restarting a process, a controller creating a claim, a lock being taken).
+/// `check` returns what it saw instead; after `within`, the test fails naming `what` and
+/// that last observation.
+pub fn eventually<T, Seen: std::fmt::Display>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Result<T, Seen>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if std::time::Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last seen: {seen}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// [`eventually`] for a check that awaits (an HTTP probe, a query).
+pub async fn eventually_async<T, Seen: std::fmt::Display, Check>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Check,
+) -> T
+where
+    Check: std::future::Future<Output = Result<T, Seen>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if std::time::Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}

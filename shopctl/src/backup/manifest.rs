@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
     pub id: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -21,7 +21,7 @@ pub struct Manifest {
     pub verification: Option<Verification>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TableFigures {
     pub rows: i64,
     /// MD5 over the table's rows in primary-key order: equal content, equal checksum.
@@ -29,7 +29,7 @@ pub struct TableFigures {
 }
 
 /// The result of restoring this backup into a scratch database and comparing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     pub at: chrono::DateTime<chrono::Utc>,
     pub ok: bool,

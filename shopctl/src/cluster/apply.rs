@@ -17,7 +17,7 @@ use super::access::Permission;
 use super::release::ObjectRef;
 use super::{Cluster, FIELD_MANAGER, MANAGED_BY};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Created,
@@ -26,7 +26,7 @@ pub enum Change {
     Pruned,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ObjectChange {
     pub id: String,
     pub change: Change,

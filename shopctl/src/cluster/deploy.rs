@@ -57,7 +57,7 @@ pub struct DeployOptions {
     pub base: BasePolicy,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeployReport {
     pub environment: String,
     pub namespace: String,
@@ -76,7 +76,7 @@ pub struct DeployReport {
     pub rolled_back: Option<AutomaticRollback>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AutomaticRollback {
     pub to: u32,
     pub revision: Option<u32>,

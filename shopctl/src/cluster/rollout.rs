@@ -42,7 +42,7 @@ impl Workload {
 }
 
 /// Where a rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Progress {
     Waiting {
@@ -164,7 +164,7 @@ pub fn judge(object: &Value) -> Progress {
 }
 
 /// How one workload's wait ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WaitResult {
     pub workload: String,
     pub ready: bool,

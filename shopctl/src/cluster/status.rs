@@ -11,7 +11,7 @@ use super::apply::Resources;
 use super::release::ReleaseStore;
 use super::rollout::{self, Progress};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkloadStatus {
     pub kind: String,
     pub namespace: String,
@@ -27,7 +27,7 @@ pub struct WorkloadStatus {
     pub rollout: Progress,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AutoscalerStatus {
     pub namespace: String,
     pub name: String,
@@ -38,7 +38,7 @@ pub struct AutoscalerStatus {
     pub max: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BudgetStatus {
     pub namespace: String,
     pub name: String,
@@ -47,7 +47,7 @@ pub struct BudgetStatus {
     pub disruptions_allowed: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReleaseSummary {
     pub revision: u32,
     pub status: super::release::ReleaseStatus,
@@ -55,7 +55,7 @@ pub struct ReleaseSummary {
     pub applied_by: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusReport {
     pub environment: String,
     pub server: String,

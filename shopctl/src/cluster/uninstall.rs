@@ -17,7 +17,7 @@ use super::access::{self, Permission};
 use super::apply::{Resources, still_ours};
 use super::release::{RELEASE_OF, ReleaseStore};
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Uninstalled {
     /// The release uninstalled.
     pub revision: u32,

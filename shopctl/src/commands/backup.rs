@@ -10,7 +10,7 @@ use shopctl::local::state::{ComponentState, StateDir};
 
 use super::cluster::ClusterArgs;
 use super::local::local_state;
-use super::{EnvArgs, Outcome};
+use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -31,7 +31,10 @@ pub struct BackupArgs {
 #[derive(Debug, Subcommand)]
 enum BackupAction {
     /// List the environment's backups with age, size and verification.
-    List,
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
     /// Prove a backup restores: restore it into a scratch database and compare.
     Verify {
         /// Backup id (default: the newest).
@@ -88,8 +91,8 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
             );
             println!("{}", manifest.id);
         }
-        Some(BackupAction::List) => {
-            print_backups(&BackupDir::new(dir.path().join("backups")).list()?);
+        Some(BackupAction::List { output }) => {
+            super::db::print_backups(&BackupDir::new(dir.path().join("backups")).list()?, output)?;
         }
         Some(BackupAction::Verify { backup: id }) => {
             let (url, backups) = local_database(&dir, DbRole::Backup)?;
@@ -103,25 +106,6 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn print_backups(backups: &[Manifest]) {
-    for backup in backups {
-        let verified = match &backup.verification {
-            Some(v) if v.ok => "verified",
-            Some(_) => "VERIFICATION FAILED",
-            None => "not verified",
-        };
-        println!(
-            "{}  {}  {} bytes  {verified}",
-            backup.id,
-            backup.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-            backup.size_bytes
-        );
-    }
-    if backups.is_empty() {
-        eprintln!("no backups yet; `shopctl backup` takes one");
-    }
-}
-
 /// A cluster environment: trigger the backup CronJob as a Job, optionally follow it and
 /// find the backup it wrote; list the environment's bucket.
 fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
@@ -131,9 +115,9 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
         environment.backup.bucket, environment.backup.prefix
     );
     match args.action {
-        Some(BackupAction::List) => {
+        Some(BackupAction::List { output }) => {
             let backups = super::block_on(async { Location::parse(&bucket).await?.list().await })?;
-            print_backups(&backups);
+            super::db::print_backups(&backups, output)?;
             Ok(Outcome::Success)
         }
         Some(BackupAction::Verify { backup }) => super::block_on(async {

@@ -19,8 +19,8 @@ use shopctl::secrets::SecretSource;
 use shopctl::validate::{self, ClusterTarget, Selection};
 
 use super::cluster::{ClusterArgs, print_deploy_table, progress_reporter};
-use super::infra::{confirm, phase};
-use super::local::UpArgs;
+use super::infra::phase;
+use super::up::UpArgs;
 use super::{EnvArgs, Outcome};
 
 #[derive(Debug, Args)]
@@ -102,8 +102,11 @@ fn failed_in(name: &str, env: &str) -> impl FnOnce(anyhow::Error) -> anyhow::Err
     move |err| err.context(message)
 }
 
-pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
-    let (templates, environment) = args.env.load()?;
+pub(super) fn up(
+    args: UpArgs,
+    templates: shopctl::templates::Templates,
+    environment: shopctl::env::Environment,
+) -> anyhow::Result<Outcome> {
     let env = environment.name.clone();
     let secrets = SecretSource::new(&env, None).resolve(&environment)?;
     let manifests: Vec<Value> =
@@ -132,15 +135,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
                 workspace.init(&environment).await?;
                 if workspace.plan(&environment, false, true).await? {
                     let destructive = workspace.summarise(&environment).await?.destructive().len();
-                    if destructive > 0 && !args.yes {
-                        confirm(
-                            &format!(
-                                "{destructive} resource(s) of {env} would be deleted or replaced."
-                            ),
-                            "yes",
-                            "--yes",
-                        )?;
-                    }
+                    super::confirm::by_typing(
+                        &format!("delete or replace {destructive} resource(s) of {env}"),
+                        "yes",
+                        args.yes || destructive == 0,
+                    )?;
                     workspace.apply(&environment).await?;
                 }
                 Ok(())

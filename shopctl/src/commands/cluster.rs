@@ -1,5 +1,6 @@
-//! `apply`, and the cluster side of `status`, `history` and `rollback`: connect the way
-//! kubectl does, call the library, draw progress bars on a terminal, print a table or JSON.
+//! `apply`, and the cluster side of `status`, `history`, `rollback`, `logs`, `down` and
+//! `restart`: connect the way kubectl does, call the library, draw progress bars on a
+//! terminal, print a table or JSON.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -8,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use comfy_table::{ContentArrangement, Table, presets};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use shopctl::cluster::apply::{ApplyOptions, Change};
@@ -21,8 +21,12 @@ use shopctl::render::{self, SecretMode};
 use shopctl::reports::{History, ReleaseRecord, Target};
 use shopctl::secrets::SecretSource;
 
-use super::local::{DownArgs, HistoryArgs, LogsArgs, RollbackArgs, StatusArgs};
+use super::down::DownArgs;
+use super::history::HistoryArgs;
+use super::logs::LogsArgs;
+use super::rollback::RollbackArgs;
 use super::runbook::RestartArgs;
+use super::status::StatusArgs;
 use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
 use shopctl::validate::ClusterTarget;
 
@@ -43,7 +47,10 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     /// The environment as this invocation sees it: --namespace moves the platform.
-    fn load(&self, env: &EnvArgs) -> anyhow::Result<(shopctl::templates::Templates, Environment)> {
+    pub(super) fn load(
+        &self,
+        env: &EnvArgs,
+    ) -> anyhow::Result<(shopctl::templates::Templates, Environment)> {
         let (templates, mut environment) = env.load()?;
         if let Some(namespace) = &self.namespace {
             environment.namespace = namespace.clone();
@@ -128,16 +135,6 @@ async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Resul
 
 /// Progress bars on a terminal (one per workload); plain lines as workloads settle
 /// otherwise, so CI logs show progress without control characters.
-/// A table in the house style, wrapping to the terminal.
-fn new_table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
-    table
-}
-
 pub(super) fn progress_reporter() -> ProgressCallback {
     let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let multi = MultiProgress::with_draw_target(if terminal {
@@ -324,7 +321,7 @@ fn print_rollout(results: &[WaitResult]) {
     if results.is_empty() {
         return;
     }
-    let mut table = new_table(&["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
+    let mut table = super::new_table(&["WORKLOAD", "ROLLOUT", "SECONDS", "WHY"]);
     for result in results {
         table.add_row([
             result.workload.clone(),
@@ -346,8 +343,7 @@ fn print_rollout(results: &[WaitResult]) {
     }
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
+pub(super) fn status(args: StatusArgs, environment: Environment) -> anyhow::Result<Outcome> {
     let namespaces = vec![
         environment.namespace.clone(),
         environment.observability.namespace.clone(),
@@ -357,7 +353,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         status::status(&cluster, &environment.name, &namespaces).await
     })?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&shopctl::reports::Status::Cluster(report))?
+        ),
         OutputFormat::Table => print_status(&report),
     }
     Ok(Outcome::Success)
@@ -374,7 +373,7 @@ fn print_status(report: &status::StatusReport) {
             report.environment, report.server
         ),
     }
-    let mut table = new_table(&[
+    let mut table = super::new_table(&[
         "WORKLOAD",
         "READY",
         "UP-TO-DATE",
@@ -403,7 +402,8 @@ fn print_status(report: &status::StatusReport) {
     }
     println!("{table}");
     if !report.autoscalers.is_empty() {
-        let mut table = new_table(&["AUTOSCALER", "TARGET", "CURRENT", "DESIRED", "MIN", "MAX"]);
+        let mut table =
+            super::new_table(&["AUTOSCALER", "TARGET", "CURRENT", "DESIRED", "MIN", "MAX"]);
         for h in &report.autoscalers {
             table.add_row([
                 format!("{}/{}", h.namespace, h.name),
@@ -417,7 +417,7 @@ fn print_status(report: &status::StatusReport) {
         println!("{table}");
     }
     if !report.budgets.is_empty() {
-        let mut table = new_table(&[
+        let mut table = super::new_table(&[
             "DISRUPTION BUDGET",
             "HEALTHY",
             "NEEDED",
@@ -438,8 +438,7 @@ fn print_status(report: &status::StatusReport) {
     }
 }
 
-pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
+pub(super) fn history(args: HistoryArgs, environment: Environment) -> anyhow::Result<Outcome> {
     let releases = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         ReleaseStore::new(&cluster, &environment.namespace, &environment.name)
@@ -464,7 +463,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
                 );
                 return Ok(Outcome::Success);
             }
-            let mut table = new_table(&["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
+            let mut table =
+                super::new_table(&["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST"]);
             for r in &releases {
                 table.add_row([
                     r.revision.to_string(),
@@ -482,10 +482,9 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `logs <service> --env <cluster>`: every pod's log, each line prefixed with its pod.
-pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
+pub(super) fn logs(args: LogsArgs, environment: Environment) -> anyhow::Result<Outcome> {
     use shopctl::cluster::logs::{LogEvent, LogOptions};
     use std::io::Write;
-    let (_, environment) = args.cluster.load(&args.env)?;
     let options = LogOptions {
         follow: args.follow,
         since: args.since,
@@ -523,8 +522,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `down --env <cluster>`: uninstall the release, keeping the data unless `--purge`.
-pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
+pub(super) fn down(args: DownArgs, environment: Environment) -> anyhow::Result<Outcome> {
     let what = if args.purge {
         "and delete its database volumes and release history (backups stay)"
     } else {
@@ -628,8 +626,7 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
+pub(super) fn rollback(args: RollbackArgs, environment: Environment) -> anyhow::Result<Outcome> {
     if let Some(service) = &args.service {
         let (rolled, results) = super::block_on(async {
             let cluster = connect(&args.cluster, &environment).await?;

@@ -1,11 +1,8 @@
 //! `shopctl db`: back up, restore, verify, list and prune PostgreSQL backups, anywhere a
 //! database URL reaches (a workstation, a backup job's container, CI).
 
-use std::io::IsTerminal;
-
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets};
-use shopctl::backup::{self, Location, retention};
+use shopctl::backup::{self, Location, Manifest, retention};
 
 use super::{Outcome, OutputFormat};
 
@@ -85,18 +82,36 @@ enum DbCommand {
     },
 }
 
-fn confirm(question: &str, expected: &str, yes: bool) -> anyhow::Result<()> {
-    if yes {
+/// A list of backups with age, size, rows and verification: a table, or the manifests as
+/// JSON.
+pub(super) fn print_backups(backups: &[Manifest], output: OutputFormat) -> anyhow::Result<()> {
+    if output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(backups)?);
         return Ok(());
     }
-    anyhow::ensure!(
-        std::io::stdin().is_terminal(),
-        "{question} — add --yes to confirm non-interactively"
-    );
-    eprint!("{question} Type `{expected}` to confirm: ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    anyhow::ensure!(answer.trim() == expected, "not confirmed; nothing changed");
+    if backups.is_empty() {
+        eprintln!("no backups yet; `shopctl backup` takes one");
+        return Ok(());
+    }
+    let mut table = super::new_table(&["ID", "AGE", "SIZE", "ROWS", "VERIFIED"]);
+    let now = chrono::Utc::now();
+    for backup in backups {
+        let age = now - backup.created_at;
+        let verified = match &backup.verification {
+            Some(v) if v.ok => format!("verified ({} ms restore)", v.restore_millis),
+            Some(_) => "VERIFICATION FAILED".to_owned(),
+            None => "not verified".to_owned(),
+        };
+        let rows: i64 = backup.tables.values().map(|t| t.rows).sum();
+        table.add_row([
+            backup.id.clone(),
+            format!("{}h{:02}m", age.num_hours(), age.num_minutes() % 60),
+            format!("{:.1} MiB", backup.size_bytes as f64 / 1_048_576.0),
+            rows.to_string(),
+            verified,
+        ]);
+    }
+    println!("{table}");
     Ok(())
 }
 
@@ -131,9 +146,9 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             let database = url::Url::parse(&database_url)
                 .map(|u| u.path().trim_start_matches('/').to_owned())
                 .unwrap_or_default();
-            confirm(
+            super::confirm::by_typing(
                 &format!(
-                    "restore backup {id} (taken {}) into {target}, replacing its data?",
+                    "restore backup {id} (taken {}) into {target}, replacing its data",
                     manifest.created_at
                 ),
                 &database,
@@ -164,37 +179,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
         }
         DbCommand::List { dir, output } => {
             let backups = super::block_on(async { Location::parse(&dir).await?.list().await })?;
-            match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&backups)?),
-                OutputFormat::Table => {
-                    let mut table = Table::new();
-                    table
-                        .load_preset(presets::UTF8_FULL_CONDENSED)
-                        .set_header(["ID", "AGE", "SIZE", "ROWS", "VERIFIED"]);
-                    let now = chrono::Utc::now();
-                    for backup in &backups {
-                        let age = now - backup.created_at;
-                        let verified = match &backup.verification {
-                            Some(v) if v.ok => format!("yes ({} ms restore)", v.restore_millis),
-                            Some(_) => "FAILED".to_owned(),
-                            None => "no".to_owned(),
-                        };
-                        table.add_row([
-                            backup.id.clone(),
-                            format!("{}h{:02}m", age.num_hours(), age.num_minutes() % 60),
-                            format!("{:.1} MiB", backup.size_bytes as f64 / 1_048_576.0),
-                            backup
-                                .tables
-                                .values()
-                                .map(|t| t.rows)
-                                .sum::<i64>()
-                                .to_string(),
-                            verified,
-                        ]);
-                    }
-                    println!("{table}");
-                }
-            }
+            print_backups(&backups, output)?;
         }
         DbCommand::Prune {
             dir,
@@ -212,8 +197,8 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
                 eprintln!("keeping {} backups", plan.keep.len());
                 return Ok(Outcome::Success);
             }
-            confirm(
-                &format!("delete {} backups?", plan.delete.len()),
+            super::confirm::by_typing(
+                &format!("delete {} backups", plan.delete.len()),
                 "delete",
                 yes,
             )?;

@@ -2,16 +2,16 @@
 //! the environment's backend and variables, and state locks. Every subcommand first checks
 //! the tools and that the AWS credentials belong to the environment's account.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets};
 use shopctl::env::Environment;
 use shopctl::env::model::Provider;
 use shopctl::infra::terraform::{PlanSummary, Workspace, since};
 use shopctl::infra::{self, bootstrap, locks};
+use shopctl::reports::{InfraBootstrap, InfraLocks, InfraPlan};
 
 use super::{EnvArgs, Outcome, OutputFormat};
 
@@ -127,30 +127,53 @@ async fn prepared(
     Ok((environment, config, workspace))
 }
 
-fn print_summary(
-    summary: &PlanSummary,
-    output: OutputFormat,
-    environment: &str,
-    extra: serde_json::Value,
-) -> anyhow::Result<()> {
+/// How a plan is made: for a change, for destruction, or to detect drift.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PlanFor {
+    Change,
+    Destroy,
+    /// A scheduled check must not block a deploy: it takes no lock.
+    Drift,
+}
+
+/// Prepares the stack, plans and summarises: the shared first half of plan, apply,
+/// destroy and drift. The flag is Terraform's verdict (any difference, outputs included);
+/// the report's `changes` says whether any resource changes.
+async fn plan_and_summarise(
+    stack: &StackArgs,
+    purpose: PlanFor,
+) -> anyhow::Result<(Environment, Workspace, bool, InfraPlan)> {
+    let (environment, _, workspace) = prepared(stack).await?;
+    let (name, destroy, lock) = match purpose {
+        PlanFor::Change => ("terraform plan", false, true),
+        PlanFor::Destroy => ("terraform plan -destroy", true, true),
+        PlanFor::Drift => ("terraform plan (drift)", false, false),
+    };
+    let changes = phase(name, workspace.plan(&environment, destroy, lock)).await?;
+    let summary = if changes {
+        workspace.summarise(&environment).await?
+    } else {
+        PlanSummary::default()
+    };
+    let report = InfraPlan {
+        environment: environment.name.clone(),
+        changes: !summary.is_empty(),
+        summary,
+        applied: None,
+        drift: None,
+    };
+    Ok((environment, workspace, changes, report))
+}
+
+fn print_plan(report: &InfraPlan, output: OutputFormat) -> anyhow::Result<()> {
+    let summary = &report.summary;
     match output {
-        OutputFormat::Json => {
-            let mut report = serde_json::json!({"environment": environment, "changes": !summary.is_empty(), "summary": summary});
-            if let (Some(report), Some(extra)) = (report.as_object_mut(), extra.as_object()) {
-                report.extend(extra.clone());
-            }
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
         OutputFormat::Table if summary.is_empty() => {
             println!("no changes: the infrastructure matches the configuration")
         }
         OutputFormat::Table => {
-            let mut table = Table::new();
-            table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
-                "ACTION",
-                "RESOURCE TYPE",
-                "COUNT",
-            ]);
+            let mut table = super::new_table(&["ACTION", "RESOURCE TYPE", "COUNT"]);
             for (action, types) in &summary.counts {
                 let shown = if action == "delete" || action == "replace" {
                     format!("{} (DESTRUCTIVE)", action.to_uppercase())
@@ -167,20 +190,6 @@ fn print_summary(
             }
         }
     }
-    Ok(())
-}
-
-/// Asks on a terminal; refuses without one, naming the flag that confirms.
-pub(super) fn confirm(question: &str, expected: &str, flag: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        std::io::stdin().is_terminal(),
-        "{question}: not confirmed (no terminal); pass {flag} to confirm non-interactively"
-    );
-    eprint!("{question} Type `{expected}` to confirm: ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    anyhow::ensure!(answer.trim() == expected, "not confirmed; nothing changed");
     Ok(())
 }
 
@@ -207,9 +216,11 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 match output {
                     OutputFormat::Json => println!(
                         "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({"environment": environment.name, "dry_run": dry_run, "steps": steps})
-                        )?
+                        serde_json::to_string_pretty(&InfraBootstrap {
+                            environment: environment.name.clone(),
+                            dry_run,
+                            steps: steps.clone(),
+                        })?
                     ),
                     OutputFormat::Table => {
                         for step in &steps {
@@ -220,42 +231,27 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Success)
             }
             InfraCommand::Plan(stack) => {
-                let (environment, _, workspace) = prepared(&stack).await?;
-                phase("terraform plan", workspace.plan(&environment, false, true)).await?;
-                let summary = workspace.summarise(&environment).await?;
-                print_summary(
-                    &summary,
-                    stack.output,
-                    &environment.name,
-                    serde_json::json!({}),
-                )?;
+                let (_, _, _, report) = plan_and_summarise(&stack, PlanFor::Change).await?;
+                print_plan(&report, stack.output)?;
                 Ok(Outcome::Success)
             }
             InfraCommand::Apply { stack, yes } => {
-                let (environment, _, workspace) = prepared(&stack).await?;
-                let changes =
-                    phase("terraform plan", workspace.plan(&environment, false, true)).await?;
-                let summary = workspace.summarise(&environment).await?;
-                print_summary(
-                    &summary,
-                    stack.output,
-                    &environment.name,
-                    serde_json::json!({"applied": changes}),
-                )?;
+                let (environment, workspace, changes, mut report) =
+                    plan_and_summarise(&stack, PlanFor::Change).await?;
+                report.applied = Some(changes);
+                print_plan(&report, stack.output)?;
                 if !changes {
                     return Ok(Outcome::Success);
                 }
-                let destructive = summary.destructive().len();
-                if destructive > 0 && !yes {
-                    confirm(
-                        &format!(
-                            "{destructive} resource(s) of {} would be deleted or replaced.",
-                            environment.name
-                        ),
-                        "yes",
-                        "--yes",
-                    )?;
-                }
+                let destructive = report.summary.destructive().len();
+                super::confirm::by_typing(
+                    &format!(
+                        "delete or replace {destructive} resource(s) of {}",
+                        environment.name
+                    ),
+                    "yes",
+                    yes || destructive == 0,
+                )?;
                 phase("terraform apply", workspace.apply(&environment)).await?;
                 Ok(Outcome::Success)
             }
@@ -263,27 +259,17 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 stack,
                 confirm: confirmed,
             } => {
-                let (environment, _, workspace) = prepared(&stack).await?;
-                phase(
-                    "terraform plan -destroy",
-                    workspace.plan(&environment, true, true),
-                )
-                .await?;
-                let summary = workspace.summarise(&environment).await?;
-                print_summary(
-                    &summary,
-                    stack.output,
-                    &environment.name,
-                    serde_json::json!({}),
-                )?;
+                let (environment, workspace, _, report) =
+                    plan_and_summarise(&stack, PlanFor::Destroy).await?;
+                print_plan(&report, stack.output)?;
                 match confirmed {
                     Some(name) => anyhow::ensure!(
                         name == environment.name,
                         "--confirm {name} does not name the environment being destroyed ({})",
                         environment.name
                     ),
-                    None => confirm(
-                        &format!("This destroys the infrastructure of {}.", environment.name),
+                    None => super::confirm::prompt(
+                        &format!("destroy the infrastructure of {}", environment.name),
                         &environment.name,
                         "--confirm <env>",
                     )?,
@@ -292,24 +278,10 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Success)
             }
             InfraCommand::Drift(stack) => {
-                let (environment, _, workspace) = prepared(&stack).await?;
-                // A scheduled check must not block a deploy: it takes no lock.
-                let drifted = phase(
-                    "terraform plan (drift)",
-                    workspace.plan(&environment, false, false),
-                )
-                .await?;
-                let summary = if drifted {
-                    workspace.summarise(&environment).await?
-                } else {
-                    PlanSummary::default()
-                };
-                print_summary(
-                    &summary,
-                    stack.output,
-                    &environment.name,
-                    serde_json::json!({"drift": drifted}),
-                )?;
+                let (_, _, drifted, mut report) =
+                    plan_and_summarise(&stack, PlanFor::Drift).await?;
+                report.drift = Some(drifted);
+                print_plan(&report, stack.output)?;
                 Ok(if drifted {
                     Outcome::CheckFailed
                 } else {
@@ -325,22 +297,17 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 match stack.output {
                     OutputFormat::Json => println!(
                         "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({"environment": environment.name, "locks": held})
-                        )?
+                        serde_json::to_string_pretty(&InfraLocks {
+                            environment: environment.name.clone(),
+                            locks: held.clone(),
+                        })?
                     ),
                     OutputFormat::Table if held.is_empty() => {
                         println!("no locks held on the state of {}", environment.name)
                     }
                     OutputFormat::Table => {
-                        let mut table = Table::new();
-                        table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
-                            "LOCK ID",
-                            "WHO",
-                            "OPERATION",
-                            "SINCE",
-                            "WHERE",
-                        ]);
+                        let mut table =
+                            super::new_table(&["LOCK ID", "WHO", "OPERATION", "SINCE", "WHERE"]);
                         for lock in &held {
                             table.add_row([
                                 lock.id.clone(),
@@ -388,16 +355,14 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                     lock.operation,
                     lock.created
                 );
-                if !yes {
-                    confirm(
-                        &format!(
-                            "Release lock {lock_id} held by {} ({})?",
-                            lock.who, lock.operation
-                        ),
-                        "yes",
-                        "--yes",
-                    )?;
-                }
+                super::confirm::by_typing(
+                    &format!(
+                        "release lock {lock_id} held by {} ({})",
+                        lock.who, lock.operation
+                    ),
+                    "yes",
+                    yes,
+                )?;
                 phase("terraform init", workspace.init(&environment)).await?;
                 phase(
                     "terraform force-unlock",

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use comfy_table::{ContentArrangement, Table, presets};
 use shopctl::lint::{self, Context, Report};
 use shopctl::manifest;
 use shopctl::render::{self, SecretMode};
@@ -60,11 +59,7 @@ pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
 
 fn print_table(report: &Report) {
     if !report.findings.is_empty() {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(["CHECK", "SEVERITY", "OBJECT", "PROBLEM", "FIX"]);
+        let mut table = super::new_table(&["CHECK", "SEVERITY", "OBJECT", "PROBLEM", "FIX"]);
         for finding in &report.findings {
             let severity = match &finding.suppressed {
                 Some(_) => "suppressed".to_owned(),

@@ -1,5 +1,6 @@
-//! `up`, `down`, `status` and `logs` for the local target, and the hidden `supervise`
-//! that `up` starts in the background.
+//! The local target of `up`, `down`, `status`, `history`, `rollback` and `logs` (their
+//! commands choose the target), and the hidden `supervise` that `up` starts in the
+//! background.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
@@ -7,132 +8,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use comfy_table::{Table, presets};
 use shopctl::db_roles;
+use shopctl::env::Environment;
 use shopctl::env::model::Provider;
 use shopctl::local::events::Event;
 use shopctl::local::release::{Desired, ReleaseStore};
 use shopctl::local::state::{ComponentState, State, StateDir};
 use shopctl::local::{binaries, supervisor};
-use shopctl::reports::{History, ReleaseRecord, Target};
+use shopctl::reports::{History, LocalStatus, ReleaseRecord, Status, Target};
 use shopctl::templates::Templates;
 
-use super::cluster::ClusterArgs;
+use super::down::DownArgs;
+use super::history::HistoryArgs;
+use super::logs::LogsArgs;
+use super::rollback::RollbackArgs;
+use super::status::StatusArgs;
+use super::up::UpArgs;
 use super::{EnvArgs, Outcome, OutputFormat};
-
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    /// Stay attached; Ctrl-C stops everything (local).
-    #[arg(long)]
-    foreground: bool,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Clusters: deploy onto the cluster the kubeconfig points at, without provisioning
-    /// (no bootstrap, terraform or kubeconfig phases).
-    #[arg(long)]
-    pub skip_infra: bool,
-    /// Clusters: go back to the previous release if the rollout fails.
-    #[arg(long)]
-    pub atomic: bool,
-    /// Clusters: confirm infrastructure changes that delete or replace resources.
-    #[arg(long)]
-    pub yes: bool,
-    /// Clusters: how long to wait for the rollout, e.g. 10m.
-    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
-    pub timeout: std::time::Duration,
-    /// Clusters: Terraform root module (default: terraform/envs/<env>).
-    #[arg(long, value_name = "DIR")]
-    pub stack: Option<std::path::PathBuf>,
-    /// Clusters: releases to keep in the history.
-    #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
-    pub history_max: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct DownArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Also delete the data: locally the private database and logs; on a cluster the
-    /// database's volume claims and the release history (backups are always kept).
-    #[arg(long)]
-    pub purge: bool,
-    /// Do not ask first (on a cluster `down` always asks; locally only with --purge).
-    #[arg(long)]
-    pub yes: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Locally: ml, backend, frontend, postgres, redis, prometheus or supervisor; on a
-    /// cluster: frontend, backend or ml (every pod, each line prefixed with its pod).
-    pub service: String,
-    /// Keep printing new lines (on a cluster, from pods that start later too).
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Only the last N lines (of each pod).
-    #[arg(long, value_name = "N")]
-    pub tail: Option<usize>,
-    /// Only lines newer than this, e.g. 10m (clusters).
-    #[arg(long, value_parser = super::parse_duration)]
-    pub since: Option<Duration>,
-    /// The previous instance of each pod's container: what a crashed container printed
-    /// before it restarted (clusters).
-    #[arg(long)]
-    pub previous: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct RollbackArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Revision to restore (default: the one before the running release; with --service,
-    /// the Deployment revision before the current one).
-    #[arg(long)]
-    pub to: Option<u32>,
-    /// Roll back only this Deployment, as `kubectl rollout undo` does (clusters only).
-    #[arg(long)]
-    pub service: Option<String>,
-    /// How long to wait for the rollback's rollout (clusters), e.g. 90s or 5m.
-    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
-    pub timeout: std::time::Duration,
-    /// Releases to keep in the history (clusters).
-    #[arg(long, env = "SHOPCTL_HISTORY_MAX", default_value_t = 10)]
-    pub history_max: usize,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
 
 #[derive(Debug, Args)]
 pub struct SuperviseArgs {
@@ -155,13 +47,12 @@ pub(super) fn local_state(env: &EnvArgs) -> anyhow::Result<(Templates, StateDir)
     Ok((templates, StateDir::resolve(&environment.name)))
 }
 
-pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
-    let (_, dir) = local_state(&args.env)?;
-    let (_, environment) = args.env.load()?;
+pub(super) fn up(args: UpArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     let binaries =
         binaries::locate(|| eprintln!("building the services (first run from a checkout)…"))?;
     dir.create()?;
-    let desired = Desired::from(&environment, &binaries)?;
+    let desired = Desired::from(environment, &binaries)?;
     let store = ReleaseStore::new(dir.path());
     if let Some(state) = dir.read()? {
         if state.supervisor.is_alive() {
@@ -324,11 +215,8 @@ pub fn supervise(args: SuperviseArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
-    if args.env.is_cluster()? {
-        return super::cluster::down(args);
-    }
-    let (_, dir) = local_state(&args.env)?;
+pub(super) fn down(args: DownArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     if args.purge {
         super::confirm::by_typing_the_name(
             &args.env.name,
@@ -369,8 +257,8 @@ fn stop(dir: &StateDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
-    let (_, dir) = local_state(&args.env)?;
+pub(super) fn rollback(args: RollbackArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     let store = ReleaseStore::new(dir.path());
     let releases = store.list()?;
     anyhow::ensure!(
@@ -406,8 +294,8 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<Outcome> {
     start(&args.env, &dir, release.revision, false)
 }
 
-pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
-    let (_, dir) = local_state(&args.env)?;
+pub(super) fn history(args: HistoryArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     let releases = ReleaseStore::new(dir.path()).list()?;
     let current = dir
         .read()?
@@ -424,10 +312,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         OutputFormat::Table => {
-            let mut table = Table::new();
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_header(["REVISION", "APPLIED", "BY", "CAUSE", "DIGEST", ""]);
+            let mut table = super::new_table(&["REVISION", "APPLIED", "BY", "CAUSE", "DIGEST", ""]);
             for release in &releases {
                 table.add_row([
                     release.revision.to_string(),
@@ -448,8 +333,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
-    let (_, dir) = local_state(&args.env)?;
+pub(super) fn status(args: StatusArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     let state = match dir.read()? {
         Some(state) if state.supervisor.is_alive() => state,
         Some(_) => {
@@ -475,7 +360,7 @@ fn not_running(output: OutputFormat) -> anyhow::Result<Outcome> {
     match output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::json!({"running": false, "components": []})
+            serde_json::to_string_pretty(&Status::Local(LocalStatus::stopped()))?
         ),
         OutputFormat::Table => println!("not running; `shopctl up` starts it"),
     }
@@ -485,28 +370,14 @@ fn not_running(output: OutputFormat) -> anyhow::Result<Outcome> {
 fn print_status(state: &State, output: OutputFormat) {
     match output {
         OutputFormat::Json => {
-            let report = serde_json::json!({
-                "running": true,
-                "environment": state.environment,
-                "supervisor_pid": state.supervisor.pid,
-                "revision": state.revision,
-                "started_at": state.started_at,
-                "components": state.components,
-            });
+            let report = Status::Local(LocalStatus::of(state));
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
         OutputFormat::Table => {
-            let mut table = Table::new();
-            table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
-                "COMPONENT",
-                "STATE",
-                "URL",
-                "PID",
-                "RESTARTS",
-            ]);
+            let mut table = super::new_table(&["COMPONENT", "STATE", "URL", "PID", "RESTARTS"]);
             for component in &state.components {
                 table.add_row([
                     component.name.clone(),
@@ -527,15 +398,12 @@ fn print_status(state: &State, output: OutputFormat) {
     }
 }
 
-pub fn logs(args: LogsArgs) -> anyhow::Result<Outcome> {
-    if args.env.is_cluster()? {
-        return super::cluster::logs(args);
-    }
+pub(super) fn logs(args: LogsArgs, environment: &Environment) -> anyhow::Result<Outcome> {
     anyhow::ensure!(
         args.since.is_none() && !args.previous,
         "--since and --previous read a cluster's pod logs; the local platform keeps one log file per component"
     );
-    let (_, dir) = local_state(&args.env)?;
+    let dir = StateDir::resolve(&environment.name);
     let path = dir.log(&args.service);
     let mut file = std::fs::File::open(&path).with_context(|| {
         format!(

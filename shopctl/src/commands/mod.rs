@@ -6,12 +6,18 @@ mod cloud;
 mod cluster;
 mod confirm;
 mod db;
+mod down;
+mod history;
 mod infra;
 mod lint;
 mod local;
+mod logs;
 mod render;
+mod rollback;
 mod runbook;
 mod schema;
+mod status;
+mod up;
 mod validate;
 
 use std::path::PathBuf;
@@ -45,22 +51,22 @@ enum Command {
     Apply(cluster::ApplyArgs),
     /// Bring an environment up: locally (--env local, the default) or in the cloud
     /// (bootstrap, terraform, kubeconfig, apply --wait, validate).
-    Up(local::UpArgs),
+    Up(up::UpArgs),
     /// Write or merge the environment's EKS cluster into a kubeconfig (no aws CLI needed).
     Kubeconfig(cloud::KubeconfigArgs),
     /// Print an EKS bearer token as an ExecCredential (what the kubeconfig entry runs).
     #[command(hide = true)]
     EksToken(cloud::EksTokenArgs),
     /// Stop what `up` started (data is kept unless --purge).
-    Down(local::DownArgs),
+    Down(down::DownArgs),
     /// Show what runs, where, and whether it is ready (workloads, autoscalers, budgets).
-    Status(local::StatusArgs),
+    Status(status::StatusArgs),
     /// Print (or follow) a component's log.
-    Logs(local::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Go back to a previous release (as a new revision), or one Deployment with --service.
-    Rollback(local::RollbackArgs),
+    Rollback(rollback::RollbackArgs),
     /// List releases: revision, time, who, why.
-    History(local::HistoryArgs),
+    History(history::HistoryArgs),
     /// Check that an environment is healthy, and say why not.
     Validate(validate::ValidateArgs),
     /// Back up, restore, verify, list and prune PostgreSQL backups.
@@ -101,20 +107,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Render(args) => render::run(args),
         Command::Lint(args) => lint::run(args),
-        Command::Up(args) if args.env.is_cluster()? => cloud::up(args),
-        Command::Up(args) => local::up(args),
+        Command::Up(args) => up::exec(args),
         Command::Kubeconfig(args) => cloud::kubeconfig(args),
         Command::EksToken(args) => cloud::eks_token(args),
-        Command::Down(args) => local::down(args),
+        Command::Down(args) => down::exec(args),
         Command::Infra(args) => infra::run(args),
         Command::Apply(args) => cluster::apply(args),
-        Command::Status(args) if args.env.is_cluster()? => cluster::status(args),
-        Command::Status(args) => local::status(args),
-        Command::Logs(args) => local::logs(args),
-        Command::Rollback(args) if args.env.is_cluster()? => cluster::rollback(args),
-        Command::Rollback(args) => local::rollback(args),
-        Command::History(args) if args.env.is_cluster()? => cluster::history(args),
-        Command::History(args) => local::history(args),
+        Command::Status(args) => status::exec(args),
+        Command::Logs(args) => logs::exec(args),
+        Command::Rollback(args) => rollback::exec(args),
+        Command::History(args) => history::exec(args),
         Command::Validate(args) => validate::run(args),
         Command::Db(args) => db::run(args),
         Command::Backup(args) => backup::run(args),
@@ -130,6 +132,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// synchronous at the top (prompts, terminals) and async below.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Handle::current().block_on(future)
+}
+
+/// A table in the house style, wrapping to the terminal.
+fn new_table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header);
+    table
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

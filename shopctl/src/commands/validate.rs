@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use comfy_table::{ContentArrangement, Table, presets};
 use shopctl::cluster::Cluster;
 use shopctl::env::model::Provider;
 use shopctl::local::state::StateDir;
@@ -103,11 +102,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
 }
 
 pub(super) fn print_table(report: &Report) {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(["CHECK", "CATEGORY", "STATUS", "DETAIL", "WHAT TO DO"]);
+    let mut table = super::new_table(&["CHECK", "CATEGORY", "STATUS", "DETAIL", "WHAT TO DO"]);
     for check in &report.checks {
         let status = match check.verdict.status {
             Status::Pass => "pass",

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::env::Environment;
 
 /// What bootstrap did (or, with dry run, would do) to one thing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     pub resource: String,
     /// created, configured, found, or would create / would configure.

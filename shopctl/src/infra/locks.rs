@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::env::Environment;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct StateLock {
     pub id: String,
     pub who: String,

@@ -27,7 +27,7 @@ pub struct Workspace {
 }
 
 /// One resource's planned change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ResourceChange {
     pub address: String,
     pub resource_type: String,
@@ -35,7 +35,7 @@ pub struct ResourceChange {
     pub action: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct PlanSummary {
     pub changes: Vec<ResourceChange>,
     /// action → resource type → count.

@@ -158,7 +158,7 @@ pub struct State {
     pub components: Vec<Component>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Component {
     pub name: String,
     /// `managed` when shopctl started it, `external` when given by URL.
@@ -176,7 +176,7 @@ pub struct Component {
     pub log: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentState {
     Starting,

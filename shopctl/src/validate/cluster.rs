@@ -352,8 +352,8 @@ fn restarts(snapshot: &Snapshot, namespace: &str, name: &str) -> u32 {
 }
 
 impl Target for ClusterTarget {
-    fn kind(&self) -> &'static str {
-        "cluster"
+    fn kind(&self) -> crate::reports::Target {
+        crate::reports::Target::Cluster
     }
 
     fn runs(&self, service: &str) -> bool {

@@ -117,8 +117,7 @@ pub struct CheckResult {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Report {
     pub environment: String,
-    /// `local` (processes on this machine) or `cluster`.
-    pub target: &'static str,
+    pub target: crate::reports::Target,
     pub passed: usize,
     pub warnings: usize,
     pub failed: usize,

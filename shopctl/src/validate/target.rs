@@ -44,7 +44,7 @@ pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, String>> + 
 
 pub trait Target: Send + Sync {
     /// `local` or `cluster`.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> crate::reports::Target;
     /// Whether the environment runs `service`: `frontend`, `backend`, `ml`, `prometheus`,
     /// `loki` or `tempo`.
     fn runs(&self, service: &str) -> bool;
@@ -103,8 +103,8 @@ impl LocalTarget {
 }
 
 impl Target for LocalTarget {
-    fn kind(&self) -> &'static str {
-        "local"
+    fn kind(&self) -> crate::reports::Target {
+        crate::reports::Target::Local
     }
 
     fn runs(&self, service: &str) -> bool {

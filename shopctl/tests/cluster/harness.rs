@@ -10,6 +10,7 @@ pub use crate::support::alerting::{Alertmanager, rendered_config};
 pub use crate::support::{LocalPlatform, Moto, Run, Scratch, moto, moto_with_bucket, shopctl_with};
 use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
+pub use shopmicro_common::testing::eventually;
 use shopmicro_kube_sim::resources::lookup;
 use shopmicro_kube_sim::selectors::LabelSelector;
 use shopmicro_kube_sim::{Config, Simulator};
@@ -349,16 +350,17 @@ pub async fn healthy(moto: &Moto, processes: &Processes) -> TestCluster {
     processes.serve(&cluster);
     cluster.apply(&[]);
     assert_eq!(cluster.shopctl(&["backup", "--env", "dev"]).code, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while cluster.get("batch", "CronJob", "db-backup").unwrap()["status"]["lastSuccessfulTime"]
-        .is_null()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup Job did not complete"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        "the backup Job to complete",
+        Duration::from_secs(10),
+        || {
+            let status = &cluster.get("batch", "CronJob", "db-backup").unwrap()["status"];
+            match status["lastSuccessfulTime"].is_null() {
+                true => Err(status.clone()),
+                false => Ok(()),
+            }
+        },
+    );
     cloud_fixtures(moto, &cluster).await;
     cluster
 }
@@ -454,14 +456,14 @@ pub fn while_a_job_runs<T: Send>(
     let before = job_names();
     std::thread::scope(|scope| {
         let run = scope.spawn(command);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while job_names().is_subset(&before) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {job_prefix}… Job was created"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            &format!("a {job_prefix}… Job"),
+            Duration::from_secs(30),
+            || match job_names().is_subset(&before) {
+                true => Err("none yet"),
+                false => Ok(()),
+            },
+        );
         let played = container();
         cluster.sim.hold_jobs(false);
         (run.join().unwrap(), played)

@@ -69,19 +69,23 @@ fn logs_merge_every_pod_with_its_name_and_previous_shows_what_a_crashed_containe
         ],
         0,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cluster
-        .list("", "Pod", "app.kubernetes.io/name=backend")
-        .iter()
-        .any(|p| {
-            p["status"]["containerStatuses"][0]["restartCount"]
-                .as_u64()
-                .is_some_and(|r| r >= 1)
-        })
-    {
-        assert!(Instant::now() < deadline, "no crash-looping pod restarted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "a crash-looping pod to restart",
+        Duration::from_secs(20),
+        || {
+            let pods = cluster.list("", "Pod", "app.kubernetes.io/name=backend");
+            let restarted = pods.iter().any(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_u64()
+                    .is_some_and(|r| r >= 1)
+            });
+            if restarted {
+                Ok(())
+            } else {
+                Err(serde_json::Value::from(pods))
+            }
+        },
+    );
     let previous = cluster.shopctl(&["logs", "backend", "--env", "dev", "--previous"]);
     assert!(
         previous.stdout.contains("exited with code 1"),
@@ -190,11 +194,14 @@ fn down_uninstalls_the_release_and_keeps_the_database_volume_unless_purged() {
             "app.kubernetes.io/name=postgres",
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while claims().is_empty() {
-        assert!(Instant::now() < deadline, "the StatefulSet made no claim");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        "the StatefulSet to make a claim",
+        Duration::from_secs(10),
+        || match claims().is_empty() {
+            true => Err("no claim"),
+            false => Ok(()),
+        },
+    );
     let claim_uid = claims()[0]["metadata"]["uid"].clone();
 
     cluster.refused(
@@ -322,19 +329,16 @@ async fn the_backend_outage_runbook_detects_restarts_rolls_back_and_leaves_its_t
         },
         || {
             // What `shopctl db query` prints in the Job's pod.
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let pod = loop {
+            let pod = eventually("the query Job's pod", Duration::from_secs(20), || {
                 let query = cluster.list("", "Pod", "").into_iter().find(|p| {
                     p["metadata"]["generateName"]
                         .as_str()
                         .is_some_and(|g| g.starts_with("db-query-"))
                 });
-                if let Some(pod) = query {
-                    break pod["metadata"]["name"].as_str().unwrap().to_owned();
-                }
-                assert!(Instant::now() < deadline, "no query pod");
-                std::thread::sleep(Duration::from_millis(20));
-            };
+                query
+                    .map(|pod| pod["metadata"]["name"].as_str().unwrap().to_owned())
+                    .ok_or("no pod")
+            });
             cluster.sim.write_log(NS, &pod, "query", "1");
         },
     );

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shopmicro_common::testing::eventually_async;
 
 use serde_json::Value;
 
@@ -73,23 +75,20 @@ impl Alertmanager {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
-        loop {
-            let ready = http
-                .get(format!("{}/-/ready", alertmanager.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return alertmanager;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Alertmanager did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ready = &format!("{}/-/ready", alertmanager.url);
+        eventually_async(
+            "Alertmanager to be ready",
+            Duration::from_secs(30),
+            || async move {
+                match reqwest::get(ready).await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(err) => Err(err.to_string()),
+                }
+            },
+        )
+        .await;
+        alertmanager
     }
 }
 

@@ -9,7 +9,9 @@
 //! a policy to that, and the tests say which properties they prove statically instead.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shopmicro_common::testing::eventually_async;
 
 use aws_credential_types::Credentials;
 use serde_json::Value;
@@ -77,11 +79,11 @@ async fn start(python: &[&str]) -> Moto {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(&moto.endpoint).await.is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let endpoint = &moto.endpoint;
+    eventually_async("moto to start", Duration::from_secs(30), || async move {
+        reqwest::get(endpoint).await.map(drop)
+    })
+    .await;
     moto
 }
 

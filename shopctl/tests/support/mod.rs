@@ -13,7 +13,9 @@ pub use aws::{Keys, Moto, moto, moto_with_bucket};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shopmicro_common::testing::eventually_async;
 
 pub struct Run {
     pub code: i32,
@@ -160,22 +162,20 @@ impl LocalPlatform {
 
     async fn wait_for_first_scrapes(&self) {
         let query = format!("{}/api/v1/query?query=up", self.url("prometheus"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let series: serde_json::Value = match reqwest::get(&query).await {
-                Ok(response) => response.json().await.unwrap_or_default(),
-                Err(_) => serde_json::Value::Null,
-            };
-            let scraped = series["data"]["result"].as_array().map_or(0, Vec::len);
-            if scraped >= 3 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus did not scrape the services: {series}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let query = &query;
+        eventually_async(
+            "Prometheus to scrape the services",
+            Duration::from_secs(60),
+            || async move {
+                let series: serde_json::Value = match reqwest::get(query).await {
+                    Ok(response) => response.json().await.unwrap_or_default(),
+                    Err(_) => serde_json::Value::Null,
+                };
+                let scraped = series["data"]["result"].as_array().map_or(0, Vec::len);
+                if scraped >= 3 { Ok(()) } else { Err(series) }
+            },
+        )
+        .await;
     }
 }
 

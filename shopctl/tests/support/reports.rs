@@ -14,16 +14,14 @@ use shopctl::reports::ReportKind;
 /// Checks `stdout` when `args` asked a reporting command for JSON; anything else (a
 /// refusal with empty output, a table) is the calling test's business.
 pub fn check(args: &[&str], stdout: &str) {
-    let reporting = args
-        .first()
-        .is_some_and(|command| ReportKind::from_str(command, false).is_ok());
-    if !reporting || !args.windows(2).any(|pair| pair == ["--output", "json"]) {
+    let Some(kind) = ReportKind::of_command(args) else {
         return;
-    }
+    };
     let Ok(report) = serde_json::from_str::<Value>(stdout) else {
         return;
     };
-    if let Err(err) = conforms(args[0], &report) {
+    let name = kind.to_possible_value().expect("no report is hidden");
+    if let Err(err) = conforms(name.get_name(), &report) {
         panic!("shopctl {args:?} printed a report its schema rejects: {err}\n{report:#}");
     }
 }
