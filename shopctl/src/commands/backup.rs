@@ -3,13 +3,14 @@
 //! cluster: a Job from the `db-backup` CronJob, backups in the environment's bucket.
 
 use clap::{Args, Subcommand};
-use shopctl::backup::{self, Location, Manifest, store::BackupDir};
+use shopctl::backup::{self, Location, store::BackupDir};
 use shopctl::cluster::{Cluster, jobs, restore};
 use shopctl::db_roles::DbRole;
-use shopctl::local::state::{ComponentState, StateDir};
+use shopctl::env::Environment;
+use shopctl::local::state::StateDir;
+use shopctl::reports::Target;
 
 use super::cluster::ClusterArgs;
-use super::local::local_state;
 use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
@@ -44,7 +45,7 @@ enum BackupAction {
 }
 
 /// The running local platform's database URL for `role` and its backup directory.
-fn local_database(dir: &StateDir, role: DbRole) -> anyhow::Result<(String, Location)> {
+pub(super) fn local_database(dir: &StateDir, role: DbRole) -> anyhow::Result<(String, Location)> {
     let state = dir
         .read()?
         .filter(|state| state.supervisor.is_alive())
@@ -73,11 +74,17 @@ fn local_database(dir: &StateDir, role: DbRole) -> anyhow::Result<(String, Locat
     ))
 }
 
-pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
-    if args.env.is_cluster()? {
-        return cluster_backup(args);
+pub fn exec(args: BackupArgs) -> anyhow::Result<Outcome> {
+    let (_, environment) = args.cluster.load(&args.env)?;
+    match Target::of(&environment) {
+        Target::Local => local(args, &environment),
+        Target::Cluster => cluster(args, environment),
     }
-    let (_, dir) = local_state(&args.env)?;
+}
+
+/// The local target: the database `up` runs, backups in the state directory.
+fn local(args: BackupArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
     match args.action {
         None => {
             let (url, backups) = local_database(&dir, DbRole::Backup)?;
@@ -108,8 +115,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<Outcome> {
 
 /// A cluster environment: trigger the backup CronJob as a Job, optionally follow it and
 /// find the backup it wrote; list the environment's bucket.
-fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.env.load()?;
+fn cluster(args: BackupArgs, environment: Environment) -> anyhow::Result<Outcome> {
     let bucket = format!(
         "s3://{}/{}",
         environment.backup.bucket, environment.backup.prefix
@@ -244,136 +250,4 @@ fn cluster_backup(args: BackupArgs) -> anyhow::Result<Outcome> {
             }
         }),
     }
-}
-
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    #[command(flatten)]
-    env: EnvArgs,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-    /// Clusters: how long to wait for the writers and the restore Job, e.g. 30m.
-    #[arg(long, default_value = "30m", value_parser = super::parse_duration)]
-    timeout: std::time::Duration,
-    /// Backup id (`shopctl backup list`).
-    #[arg(long)]
-    backup: String,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    yes: bool,
-}
-
-/// The services that read or write the database: stopped during a restore.
-const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
-
-/// Asks for the environment's name (or --yes) before its database is replaced.
-fn confirm_restore(args: &RestoreArgs, manifest: &Manifest) -> anyhow::Result<()> {
-    super::confirm::by_typing_the_name(
-        &args.env.name,
-        &format!(
-            "replace the `{}` environment's database with backup {} (taken {})",
-            args.env.name, args.backup, manifest.created_at
-        ),
-        args.yes,
-    )
-}
-
-/// `shopctl restore --env NAME --backup ID`: check the artefact, stop the writers,
-/// restore and compare, bring the writers back — whatever happens in between. Locally
-/// the supervisor pauses the services; on a cluster they are scaled to zero and a Job
-/// restores from inside the cluster.
-pub fn restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
-    if args.env.is_cluster()? {
-        return cluster_restore(args);
-    }
-    let (_, dir) = local_state(&args.env)?;
-    // A restore replaces the schema, which only its owner may.
-    let (url, backups) = local_database(&dir, DbRole::Owner)?;
-    let manifest = super::block_on(backup::check_artefact(&backups, &args.backup))?.0;
-    confirm_restore(&args, &manifest)?;
-
-    eprintln!("stopping the writers ({})…", WRITERS.join(", "));
-    dir.set_paused(&WRITERS)?;
-    let restored = wait_for(&dir, ComponentState::Paused)
-        .and_then(|()| super::block_on(backup::restore(&url, &backups, &args.backup)));
-    eprintln!("bringing the writers back…");
-    dir.set_paused(&[])?;
-    let back = wait_for(&dir, ComponentState::Ready);
-    let report = restored?;
-    back?;
-    eprintln!(
-        "restored {} in {} ms: {} tables, {} rows match the manifest; the platform is serving again",
-        report.id, report.millis, report.tables_checked, report.rows
-    );
-    Ok(Outcome::Success)
-}
-
-/// Waits until every writer is in `wanted` (the supervisor acts within a fraction of a second).
-fn wait_for(dir: &StateDir, wanted: ComponentState) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let state = dir
-            .read()?
-            .ok_or_else(|| anyhow::anyhow!("the local platform stopped during the restore"))?;
-        let done = WRITERS
-            .iter()
-            .all(|name| state.component(name).is_some_and(|c| c.state == wanted));
-        if done {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the writers did not become {wanted:?} within 2 minutes; see `shopctl status`"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-fn cluster_restore(args: RestoreArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.env.load()?;
-    let bucket = format!(
-        "s3://{}/{}",
-        environment.backup.bucket, environment.backup.prefix
-    );
-    super::block_on(async {
-        // The artefact is checked here, before anything in the cluster changes.
-        let location = Location::parse(&bucket).await?;
-        let manifest = backup::check_artefact(&location, &args.backup).await?.0;
-        confirm_restore(&args, &manifest)?;
-        let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
-        shopctl::cluster::restore::preflight(&cluster, &environment.namespace).await?;
-        eprintln!(
-            "stopping the writers ({}), restoring {} in a Job, bringing the writers back…",
-            shopctl::cluster::restore::WRITERS.join(", "),
-            args.backup
-        );
-        let outcome = shopctl::cluster::restore::restore(
-            &cluster,
-            &environment.namespace,
-            &bucket,
-            &args.backup,
-            args.timeout,
-            super::cluster::progress_reporter(),
-        )
-        .await?;
-        if outcome.succeeded() {
-            eprintln!(
-                "restored {} in {:.0}s (the Job checked rows and checksums against the manifest); the writers are serving again",
-                args.backup, outcome.job.seconds
-            );
-            return Ok(Outcome::Success);
-        }
-        eprintln!(
-            "the restore did not succeed: {}",
-            outcome
-                .job
-                .reason
-                .clone()
-                .unwrap_or_else(|| "the writers did not come back".into())
-        );
-        for warning in &outcome.job.warnings {
-            eprintln!("  {warning}");
-        }
-        Ok(Outcome::CheckFailed)
-    })
 }

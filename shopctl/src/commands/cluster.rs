@@ -24,8 +24,8 @@ use shopctl::secrets::SecretSource;
 use super::down::DownArgs;
 use super::history::HistoryArgs;
 use super::logs::LogsArgs;
+use super::restart::RestartArgs;
 use super::rollback::RollbackArgs;
-use super::runbook::RestartArgs;
 use super::status::StatusArgs;
 use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
 use shopctl::validate::ClusterTarget;
@@ -598,8 +598,7 @@ pub async fn run_runbook(
 }
 
 /// `restart <service> --env <cluster>`: a rollout restart, then the rollout wait.
-pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
+pub(super) fn restart(args: RestartArgs, environment: Environment) -> anyhow::Result<Outcome> {
     let results = super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let workload = shopctl::cluster::restart::restart(

@@ -21,6 +21,7 @@ use shopctl::templates::Templates;
 use super::down::DownArgs;
 use super::history::HistoryArgs;
 use super::logs::LogsArgs;
+use super::restart::RestartArgs;
 use super::rollback::RollbackArgs;
 use super::status::StatusArgs;
 use super::up::UpArgs;
@@ -397,6 +398,24 @@ fn print_status(state: &State, output: OutputFormat) {
         }
     }
 }
+
+pub(super) fn restart(args: RestartArgs, environment: &Environment) -> anyhow::Result<Outcome> {
+    let dir = StateDir::resolve(&environment.name);
+    anyhow::ensure!(
+        dir.read()?.is_some_and(|s| s.supervisor.is_alive()),
+        "the local platform is not running; `shopctl up` starts it"
+    );
+    let service = [args.service.as_str()];
+    dir.set_paused(&service)?;
+    dir.wait_for(&service, ComponentState::Paused, RESTART_WITHIN)?;
+    dir.set_paused(&[])?;
+    dir.wait_for(&service, ComponentState::Ready, RESTART_WITHIN)?;
+    eprintln!("{} restarted and ready", args.service);
+    Ok(Outcome::Success)
+}
+
+/// How long a local stop or start of a component may take.
+const RESTART_WITHIN: Duration = Duration::from_secs(120);
 
 pub(super) fn logs(args: LogsArgs, environment: &Environment) -> anyhow::Result<Outcome> {
     anyhow::ensure!(

@@ -13,6 +13,8 @@ mod lint;
 mod local;
 mod logs;
 mod render;
+mod restart;
+mod restore;
 mod rollback;
 mod runbook;
 mod schema;
@@ -74,11 +76,11 @@ enum Command {
     /// Back up the environment's database; `list` and `verify` its backups.
     Backup(backup::BackupArgs),
     /// Replace the environment's database with a backup (writers stopped meanwhile).
-    Restore(backup::RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// List, show and run the executable runbooks.
     Runbook(runbook::RunbookArgs),
     /// Restart one service and wait until it is ready again.
-    Restart(runbook::RestartArgs),
+    Restart(restart::RestartArgs),
     /// Print the JSON Schema of a command's `--output json` report.
     Schema(schema::SchemaArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
@@ -119,10 +121,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::History(args) => history::exec(args),
         Command::Validate(args) => validate::run(args),
         Command::Db(args) => db::run(args),
-        Command::Backup(args) => backup::run(args),
-        Command::Restore(args) => backup::restore(args),
+        Command::Backup(args) => backup::exec(args),
+        Command::Restore(args) => restore::exec(args),
         Command::Runbook(args) => runbook::run(args),
-        Command::Restart(args) => runbook::restart(args),
+        Command::Restart(args) => restart::exec(args),
         Command::Schema(args) => schema::exec(args),
         Command::Supervise(args) => local::supervise(args),
     }
@@ -186,12 +188,6 @@ pub struct EnvArgs {
 }
 
 impl EnvArgs {
-    /// Whether the environment runs on a Kubernetes cluster (not as local processes).
-    pub fn is_cluster(&self) -> anyhow::Result<bool> {
-        let (_, environment) = self.load()?;
-        Ok(environment.cluster.provider != shopctl::env::model::Provider::Local)
-    }
-
     pub fn load(&self) -> anyhow::Result<(Templates, Environment)> {
         let templates = Templates::select(self.templates.as_ref())?;
         let mut overrides = Override::from_env_vars(std::env::vars());

@@ -1,15 +1,15 @@
-//! `shopctl runbook list|show|run`, and `shopctl restart`, the action runbooks use most.
+//! `shopctl runbook list|show|run`: the executable runbooks, on either target.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use shopctl::local::state::{ComponentState, StateDir};
+use shopctl::local::state::StateDir;
+use shopctl::reports::Target;
 use shopctl::runbook::operator::LocalOperator;
 use shopctl::runbook::{self, Executor, RunOptions};
 use shopctl::validate::LocalTarget;
 
 use super::cluster::ClusterArgs;
-use super::local::local_state;
 use super::{EnvArgs, Outcome};
 
 #[derive(Debug, Args)]
@@ -87,12 +87,13 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
                     action_timeout,
                 })
             };
-            let outcome = if env.is_cluster()? {
+            let (_, environment) = env.load()?;
+            let outcome = if Target::of(&environment) == Target::Cluster {
                 let transcripts = StateDir::resolve(&env.name).path().join("transcripts");
                 let options = options(transcripts)?;
                 super::block_on(super::cluster::run_runbook(&env, &cluster, &book, options))?
             } else {
-                let (_, state) = local_state(&env)?;
+                let state = StateDir::resolve(&environment.name);
                 let target = LocalTarget::load(&state)?;
                 let operator = LocalOperator {
                     state_dir: state.path().to_path_buf(),
@@ -115,58 +116,4 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
             })
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct RestartArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// frontend, backend or ml.
-    pub service: String,
-    /// How long to wait for the restart's rollout (clusters), e.g. 90s or 5m.
-    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
-    pub timeout: std::time::Duration,
-}
-
-/// Restarts one service and waits until it is ready again: locally through the
-/// supervisor, on a cluster as `kubectl rollout restart` does.
-pub fn restart(args: RestartArgs) -> anyhow::Result<Outcome> {
-    anyhow::ensure!(
-        ["frontend", "backend", "ml"].contains(&args.service.as_str()),
-        "can restart frontend, backend or ml, not `{}`",
-        args.service
-    );
-    if args.env.is_cluster()? {
-        return super::cluster::restart(args);
-    }
-    let (_, dir) = local_state(&args.env)?;
-    anyhow::ensure!(
-        dir.read()?.is_some_and(|s| s.supervisor.is_alive()),
-        "the local platform is not running; `shopctl up` starts it"
-    );
-    dir.set_paused(&[args.service.as_str()])?;
-    wait_for(&dir, &args.service, ComponentState::Paused)?;
-    dir.set_paused(&[])?;
-    wait_for(&dir, &args.service, ComponentState::Ready)?;
-    eprintln!("{} restarted and ready", args.service);
-    Ok(Outcome::Success)
-}
-
-fn wait_for(dir: &StateDir, service: &str, wanted: ComponentState) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::time::Instant::now() < deadline {
-        if dir
-            .read()?
-            .and_then(|s| s.component(service).map(|c| c.state))
-            == Some(wanted)
-        {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    anyhow::bail!(
-        "{service} did not become {wanted:?} within 2 minutes; see `shopctl logs {service}`"
-    )
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,34 @@ impl StateDir {
         std::fs::write(&temporary, serde_json::to_vec(&control)?)?;
         std::fs::rename(&temporary, self.root.join("control.json"))?;
         Ok(())
+    }
+
+    /// Waits until each of `components` is in `wanted`, as the supervisor reports it (it
+    /// acts on `control.json` within a fraction of a second; a start can take longer).
+    pub fn wait_for(
+        &self,
+        components: &[&str],
+        wanted: ComponentState,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = self
+                .read()?
+                .ok_or_else(|| anyhow::anyhow!("the local platform stopped"))?;
+            let reached = components
+                .iter()
+                .all(|name| state.component(name).is_some_and(|c| c.state == wanted));
+            if reached {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not become {wanted:?} within {within:?}; see `shopctl status` and `shopctl logs <component>`",
+                components.join(", ")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn exists(&self) -> bool {
