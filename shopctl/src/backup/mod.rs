@@ -17,6 +17,10 @@ pub mod tools;
 mod dump;
 mod restore;
 
+/// The services that read or write the database: stopped while a restore replaces it, on
+/// either target.
+pub const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
+
 pub use dump::backup;
 pub use location::Location;
 pub use manifest::{Manifest, Verification};

@@ -17,8 +17,7 @@ use super::jobs::{self, JobOutcome};
 use super::rollout::{self, ProgressCallback, WaitResult, Workload};
 use super::{Cluster, FIELD_MANAGER};
 
-/// The services that read or write the database.
-pub const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
+use crate::backup::WRITERS;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreOutcome {

@@ -1,6 +1,6 @@
-//! The local target of `up`, `down`, `status`, `history`, `rollback` and `logs` (their
-//! commands choose the target), and the hidden `supervise` that `up` starts in the
-//! background.
+//! The local target of `up`, `down`, `status`, `history`, `rollback`, `restart` and
+//! `logs` (their commands choose the target), and the hidden `supervise` that `up`
+//! starts in the background.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;

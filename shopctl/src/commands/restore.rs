@@ -3,7 +3,7 @@
 //! a cluster they are scaled to zero and a Job restores from inside the cluster.
 
 use clap::Args;
-use shopctl::backup::{self, Location, Manifest};
+use shopctl::backup::{self, Location, Manifest, WRITERS};
 use shopctl::cluster::{Cluster, restore};
 use shopctl::db_roles::DbRole;
 use shopctl::env::Environment;
@@ -30,9 +30,6 @@ pub struct RestoreArgs {
     #[arg(long)]
     yes: bool,
 }
-
-/// The services that read or write the database: stopped during a restore.
-const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
 
 /// Asks for the environment's name (or --yes) before its database is replaced.
 fn confirm_restore(args: &RestoreArgs, manifest: &Manifest) -> anyhow::Result<()> {
@@ -97,7 +94,7 @@ fn cluster(args: RestoreArgs, environment: Environment) -> anyhow::Result<Outcom
         restore::preflight(&cluster, &environment.namespace).await?;
         eprintln!(
             "stopping the writers ({}), restoring {} in a Job, bringing the writers back…",
-            restore::WRITERS.join(", "),
+            WRITERS.join(", "),
             args.backup
         );
         let outcome = restore::restore(
