@@ -2,8 +2,7 @@
 //! `logs` (their commands choose the target), and the hidden `supervise` that `up`
 //! starts in the background.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,7 +13,7 @@ use shopctl::env::model::Provider;
 use shopctl::local::events::Event;
 use shopctl::local::release::{Desired, ReleaseStore};
 use shopctl::local::state::{ComponentState, State, StateDir};
-use shopctl::local::{binaries, supervisor};
+use shopctl::local::{binaries, launch, supervisor};
 use shopctl::reports::{History, LocalStatus, ReleaseRecord, Status, Target};
 use shopctl::templates::Templates;
 
@@ -89,61 +88,21 @@ fn start(
     if foreground {
         return supervise_here(env, dir, revision);
     }
-    let exe = std::env::current_exe()?;
-    let supervisor_log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.log("supervisor"))?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .arg("supervise")
-        .arg("--env")
-        .arg(&env.name)
-        .arg("--revision")
-        .arg(revision.to_string());
-    if let Some(templates) = &env.templates {
-        command.arg("--templates").arg(templates);
-    }
-    // Its own process group: a Ctrl-C in this terminal must not stop the platform.
-    use std::os::unix::process::CommandExt;
-    let mut child = command
-        .env("SHOPCTL_STATE_DIR", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(supervisor_log)
-        .process_group(0)
-        .spawn()
-        .context("starting the supervisor")?;
-    let stdout = child.stdout.take().context("supervisor output")?;
     let began = Instant::now();
-    for line in BufReader::new(stdout).lines() {
-        let Ok(event) = serde_json::from_str::<Event>(&line?) else {
-            continue;
-        };
-        match event {
-            Event::AllReady { storefront } => {
-                eprintln!("ready in {:.1}s", began.elapsed().as_secs_f64());
-                if let Some(state) = dir.read()? {
-                    print_status(&state, OutputFormat::Table);
-                }
-                println!("storefront: {storefront}");
-                eprintln!(
-                    "`shopctl down` stops it; `shopctl logs backend -f` follows a service's log"
-                );
-                return Ok(Outcome::Success);
-            }
-            Event::Failed { component, message } => {
-                let _ = child.wait();
-                anyhow::bail!("{component}: {message}");
-            }
-            other => print_event(&other),
-        }
+    let supervisor = launch::Supervisor {
+        program: std::env::current_exe()?,
+        environment: env.name.clone(),
+        templates: env.templates.clone(),
+        revision,
+    };
+    let storefront = launch::start(dir, &supervisor, print_event)?;
+    eprintln!("ready in {:.1}s", began.elapsed().as_secs_f64());
+    if let Some(state) = dir.read()? {
+        print_status(&state, OutputFormat::Table);
     }
-    let _ = child.wait();
-    anyhow::bail!(
-        "the supervisor stopped before the platform was ready; see {}",
-        dir.log("supervisor").display()
-    )
+    println!("storefront: {storefront}");
+    eprintln!("`shopctl down` stops it; `shopctl logs backend -f` follows a service's log");
+    Ok(Outcome::Success)
 }
 
 fn print_event(event: &Event) {

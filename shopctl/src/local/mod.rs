@@ -9,6 +9,7 @@
 
 pub mod binaries;
 pub mod events;
+pub mod launch;
 pub mod postgres;
 pub mod process;
 pub mod release;
