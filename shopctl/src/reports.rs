@@ -87,9 +87,7 @@ impl ReportKind {
         );
         schema.to_value()
     }
-}
 
-impl ReportKind {
     /// The report a command line (without the program name) prints, when it asks for
     /// `--output json` from a command that has one.
     pub fn of_command(args: &[&str]) -> Option<ReportKind> {
