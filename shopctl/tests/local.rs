@@ -604,6 +604,11 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
         "{}",
         text(&listed.stdout)
     );
+    // The same list for CI, checked against `shopctl schema backups` by the harness.
+    let listed = shopctl_in(&state, &["backup", "list", "--output", "json"], None);
+    let manifests: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(manifests[0]["id"], id.as_str(), "{manifests:#}");
+    assert!(manifests[0].get("verification").is_none(), "{manifests:#}");
 
     let verified = shopctl_in(&state, &["backup", "verify"], None);
     assert!(verified.status.success(), "{}", text(&verified.stderr));

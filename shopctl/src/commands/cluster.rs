@@ -573,14 +573,13 @@ pub(super) fn down(args: DownArgs, environment: Environment) -> anyhow::Result<O
 /// pods, SQL in a Job, actions as shopctl commands on the same cluster, the run recorded
 /// in the cluster.
 pub async fn run_runbook(
-    env: &EnvArgs,
+    environment: &Environment,
     args: &ClusterArgs,
     book: &shopctl::runbook::Runbook,
     options: shopctl::runbook::RunOptions,
 ) -> anyhow::Result<shopctl::runbook::RunOutcome> {
-    let (_, environment) = args.load(env)?;
-    let cluster = connect(args, &environment).await?;
-    let target = ClusterTarget::load(&cluster, &environment).await?;
+    let cluster = connect(args, environment).await?;
+    let target = ClusterTarget::load(&cluster, environment).await?;
     let operator = shopctl::cluster::runbook::ClusterOperator {
         cluster,
         namespace: environment.namespace.clone(),

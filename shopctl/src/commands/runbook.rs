@@ -87,11 +87,17 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
                     action_timeout,
                 })
             };
-            let (_, environment) = env.load()?;
+            // --namespace moves the platform, as for every cluster verb.
+            let (_, environment) = cluster.load(&env)?;
             let outcome = if Target::of(&environment) == Target::Cluster {
                 let transcripts = StateDir::resolve(&env.name).path().join("transcripts");
                 let options = options(transcripts)?;
-                super::block_on(super::cluster::run_runbook(&env, &cluster, &book, options))?
+                super::block_on(super::cluster::run_runbook(
+                    &environment,
+                    &cluster,
+                    &book,
+                    options,
+                ))?
             } else {
                 let state = StateDir::resolve(&environment.name);
                 let target = LocalTarget::load(&state)?;

@@ -247,4 +247,57 @@ mod tests {
         assert!(dir.try_lock().unwrap().is_some(), "released on drop");
         std::fs::remove_dir_all(&dir.root).unwrap();
     }
+
+    fn with_backend(dir: &StateDir, state: ComponentState) {
+        let component = |name: &str, state| Component {
+            name: name.into(),
+            origin: "managed".into(),
+            state,
+            process: None,
+            port: None,
+            url: None,
+            restarts: 0,
+            log: None,
+        };
+        dir.write(&State {
+            environment: "local".into(),
+            revision: Some(1),
+            supervisor: ProcessId::current(),
+            started_at: String::new(),
+            components: vec![
+                component("ml", ComponentState::Ready),
+                component("backend", state),
+            ],
+        })
+        .unwrap();
+    }
+
+    /// Waiting for components: done when every one is there, a clear error naming them
+    /// after the deadline, and an immediate one when the platform is gone.
+    #[test]
+    fn waiting_for_components_ends_when_all_arrive_or_says_which_did_not() {
+        let dir = StateDir {
+            root: std::env::temp_dir().join(format!("shopctl-wait-{}", std::process::id())),
+        };
+        dir.create().unwrap();
+        let short = Duration::from_millis(300);
+        with_backend(&dir, ComponentState::Ready);
+        dir.wait_for(&["ml", "backend"], ComponentState::Ready, short)
+            .unwrap();
+
+        with_backend(&dir, ComponentState::Restarting);
+        let err = dir
+            .wait_for(&["ml", "backend"], ComponentState::Ready, short)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("ml, backend did not become Ready"), "{err}");
+
+        dir.remove_state().unwrap();
+        let err = dir
+            .wait_for(&["backend"], ComponentState::Paused, short)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "the local platform stopped");
+        std::fs::remove_dir_all(&dir.root).unwrap();
+    }
 }
