@@ -10,6 +10,8 @@ pub mod infra;
 pub mod lint;
 pub mod local;
 pub mod manifest;
+pub mod platform;
+pub mod release;
 pub mod render;
 pub mod reports;
 pub mod runbook;

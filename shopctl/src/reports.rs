@@ -23,9 +23,10 @@ pub enum ReportKind {
     Status,
     /// `shopctl apply --output json`
     Apply,
-    /// `shopctl rollback --output json` (a whole release; `--service` prints a table)
+    /// `shopctl rollback --output json` (a whole release, on either target; `--service`
+    /// prints a table)
     Rollback,
-    /// `shopctl down --output json` (clusters: what the uninstall deleted and kept)
+    /// `shopctl down --output json` (what was stopped, or what an uninstall deleted and kept)
     Down,
     /// `shopctl backup list --output json` and `shopctl db list --output json`
     Backups,
@@ -60,11 +61,11 @@ impl ReportKind {
                 "apply",
             ),
             ReportKind::Rollback => (
-                generator.into_root_schema_for::<cluster::deploy::DeployReport>(),
+                generator.into_root_schema_for::<crate::platform::Rollback>(),
                 "rollback",
             ),
             ReportKind::Down => (
-                generator.into_root_schema_for::<cluster::uninstall::Uninstalled>(),
+                generator.into_root_schema_for::<crate::platform::Down>(),
                 "down",
             ),
             ReportKind::Backups => (
@@ -145,15 +146,7 @@ pub struct History {
     /// cluster the newest applied (its `status` says whether it became ready).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<u32>,
-    pub releases: Vec<ReleaseRecord>,
-}
-
-/// One release as its target records it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum ReleaseRecord {
-    Local(local::release::Release),
-    Cluster(cluster::release::Release),
+    pub releases: Vec<crate::release::ReleaseRecord>,
 }
 
 /// `shopctl status --output json`: what runs and whether it is ready, as the target sees
@@ -164,6 +157,26 @@ pub enum ReleaseRecord {
 pub enum Status {
     Local(LocalStatus),
     Cluster(cluster::status::StatusReport),
+}
+
+impl Status {
+    /// Locally: running, and every component ready (or disabled). A cluster's status
+    /// only reports; `validate` judges a cluster.
+    pub fn healthy(&self) -> bool {
+        match self {
+            Status::Local(local) => {
+                local.running
+                    && local.components.iter().all(|c| {
+                        matches!(
+                            c.state,
+                            local::state::ComponentState::Ready
+                                | local::state::ComponentState::Disabled
+                        )
+                    })
+            }
+            Status::Cluster(_) => true,
+        }
+    }
 }
 
 /// The local platform's processes, from the supervisor's state.

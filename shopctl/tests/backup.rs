@@ -11,19 +11,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
 use sqlx::{Connection, PgConnection};
-use support::{Moto, Scratch, moto_with_bucket};
+use support::{Moto, Scratch, Shopctl, moto_with_bucket};
 
 /// Runs `shopctl db ARGS`; a JSON report it prints is checked against its schema.
 fn db(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .arg("db")
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("shopctl runs");
-    let args: Vec<&str> = std::iter::once("db").chain(args.iter().copied()).collect();
-    support::reports::check(&args, &text(&output.stdout));
-    output
+    Shopctl::new(&db_args(args)).output()
+}
+
+/// `db ARGS`.
+fn db_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    std::iter::once("db").chain(args.iter().copied()).collect()
 }
 
 /// Backs `url` up into `dir`, insisting it works; the new backup's id.
@@ -206,19 +203,19 @@ async fn an_interrupted_backup_leaves_nothing_that_looks_complete() {
         .unwrap();
     let scratch = Scratch::new();
     let dir = scratch.path("backups");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .args([
-            "db",
-            "backup",
-            "--database-url",
-            source.url(),
-            "--to",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Shopctl::new(&[
+        "db",
+        "backup",
+        "--database-url",
+        source.url(),
+        "--to",
+        dir.to_str().unwrap(),
+    ])
+    .command()
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     // Wait until the dump is being written, then kill the backup outright.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -395,27 +392,9 @@ async fn prune_keeps_the_policy_and_the_newest_verified_backup() {
 
 // --- S3, against a moto server on loopback ------------------------------------------------
 
-/// A moto server of this test's own (`moto[server]`, installed by the README's test command).
-/// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
-fn shopctl_s3(moto: &Moto, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    command
-        .arg("db")
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
-
+/// `db ARGS` with the AWS credential chain pinned to this test's own moto server.
 fn db_s3(moto: &Moto, args: &[&str]) -> Output {
-    let output = shopctl_s3(moto, args).output().expect("shopctl runs");
-    let args: Vec<&str> = std::iter::once("db").chain(args.iter().copied()).collect();
-    support::reports::check(&args, &text(&output.stdout));
-    output
+    Shopctl::new(&db_args(args)).aws(moto).output()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -599,16 +578,16 @@ async fn an_interrupted_upload_leaves_no_object_that_looks_complete() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let mut child = shopctl_s3(
-        &moto,
-        &[
-            "backup",
-            "--database-url",
-            source.url(),
-            "--to",
-            "s3://shop-backups/cut",
-        ],
-    )
+    let mut child = Shopctl::new(&[
+        "db",
+        "backup",
+        "--database-url",
+        source.url(),
+        "--to",
+        "s3://shop-backups/cut",
+    ])
+    .aws(&moto)
+    .command()
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .spawn()

@@ -190,11 +190,8 @@ fn every_shopctl_invocation_in_the_workflows_exists_in_the_binary() {
                 .map(String::as_str)
                 .take_while(|a| !a.starts_with('-'))
                 .collect();
-            let help = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl"))
-                .args(&subcommand)
-                .arg("--help")
-                .output()
-                .unwrap();
+            let help =
+                support::Shopctl::new(&[subcommand.as_slice(), &["--help"]].concat()).output();
             assert!(
                 help.status.success(),
                 "{workflow}: `shopctl {}` is not a command:\n{}",

@@ -10,38 +10,24 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shopmicro_common::testing::eventually;
-use support::{Moto, Scratch, fixture, moto, workspace_root};
+use support::{Moto, Scratch, Shopctl, fixture, moto};
 
 const STATE_BUCKET: &str = "shopmicro-dev-tfstate-123456789012";
 const LOCK_TABLE: &str = "shopmicro-dev-tflock";
 const STATE_KEY: &str = "shopmicro/dev/terraform.tfstate";
 
-/// shopctl with the AWS credential chain pinned to the emulator (never instance metadata)
-/// and Terraform's working data in a scratch state directory.
-fn infra(moto: &Moto, state: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    command
-        .arg("infra")
-        .args(args)
-        .current_dir(workspace_root())
-        .env("SHOPCTL_STATE_DIR", state)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
-    command
+/// `shopctl infra ARGS` with the AWS credential chain pinned to the emulator and
+/// Terraform's working data in a scratch state directory.
+fn infra(moto: &Moto, state: &Path, args: &[&str]) -> Shopctl {
+    let args: Vec<&str> = std::iter::once("infra")
+        .chain(args.iter().copied())
+        .collect();
+    Shopctl::new(&args).aws(moto).state(state)
 }
 
 /// Runs `shopctl infra ARGS`; a JSON report it prints is checked against its schema.
 fn run(moto: &Moto, state: &Path, args: &[&str]) -> Output {
-    let output = infra(moto, state, args).output().expect("shopctl runs");
-    let args: Vec<&str> = std::iter::once("infra")
-        .chain(args.iter().copied())
-        .collect();
-    support::reports::check(&args, &String::from_utf8_lossy(&output.stdout));
-    output
+    infra(moto, state, args).output()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -300,12 +286,20 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
     let applied = run(
         &moto,
         &state.0,
-        &["apply", "--env", "dev", "--stack", &fixture],
+        &[
+            "apply", "--env", "dev", "--stack", &fixture, "--output", "json",
+        ],
     );
     assert!(applied.status.success(), "{}", text(&applied.stderr));
     assert!(
         text(&applied.stderr).contains("==> terraform apply: done"),
         "each phase is reported"
+    );
+    let report: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(report["applied"], true, "{report:#}");
+    assert_eq!(
+        report["summary"]["counts"]["create"]["terraform_data"], 1,
+        "{report:#}"
     );
     let state_json = moto.json_object(STATE_BUCKET, STATE_KEY).await;
     assert_eq!(state_json["resources"][0]["type"], "terraform_data");
@@ -370,9 +364,16 @@ async fn plan_apply_and_drift_run_real_terraform_against_the_emulated_backend() 
             &fixture,
             "--confirm",
             "dev",
+            "--output",
+            "json",
         ],
     );
     assert!(destroyed.status.success(), "{}", text(&destroyed.stderr));
+    let report: Value = serde_json::from_slice(&destroyed.stdout).unwrap();
+    assert_eq!(
+        report["summary"]["counts"]["delete"]["terraform_data"], 1,
+        "{report:#}"
+    );
     let state_json = moto.json_object(STATE_BUCKET, STATE_KEY).await;
     assert_eq!(
         state_json["resources"],
@@ -462,6 +463,7 @@ async fn a_held_lock_stops_a_second_apply_and_a_lock_left_by_a_killed_apply_can_
         &state.0,
         &["apply", "--env", "dev", "--stack", &fixture, "--yes"],
     )
+    .command()
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -575,8 +577,7 @@ async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_e
     .env_remove("AWS_SECRET_ACCESS_KEY")
     .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     .env("AWS_CONFIG_FILE", "/nonexistent")
-    .output()
-    .unwrap();
+    .output();
     one_line(&no_credentials, "no usable AWS credentials");
 
     // The emulator's account is 123456789012; prod lives in another.
@@ -596,8 +597,7 @@ async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_e
     )
     .env("PATH", "/usr/bin:/bin")
     .env_remove("SHOPCTL_TERRAFORM")
-    .output()
-    .unwrap();
+    .output();
     one_line(&no_terraform, "terraform is not installed");
 
     let scratch = Scratch::new();
@@ -614,8 +614,7 @@ async fn the_wrong_account_a_missing_or_old_terraform_each_stop_with_one_clear_e
         &["plan", "--env", "dev", "--stack", &fixture],
     )
     .env("SHOPCTL_TERRAFORM", &old)
-    .output()
-    .unwrap();
+    .output();
     one_line(&too_old, "terraform 1.5.7 is too old");
 
     one_line(
@@ -651,22 +650,16 @@ async fn kubeconfig_and_eks_token_for_a_cluster_in_the_emulator() {
     let created = created.cluster().unwrap();
     let kubeconfig = state.path("kube/config");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    for (key, value) in infra(&moto, &state.0, &[]).get_envs() {
-        if let Some(value) = value {
-            command.env(key, value);
-        }
-    }
-    let written = command
-        .args([
-            "kubeconfig",
-            "--env",
-            "dev",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let written = Shopctl::new(&[
+        "kubeconfig",
+        "--env",
+        "dev",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ])
+    .aws(&moto)
+    .state(&state.0)
+    .output();
     assert!(written.status.success(), "{}", text(&written.stderr));
     let config: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
@@ -690,16 +683,10 @@ async fn kubeconfig_and_eks_token_for_a_cluster_in_the_emulator() {
         0o600
     );
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    for (key, value) in infra(&moto, &state.0, &[]).get_envs() {
-        if let Some(value) = value {
-            command.env(key, value);
-        }
-    }
-    let issued = command
-        .args(["eks-token", "--env", "dev"])
-        .output()
-        .unwrap();
+    let issued = Shopctl::new(&["eks-token", "--env", "dev"])
+        .aws(&moto)
+        .state(&state.0)
+        .output();
     let credential: Value = serde_json::from_slice(&issued.stdout)
         .unwrap_or_else(|_| panic!("{}", text(&issued.stderr)));
     assert_eq!(credential["kind"], "ExecCredential");

@@ -7,33 +7,21 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use shopctl::local::process::ProcessId;
 use shopmicro_common::testing::eventually;
-use support::{Scratch, workspace_root};
+use support::{Scratch, Shopctl};
 
 /// shopctl with its own state directory and no inherited platform settings.
 fn shopctl_in(state: &Path, args: &[&str], path: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    command
-        .args(args)
-        .current_dir(workspace_root())
-        .env("SHOPCTL_STATE_DIR", state);
-    for name in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "SHOPCTL_ENV",
-        "SHOPCTL_POSTGRES_BIN",
-        "SHOPCTL_POSTGRES_SEARCH",
-    ] {
-        command.env_remove(name);
+    let shopctl = Shopctl::new(args).state(state);
+    match path {
+        Some(path) => shopctl
+            .env("PATH", path)
+            .env("SHOPCTL_POSTGRES_SEARCH", "")
+            .output(),
+        None => shopctl.output(),
     }
-    if let Some(path) = path {
-        command.env("PATH", path).env("SHOPCTL_POSTGRES_SEARCH", "");
-    }
-    let output = command.output().expect("shopctl runs");
-    support::reports::check(args, &String::from_utf8_lossy(&output.stdout));
-    output
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -259,12 +247,9 @@ fn two_concurrent_ups_start_one_platform() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_shopctl"))
-            .args(["up", "--env", "local"])
-            .current_dir(workspace_root())
-            .env("SHOPCTL_STATE_DIR", &state)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
+        Shopctl::new(&["up", "--env", "local"])
+            .state(&state)
+            .command()
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -371,6 +356,11 @@ fn rollback_after_a_changed_configuration_restores_the_previous_release() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
     refused(&state, &["rollback"], "no release history");
+    refused(
+        &state,
+        &["rollback", "--service", "backend"],
+        "a local release is rolled back whole",
+    );
 
     let _running = up(&state);
     assert_eq!(
@@ -398,11 +388,23 @@ fn rollback_after_a_changed_configuration_restores_the_previous_release() {
     );
     assert_eq!(backend_log_level(&state).as_deref(), Some("warn"));
 
-    let rolled_back = shopctl_in(&state, &["rollback"], None);
+    let rolled_back = shopctl_in(&state, &["rollback", "--output", "json"], None);
     assert!(
         rolled_back.status.success(),
         "{}",
         text(&rolled_back.stderr)
+    );
+    let report: Value = serde_json::from_slice(&rolled_back.stdout).unwrap();
+    assert_eq!(
+        (&report["to"], &report["revision"], &report["ready"]),
+        (&json!(1), &json!(3), &json!(true)),
+        "{report:#}"
+    );
+    assert!(
+        report["storefront"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("http://127.0.0.1:")),
+        "{report:#}"
     );
     assert_eq!(
         backend_log_level(&state).as_deref(),
@@ -411,6 +413,17 @@ fn rollback_after_a_changed_configuration_restores_the_previous_release() {
     );
     let releases = history(&state);
     assert_eq!(releases["current"], 3);
+    let statuses: Vec<&str> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["ready", "ready", "ready"],
+        "each release started"
+    );
     let causes: Vec<&str> = releases["releases"]
         .as_array()
         .unwrap()
@@ -995,12 +1008,9 @@ fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
     use std::io::BufRead;
     let scratch = Scratch::new();
     let state = scratch.path("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .args(["up", "--foreground"])
-        .current_dir(workspace_root())
-        .env("SHOPCTL_STATE_DIR", &state)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
+    let mut child = Shopctl::new(&["up", "--foreground"])
+        .state(&state)
+        .command()
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1028,9 +1038,9 @@ fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
         "data is kept"
     );
 
-    let purge_without_yes = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .args(["down", "--purge"])
-        .env("SHOPCTL_STATE_DIR", &state)
+    let purge_without_yes = Shopctl::new(&["down", "--purge"])
+        .state(&state)
+        .command()
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -1040,9 +1050,19 @@ fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
         "no silent data deletion"
     );
     assert!(state.exists());
-    let purged = shopctl_in(&state, &["down", "--purge", "--yes"], None);
+    let purged = shopctl_in(
+        &state,
+        &["down", "--purge", "--yes", "--output", "json"],
+        None,
+    );
     assert!(purged.status.success(), "{}", text(&purged.stderr));
     assert!(!state.exists(), "--purge deleted the state directory");
+    let report: Value = serde_json::from_slice(&purged.stdout).unwrap();
+    assert_eq!(
+        report["stopped"], false,
+        "Ctrl-C had stopped it: {report:#}"
+    );
+    assert_eq!(report["purged"], json!(state.display().to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1059,15 +1079,11 @@ async fn an_external_database_and_no_redis_or_prometheus_still_make_a_platform()
         .unwrap();
     std::os::unix::fs::symlink(kill, bin.join("kill")).unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .arg("up")
-        .current_dir(workspace_root())
-        .env("SHOPCTL_STATE_DIR", &state)
+    let output = Shopctl::new(&["up"])
+        .state(&state)
         .env("PATH", &bin)
         .env("DATABASE_URL", database.url())
-        .env_remove("REDIS_URL")
-        .output()
-        .unwrap();
+        .output();
     let _running = Running { state: &state };
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");

@@ -616,9 +616,8 @@ fn the_backup_job_dumps_then_verifies_then_prunes_the_environments_bucket() {
 #[test]
 fn a_reader_that_stops_early_does_not_make_render_fail() {
     use std::io::Read;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .args(["render", "--env", "prod"])
-        .current_dir(workspace_root())
+    let mut child = support::Shopctl::new(&["render", "--env", "prod"])
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -24,4 +24,4 @@ pub const WRITERS: [&str; 3] = ["frontend", "backend", "ml"];
 pub use dump::backup;
 pub use location::Location;
 pub use manifest::{Manifest, Verification};
-pub use restore::{RestoreReport, check_artefact, restore, verify};
+pub use restore::{RestoreReport, check_artefact, restore, verify, verify_and_push};

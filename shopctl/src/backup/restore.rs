@@ -179,3 +179,24 @@ pub async fn verify(
     location.save(&manifest).await?;
     Ok(verification)
 }
+
+/// Verifies backup `id` and, when the platform has a Pushgateway, pushes the result there
+/// for the "not verified recently" alert; `note` hears how the push went.
+pub async fn verify_and_push(
+    database_url: &str,
+    location: &Location,
+    id: &str,
+    pushgateway: Option<&str>,
+    note: &dyn Fn(&str),
+) -> anyhow::Result<Verification> {
+    let verification = verify(database_url, location, id).await?;
+    if let Some(url) = pushgateway {
+        // The result is already recorded beside the backup; a metric that goes stale
+        // because of this fires the "not verified recently" alert, which is the point.
+        match super::metrics::push(url, id, &verification).await {
+            Ok(()) => note("pushed the result to the Pushgateway"),
+            Err(err) => note(&format!("warning: {err:#}")),
+        }
+    }
+    Ok(verification)
+}

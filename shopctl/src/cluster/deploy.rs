@@ -148,7 +148,7 @@ impl Deployer<'_> {
         // Only namespaced objects are pruned: the base is the administrator's.
         let inventory: Vec<_> = previous
             .as_ref()
-            .map(|r| r.objects.clone())
+            .map(|r| r.contents.objects.clone())
             .unwrap_or_default()
             .into_iter()
             .filter(|o| o.namespace.is_some())
@@ -192,7 +192,7 @@ impl Deployer<'_> {
         if options.atomic
             && let Some(good) = &last_good
         {
-            let (_, good_release) = base::split(&good.manifests);
+            let (_, good_release) = base::split(&good.contents.manifests);
             to_execute.extend(apply::needs_to_plan(&mut resources, &good_release, &[]).await?);
         }
         access::preflight(self.cluster, &to_execute).await?;
@@ -243,7 +243,7 @@ impl Deployer<'_> {
                 base: BasePolicy::Present,
                 ..options.clone()
             };
-            let undone = Box::pin(self.deploy(&previous.manifests, &back)).await?;
+            let undone = Box::pin(self.deploy(&previous.contents.manifests, &back)).await?;
             report.rolled_back = Some(AutomaticRollback {
                 to: previous.revision,
                 revision: undone.revision,
@@ -325,14 +325,16 @@ impl Deployer<'_> {
     fn new_release(&self, manifests: &[Value], digest: String, cause: &str) -> Release {
         Release {
             revision: 0,
-            applied_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            applied_by: release::operator(),
+            applied_at: crate::release::now(),
+            applied_by: crate::release::operator(),
             cause: cause.to_string(),
             status: ReleaseStatus::Applied,
-            images: release::images(manifests),
             digest,
-            objects: manifests.iter().map(release::ObjectRef::of).collect(),
-            manifests: manifests.to_vec(),
+            contents: release::Contents {
+                images: release::images(manifests),
+                objects: manifests.iter().map(release::ObjectRef::of).collect(),
+                manifests: manifests.to_vec(),
+            },
         }
     }
 
@@ -361,6 +363,6 @@ impl Deployer<'_> {
             base: BasePolicy::Present,
             ..options.clone()
         };
-        self.deploy(&target.manifests, &options).await
+        self.deploy(&target.contents.manifests, &options).await
     }
 }

@@ -38,6 +38,7 @@ pub struct ClusterOptions {
     pub context: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct Cluster {
     pub client: kube::Client,
     pub server: String,

@@ -23,27 +23,7 @@ const STATUS: &str = "shopmicro.io/release-status";
 const SECRET_TYPE: &str = "shopmicro.io/release.v1";
 const PAYLOAD: &str = "release";
 
-/// How a release ended up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReleaseStatus {
-    /// Applied; nobody waited for the rollout.
-    Applied,
-    /// Applied and every workload became ready.
-    Ready,
-    /// Applied, but a workload did not become ready.
-    Failed,
-}
-
-impl ReleaseStatus {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-        }
-    }
-}
+pub use crate::release::ReleaseStatus;
 
 /// One object a release contains, enough to find it again (for pruning).
 #[derive(
@@ -80,18 +60,15 @@ impl ObjectRef {
     }
 }
 
-/// What is recorded for a release (everything but the manifests shows in `history`).
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[schemars(rename = "ClusterRelease")]
-pub struct Release {
-    pub revision: u32,
-    pub applied_at: String,
-    pub applied_by: String,
-    pub cause: String,
-    pub status: ReleaseStatus,
+/// A cluster release (everything but the manifests shows in `history`).
+pub type Release = crate::release::Release<Contents>;
+
+/// What a cluster release applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "Cluster")]
+pub struct Contents {
     /// `Kind/name` → the images its pods run.
     pub images: BTreeMap<String, Vec<String>>,
-    pub digest: String,
     pub objects: Vec<ObjectRef>,
     #[serde(skip_serializing)]
     #[serde(default)]
@@ -140,16 +117,6 @@ pub fn images(manifests: &[Value]) -> BTreeMap<String, Vec<String>> {
         images.insert(key, list);
     }
     images
-}
-
-/// Who is applying: the CI actor when there is one, else the local user.
-pub fn operator() -> String {
-    if let Ok(actor) = std::env::var("GITHUB_ACTOR") {
-        return format!("{actor} (GitHub Actions)");
-    }
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub struct ReleaseStore<'a> {
@@ -307,7 +274,7 @@ impl<'a> ReleaseStore<'a> {
     fn encode(&self, release: &Release) -> anyhow::Result<Secret> {
         let stored = Stored {
             release: release.clone(),
-            manifests: release.manifests.clone(),
+            manifests: release.contents.manifests.clone(),
         };
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(&serde_json::to_vec(&stored)?)?;
@@ -348,6 +315,6 @@ fn decode(secret: &Secret) -> anyhow::Result<Release> {
     let stored: Stored = serde_json::from_slice(&json)
         .with_context(|| format!("release record {name} is not a release"))?;
     let mut release = stored.release;
-    release.manifests = stored.manifests;
+    release.contents.manifests = stored.manifests;
     Ok(release)
 }

@@ -123,6 +123,7 @@ async fn release_manifest(
         anyhow::anyhow!("no releases are recorded for environment {env}; shopctl rolls back only Deployments it applied")
     })?;
     latest
+        .contents
         .manifests
         .into_iter()
         .find(|m| {

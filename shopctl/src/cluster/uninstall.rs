@@ -47,7 +47,7 @@ pub async fn uninstall(
     let mut resources = Resources::new(cluster);
     let ns = Some(namespace);
     let mut needs = BTreeSet::from([Permission::new("list", "", "persistentvolumeclaims", ns)]);
-    for object in &release.objects {
+    for object in &release.contents.objects {
         needs.insert(resources.permission_for("get", object).await?);
         needs.insert(resources.permission_for("delete", object).await?);
     }
@@ -62,7 +62,7 @@ pub async fn uninstall(
         revision: release.revision,
         ..Uninstalled::default()
     };
-    for object in release.objects.iter().rev() {
+    for object in release.contents.objects.iter().rev() {
         if !still_ours(cluster, &mut resources, object).await? {
             outcome.left_alone.push(object.id());
             continue;

@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use shopctl::backup::{self, Location, Manifest, retention};
+use shopctl::platform::Verified;
 
 use super::{Outcome, OutputFormat};
 
@@ -115,7 +116,7 @@ pub(super) fn print_backups(backups: &[Manifest], output: OutputFormat) -> anyho
     Ok(())
 }
 
-pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: DbArgs) -> anyhow::Result<Outcome> {
     match args.command {
         DbCommand::Backup {
             database_url,
@@ -166,9 +167,21 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
             pushgateway,
         } => {
-            let dir = super::block_on(Location::parse(&from))?;
-            let id = super::block_on(dir.resolve(backup))?;
-            return verify_and_report(&database_url, &dir, &id, pushgateway.as_deref());
+            let verified = super::block_on(async {
+                let dir = Location::parse(&from).await?;
+                let id = dir.resolve(backup).await?;
+                let note = |line: &str| eprintln!("{line}");
+                let verification = backup::verify_and_push(
+                    &database_url,
+                    &dir,
+                    &id,
+                    pushgateway.as_deref(),
+                    &note,
+                )
+                .await?;
+                anyhow::Ok(Verified::Recorded { id, verification })
+            })?;
+            return Ok(super::backup::print_verified(&verified));
         }
         DbCommand::Query { database_url, sql } => {
             let value = super::block_on(shopctl::runbook::operator::scalar(&database_url, &sql))?;
@@ -208,33 +221,5 @@ pub fn run(args: DbArgs) -> anyhow::Result<Outcome> {
             eprintln!("deleted {}, kept {}", plan.delete.len(), plan.keep.len());
         }
     }
-    Ok(Outcome::Success)
-}
-
-/// Restores a backup into a scratch database, records the result (beside the backup and,
-/// given one, on a Pushgateway), and says what happened.
-pub(super) fn verify_and_report(
-    database_url: &str,
-    dir: &Location,
-    id: &str,
-    pushgateway: Option<&str>,
-) -> anyhow::Result<Outcome> {
-    let verification = super::block_on(backup::verify(database_url, dir, id))?;
-    if let Some(url) = pushgateway {
-        // The result is already recorded beside the backup; a metric that goes stale
-        // because of this fires the "not verified recently" alert, which is the point.
-        match super::block_on(backup::metrics::push(url, id, &verification)) {
-            Ok(()) => eprintln!("pushed the result to the Pushgateway"),
-            Err(err) => eprintln!("warning: {err:#}"),
-        }
-    }
-    if !verification.ok {
-        eprintln!("backup {id} FAILED verification: {}", verification.detail);
-        return Ok(Outcome::CheckFailed);
-    }
-    eprintln!(
-        "backup {id} verified: restored in {} ms; {}",
-        verification.restore_millis, verification.detail
-    );
     Ok(Outcome::Success)
 }

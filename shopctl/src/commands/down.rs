@@ -2,6 +2,7 @@
 //! uninstall` does; the data stays unless `--purge`.
 
 use clap::Args;
+use shopctl::platform::Down;
 use shopctl::reports::Target;
 
 use super::cluster::ClusterArgs;
@@ -25,9 +26,54 @@ pub struct DownArgs {
 }
 
 pub fn exec(args: DownArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
-    match Target::of(&environment) {
-        Target::Local => super::local::down(args, &environment),
-        Target::Cluster => super::cluster::down(args, environment),
+    let platform = args.cluster.open(&args.env)?;
+    let environment = platform.environment();
+    let what = match (platform.target(), args.purge) {
+        (Target::Local, false) => None,
+        (Target::Local, true) => Some(format!(
+            "delete all local data in {}",
+            shopctl::local::state::StateDir::resolve(&environment.name)
+                .path()
+                .display()
+        )),
+        (Target::Cluster, purge) => Some(format!(
+            "uninstall the `{}` platform from namespace {} {}",
+            environment.name,
+            environment.namespace,
+            if purge {
+                "and delete its database volumes and release history (backups stay)"
+            } else {
+                "(the database volumes, backups and release history stay)"
+            }
+        )),
+    };
+    if let Some(what) = what {
+        super::confirm::by_typing_the_name(&environment.name, &what, args.yes)?;
     }
+    let down = super::block_on(platform.down(args.purge))?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&down)?),
+        // Locally the platform has said what it stopped and deleted as it went.
+        OutputFormat::Table => match &down {
+            Down::Local(_) => {}
+            Down::Cluster(uninstalled) => {
+                eprintln!(
+                    "uninstalled release {} of {}: {} objects deleted",
+                    uninstalled.revision,
+                    environment.name,
+                    uninstalled.deleted.len()
+                );
+                for id in &uninstalled.left_alone {
+                    eprintln!("left alone (no longer shopctl's): {id}");
+                }
+                for id in &uninstalled.claims_kept {
+                    eprintln!("kept: {id} (`down --purge` deletes it)");
+                }
+                for id in &uninstalled.purged {
+                    eprintln!("purged: {id}");
+                }
+            }
+        },
+    }
+    Ok(Outcome::Success)
 }

@@ -1,7 +1,7 @@
 //! `shopctl history`: an environment's releases, on either target.
 
 use clap::Args;
-use shopctl::reports::Target;
+use shopctl::reports::{History, Target};
 
 use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome, OutputFormat};
@@ -17,9 +17,45 @@ pub struct HistoryArgs {
 }
 
 pub fn exec(args: HistoryArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
-    match Target::of(&environment) {
-        Target::Local => super::local::history(args, &environment),
-        Target::Cluster => super::cluster::history(args, environment),
+    let platform = args.cluster.open(&args.env)?;
+    let history = super::block_on(platform.history())?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&history)?),
+        OutputFormat::Table => print(&history),
     }
+    Ok(Outcome::Success)
+}
+
+fn print(history: &History) {
+    if history.releases.is_empty() {
+        let creates = match history.target {
+            Target::Local => "up",
+            Target::Cluster => "apply",
+        };
+        println!(
+            "no releases recorded for {env}; `shopctl {creates} --env {env}` creates the first",
+            env = history.environment
+        );
+        return;
+    }
+    let mut table =
+        super::new_table(&["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST", ""]);
+    for record in &history.releases {
+        let release = record.common();
+        let current = Some(release.revision) == history.current;
+        table.add_row([
+            release.revision.to_string(),
+            release.applied_at.clone(),
+            release.applied_by.clone(),
+            release.status.label().to_owned(),
+            release.cause.clone(),
+            release.short_digest().to_owned(),
+            match (current, history.target) {
+                (true, Target::Local) => "running".to_owned(),
+                (true, Target::Cluster) => "current".to_owned(),
+                (false, _) => String::new(),
+            },
+        ]);
+    }
+    println!("{table}");
 }

@@ -193,7 +193,7 @@ fn print_plan(report: &InfraPlan, output: OutputFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: InfraArgs) -> anyhow::Result<Outcome> {
     super::block_on(async {
         match args.command {
             InfraCommand::Bootstrap {
@@ -239,7 +239,11 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 let (environment, workspace, changes, mut report) =
                     plan_and_summarise(&stack, PlanFor::Change).await?;
                 report.applied = Some(changes);
-                print_plan(&report, stack.output)?;
+                // A person sees the plan before confirming it; CI's report says what was
+                // done, so it comes after.
+                if stack.output == OutputFormat::Table || !changes {
+                    print_plan(&report, stack.output)?;
+                }
                 if !changes {
                     return Ok(Outcome::Success);
                 }
@@ -253,6 +257,9 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                     yes || destructive == 0,
                 )?;
                 phase("terraform apply", workspace.apply(&environment)).await?;
+                if stack.output == OutputFormat::Json {
+                    print_plan(&report, stack.output)?;
+                }
                 Ok(Outcome::Success)
             }
             InfraCommand::Destroy {
@@ -261,7 +268,9 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
             } => {
                 let (environment, workspace, _, report) =
                     plan_and_summarise(&stack, PlanFor::Destroy).await?;
-                print_plan(&report, stack.output)?;
+                if stack.output == OutputFormat::Table {
+                    print_plan(&report, stack.output)?;
+                }
                 match confirmed {
                     Some(name) => anyhow::ensure!(
                         name == environment.name,
@@ -275,6 +284,9 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                     )?,
                 }
                 phase("terraform apply (destroy)", workspace.apply(&environment)).await?;
+                if stack.output == OutputFormat::Json {
+                    print_plan(&report, stack.output)?;
+                }
                 Ok(Outcome::Success)
             }
             InfraCommand::Drift(stack) => {
@@ -333,28 +345,7 @@ pub fn run(args: InfraArgs) -> anyhow::Result<Outcome> {
                 let config = infra::aws_config(&environment).await;
                 infra::check_account(&config, &environment).await?;
                 let held = locks::list(&config, &environment, &workspace.state_key).await?;
-                let Some(lock) = held.iter().find(|l| l.id == lock_id) else {
-                    let ids: Vec<&str> = held.iter().map(|l| l.id.as_str()).collect();
-                    anyhow::bail!(
-                        "no lock {lock_id} is held on the state of {} (held: {}); nothing to release",
-                        environment.name,
-                        if ids.is_empty() {
-                            "none".to_string()
-                        } else {
-                            ids.join(", ")
-                        }
-                    );
-                };
-                let young = lock
-                    .age()
-                    .is_none_or(|age| age < chrono::Duration::minutes(10));
-                anyhow::ensure!(
-                    force || !young,
-                    "refusing: lock {lock_id} was taken by {} for {} at {}, less than ten minutes ago, and may belong to a run still in progress; pass --force once you know it is dead",
-                    lock.who,
-                    lock.operation,
-                    lock.created
-                );
+                let lock = locks::releasable(&held, &lock_id, &environment.name, force)?;
                 super::confirm::by_typing(
                     &format!(
                         "release lock {lock_id} held by {} ({})",

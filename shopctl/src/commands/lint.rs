@@ -33,7 +33,7 @@ fn parse_cidr(value: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{value}` is not an IPv4 CIDR block such as 10.0.128.0/20"))
 }
 
-pub fn run(args: LintArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: LintArgs) -> anyhow::Result<Outcome> {
     let report = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)

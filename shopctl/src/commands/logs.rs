@@ -1,10 +1,11 @@
 //! `shopctl logs`: a component's log locally, or every pod of a workload merged on a
 //! cluster.
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use shopctl::reports::Target;
+use shopctl::cluster::logs::{LogEvent, LogOptions};
 
 use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome};
@@ -33,10 +34,32 @@ pub struct LogsArgs {
     pub previous: bool,
 }
 
+/// Exit 1 when a pod had no log to show.
 pub fn exec(args: LogsArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
-    match Target::of(&environment) {
-        Target::Local => super::local::logs(args, &environment),
-        Target::Cluster => super::cluster::logs(args, environment),
-    }
+    let platform = args.cluster.open(&args.env)?;
+    let options = LogOptions {
+        follow: args.follow,
+        since: args.since,
+        tail: args.tail.map(|t| t as i64),
+        previous: args.previous,
+    };
+    let mut unavailable = 0;
+    let mut stdout = std::io::stdout().lock();
+    let mut print = |event: LogEvent| match event {
+        // The local platform has one log per component: no pod to name.
+        LogEvent::Line { pod, text } if pod.is_empty() => {
+            let _ = writeln!(stdout, "{text}");
+            let _ = stdout.flush();
+        }
+        LogEvent::Line { pod, text } => {
+            let _ = writeln!(stdout, "[{pod}] {text}");
+            let _ = stdout.flush();
+        }
+        LogEvent::Unavailable { pod, reason } => {
+            unavailable += 1;
+            eprintln!("[{pod}] no log: {reason}");
+        }
+    };
+    super::block_on(platform.logs(&args.service, &options, &mut print))?;
+    Ok(Outcome::judged(unavailable == 0))
 }

@@ -1,17 +1,20 @@
 //! One module per subcommand: each turns raw arguments into validated options once, calls
 //! the library, and prints. Tables and progress live here, never in the library.
 
+mod apply;
 mod backup;
 mod cloud;
 mod cluster;
 mod confirm;
 mod db;
 mod down;
+mod eks_token;
 mod history;
 mod infra;
+mod kubeconfig;
 mod lint;
-mod local;
 mod logs;
+mod progress;
 mod render;
 mod restart;
 mod restore;
@@ -19,6 +22,7 @@ mod rollback;
 mod runbook;
 mod schema;
 mod status;
+mod supervise;
 mod up;
 mod validate;
 
@@ -50,15 +54,15 @@ enum Command {
     /// Provision the environment's cloud: state backend, Terraform plan/apply/drift, locks.
     Infra(infra::InfraArgs),
     /// Apply an environment's release to its cluster (server-side apply, prune, history).
-    Apply(cluster::ApplyArgs),
+    Apply(apply::ApplyArgs),
     /// Bring an environment up: locally (--env local, the default) or in the cloud
     /// (bootstrap, terraform, kubeconfig, apply --wait, validate).
     Up(up::UpArgs),
     /// Write or merge the environment's EKS cluster into a kubeconfig (no aws CLI needed).
-    Kubeconfig(cloud::KubeconfigArgs),
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Print an EKS bearer token as an ExecCredential (what the kubeconfig entry runs).
     #[command(hide = true)]
-    EksToken(cloud::EksTokenArgs),
+    EksToken(eks_token::EksTokenArgs),
     /// Stop what `up` started (data is kept unless --purge).
     Down(down::DownArgs),
     /// Show what runs, where, and whether it is ready (workloads, autoscalers, budgets).
@@ -85,7 +89,7 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
-    Supervise(local::SuperviseArgs),
+    Supervise(supervise::SuperviseArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -97,6 +101,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Success when `succeeded`, else a failed check.
+    pub fn judged(succeeded: bool) -> Self {
+        if succeeded {
+            Outcome::Success
+        } else {
+            Outcome::CheckFailed
+        }
+    }
+
     pub fn exit_code(self) -> ExitCode {
         match self {
             Outcome::Success => ExitCode::SUCCESS,
@@ -107,26 +120,26 @@ impl Outcome {
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
-        Command::Render(args) => render::run(args),
-        Command::Lint(args) => lint::run(args),
+        Command::Render(args) => render::exec(args),
+        Command::Lint(args) => lint::exec(args),
         Command::Up(args) => up::exec(args),
-        Command::Kubeconfig(args) => cloud::kubeconfig(args),
-        Command::EksToken(args) => cloud::eks_token(args),
+        Command::Kubeconfig(args) => kubeconfig::exec(args),
+        Command::EksToken(args) => eks_token::exec(args),
         Command::Down(args) => down::exec(args),
-        Command::Infra(args) => infra::run(args),
-        Command::Apply(args) => cluster::apply(args),
+        Command::Infra(args) => infra::exec(args),
+        Command::Apply(args) => apply::exec(args),
         Command::Status(args) => status::exec(args),
         Command::Logs(args) => logs::exec(args),
         Command::Rollback(args) => rollback::exec(args),
         Command::History(args) => history::exec(args),
-        Command::Validate(args) => validate::run(args),
-        Command::Db(args) => db::run(args),
+        Command::Validate(args) => validate::exec(args),
+        Command::Db(args) => db::exec(args),
         Command::Backup(args) => backup::exec(args),
         Command::Restore(args) => restore::exec(args),
-        Command::Runbook(args) => runbook::run(args),
+        Command::Runbook(args) => runbook::exec(args),
         Command::Restart(args) => restart::exec(args),
         Command::Schema(args) => schema::exec(args),
-        Command::Supervise(args) => local::supervise(args),
+        Command::Supervise(args) => supervise::exec(args),
     }
 }
 

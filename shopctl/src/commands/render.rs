@@ -30,7 +30,7 @@ pub struct RenderArgs {
     secrets_file: Option<PathBuf>,
 }
 
-pub fn run(args: RenderArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: RenderArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     let secrets = if args.show_secrets {
         SecretMode::Values(

@@ -3,9 +3,10 @@
 //! restart` does, waited for like any rollout.
 
 use clap::Args;
-use shopctl::reports::Target;
+use shopctl::platform::RESTARTABLE;
 
 use super::cluster::ClusterArgs;
+use super::progress::print_rollout;
 use super::{EnvArgs, Outcome};
 
 #[derive(Debug, Args)]
@@ -16,7 +17,7 @@ pub struct RestartArgs {
     pub cluster: ClusterArgs,
     /// frontend, backend or ml.
     pub service: String,
-    /// How long to wait for the restart's rollout (clusters), e.g. 90s or 5m.
+    /// How long to wait until it is ready again, e.g. 90s or 5m.
     #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
     pub timeout: std::time::Duration,
 }
@@ -24,13 +25,15 @@ pub struct RestartArgs {
 /// Restarts one service and waits until it is ready again.
 pub fn exec(args: RestartArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(
-        ["frontend", "backend", "ml"].contains(&args.service.as_str()),
+        RESTARTABLE.contains(&args.service.as_str()),
         "can restart frontend, backend or ml, not `{}`",
         args.service
     );
-    let (_, environment) = args.cluster.load(&args.env)?;
-    match Target::of(&environment) {
-        Target::Local => super::local::restart(args, &environment),
-        Target::Cluster => super::cluster::restart(args, environment),
+    let platform = args.cluster.open(&args.env)?;
+    let result = super::block_on(platform.restart(&args.service, args.timeout))?;
+    print_rollout(std::slice::from_ref(&result));
+    if result.ready {
+        eprintln!("{} restarted and ready", args.service);
     }
+    Ok(Outcome::judged(result.ready))
 }

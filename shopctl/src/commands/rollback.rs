@@ -2,9 +2,10 @@
 //! one Deployment with `--service` (clusters).
 
 use clap::Args;
-use shopctl::reports::Target;
+use shopctl::platform::Rollback;
 
 use super::cluster::ClusterArgs;
+use super::progress::print_rollout;
 use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
@@ -31,9 +32,40 @@ pub struct RollbackArgs {
 }
 
 pub fn exec(args: RollbackArgs) -> anyhow::Result<Outcome> {
-    let (_, environment) = args.cluster.load(&args.env)?;
-    match Target::of(&environment) {
-        Target::Local => super::local::rollback(args, &environment),
-        Target::Cluster => super::cluster::rollback(args, environment),
+    let platform = args.cluster.open(&args.env)?;
+    if let Some(service) = &args.service {
+        let rolled = super::block_on(platform.rollback_service(service, args.to, args.timeout))?;
+        println!(
+            "Deployment {} rolled back from revision {} to the template of revision {}",
+            rolled.deployment, rolled.from, rolled.to
+        );
+        println!(
+            "note: the environment's release history is unchanged; the next `shopctl apply` applies the templates again"
+        );
+        print_rollout(std::slice::from_ref(&rolled.rollout));
+        return Ok(Outcome::judged(rolled.rollout.ready));
     }
+    let rollback = super::block_on(platform.rollback(args.to, args.timeout, args.history_max))?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rollback)?),
+        OutputFormat::Table => match &rollback {
+            Rollback::Local(local) => match (&local.storefront, &local.reason) {
+                (Some(storefront), _) => {
+                    println!(
+                        "rolled back to revision {} as revision {}: ready",
+                        local.to, local.revision
+                    );
+                    println!("storefront: {storefront}");
+                }
+                (None, reason) => println!(
+                    "rolled back to revision {} as revision {}, which did not start: {}",
+                    local.to,
+                    local.revision,
+                    reason.as_deref().unwrap_or("unknown")
+                ),
+            },
+            Rollback::Cluster(report) => super::apply::print_deploy_table(report),
+        },
+    }
+    Ok(Outcome::judged(rollback.succeeded()))
 }

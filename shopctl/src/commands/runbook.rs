@@ -3,11 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use shopctl::local::state::StateDir;
-use shopctl::reports::Target;
-use shopctl::runbook::operator::LocalOperator;
-use shopctl::runbook::{self, Executor, RunOptions};
-use shopctl::validate::LocalTarget;
+use shopctl::runbook::{self, RunOptions};
 
 use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome};
@@ -50,17 +46,27 @@ enum RunbookCommand {
     },
 }
 
-pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: RunbookArgs) -> anyhow::Result<Outcome> {
     let dir = args.runbooks.as_deref();
     match args.command {
         RunbookCommand::List => {
+            let mut table = super::new_table(&["RUNBOOK", "STEPS", "FOR"]);
+            let mut invalid = 0;
             for (name, text) in runbook::library(dir)? {
                 match runbook::Runbook::parse(&name, &text) {
-                    Ok(book) => println!("{name:<18} {} ({} steps)", book.title, book.steps.len()),
-                    Err(problems) => println!("{name:<18} INVALID: {}", problems.join("; ")),
-                }
+                    Ok(book) => table.add_row([name, book.steps.len().to_string(), book.title]),
+                    Err(problems) => {
+                        invalid += 1;
+                        table.add_row([
+                            name,
+                            "-".into(),
+                            format!("INVALID: {}", problems.join("; ")),
+                        ])
+                    }
+                };
             }
-            Ok(Outcome::Success)
+            println!("{table}");
+            Ok(Outcome::judged(invalid == 0))
         }
         RunbookCommand::Show { name } => {
             print!("{}", runbook::find(dir, &name)?.text);
@@ -76,50 +82,19 @@ pub fn run(args: RunbookArgs) -> anyhow::Result<Outcome> {
             action_timeout,
         } => {
             let book = runbook::find(dir, &name)?;
-            let options = |transcripts: PathBuf| -> anyhow::Result<RunOptions> {
-                Ok(RunOptions {
-                    environment: env.name.clone(),
-                    dry_run,
-                    yes,
-                    from_step,
-                    transcripts,
-                    shopctl: std::env::current_exe()?,
-                    action_timeout,
-                })
+            let platform = cluster.open(&env)?;
+            let options = RunOptions {
+                environment: env.name.clone(),
+                dry_run,
+                yes,
+                from_step,
+                transcripts: platform.transcripts(),
+                shopctl: std::env::current_exe()?,
+                action_timeout,
             };
-            // --namespace moves the platform, as for every cluster verb.
-            let (_, environment) = cluster.load(&env)?;
-            let outcome = if Target::of(&environment) == Target::Cluster {
-                let transcripts = StateDir::resolve(&env.name).path().join("transcripts");
-                let options = options(transcripts)?;
-                super::block_on(super::cluster::run_runbook(
-                    &environment,
-                    &cluster,
-                    &book,
-                    options,
-                ))?
-            } else {
-                let state = StateDir::resolve(&environment.name);
-                let target = LocalTarget::load(&state)?;
-                let operator = LocalOperator {
-                    state_dir: state.path().to_path_buf(),
-                    database_url: state
-                        .read()?
-                        .and_then(|s| s.component("postgres").and_then(|c| c.url.clone())),
-                };
-                let executor = Executor {
-                    target: &target,
-                    operator: &operator,
-                    options: options(state.path().join("transcripts"))?,
-                };
-                super::block_on(executor.run(&book))?
-            };
+            let outcome = super::block_on(platform.run_runbook(&book, options))?;
             eprintln!("\ntranscript: {}", outcome.transcript.display());
-            Ok(if outcome.completed {
-                Outcome::Success
-            } else {
-                Outcome::CheckFailed
-            })
+            Ok(Outcome::judged(outcome.completed))
         }
     }
 }

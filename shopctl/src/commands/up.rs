@@ -1,8 +1,14 @@
 //! `shopctl up`: the local platform as supervised processes, or a cloud environment from
 //! its infrastructure to a validated release.
 
+use std::time::Instant;
+
 use clap::Args;
-use shopctl::reports::Target;
+use shopctl::env::Environment;
+use shopctl::local::binaries;
+use shopctl::local::release::Desired;
+use shopctl::platform::{self, LocalPlatform, Platform};
+use shopctl::reports::{LocalStatus, Status, Target};
 
 use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome};
@@ -40,7 +46,55 @@ pub struct UpArgs {
 pub fn exec(args: UpArgs) -> anyhow::Result<Outcome> {
     let (templates, environment) = args.env.load()?;
     match Target::of(&environment) {
-        Target::Local => super::local::up(args, &environment),
+        Target::Local => local(args, environment),
         Target::Cluster => super::cloud::up(args, templates, environment),
     }
+}
+
+/// The local platform: a release of the service binaries and settings, started under a
+/// detached supervisor (or in the foreground), unless it already runs unchanged.
+fn local(args: UpArgs, environment: Environment) -> anyhow::Result<Outcome> {
+    let binaries =
+        binaries::locate(|| eprintln!("building the services (first run from a checkout)…"))?;
+    let platform = LocalPlatform::new(
+        environment,
+        platform::Options {
+            cluster: Default::default(),
+            forwarded: Vec::new(),
+            templates: args.env.templates.clone(),
+            observer: super::progress::observer(),
+        },
+    );
+    let dir = platform.state_dir();
+    dir.create()?;
+    let desired = Desired::from(platform.environment(), &binaries)?;
+    let store = platform.releases();
+    if let Some(state) = platform.running()? {
+        let current = state.revision.map(|r| store.get(r)).transpose()?;
+        if current.is_some_and(|release| release.digest == desired.digest()) {
+            eprintln!(
+                "already running revision {} with no changes; `shopctl down` stops it",
+                state.revision.unwrap_or_default()
+            );
+            super::status::print(&Status::Local(LocalStatus::of(&state)));
+            return Ok(Outcome::Success);
+        }
+        eprintln!("configuration or binaries changed: restarting with a new release");
+        platform.stop()?;
+    }
+    let (release, created) = store.record(&desired, "up")?;
+    let novelty = if created { "new" } else { "unchanged" };
+    eprintln!("release {} ({novelty})", release.revision);
+    if args.foreground {
+        return super::supervise::supervise_here(&args.env, dir, release.revision);
+    }
+    let began = Instant::now();
+    let storefront = platform.start(release.revision)?;
+    eprintln!("ready in {:.1}s", began.elapsed().as_secs_f64());
+    if let Some(state) = platform.running()? {
+        super::status::print(&Status::Local(LocalStatus::of(&state)));
+    }
+    println!("storefront: {storefront}");
+    eprintln!("`shopctl down` stops it; `shopctl logs backend -f` follows a service's log");
+    Ok(Outcome::Success)
 }

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use shopctl::cluster::Cluster;
-use shopctl::env::model::Provider;
-use shopctl::local::state::StateDir;
+use shopctl::reports::Target;
 use shopctl::validate::cluster::DriftCheck;
-use shopctl::validate::{self, ClusterTarget, LocalTarget, Report, Selection, Status};
+use shopctl::validate::{self, Report, Selection, Status};
 
 use super::cluster::ClusterArgs;
 use super::{EnvArgs, Outcome, OutputFormat, parse_duration, print_report};
@@ -47,9 +45,8 @@ pub struct ValidateArgs {
     stack: Option<std::path::PathBuf>,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: ValidateArgs) -> anyhow::Result<Outcome> {
     let started = std::time::Instant::now();
-    let (_, environment) = args.env.load()?;
     let unknown = validate::unknown_names(&[args.only.clone(), args.skip.clone()].concat());
     anyhow::ensure!(
         unknown.is_empty(),
@@ -63,36 +60,27 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
         per_check: args.check_timeout,
         overall: args.timeout,
     };
-    let report = if environment.cluster.provider == Provider::Local {
-        let target = LocalTarget::load(&StateDir::resolve(&environment.name))?;
-        super::block_on(validate::run(&environment.name, &target, &selection))
-    } else {
-        super::block_on(async {
-            // Reading the cluster counts against the overall deadline too.
-            let load = async {
-                let cluster = Cluster::connect(&args.cluster.options(), &environment).await?;
-                let drift = args.drift.then(|| DriftCheck {
-                    stack: args.stack.clone(),
-                });
-                anyhow::Ok(
-                    ClusterTarget::load(&cluster, &environment)
-                        .await?
-                        .with_drift(drift),
+    let platform = args.cluster.open(&args.env)?;
+    let drift = args.drift.then(|| DriftCheck {
+        stack: args.stack.clone(),
+    });
+    let report = super::block_on(async {
+        // Reading the target (a cluster's objects) counts against the overall deadline.
+        let target = tokio::time::timeout(args.timeout, platform.checks(drift))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "reading the {} took longer than --timeout {}s",
+                    match platform.target() {
+                        Target::Local => "local platform",
+                        Target::Cluster => "cluster",
+                    },
+                    args.timeout.as_secs()
                 )
-            };
-            let target = tokio::time::timeout(args.timeout, load)
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "reading the cluster took longer than --timeout {}s",
-                        args.timeout.as_secs()
-                    )
-                })??;
-            // One overall deadline: what reading the cluster took is gone from it.
-            selection.overall = args.timeout.saturating_sub(started.elapsed());
-            anyhow::Ok(validate::run(&environment.name, &target, &selection).await)
-        })?
-    };
+            })??;
+        selection.overall = args.timeout.saturating_sub(started.elapsed());
+        anyhow::Ok(validate::run(&platform.environment().name, target.as_ref(), &selection).await)
+    })?;
     // The summary's time is the whole run's, reading the target included.
     let report = Report {
         millis: started.elapsed().as_millis() as u64,

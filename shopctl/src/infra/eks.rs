@@ -3,6 +3,8 @@
 //! URL, signed with the `x-k8s-aws-id: <cluster>` header, base64url-encoded behind the
 //! `k8s-aws-v1.` prefix. The API server's authenticator replays it to learn who we are.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -122,6 +124,43 @@ pub fn exec_credential(token: &str, expires: chrono::DateTime<chrono::Utc>) -> s
             "token": token,
         },
     })
+}
+
+/// Writes or merges the environment's EKS entry into the kubeconfig at `path` (private:
+/// 0600) and makes it the current context; the context's name.
+pub async fn write_kubeconfig(
+    config: &aws_config::SdkConfig,
+    environment: &Environment,
+    path: &std::path::Path,
+) -> anyhow::Result<String> {
+    let access = describe(config, environment).await?;
+    let existing = path
+        .exists()
+        .then(|| kube::config::Kubeconfig::read_from(path))
+        .transpose()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let shopctl = std::env::current_exe()?.display().to_string();
+    let merged = merge_kubeconfig(existing, &access, environment, &shopctl)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_saphyr::to_string(&merged)?;
+    // It names credentials' sources, not credentials, but kubeconfigs are private by
+    // habit: written private from the first byte, then moved over the old one.
+    let temporary = path.with_extension("shopctl-new");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.with_context(|| format!("writing {}", path.display()))?;
+    Ok(access.arn)
 }
 
 /// Adds or replaces the cluster's entry in a kubeconfig and makes it current; the user

@@ -38,6 +38,40 @@ impl StateLock {
     }
 }
 
+/// How long a lock is presumed to belong to a run still in progress.
+const MAY_BE_ALIVE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Lock `id` among those `held` on environment `env`'s state, if it may be released. A
+/// lock younger than ten minutes (or of unknown age) may belong to a run still in
+/// progress: released only when `force`d.
+pub fn releasable<'a>(
+    held: &'a [StateLock],
+    id: &str,
+    env: &str,
+    force: bool,
+) -> anyhow::Result<&'a StateLock> {
+    let Some(lock) = held.iter().find(|l| l.id == id) else {
+        let ids: Vec<&str> = held.iter().map(|l| l.id.as_str()).collect();
+        anyhow::bail!(
+            "no lock {id} is held on the state of {env} (held: {}); nothing to release",
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        );
+    };
+    let young = lock.age().is_none_or(|age| age < MAY_BE_ALIVE);
+    anyhow::ensure!(
+        force || !young,
+        "refusing: lock {id} was taken by {} for {} at {}, less than ten minutes ago, and may belong to a run still in progress; pass --force once you know it is dead",
+        lock.who,
+        lock.operation,
+        lock.created
+    );
+    Ok(lock)
+}
+
 pub async fn list(
     config: &aws_config::SdkConfig,
     env: &Environment,
@@ -94,4 +128,45 @@ pub async fn list(
     // One lock shows in both places when both mechanisms are on.
     locks.dedup_by(|a, b| a.id == b.id);
     Ok(locks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(id: &str, minutes_ago: i64) -> StateLock {
+        StateLock {
+            id: id.into(),
+            who: "ci@runner".into(),
+            operation: "OperationTypeApply".into(),
+            created: (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc3339(),
+            kind: "dynamodb".into(),
+        }
+    }
+
+    #[test]
+    fn only_an_old_lock_is_released_without_force_and_an_unknown_one_never() {
+        let held = [lock("old", 30), lock("young", 2)];
+        assert_eq!(releasable(&held, "old", "dev", false).unwrap().id, "old");
+        let refused = releasable(&held, "young", "dev", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("may belong to a run still in progress"),
+            "{refused}"
+        );
+        assert_eq!(releasable(&held, "young", "dev", true).unwrap().id, "young");
+        let unknown = releasable(&held, "other", "dev", true)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("(held: old, young)"), "{unknown}");
+        let undated = [StateLock {
+            created: "yesterday-ish".into(),
+            ..lock("undated", 0)
+        }];
+        assert!(
+            releasable(&undated, "undated", "dev", false).is_err(),
+            "unknown age is young"
+        );
+    }
 }

@@ -26,4 +26,21 @@ impl Event {
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The event as a line for the operator.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Starting { component, detail } => format!("  starting {component} ({detail})"),
+            Event::Ready {
+                component,
+                detail,
+                millis,
+            } => format!("✓ {component} ready: {detail} ({millis} ms)"),
+            Event::Skipped { component, reason } => format!("- {component}: {reason}"),
+            Event::AllReady { storefront } => {
+                format!("storefront: {storefront} (Ctrl-C stops everything)")
+            }
+            Event::Failed { component, message } => format!("✗ {component}: {message}"),
+        }
+    }
 }

@@ -12,25 +12,22 @@ use sha2::{Digest, Sha256};
 
 use super::binaries::{SERVICES, binary_name};
 use crate::env::Environment;
+use crate::release::ReleaseStatus;
 
 /// Releases kept; older ones (and their binaries) are deleted.
 pub const KEEP: usize = 10;
 
 /// A local release: the configuration and binaries `up` started.
+pub type Release = crate::release::Release<Contents>;
+
+/// What a local release runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[schemars(rename = "LocalRelease")]
-pub struct Release {
-    pub revision: u32,
-    pub applied_at: String,
-    pub applied_by: String,
-    /// Why it exists: `up`, or `rollback to N`.
-    pub cause: String,
+#[schemars(rename = "Local")]
+pub struct Contents {
     /// Settings per service, from the environment values.
     pub config: BTreeMap<String, BTreeMap<String, String>>,
     /// SHA-256 of each service binary.
     pub binaries: BTreeMap<String, String>,
-    /// Identity of config + binaries: equal digests, same release.
-    pub digest: String,
 }
 
 /// What `up` would run now.
@@ -168,7 +165,7 @@ impl ReleaseStore {
     /// rewrite of history).
     pub fn reapply(&self, revision: u32) -> anyhow::Result<Release> {
         let _exclusive = self.lock()?;
-        let old = self.get(revision)?;
+        let old = self.get(revision)?.contents;
         self.create(
             old.config,
             old.binaries,
@@ -206,21 +203,33 @@ impl ReleaseStore {
         }
         let release = Release {
             revision,
-            applied_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            applied_by: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+            applied_at: crate::release::now(),
+            applied_by: crate::release::operator(),
             cause: cause.to_owned(),
+            status: ReleaseStatus::Applied,
             digest: digest_of(&config, &binaries),
-            config,
-            binaries,
+            contents: Contents { config, binaries },
         };
-        std::fs::write(
-            dir.join("release.json"),
-            serde_json::to_vec_pretty(&release)?,
-        )?;
+        self.write(&release)?;
         self.prune()?;
         Ok(release)
+    }
+
+    /// Records how a release ended up (`up` and `rollback` wait for readiness).
+    pub fn set_status(&self, revision: u32, status: ReleaseStatus) -> anyhow::Result<()> {
+        let _exclusive = self.lock()?;
+        let mut release = self.get(revision)?;
+        release.status = status;
+        self.write(&release)
+    }
+
+    fn write(&self, release: &Release) -> anyhow::Result<()> {
+        let file = self
+            .root
+            .join(release.revision.to_string())
+            .join("release.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(release)?)
+            .with_context(|| format!("writing {}", file.display()))
     }
 
     fn prune(&self) -> anyhow::Result<()> {

@@ -413,16 +413,18 @@ impl Target for ClusterTarget {
         let live = crate::cluster::release::images(&workloads);
         // A recorded workload we could not see (its kind not listable somewhere) is not
         // held against the release; access.permissions reports the blind spot.
-        let running = release
-            .images
-            .iter()
-            .all(|(workload, images)| match live.get(workload) {
-                Some(live) => live == images,
-                None => workload
-                    .split('/')
-                    .next()
-                    .is_some_and(|kind| self.snapshot.unreadable(kind)),
-            });
+        let running =
+            release
+                .contents
+                .images
+                .iter()
+                .all(|(workload, images)| match live.get(workload) {
+                    Some(live) => live == images,
+                    None => workload
+                        .split('/')
+                        .next()
+                        .is_some_and(|kind| self.snapshot.unreadable(kind)),
+                });
         Some((if running { release.revision } else { 0 }, release.revision))
     }
 

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::support::alerting::{Alertmanager, rendered_config};
-pub use crate::support::{LocalPlatform, Moto, Run, Scratch, moto, moto_with_bucket, shopctl_with};
+pub use crate::support::{
+    LocalPlatform, Moto, Run, Scratch, Shopctl, moto, moto_with_bucket, shopctl_with,
+};
 use serde_json::Value;
 use shopmicro_common::testing::TestDatabase;
 pub use shopmicro_common::testing::eventually;
@@ -138,7 +140,11 @@ impl TestCluster {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
         let vars: Vec<(&str, &str)> = self.secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        shopctl_with(&all, &vars)
+        // Transcripts and other local state stay in the scratch, not the operator's.
+        Shopctl::new(&all)
+            .envs(&vars)
+            .state(&self.scratch.path("state"))
+            .run()
     }
 
     /// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.
@@ -165,20 +171,15 @@ impl TestCluster {
             all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
         }
         all.extend(&args[1..]);
-        let mut vars: Vec<(&str, &str)> =
+        let secrets: Vec<(&str, &str)> =
             self.secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
         // Terraform's working data (for `infra`, `validate --drift`) stays in the scratch.
-        let state = self.scratch.path("state");
-        vars.extend([
-            ("SHOPCTL_STATE_DIR", state.to_str().unwrap()),
-            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]);
-        vars.extend(overrides);
-        shopctl_with(&all, &vars)
+        Shopctl::new(&all)
+            .envs(&secrets)
+            .state(&self.scratch.path("state"))
+            .aws(moto)
+            .envs(overrides)
+            .run()
     }
 
     /// Objects of a kind in the platform's namespace, by label selector ("" for all).

@@ -2,7 +2,7 @@
 //! container's previous instance) through the `pods/log` subresource.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -120,20 +120,21 @@ fn following_logs_picks_up_the_pods_a_rollout_starts() {
     cluster.apply(&[]);
     let before = running_pods(&cluster, "backend");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHOPCTL_") || name.starts_with("SHOPMICRO_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .args(["logs", "backend", "--env", "dev", "-f", "--kubeconfig"])
-        .arg(&cluster.kubeconfig)
-        .current_dir(crate::support::workspace_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap();
+    let mut child = Shopctl::new(&[
+        "logs",
+        "backend",
+        "--env",
+        "dev",
+        "-f",
+        "--kubeconfig",
+        kubeconfig,
+    ])
+    .command()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let (lines, received) = mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -392,5 +393,52 @@ async fn the_backend_outage_runbook_detects_restarts_rolls_back_and_leaves_its_t
             .as_str()
             .is_some_and(|note| note.contains("backend-outage") && note.contains("completed")),
         "{newest}"
+    );
+}
+
+/// `--namespace` moves a runbook run as it moves every cluster verb: its checks read the
+/// namespace named, not the environment's own (where the healthy release runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runbook_run_reads_the_namespace_it_is_given() {
+    let cluster = TestCluster::start();
+    let ready = axum::Router::new().route("/readyz", axum::routing::get(|| async { "ready" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, ready).await });
+    cluster.sim.serve(NS, "backend", "backend", &backend);
+    cluster.apply(&[]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "runbook",
+            "run",
+            "backend-outage",
+            "--env",
+            "dev",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        cluster.shopctl(&args)
+    };
+    let home = run(&[]);
+    assert!(
+        home.stderr
+            .contains("[1/8] Is the backend ready? (check)\n  ✓"),
+        "{}",
+        home.stderr
+    );
+    let elsewhere = run(&["--namespace", "elsewhere"]);
+    assert!(
+        !elsewhere
+            .stderr
+            .contains("Is the backend ready? (check)\n  ✓"),
+        "{}",
+        elsewhere.stderr
+    );
+    assert!(
+        elsewhere
+            .stderr
+            .contains("no Deployment backend in namespace elsewhere"),
+        "{}",
+        elsewhere.stderr
     );
 }

@@ -24,32 +24,96 @@ pub struct Run {
 }
 
 pub fn shopctl(args: &[&str]) -> Run {
-    shopctl_with(args, &[])
+    Shopctl::new(args).run()
 }
 
-/// Runs shopctl with extra environment variables and no inherited SHOPCTL_* or
-/// SHOPMICRO_* settings, from the workspace root.
+/// `shopctl` with extra environment variables.
 pub fn shopctl_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
-    command.args(args).current_dir(workspace_root());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHOPCTL_") || name.starts_with("SHOPMICRO_") {
-            command.env_remove(name);
+    Shopctl::new(args).envs(vars).run()
+}
+
+/// The one way tests start shopctl: the real binary, from the workspace root, with none
+/// of the developer's settings (SHOPCTL_*, SHOPMICRO_*, DATABASE_URL, REDIS_URL) leaking
+/// in. A JSON report it prints is checked against the schema shopctl publishes.
+pub struct Shopctl {
+    command: Command,
+    args: Vec<String>,
+}
+
+impl Shopctl {
+    pub fn new(args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shopctl"));
+        command.args(args).current_dir(workspace_root());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SHOPCTL_") || name.starts_with("SHOPMICRO_") {
+                command.env_remove(name);
+            }
+        }
+        command.env_remove("DATABASE_URL").env_remove("REDIS_URL");
+        Self {
+            command,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         }
     }
-    command.envs(vars.iter().copied());
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("shopctl runs");
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    };
-    reports::check(args, &run.stdout);
-    run
+
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.command.env_remove(name);
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Self {
+        self.command.envs(vars.iter().copied());
+        self
+    }
+
+    /// Local state (and Terraform's working data) in `dir`.
+    pub fn state(self, dir: &Path) -> Self {
+        self.env("SHOPCTL_STATE_DIR", dir)
+    }
+
+    /// The AWS credential chain pinned to the emulator: never a profile or instance
+    /// metadata.
+    pub fn aws(mut self, moto: &Moto) -> Self {
+        self.command
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE");
+        self
+    }
+
+    /// The command itself, to spawn with pipes or signal.
+    pub fn command(self) -> Command {
+        self.command
+    }
+
+    /// Runs to the end; its report (if it printed one) is checked.
+    pub fn output(mut self) -> Output {
+        let output = self.command.output().expect("shopctl runs");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        reports::check(&args, &String::from_utf8_lossy(&output.stdout));
+        output
+    }
+
+    pub fn run(self) -> Run {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.output();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -137,20 +201,7 @@ impl LocalPlatform {
     /// shopctl on this platform's state, never on a database or Redis the caller's
     /// environment names.
     fn shopctl(state: &Scratch, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-            .args(args)
-            .current_dir(workspace_root())
-            .env("SHOPCTL_STATE_DIR", state.path("state"))
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("SHOPCTL_ENV")
-            .output()
-            .expect("shopctl runs");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Shopctl::new(args).state(&state.path("state")).run()
     }
 
     /// The base URL of a component (`frontend`, `backend`, `ml`, `prometheus`).

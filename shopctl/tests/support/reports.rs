@@ -4,7 +4,6 @@
 //! every field while consumers may still tolerate additions.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{LazyLock, Mutex};
 
 use clap::ValueEnum;
@@ -50,8 +49,8 @@ pub fn published(name: &str) -> Value {
     schemas
         .entry(name.to_owned())
         .or_insert_with(|| {
-            let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-                .args(["schema", name])
+            let output = super::Shopctl::new(&["schema", name])
+                .command()
                 .output()
                 .expect("shopctl runs");
             assert!(output.status.success(), "shopctl schema {name} failed");
