@@ -11,6 +11,7 @@ pub mod lint;
 pub mod local;
 pub mod manifest;
 pub mod platform;
+pub mod progress;
 pub mod release;
 pub mod render;
 pub mod reports;

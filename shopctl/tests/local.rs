@@ -490,6 +490,26 @@ fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_th
     assert_eq!(cluster["status"], "skipped");
     assert_eq!(cluster["detail"], "the local target has no Kubernetes API");
 
+    // The table fits 100 columns, leaves the skipped cluster checks out but counts them.
+    let table = |extra: &[&str]| {
+        let args = [&["validate"], extra].concat();
+        let output = Shopctl::new(&args)
+            .state(&state)
+            .env("COLUMNS", "100")
+            .output();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let folded = table(&[]);
+    assert!(folded.lines().all(|l| l.chars().count() <= 100), "{folded}");
+    assert!(!folded.contains("access.cluster"), "{folded}");
+    let skipped = report["skipped"].as_u64().unwrap();
+    assert!(
+        folded.contains(&format!("{skipped} checks skipped")),
+        "{folded}"
+    );
+    assert!(table(&["--show-skipped"]).contains("access.cluster"));
+
     let backend: ProcessId =
         serde_json::from_value(component(&status(&state), "backend")["process"].clone()).unwrap();
     Command::new("kill")

@@ -68,8 +68,11 @@ impl Target {
 }
 
 /// Row count and an order-independent content checksum per table, in one transaction.
+/// With `counted`, the tables done are reported as progress (a big table takes a while);
+/// a backup reads them while the dump streams, whose bytes are the progress then.
 pub(super) async fn table_figures(
     conn: &mut PgConnection,
+    counted: bool,
 ) -> anyhow::Result<BTreeMap<String, TableFigures>> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
@@ -77,7 +80,14 @@ pub(super) async fn table_figures(
     .fetch_all(&mut *conn)
     .await?;
     let mut figures = BTreeMap::new();
-    for table in tables {
+    let total = tables.len() as u64;
+    for (done, table) in tables.into_iter().enumerate() {
+        if counted {
+            crate::progress::report(crate::progress::Step::Count {
+                done: done as u64,
+                total,
+            });
+        }
         let quoted = format!("\"{}\"", table.replace('"', "\"\""));
         // A sum of per-row 64-bit hashes (summed as numeric, so it cannot overflow):
         // independent of row order and cheap in memory.
@@ -199,6 +209,7 @@ async fn take(
         .spawn()
         .context("starting pg_dump (is PostgreSQL's client installed?)")?;
     let stdout = child.stdout.take().context("pg_dump output")?;
+    crate::progress::report(crate::progress::Step::Phase("dumping (pg_dump)"));
     // The figures come from the same snapshot on a second connection, while pg_dump runs.
     let (streamed, tables) = tokio::join!(
         stream(stdout, sink),
@@ -258,6 +269,7 @@ async fn stream<'a>(
             return Err(err);
         }
         size += read as u64;
+        crate::progress::report(crate::progress::Step::Bytes(size));
     }
     Ok((size, format!("{:x}", hasher.finalize()), to))
 }
@@ -275,7 +287,7 @@ async fn figures_in_snapshot(
     sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
         .execute(&mut conn)
         .await?;
-    let figures = table_figures(&mut conn).await?;
+    let figures = table_figures(&mut conn, false).await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     Ok(figures)
 }

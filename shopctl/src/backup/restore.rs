@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 use super::dump::{Target, table_figures, without_url};
 use super::location::{LocalDump, Location};
 use super::manifest::{Manifest, Verification};
+use crate::progress::{Step, report};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
@@ -43,6 +44,7 @@ pub async fn check_artefact(
     id: &str,
 ) -> anyhow::Result<(Manifest, LocalDump)> {
     let manifest = location.get(id).await?;
+    report(Step::Phase("fetching the dump and checking its SHA-256"));
     let dump = location.fetch_dump(id).await?;
     let actual = file_sha256(&dump.path).await?;
     anyhow::ensure!(
@@ -66,6 +68,7 @@ pub async fn restore(
     let (manifest, dump) = check_artefact(location, id).await?;
     let target = Target::parse(database_url)?;
     let started = Instant::now();
+    report(Step::Phase("restoring (pg_restore, one transaction)"));
     let output = target
         .command("pg_restore")
         .args([
@@ -102,8 +105,12 @@ async fn check_against(
     database_url: &str,
     target: &Target,
 ) -> anyhow::Result<i64> {
+    report(Step::Phase(&format!(
+        "comparing {} tables with the manifest",
+        manifest.tables.len()
+    )));
     let mut conn = target.connect(database_url).await?;
-    let restored = table_figures(&mut conn).await?;
+    let restored = table_figures(&mut conn, true).await?;
     let mut problems = Vec::new();
     for (table, expected) in &manifest.tables {
         match restored.get(table) {

@@ -127,7 +127,20 @@ fn finished(job: &Job) -> Option<(bool, String)> {
         })
 }
 
-/// Follows a Job until it completes, fails, or `timeout` passes.
+/// Reports the Job's state as a phase of the work being tracked: its pods' counts.
+fn show_state(name: &str, job: &Job) {
+    let status = job.status.clone().unwrap_or_default();
+    let state = format!(
+        "Job {name}: {} active, {} succeeded, {} failed",
+        status.active.unwrap_or(0),
+        status.succeeded.unwrap_or(0),
+        status.failed.unwrap_or(0)
+    );
+    crate::progress::report(crate::progress::Step::Phase(&state));
+}
+
+/// Follows a Job until it completes, fails, or `timeout` passes; its state is reported
+/// as it changes.
 pub async fn follow(
     cluster: &Cluster,
     namespace: &str,
@@ -139,6 +152,7 @@ pub async fn follow(
     let settled = tokio::time::timeout(timeout, async {
         loop {
             let job = jobs.get(name).await?;
+            show_state(name, &job);
             if let Some(end) = finished(&job) {
                 return Ok::<_, kube::Error>(end);
             }
@@ -150,6 +164,7 @@ pub async fn follow(
             while let Some(event) = events.try_next().await? {
                 match event {
                     WatchEvent::Added(job) | WatchEvent::Modified(job) => {
+                        show_state(name, &job);
                         if let Some(end) = finished(&job) {
                             return Ok(end);
                         }

@@ -135,21 +135,28 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
             report.base_changes.len()
         );
     }
-    for change in all().filter(|c| c.change != Change::Unchanged) {
-        let verb = match change.change {
-            Change::Created => "created",
-            Change::Configured => "configured",
-            Change::Pruned => "pruned",
-            Change::Unchanged => "unchanged",
-        };
-        let verb = if report.dry_run {
-            format!("{verb} (dry run)")
-        } else {
-            verb.to_string()
-        };
-        println!("{:<22} {}", verb, change.id);
+    let changed: Vec<_> = all().filter(|c| c.change != Change::Unchanged).collect();
+    if !changed.is_empty() {
+        let mut table = super::new_table(&["CHANGE", "OBJECT"]);
+        for change in &changed {
+            let verb = match change.change {
+                Change::Created => "created",
+                Change::Configured => "configured",
+                Change::Pruned => "pruned",
+                Change::Unchanged => "unchanged",
+            };
+            let verb = if report.dry_run {
+                format!("{verb} (dry run)")
+            } else {
+                verb.to_string()
+            };
+            table.add_row([verb, change.id.clone()]);
+        }
+        println!("{table}");
+    }
+    for change in changed {
         if let Some(diff) = &change.diff {
-            println!("{diff}");
+            println!("--- {}\n{diff}", change.id);
         }
     }
     println!(

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use shopctl::platform::{BackupTaken, Verified};
 
 use super::cluster::ClusterArgs;
+use super::progress::block_on_tracked;
 use super::{EnvArgs, Outcome, OutputFormat};
 
 #[derive(Debug, Args)]
@@ -43,7 +44,7 @@ pub fn exec(args: BackupArgs) -> anyhow::Result<Outcome> {
     let platform = args.cluster.open(&args.env)?;
     match args.action {
         None => {
-            let taken = super::block_on(platform.backup(args.wait.then_some(args.timeout)))?;
+            let taken = block_on_tracked(platform.backup(args.wait.then_some(args.timeout)))?;
             Ok(print_taken(taken))
         }
         Some(BackupAction::List { output }) => {
@@ -52,7 +53,7 @@ pub fn exec(args: BackupArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Some(BackupAction::Verify { backup }) => {
-            let verified = super::block_on(async {
+            let verified = block_on_tracked(async {
                 let id = platform.backups().await?.resolve(backup).await?;
                 platform.verify(id, args.timeout).await
             })?;

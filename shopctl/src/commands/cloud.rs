@@ -92,7 +92,7 @@ pub(super) fn up(
             Ok(Outcome::CheckFailed)
         }
         UpOutcome::Validated(report) => {
-            super::validate::print_table(&report);
+            super::validate::print_table(&report, false);
             Ok(Outcome::judged(!report.failed()))
         }
     }

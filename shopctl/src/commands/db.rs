@@ -124,7 +124,7 @@ pub fn exec(args: DbArgs) -> anyhow::Result<Outcome> {
             kms_key,
         } => {
             let dir = super::block_on(Location::parse(&to))?.encrypted_with(kms_key)?;
-            let manifest = super::block_on(backup::backup(&database_url, &dir))?;
+            let manifest = super::progress::block_on_tracked(backup::backup(&database_url, &dir))?;
             let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
             eprintln!(
                 "backed up {} tables, {rows} rows, {} bytes (sha256 {})",
@@ -155,7 +155,8 @@ pub fn exec(args: DbArgs) -> anyhow::Result<Outcome> {
                 &database,
                 yes,
             )?;
-            let report = super::block_on(backup::restore(&database_url, &dir, &id))?;
+            let report =
+                super::progress::block_on_tracked(backup::restore(&database_url, &dir, &id))?;
             eprintln!(
                 "restored {} into {} in {} ms: {} tables, {} rows match the manifest",
                 report.id, report.target, report.millis, report.tables_checked, report.rows
@@ -167,7 +168,7 @@ pub fn exec(args: DbArgs) -> anyhow::Result<Outcome> {
             backup,
             pushgateway,
         } => {
-            let verified = super::block_on(async {
+            let verified = super::progress::block_on_tracked(async {
                 let dir = Location::parse(&from).await?;
                 let id = dir.resolve(backup).await?;
                 let note = |line: &str| eprintln!("{line}");

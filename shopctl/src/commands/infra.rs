@@ -223,9 +223,11 @@ pub fn exec(args: InfraArgs) -> anyhow::Result<Outcome> {
                         })?
                     ),
                     OutputFormat::Table => {
+                        let mut table = super::new_table(&["ACTION", "RESOURCE", "DETAIL"]);
                         for step in &steps {
-                            println!("{:<16} {:<48} {}", step.action, step.resource, step.detail);
+                            table.add_row([&step.action, &step.resource, &step.detail]);
                         }
+                        println!("{table}");
                     }
                 }
                 Ok(Outcome::Success)

@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod cloud;
 mod cluster;
+mod completion;
 mod confirm;
 mod db;
 mod down;
@@ -14,6 +15,7 @@ mod infra;
 mod kubeconfig;
 mod lint;
 mod logs;
+mod man;
 mod progress;
 mod render;
 mod restart;
@@ -87,6 +89,10 @@ enum Command {
     Restart(restart::RestartArgs),
     /// Print the JSON Schema of a command's `--output json` report.
     Schema(schema::SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Print shopctl(1), or write every manual page into a directory.
+    Man(man::ManArgs),
     /// Run the local supervisor (started by `up`; not for direct use).
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -139,6 +145,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Runbook(args) => runbook::exec(args),
         Command::Restart(args) => restart::exec(args),
         Command::Schema(args) => schema::exec(args),
+        Command::Completion(args) => completion::exec(args),
+        Command::Man(args) => man::exec(args),
         Command::Supervise(args) => supervise::exec(args),
     }
 }
@@ -149,13 +157,21 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Handle::current().block_on(future)
 }
 
-/// A table in the house style, wrapping to the terminal.
+/// A table in the house style, wrapping to fit: the terminal's width when stdout is
+/// one, else `COLUMNS` when it is set (as `ls` and `ps` honour it), else as wide as the
+/// content (a pipe or a file).
 fn new_table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
         .set_header(header);
+    if let Some(width) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.parse::<u16>().ok())
+    {
+        table.set_width(width);
+    }
     table
 }
 

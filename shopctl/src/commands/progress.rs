@@ -6,9 +6,10 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use shopctl::cluster::rollout::{Progress, ProgressCallback, WaitResult, Workload};
 use shopctl::platform::Observer;
+use shopctl::progress::{Step, Tracker};
 
 /// What a platform's operator sees: rollouts as bars, notes as lines on stderr.
 pub(super) fn observer() -> Observer {
@@ -21,7 +22,7 @@ pub(super) fn observer() -> Observer {
 /// Progress bars on a terminal (one per workload); plain lines as workloads settle
 /// otherwise, so CI logs show progress without control characters.
 pub(super) fn progress_reporter() -> ProgressCallback {
-    let terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let terminal = drawing();
     let multi = MultiProgress::with_draw_target(if terminal {
         ProgressDrawTarget::stderr()
     } else {
@@ -90,4 +91,77 @@ pub(super) fn print_rollout(results: &[WaitResult]) {
             println!("  {warning}");
         }
     }
+}
+
+/// Whether to draw: stderr is a terminal and the user has not asked for plain output.
+fn drawing() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// How long work (a dump, a restore, a Job) shows: on a terminal a spinner with the phase
+/// and, while bytes move, their count and rate; otherwise one line per phase, so CI logs
+/// show where the time went without control characters.
+pub(super) fn work_reporter() -> Tracker {
+    let last = Mutex::new(String::new());
+    if !drawing() {
+        return Arc::new(move |step| {
+            if let Step::Phase(phase) = step {
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                if *last != phase {
+                    eprintln!("… {phase}");
+                    *last = phase.to_owned();
+                }
+            }
+        });
+    }
+    let plain = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bytes =
+        ProgressStyle::with_template("{spinner} {msg}: {binary_bytes} ({binary_bytes_per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let count = ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    // Drawn from the first step on, cleared when the work is done (the tracker dropped).
+    let spinner = std::sync::OnceLock::new();
+    Arc::new(move |step| match step {
+        Step::Phase(phase) => {
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            if *last != phase {
+                let bar = started(&spinner);
+                // The phase before stays on screen, the new one spins.
+                if !last.is_empty() {
+                    bar.println(format!("✓ {last}"));
+                }
+                *last = phase.to_owned();
+                bar.set_style(plain.clone());
+                bar.set_position(0);
+                bar.set_message(phase.to_owned());
+            }
+        }
+        Step::Bytes(moved) => {
+            let bar = started(&spinner);
+            bar.set_style(bytes.clone());
+            bar.set_position(moved);
+        }
+        Step::Count { done, total } => {
+            let bar = started(&spinner);
+            bar.set_style(count.clone());
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    })
+}
+
+/// The spinner, started on first use.
+fn started(spinner: &std::sync::OnceLock<ProgressBar>) -> &ProgressBar {
+    spinner.get_or_init(|| {
+        let bar = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    })
+}
+
+/// Runs long work to its end with its progress shown (see `work_reporter`).
+pub(super) fn block_on_tracked<F: std::future::Future>(work: F) -> F::Output {
+    super::block_on(shopctl::progress::tracked(work_reporter(), work))
 }

@@ -42,7 +42,7 @@ pub fn exec(args: RestoreArgs) -> anyhow::Result<Outcome> {
         ),
         args.yes,
     )?;
-    let restored = super::block_on(platform.restore(&args.backup, args.timeout))?;
+    let restored = super::progress::block_on_tracked(platform.restore(&args.backup, args.timeout))?;
     if restored.succeeded {
         eprintln!(
             "restored {} in {:.0}s ({}); the platform is serving again",

@@ -9,7 +9,7 @@ use shopctl::validate::cluster::DriftCheck;
 use shopctl::validate::{self, Report, Selection, Status};
 
 use super::cluster::ClusterArgs;
-use super::{EnvArgs, Outcome, OutputFormat, parse_duration, print_report};
+use super::{EnvArgs, Outcome, OutputFormat, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -40,6 +40,9 @@ pub struct ValidateArgs {
     /// infrastructure and its configuration. Slow; bounded by --timeout only.
     #[arg(long)]
     drift: bool,
+    /// List the skipped checks too (the table folds them into a count; JSON has them all).
+    #[arg(long)]
+    show_skipped: bool,
     /// The Terraform root module --drift plans (default: terraform/envs/<env>).
     #[arg(long, value_name = "DIR", requires = "drift")]
     stack: Option<std::path::PathBuf>,
@@ -86,12 +89,22 @@ pub fn exec(args: ValidateArgs) -> anyhow::Result<Outcome> {
         millis: started.elapsed().as_millis() as u64,
         ..report
     };
-    print_report(&report, args.output, print_table, report.failed())
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_table(&report, args.show_skipped),
+    }
+    Ok(Outcome::judged(!report.failed()))
 }
 
-pub(super) fn print_table(report: &Report) {
-    let mut table = super::new_table(&["CHECK", "CATEGORY", "STATUS", "DETAIL", "WHAT TO DO"]);
-    for check in &report.checks {
+/// What matters first (the report is ordered: failures, warnings, passes), skipped checks
+/// folded into one line unless asked for (`--show-skipped`); the verdict is the last line.
+pub(super) fn print_table(report: &Report, show_skipped: bool) {
+    let checks = report
+        .checks
+        .iter()
+        .filter(|c| show_skipped || c.verdict.status != Status::Skipped);
+    let mut table = super::new_table(&["CHECK", "STATUS", "DETAIL", "WHAT TO DO"]);
+    for check in checks {
         let status = match check.verdict.status {
             Status::Pass => "pass",
             Status::Warn => "warn",
@@ -100,13 +113,18 @@ pub(super) fn print_table(report: &Report) {
         };
         table.add_row([
             check.id,
-            check.category,
             status,
             &check.verdict.detail,
             check.verdict.hint.as_deref().unwrap_or(""),
         ]);
     }
     println!("{table}");
+    if !show_skipped && report.skipped > 0 {
+        println!(
+            "{} checks skipped (not meaningful here, or not allowed); --show-skipped lists them",
+            report.skipped
+        );
+    }
     println!(
         "{} ({}): {} passed, {} warnings, {} failed, {} skipped in {:.2}s",
         report.environment,
