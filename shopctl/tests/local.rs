@@ -1142,3 +1142,87 @@ async fn an_external_database_and_no_redis_or_prometheus_still_make_a_platform()
         "nor stored in the state"
     );
 }
+
+/// What a shopper sees of the cart behind `cookie`, through the storefront at `storefront`
+/// (None: the storefront did not answer).
+async fn cart_page(storefront: &str, cookie: &str) -> Option<String> {
+    let page = reqwest::Client::new()
+        .get(format!("{storefront}/cart"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .ok()?;
+    assert_eq!(page.status().as_u16(), 200);
+    page.text().await.ok()
+}
+
+/// An environment keeps its addresses and its cart-signing key: the storefront URL `up`
+/// printed keeps answering, and a shopper's cart keeps its items, after a restart of the
+/// frontend, a new release (a configuration change) and a rollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_storefront_address_and_a_cart_survive_restarts_releases_and_rollbacks() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let storefront = component(&status(&state), "frontend")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ports = |status: &Value| -> Vec<(String, Value)> {
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap().to_owned(), c["port"].clone()))
+            .collect()
+    };
+    let first_ports = ports(&status(&state));
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let added = http
+        .post(format!("{storefront}/cart/items"))
+        .form(&[("product_id", "2"), ("quantity", "3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 303);
+    let cookie = added.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let holds_the_item =
+        |page: &str| !page.contains("Your cart is empty") && page.contains("value=\"3\"");
+    assert!(holds_the_item(
+        &cart_page(&storefront, &cookie).await.unwrap()
+    ));
+
+    for (what, args) in [
+        ("restart frontend", vec!["restart", "frontend"]),
+        (
+            "a new release",
+            vec!["up", "--set", "observability.log_level=warn"],
+        ),
+        ("rollback", vec!["rollback"]),
+    ] {
+        let run = shopctl_in(&state, &args, None);
+        assert!(run.status.success(), "{what}: {}", text(&run.stderr));
+        let page = cart_page(&storefront, &cookie)
+            .await
+            .unwrap_or_else(|| panic!("after {what} the storefront's address still answers"));
+        assert!(
+            holds_the_item(&page),
+            "after {what} the cart keeps its items"
+        );
+        assert_eq!(
+            ports(&status(&state)),
+            first_ports,
+            "after {what} every component listens where it did"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 //! lock; processes are recorded by pid *and* start time, so a stale record never makes
 //! shopctl signal an unrelated process.
 
+pub mod addresses;
 pub mod binaries;
 pub mod events;
 pub mod launch;

@@ -18,6 +18,7 @@ use anyhow::Context;
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::addresses::{self, Ports};
 use super::binaries::binary_name;
 use super::events::Event;
 use super::postgres;
@@ -27,7 +28,7 @@ use crate::db_roles::DbRole;
 use lifecycle::{Running, StartError, failed, keep_running, spawn_only, start, stop_all};
 use readiness::{Probe, READY_TIMEOUT, wait_ready};
 use shared::Shared;
-use spec::{Spec, external, free_port};
+use spec::{Spec, external};
 
 pub use spec::which;
 
@@ -116,6 +117,8 @@ async fn start_all(
     events: &impl Fn(Event),
     running: &mut Running,
 ) -> Result<(), StartError> {
+    // Every component listens where it did before: the environment's addresses are kept.
+    let mut ports = Ports::load(&options.state).map_err(failed("supervisor"))?;
     // PostgreSQL: the one given, or a private cluster with the platform's roles.
     let database = match &options.database_url {
         Some(url) => {
@@ -135,7 +138,7 @@ async fn start_all(
             let data = options.state.postgres_data();
             postgres::init(&binaries, &data, &options.state.log("initdb"))
                 .map_err(failed("postgres"))?;
-            let port = free_port().map_err(failed("postgres"))?;
+            let port = ports.port("postgres").map_err(failed("postgres"))?;
             let spec = spec::postgres(&binaries, &data, port).map_err(failed("postgres"))?;
             start(
                 shared,
@@ -165,7 +168,7 @@ async fn start_all(
         }
         None => match which("redis-server") {
             Some(program) => {
-                let port = free_port().map_err(failed("redis"))?;
+                let port = ports.port("redis").map_err(failed("redis"))?;
                 let spec = spec::redis(program, port);
                 start(shared, events, running, spec, "private, in memory").await?;
                 Some(format!("redis://127.0.0.1:{port}"))
@@ -184,16 +187,12 @@ async fn start_all(
         },
     };
 
-    // The services: ports chosen up front so each can be told where the others are.
-    let ports: BTreeMap<&str, u16> = [
-        ("ml", free_port()),
-        ("backend", free_port()),
-        ("frontend", free_port()),
-    ]
-    .into_iter()
-    .map(|(name, port)| port.map(|p| (name, p)))
-    .collect::<anyhow::Result<_>>()
-    .map_err(failed("services"))?;
+    // The services: ports known up front so each can be told where the others are.
+    let service_ports: BTreeMap<&str, u16> = ["ml", "backend", "frontend"]
+        .into_iter()
+        .map(|name| ports.port(name).map(|port| (name, port)))
+        .collect::<anyhow::Result<_>>()
+        .map_err(failed("services"))?;
     let service = |name: &'static str, env: Vec<(&str, String)>| {
         // The release's settings, then where this service finds the others.
         let mut vars = options
@@ -202,13 +201,13 @@ async fn start_all(
             .cloned()
             .unwrap_or_default();
         vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        vars.insert("PORT".into(), ports[name].to_string());
+        vars.insert("PORT".into(), service_ports[name].to_string());
         Spec {
             name,
             program: options.binaries.join(binary_name(name)),
             args: Vec::new(),
             env: vars,
-            port: ports[name],
+            port: service_ports[name],
             probe: Probe::Http("/readyz"),
         }
     };
@@ -222,18 +221,26 @@ async fn start_all(
     let mut backend_env = vec![
         ("DATABASE_URL", database.backend.clone()),
         ("DATABASE_MIGRATIONS", "verify".into()),
-        ("ML_URL", format!("http://127.0.0.1:{}", ports["ml"])),
+        (
+            "ML_URL",
+            format!("http://127.0.0.1:{}", service_ports["ml"]),
+        ),
     ];
     if let Some(url) = &redis_url {
         backend_env.push(("REDIS_URL", url.clone()));
     }
     let backend = service("backend", backend_env);
+    // The cart-signing key is the environment's, so carts outlive a frontend process.
+    let cart_key = addresses::cart_signing_key(&options.state).map_err(failed("frontend"))?;
     let frontend = service(
         "frontend",
-        vec![(
-            "BACKEND_URL",
-            format!("http://127.0.0.1:{}", ports["backend"]),
-        )],
+        vec![
+            (
+                "BACKEND_URL",
+                format!("http://127.0.0.1:{}", service_ports["backend"]),
+            ),
+            ("CART_SIGNING_KEY", cart_key),
+        ],
     );
 
     // The schema's owner migrates it, as the cluster's init container does; the backend
@@ -243,7 +250,7 @@ async fn start_all(
         .map_err(failed("backend"))?;
     spawn_only(shared, running, ml.clone(), events)?;
     start(shared, events, running, backend, "migrations and demo data").await?;
-    retrain(ports["ml"]).await;
+    retrain(service_ports["ml"]).await;
     wait_ready(&ml, None).await.map_err(failed("ml"))?;
     shared.set("ml", ComponentState::Ready, None);
     events(Event::Ready {
@@ -256,8 +263,8 @@ async fn start_all(
     // Batch jobs (backup verification) push their results here for Prometheus to scrape.
     let pushgateway = match which("prometheus-pushgateway").or_else(|| which("pushgateway")) {
         Some(program) => {
-            let spec = spec::pushgateway(program).map_err(failed("pushgateway"))?;
-            let port = spec.port;
+            let port = ports.port("pushgateway").map_err(failed("pushgateway"))?;
+            let spec = spec::pushgateway(program, port);
             start(
                 shared,
                 events,
@@ -282,8 +289,9 @@ async fn start_all(
             &options.state,
             &options.prometheus_rules,
             program,
-            &ports,
+            &service_ports,
             pushgateway,
+            ports.port("prometheus").map_err(failed("prometheus"))?,
         )
         .map_err(failed("prometheus"))?;
         start(

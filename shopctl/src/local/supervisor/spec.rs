@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::readiness::Probe;
 use crate::local::postgres;
 use crate::local::state::{Component, ComponentState, StateDir};
@@ -76,16 +74,15 @@ pub(super) fn redis(program: PathBuf, port: u16) -> Spec {
     }
 }
 
-pub(super) fn pushgateway(program: PathBuf) -> anyhow::Result<Spec> {
-    let port = free_port()?;
-    Ok(Spec {
+pub(super) fn pushgateway(program: PathBuf, port: u16) -> Spec {
+    Spec {
         name: "pushgateway",
         program,
         args: vec![format!("--web.listen-address=127.0.0.1:{port}")],
         env: BTreeMap::new(),
         port,
         probe: Probe::Http("/-/ready"),
-    })
+    }
 }
 
 /// Prometheus scraping the services on `ports` (and the Pushgateway) with the platform's
@@ -96,6 +93,7 @@ pub(super) fn prometheus(
     program: PathBuf,
     ports: &BTreeMap<&str, u16>,
     pushgateway: Option<u16>,
+    port: u16,
 ) -> anyhow::Result<Spec> {
     let dir = dir.root.join("prometheus");
     std::fs::create_dir_all(dir.join("rules"))?;
@@ -116,7 +114,6 @@ pub(super) fn prometheus(
             "global:\n  scrape_interval: 15s\n  evaluation_interval: 30s\nrule_files:\n  - rules/*.yaml\nscrape_configs:\n  - job_name: shopmicro\n    static_configs:\n{targets}{pushgateway}"
         ),
     )?;
-    let port = free_port()?;
     Ok(Spec {
         name: "prometheus",
         program,
@@ -144,11 +141,6 @@ pub(super) fn external(name: &str, url: Option<String>) -> Component {
         restarts: 0,
         log: None,
     }
-}
-
-pub(super) fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The first `program` on PATH.
