@@ -30,6 +30,8 @@ pub enum ReportKind {
     Down,
     /// `shopctl backup list --output json` and `shopctl db list --output json`
     Backups,
+    /// `shopctl load --output json`
+    Load,
     /// `shopctl infra bootstrap --output json`
     InfraBootstrap,
     /// `shopctl infra plan|apply|destroy|drift --output json`
@@ -71,6 +73,10 @@ impl ReportKind {
             ReportKind::Backups => (
                 generator.into_root_schema_for::<Vec<crate::backup::Manifest>>(),
                 "backup list",
+            ),
+            ReportKind::Load => (
+                generator.into_root_schema_for::<crate::load::LoadReport>(),
+                "load",
             ),
             ReportKind::InfraBootstrap => (
                 generator.into_root_schema_for::<InfraBootstrap>(),

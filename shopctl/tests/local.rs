@@ -1226,3 +1226,83 @@ async fn the_storefront_address_and_a_cart_survive_restarts_releases_and_rollbac
         );
     }
 }
+
+/// `shopctl load` on the local platform: sent on schedule, every request answered, within
+/// the SLOs. Then the backend is stopped for a second mid-run (SIGSTOP): the requests meant
+/// to leave during the stall count their wait from when they were due, so the stall shows
+/// in the tail (an open model, no coordinated omission) and the verdict fails.
+#[test]
+fn load_is_judged_against_the_slos_and_a_stall_shows_in_its_tail() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let args = [
+        "load",
+        "--scenario",
+        "api",
+        "--rate",
+        "100",
+        "--duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--output",
+        "json",
+    ];
+    let healthy = shopctl_in(&state, &args, None);
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stderr));
+    let report: Value = serde_json::from_slice(&healthy.stdout).unwrap();
+    assert_eq!(report["requests"], 300, "100/s for 3 s: {report:#}");
+    let routes = report["routes"].as_array().unwrap();
+    let answered: u64 = routes.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(answered, 300);
+    assert!(
+        routes.iter().all(|r| r["errors"] == json!({})),
+        "{report:#}"
+    );
+    assert_eq!(report["verdict"]["passed"], true, "{report:#}");
+
+    let backend: ProcessId =
+        serde_json::from_value(component(&status(&state), "backend")["process"].clone()).unwrap();
+    let run = Shopctl::new(&args)
+        .state(&state)
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stall is the experiment: a second without a backend, a second into the
+    // measured window.
+    std::thread::sleep(Duration::from_secs(2));
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, &backend.pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(signal("-CONT").success());
+    let stalled = run.wait_with_output().unwrap();
+    assert_eq!(stalled.status.code(), Some(1), "{}", text(&stalled.stderr));
+    let report: Value = serde_json::from_slice(&stalled.stdout).unwrap();
+    support::reports::check(&args, &text(&stalled.stdout));
+    let listing = report["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "GET /products")
+        .unwrap();
+    assert!(
+        listing["p99_ms"].as_f64().unwrap() >= 700.0,
+        "the stall is in the tail: {report:#}"
+    );
+    assert_eq!(report["verdict"]["passed"], false);
+    assert!(
+        report["verdict"]["violations"][0]
+            .as_str()
+            .unwrap()
+            .contains("p95"),
+        "{report:#}"
+    );
+}

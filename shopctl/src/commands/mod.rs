@@ -14,6 +14,7 @@ mod history;
 mod infra;
 mod kubeconfig;
 mod lint;
+mod load;
 mod logs;
 mod man;
 mod progress;
@@ -85,6 +86,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List, show and run the executable runbooks.
     Runbook(runbook::RunbookArgs),
+    /// Put a bounded, open-model load on an environment and judge it against the SLOs.
+    Load(load::LoadArgs),
     /// Restart one service and wait until it is ready again.
     Restart(restart::RestartArgs),
     /// Print the JSON Schema of a command's `--output json` report.
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Backup(args) => backup::exec(args),
         Command::Restore(args) => restore::exec(args),
         Command::Runbook(args) => runbook::exec(args),
+        Command::Load(args) => load::exec(args),
         Command::Restart(args) => restart::exec(args),
         Command::Schema(args) => schema::exec(args),
         Command::Completion(args) => completion::exec(args),

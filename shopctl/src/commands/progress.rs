@@ -94,7 +94,7 @@ pub(super) fn print_rollout(results: &[WaitResult]) {
 }
 
 /// Whether to draw: stderr is a terminal and the user has not asked for plain output.
-fn drawing() -> bool {
+pub(super) fn drawing() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 

@@ -498,16 +498,28 @@ async fn slo(
 }
 
 fn slo_availability(target: &dyn Target) -> CheckFuture<'_> {
-    Box::pin(slo(target, "slo:api_errors:ratio_rate5m", 0.001, |v| {
+    let budget = 1.0 - crate::slo::AVAILABILITY;
+    Box::pin(slo(target, "slo:api_errors:ratio_rate5m", budget, |v| {
         format!(
-            "{:.3}% of API requests failed (SLO: at most 0.1%)",
-            v * 100.0
+            "{:.3}% of API requests failed (SLO: at most {:.1}%)",
+            v * 100.0,
+            (1.0 - crate::slo::AVAILABILITY) * 100.0
         )
     }))
 }
 
 fn slo_latency(target: &dyn Target) -> CheckFuture<'_> {
-    Box::pin(slo(target, "slo:product_read_latency:p95_5m", 0.3, |v| {
-        format!("product reads p95 {:.0} ms (SLO: under 300 ms)", v * 1000.0)
-    }))
+    let objective = crate::slo::PRODUCT_READ_P95;
+    Box::pin(slo(
+        target,
+        "slo:product_read_latency:p95_5m",
+        objective.as_secs_f64(),
+        |v| {
+            format!(
+                "product reads p95 {:.0} ms (SLO: under {} ms)",
+                v * 1000.0,
+                crate::slo::PRODUCT_READ_P95.as_millis()
+            )
+        },
+    ))
 }
