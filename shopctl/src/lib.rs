@@ -12,6 +12,7 @@ pub mod load;
 pub mod local;
 pub mod manifest;
 pub mod platform;
+pub mod private;
 pub mod progress;
 pub mod release;
 pub mod render;

@@ -631,6 +631,14 @@ fn backups_of_the_local_platform_are_taken_verified_and_reported_by_validate() {
     let taken = shopctl_in(&state, &["backup"], None);
     assert!(taken.status.success(), "{}", text(&taken.stderr));
     let id = text(&taken.stdout).trim().to_owned();
+    // The data is the owner's alone: the backups directory, each backup and its dump.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let backups = state.join("backups");
+    assert_eq!(mode(&backups), 0o700);
+    assert_eq!(mode(&backups.join(&id)), 0o700);
+    assert_eq!(mode(&backups.join(&id).join("dump.pgc")), 0o600);
+    assert_eq!(mode(&backups.join(&id).join("manifest.json")), 0o600);
     let listed = shopctl_in(&state, &["backup", "list"], None);
     assert!(
         text(&listed.stdout).contains(&id) && text(&listed.stdout).contains("not verified"),

@@ -281,23 +281,51 @@ fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
         missing.stderr
     );
 
-    let shown = shopctl_with(
-        &["render", "--env", "dev", "--show-secrets"],
-        &[
-            ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
-            ("SHOPMICRO_CART_SIGNING_KEY", "k".repeat(88).as_str()),
-            ("SHOPMICRO_GRAFANA_ADMIN_PASSWORD", "grafana-pw"),
-            (
-                "SHOPMICRO_ALERT_RECEIVER_ONCALL",
-                "https://oncall.example/hook",
-            ),
-            (
-                "SHOPMICRO_ALERT_RECEIVER_TICKETS",
-                "https://tickets.example/hook",
-            ),
-        ],
-    );
+    let cart_key = "k".repeat(88);
+    let secret_vars = [
+        ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
+        ("SHOPMICRO_CART_SIGNING_KEY", cart_key.as_str()),
+        ("SHOPMICRO_GRAFANA_ADMIN_PASSWORD", "grafana-pw"),
+        (
+            "SHOPMICRO_ALERT_RECEIVER_ONCALL",
+            "https://oncall.example/hook",
+        ),
+        (
+            "SHOPMICRO_ALERT_RECEIVER_TICKETS",
+            "https://tickets.example/hook",
+        ),
+    ];
+    let shown = shopctl_with(&["render", "--env", "dev", "--show-secrets"], &secret_vars);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
+    // Written out, the Secrets are their owner's alone; the rest stays readable.
+    let scratch = support::Scratch::new();
+    let out = scratch.path("rendered");
+    let written = shopctl_with(
+        &[
+            "render",
+            "--env",
+            "dev",
+            "--show-secrets",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &secret_vars,
+    );
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    let mut secrets = 0;
+    for entry in std::fs::read_dir(&out).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        if text.contains("kind: Secret") {
+            secrets += 1;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            assert_eq!(mode & 0o044, 0o044, "{}", path.display());
+        }
+    }
+    assert!(secrets >= 3, "{secrets} Secrets written");
     // The receivers' destinations are secrets too: only in the Alertmanager Secret.
     assert!(!redacted.stdout.contains("oncall.example"));
     let holding: Vec<String> = parse_stream("dev", &shown.stdout)

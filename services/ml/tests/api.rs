@@ -210,4 +210,15 @@ async fn openapi_document_lists_the_api() {
     for path in ["/recommendations", "/model", "/model/retrain", "/readyz"] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
+    // The contract says what the service enforces: no product, no recommendations.
+    let parameters = doc["paths"]["/recommendations"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let product_id = parameters
+        .iter()
+        .find(|p| p["name"] == "product_id")
+        .unwrap();
+    assert_eq!(product_id["required"], true, "{product_id}");
+    let (status, _) = app.get("/recommendations").await;
+    assert_eq!(status, 400);
 }

@@ -112,11 +112,11 @@ pub async fn backup(database_url: &str, to: &Location) -> anyhow::Result<Manifes
     );
     match to {
         Location::Dir(dir) => {
-            std::fs::create_dir_all(&dir.root)
+            crate::private::create_dir(&dir.root)
                 .with_context(|| format!("creating {}", dir.root.display()))?;
             let partial = dir.root.join(format!("{id}.partial"));
-            std::fs::create_dir_all(&partial)?;
-            let file = tokio::fs::File::create(partial.join("dump.pgc")).await?;
+            crate::private::create_dir(&partial)?;
+            let file = crate::private::create(&partial.join("dump.pgc")).await?;
             let taken = take(&target, database_url, Sink::File(file), &id, created_at).await;
             let finished = taken.and_then(|manifest| {
                 write_manifest(&partial, &manifest)?;

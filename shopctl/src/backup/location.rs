@@ -177,7 +177,8 @@ impl Location {
                         )
                     })?;
                 let mut body = object.body.into_async_read();
-                let mut file = tokio::fs::File::create(&path).await?;
+                // The dump holds the data: private, like the backups themselves.
+                let mut file = crate::private::create(&path).await?;
                 tokio::io::copy(&mut body, &mut file)
                     .await
                     .context("downloading the dump")?;

@@ -95,8 +95,9 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
 }
 
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
-    let temporary = dir.join("manifest.json.tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(manifest)?)?;
-    std::fs::rename(&temporary, dir.join("manifest.json"))?;
+    crate::private::write(
+        &dir.join("manifest.json"),
+        &serde_json::to_vec_pretty(manifest)?,
+    )?;
     Ok(())
 }

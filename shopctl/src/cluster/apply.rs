@@ -136,6 +136,26 @@ fn name_of(object: &Value) -> &str {
 }
 
 /// An object as people compare it: no bookkeeping, no status, Secret values hidden.
+/// A key for this run alone (from the operating system's randomness, through UUID v4).
+static RUN_KEY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    (0..2)
+        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+        .collect()
+});
+
+/// Shows whether a Secret value changed without showing it: a keyed digest, equal for
+/// equal values within one run. A plain digest could be checked against guessed values
+/// offline (a short password, a known token format); this one cannot, once the run ends.
+fn marker(value: &Value) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&RUN_KEY)
+        .expect("HMAC takes a key of any length");
+    mac.update(value.to_string().as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("marker {hex}")
+}
+
 fn comparable(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(metadata) = object["metadata"].as_object_mut() {
@@ -162,12 +182,7 @@ fn comparable(object: &Value) -> Value {
         for field in ["data", "stringData"] {
             if let Some(values) = object[field].as_object_mut() {
                 for value in values.values_mut() {
-                    // A digest shows that a value changed without showing the value.
-                    let digest = sha2::Digest::finalize(
-                        <sha2::Sha256 as sha2::Digest>::new_with_prefix(value.to_string()),
-                    );
-                    *value =
-                        Value::String(format!("[redacted, sha256 {:.8}]", format!("{digest:x}")));
+                    *value = Value::String(format!("[redacted, {}]", marker(value)));
                 }
             }
         }
@@ -420,4 +435,34 @@ pub(crate) async fn still_ours(
         );
     }
     Ok(ours)
+}
+
+#[cfg(test)]
+mod secret_markers {
+    use super::*;
+
+    #[test]
+    fn a_changed_secret_shows_as_changed_and_no_marker_is_a_plain_digest_of_its_value() {
+        let secret = |password: &str| {
+            serde_json::json!({"kind": "Secret", "metadata": {"name": "db"},
+                               "stringData": {"password": password}})
+        };
+        let shown =
+            |password: &str| comparable(&secret(password))["stringData"]["password"].clone();
+        assert_eq!(
+            shown("hunter2"),
+            shown("hunter2"),
+            "equal values, equal markers"
+        );
+        assert_ne!(shown("hunter2"), shown("hunter3"), "a change shows");
+        let plain = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            Value::String("hunter2".into()).to_string(),
+        ));
+        let plain: String = plain[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let text = shown("hunter2").to_string();
+        assert!(
+            !text.contains(&plain) && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
 }

@@ -88,8 +88,13 @@ fn write_dir(dir: &Path, objects: &[Manifest]) -> anyhow::Result<()> {
     )?;
     for (index, object) in objects.iter().enumerate() {
         let path = dir.join(object.file_name(index));
-        std::fs::write(&path, object.to_yaml())
-            .with_context(|| format!("writing {}", path.display()))?;
+        // A Secret (shown with --show-secrets) is for its owner's eyes only.
+        if object.value["kind"] == "Secret" {
+            shopctl::private::write(&path, object.to_yaml().as_bytes())
+        } else {
+            std::fs::write(&path, object.to_yaml())
+        }
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

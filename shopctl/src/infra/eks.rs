@@ -3,8 +3,6 @@
 //! URL, signed with the `x-k8s-aws-id: <cluster>` header, base64url-encoded behind the
 //! `k8s-aws-v1.` prefix. The API server's authenticator replays it to learn who we are.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -146,20 +144,9 @@ pub async fn write_kubeconfig(
     }
     let text = serde_saphyr::to_string(&merged)?;
     // It names credentials' sources, not credentials, but kubeconfigs are private by
-    // habit: written private from the first byte, then moved over the old one.
-    let temporary = path.with_extension("shopctl-new");
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written.with_context(|| format!("writing {}", path.display()))?;
+    // habit.
+    crate::private::write(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(access.arn)
 }
 

@@ -10,8 +10,6 @@
 //! at once would race for them, and tests start many.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -90,12 +88,7 @@ pub fn cart_signing_key(dir: &StateDir) -> anyhow::Result<String> {
         .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
         .collect();
     let key = base64::engine::general_purpose::STANDARD.encode(random);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&file)
-        .and_then(|mut out| out.write_all(key.as_bytes()))
+    crate::private::write(&file, key.as_bytes())
         .with_context(|| format!("keeping the cart-signing key in {}", file.display()))?;
     Ok(key)
 }

@@ -15,8 +15,9 @@ const MAX_K: i64 = 50;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
-    /// The product to recommend for (required).
-    #[param(minimum = 1)]
+    /// The product to recommend for. Optional to serde only, so that its absence is a
+    /// clear 400 rather than a generic rejection; required in the contract.
+    #[param(minimum = 1, required = true)]
     pub product_id: Option<i64>,
     /// How many, 1 to 50 (default 5).
     #[param(minimum = 1, maximum = 50)]
