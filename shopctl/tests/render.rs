@@ -212,6 +212,31 @@ fn a_config_change_changes_the_pod_template_checksum() {
     assert_ne!(before, checksum(&after.stdout));
 }
 
+/// Prometheus's lifecycle and admin APIs would let whoever reaches its port stop it or
+/// delete its data; neither is enabled, and its configuration rolls it instead of a reload.
+#[test]
+fn prometheus_has_no_lifecycle_api_and_rolls_when_its_configuration_changes() {
+    for env in ["dev", "prod"] {
+        let objects = parse_stream(env, &render(env)).unwrap();
+        let prometheus = objects
+            .iter()
+            .find(|o| o.kind() == "Deployment" && o.name() == "prometheus")
+            .unwrap();
+        let args = prometheus.value["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap();
+        for api in ["--web.enable-lifecycle", "--web.enable-admin-api"] {
+            assert!(!args.iter().any(|a| a == api), "{env}: {api}");
+        }
+        assert!(
+            prometheus.value["spec"]["template"]["metadata"]["annotations"]
+                ["checksum.shopmicro.io/config"]
+                .is_string(),
+            "{env}: a changed prometheus.yml or rule file rolls the pod"
+        );
+    }
+}
+
 #[test]
 fn set_flags_win_over_environment_variables_which_win_over_the_file() {
     let tag_of = |yaml: &str| {

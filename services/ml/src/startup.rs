@@ -18,7 +18,7 @@ use crate::SERVICE_NAME;
 use crate::config::Config;
 use crate::metrics::MlMetrics;
 use crate::routes::{AppState, health, model, openapi, recommendations};
-use crate::store::ModelStore;
+use crate::store::{ModelStore, RetrainError};
 
 pub struct Application {
     server: Server,
@@ -89,8 +89,9 @@ fn spawn_initial_training(store: ModelStore, retry: Duration) {
     tokio::spawn(async move {
         loop {
             match store.retrain().await {
-                Ok(_) => return,
-                Err(err) => {
+                // A retrain someone asked for is training the first model.
+                Ok(_) | Err(RetrainError::Running) => return,
+                Err(RetrainError::Failed(err)) => {
                     tracing::warn!(error.chain = %format!("{err:#}"), retry_ms = retry.as_millis() as u64, "initial training failed; retrying");
                     tokio::time::sleep(retry).await;
                 }

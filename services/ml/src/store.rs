@@ -1,5 +1,6 @@
-//! The serving model and (re)training. One training runs at a time; requests keep using
-//! the previous model until the new one is swapped in.
+//! The serving model and (re)training. One training runs at a time, and a retrain asked
+//! for while one runs is answered at once rather than queued (retrains cannot pile up);
+//! requests keep using the previous model until the new one is swapped in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,15 @@ use tokio::sync::watch;
 use crate::metrics::{MlMetrics, ResultLabels};
 use crate::model::Model;
 use crate::training_data;
+
+/// Why a retrain produced no model.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrainError {
+    #[error("a retrain is already running; its model will serve when it finishes")]
+    Running,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
 
 #[derive(Clone)]
 pub struct ModelStore {
@@ -45,8 +55,10 @@ impl ModelStore {
             .map_err(|_| anyhow::anyhow!("the model store was dropped"))
     }
 
-    pub async fn retrain(&self) -> anyhow::Result<Arc<Model>> {
-        let _one_at_a_time = self.training.lock().await;
+    pub async fn retrain(&self) -> Result<Arc<Model>, RetrainError> {
+        let Ok(_one_at_a_time) = self.training.try_lock() else {
+            return Err(RetrainError::Running);
+        };
         let result = training_data::load(&self.db).await;
         let data = match result {
             Ok(data) => data,
@@ -55,11 +67,14 @@ impl ModelStore {
                     .trainings
                     .get_or_create(&ResultLabels { result: "error" })
                     .inc();
-                return Err(err);
+                return Err(err.into());
             }
         };
-        let model =
-            Arc::new(tokio::task::spawn_blocking(move || Model::train(&data, Utc::now())).await?);
+        let model = Arc::new(
+            tokio::task::spawn_blocking(move || Model::train(&data, Utc::now()))
+                .await
+                .map_err(anyhow::Error::from)?,
+        );
         let previous = self.current.send_replace(Some(Arc::clone(&model)));
         self.metrics
             .trainings
@@ -74,5 +89,32 @@ impl ModelStore {
             "model trained"
         );
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_retrain_asked_for_while_one_runs_is_answered_not_queued() {
+        // Never connected: the refusal comes before any query.
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(500))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let store = ModelStore::new(db, MlMetrics::register(&mut Default::default()));
+        let running = store.training.clone().try_lock_owned().unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(1), store.retrain())
+            .await
+            .expect("answered at once");
+        assert!(
+            matches!(answered, Err(RetrainError::Running)),
+            "{answered:?}"
+        );
+        drop(running);
+        // Free again: this one runs (and fails, with no database), not refused.
+        let ran = store.retrain().await;
+        assert!(matches!(ran, Err(RetrainError::Failed(_))), "{ran:?}");
     }
 }

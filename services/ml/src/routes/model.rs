@@ -8,6 +8,7 @@ use shopmicro_common::error::{ApiError, ErrorBody};
 
 use super::AppState;
 use crate::model::Model;
+use crate::store::RetrainError;
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
@@ -40,13 +41,14 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<ModelInfo>, ApiE
 
 /// Retrain from the current order history and swap the new model in.
 #[utoipa::path(post, path = "/model/retrain", tag = "model", responses(
-    (status = 200, body = ModelInfo), (status = 503, description = "database unavailable", body = ErrorBody)))]
+    (status = 200, body = ModelInfo),
+    (status = 409, description = "a retrain is already running", body = ErrorBody),
+    (status = 503, description = "database unavailable", body = ErrorBody)))]
 pub async fn retrain(State(state): State<AppState>) -> Result<Json<ModelInfo>, ApiError> {
-    let model = state
-        .store
-        .retrain()
-        .await
-        .map_err(|err| ApiError::unavailable("training_failed", err))?;
+    let model = state.store.retrain().await.map_err(|err| match err {
+        RetrainError::Running => ApiError::conflict("retrain_running", err.to_string()),
+        RetrainError::Failed(err) => ApiError::unavailable("training_failed", err),
+    })?;
     Ok(Json(ModelInfo::from(model.as_ref())))
 }
 
