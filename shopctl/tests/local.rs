@@ -77,26 +77,36 @@ fn pids(status: &Value) -> Vec<ProcessId> {
         .collect()
 }
 
-/// Places an order through the storefront's forms, as a shopper would.
-async fn order_through_the_storefront(storefront: &str) -> i64 {
-    let http = reqwest::Client::builder()
+/// A browser that does not follow redirects (to see each answer).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Adds `quantity` of product `id` through the storefront's form; the signed cart cookie.
+async fn add_to_cart(http: &reqwest::Client, storefront: &str, id: &str, quantity: &str) -> String {
     let added = http
         .post(format!("{storefront}/cart/items"))
-        .form(&[("product_id", "1"), ("quantity", "1")])
+        .form(&[("product_id", id), ("quantity", quantity)])
         .send()
         .await
         .unwrap();
     assert_eq!(added.status().as_u16(), 303);
-    let cookie = added.headers()["set-cookie"]
+    added.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// Places an order through the storefront's forms, as a shopper would.
+async fn order_through_the_storefront(storefront: &str) -> i64 {
+    let http = browser();
+    let cookie = add_to_cart(&http, storefront, "1", "1").await;
     let cart = http
         .get(format!("{storefront}/cart"))
         .header("cookie", &cookie)
@@ -1186,24 +1196,7 @@ async fn the_storefront_address_and_a_cart_survive_restarts_releases_and_rollbac
     };
     let first_ports = ports(&status(&state));
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let added = http
-        .post(format!("{storefront}/cart/items"))
-        .form(&[("product_id", "2"), ("quantity", "3")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(added.status().as_u16(), 303);
-    let cookie = added.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = add_to_cart(&browser(), &storefront, "2", "3").await;
     let holds_the_item =
         |page: &str| !page.contains("Your cart is empty") && page.contains("value=\"3\"");
     assert!(holds_the_item(

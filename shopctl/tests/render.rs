@@ -212,6 +212,45 @@ fn a_config_change_changes_the_pod_template_checksum() {
     assert_ne!(before, checksum(&after.stdout));
 }
 
+/// A pod being replaced first sleeps in preStop (endpoints removed meanwhile), then gets
+/// SIGTERM and drains for SHUTDOWN_DEADLINE_MS (from the ConfigMap it reads): Kubernetes
+/// must not kill it before both are over. Read from the rendered objects, not re-typed.
+#[test]
+fn termination_grace_covers_the_pre_stop_pause_and_the_drain_deadline() {
+    for env in ["dev", "prod"] {
+        let objects = parse_stream(env, &render(env)).unwrap();
+        for service in ["frontend", "backend", "ml"] {
+            let deployment = objects
+                .iter()
+                .find(|o| o.kind() == "Deployment" && o.name() == service)
+                .unwrap();
+            let pod = &deployment.value["spec"]["template"]["spec"];
+            let container = &pod["containers"][0];
+            let grace = pod["terminationGracePeriodSeconds"].as_f64().unwrap();
+            let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+                .as_f64()
+                .unwrap();
+            let config = container["envFrom"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|source| source["configMapRef"]["name"].as_str())
+                .unwrap();
+            let deadline_ms: f64 = objects
+                .iter()
+                .find(|o| o.kind() == "ConfigMap" && o.name() == config)
+                .and_then(|o| o.value["data"]["SHUTDOWN_DEADLINE_MS"].as_str())
+                .unwrap_or_else(|| panic!("{env}/{service}: no SHUTDOWN_DEADLINE_MS in {config}"))
+                .parse()
+                .unwrap();
+            assert!(
+                grace >= pre_stop + deadline_ms / 1000.0 + 1.0,
+                "{env}/{service}: grace {grace}s < preStop {pre_stop}s + drain {deadline_ms}ms + 1s"
+            );
+        }
+    }
+}
+
 /// Prometheus's lifecycle and admin APIs would let whoever reaches its port stop it or
 /// delete its data; neither is enabled, and its configuration rolls it instead of a reload.
 #[test]
