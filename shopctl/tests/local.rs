@@ -1059,6 +1059,11 @@ fn foreground_stops_everything_on_ctrl_c_and_purge_deletes_the_data() {
         "the platform came up in the foreground"
     );
     std::thread::spawn(move || lines.for_each(drop));
+    assert_eq!(
+        history(&state)["releases"][0]["status"],
+        "ready",
+        "the foreground start is recorded as a detached one is"
+    );
     let started = pids(&status(&state));
 
     Command::new("kill")
@@ -1226,6 +1231,18 @@ async fn the_storefront_address_and_a_cart_survive_restarts_releases_and_rollbac
             "after {what} every component listens where it did"
         );
     }
+
+    // Stopped and started again, the environment comes back where it was.
+    let down = shopctl_in(&state, &["down"], None);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    assert!(cart_page(&storefront, &cookie).await.is_none(), "stopped");
+    let _again = up(&state);
+    let page = cart_page(&storefront, &cookie).await.unwrap();
+    assert!(
+        holds_the_item(&page),
+        "after down and up the cart keeps its items"
+    );
+    assert_eq!(ports(&status(&state)), first_ports);
 }
 
 /// `shopctl load` on the local platform: sent on schedule, every request answered, within

@@ -6,9 +6,11 @@ use std::io::Write;
 use clap::Args;
 use shopctl::db_roles;
 use shopctl::env::model::Provider;
+use shopctl::local::events::Event;
 use shopctl::local::release::ReleaseStore;
 use shopctl::local::state::StateDir;
 use shopctl::local::supervisor;
+use shopctl::release::ReleaseStatus;
 use shopctl::templates::Templates;
 
 use super::{EnvArgs, Outcome};
@@ -72,8 +74,19 @@ pub(super) fn supervise_here(
 ) -> anyhow::Result<Outcome> {
     let (templates, _) = env.load()?;
     let options = supervisor_options(env, &templates, dir, revision)?;
+    let releases = ReleaseStore::new(dir.path());
     super::block_on(supervisor::run(options, |event| {
-        eprintln!("{}", event.describe())
+        // The release records how it ended up (before saying so), as a detached start
+        // records it.
+        let status = match event {
+            Event::AllReady { .. } => Some(ReleaseStatus::Ready),
+            Event::Failed { .. } => Some(ReleaseStatus::Failed),
+            _ => None,
+        };
+        if let Some(Err(err)) = status.map(|status| releases.set_status(revision, status)) {
+            eprintln!("warning: {err:#}");
+        }
+        eprintln!("{}", event.describe());
     }))?;
     Ok(Outcome::Success)
 }
