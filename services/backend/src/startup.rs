@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
+use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
 
 use crate::cache::Cache;
@@ -70,10 +71,7 @@ impl Application {
             metrics,
         };
 
-        let router = Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .route("/metrics", metrics_route(Arc::new(registry)))
+        let api = Router::new()
             .route("/openapi.json", get(openapi::document))
             .route("/products", get(products::list))
             .route("/products/{id}", get(products::get))
@@ -83,7 +81,12 @@ impl Application {
             )
             .route("/categories", get(products::categories))
             .route("/orders", post(orders::create))
-            .route("/orders/{id}", get(orders::get))
+            .route("/orders/{id}", get(orders::get));
+        // Health and metrics answer under overload; the API sheds what it cannot take.
+        let router = overload::protect(api, &config.server.limits)
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(state);
         let router = server::finish_api_router(
             router,

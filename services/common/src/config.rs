@@ -115,6 +115,8 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM before we exit anyway.
     /// Keep it below the pod's termination grace period.
     pub shutdown_deadline: Duration,
+    /// What the API takes on at once (health and metrics are not limited).
+    pub limits: crate::overload::Limits,
 }
 
 impl ServerConfig {
@@ -122,6 +124,7 @@ impl ServerConfig {
         Ok(Self {
             port: env.or_default("PORT", "a TCP port number (0-65535)", default_port)?,
             shutdown_deadline: env.millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
+            limits: crate::overload::Limits::from_env(env)?,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http_client;
 pub mod metrics;
 pub mod observe;
+pub mod overload;
 pub mod propagation;
 pub mod secret;
 pub mod server;

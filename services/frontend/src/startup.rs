@@ -11,6 +11,7 @@ use axum_extra::extract::cookie::Key;
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
+use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
 
 use crate::SERVICE_NAME;
@@ -45,7 +46,7 @@ impl Application {
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
 
-        let router = Router::new()
+        let pages = Router::new()
             .route("/", get(catalogue::page))
             .route("/products/{id}", get(product::page))
             .route("/cart", get(cart::view))
@@ -53,7 +54,9 @@ impl Application {
             .route("/cart/items/{id}", post(cart::update))
             .route("/checkout", post(cart::checkout))
             .route("/orders/{id}", get(orders::page))
-            .route("/static/style.css", get(stylesheet))
+            .route("/static/style.css", get(stylesheet));
+        // Health and metrics answer under overload; the pages shed what they cannot take.
+        let router = overload::protect(pages, &config.server.limits)
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", metrics_route(Arc::new(registry)))

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use shopmicro_common::metrics::{HttpMetrics, metrics_route};
 use shopmicro_common::observe::Observer;
+use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
 use sqlx::postgres::PgPoolOptions;
 
@@ -44,14 +45,16 @@ impl Application {
         let store = ModelStore::new(pool, metrics);
         spawn_initial_training(store.clone(), config.training_retry);
 
-        let router = Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .route("/metrics", metrics_route(Arc::new(registry)))
+        let api = Router::new()
             .route("/openapi.json", get(openapi::document))
             .route("/recommendations", get(recommendations::recommend))
             .route("/model", get(model::info))
-            .route("/model/retrain", post(model::retrain))
+            .route("/model/retrain", post(model::retrain));
+        // Health and metrics answer under overload; the API sheds what it cannot take.
+        let router = overload::protect(api, &config.server.limits)
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(AppState {
                 store: store.clone(),
             });

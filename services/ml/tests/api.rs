@@ -20,6 +20,7 @@ fn config_for(database_url: &str) -> Config {
     config.server = ServerConfig {
         port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        limits: Default::default(),
     };
     config.training_retry = Duration::from_millis(100);
     config

@@ -26,6 +26,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
     config.server = ServerConfig {
         port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        limits: Default::default(),
     };
     config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));
     config.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());

@@ -19,6 +19,7 @@ fn server_config() -> ServerConfig {
     ServerConfig {
         port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        limits: Default::default(),
     }
 }
 
