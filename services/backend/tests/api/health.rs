@@ -211,3 +211,48 @@ fn config_defaults_match_the_documentation() {
     assert_eq!(config.ml_timeout.as_millis(), 300);
     assert_eq!(config.cache_ttl.as_secs(), 60);
 }
+
+/// Past its limit the backend sheds at once (503 with Retry-After) instead of queueing,
+/// keeps answering its probes, and serves again once the slot frees. The slot is held the
+/// way a slow client holds one: an order whose body never finishes arriving.
+#[tokio::test]
+async fn past_its_limit_the_backend_sheds_keeps_its_probes_and_recovers() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::spawn_app_with(|config| config.server.limits.max_in_flight = 1).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        b"POST /orders HTTP/1.1\r\nHost: backend\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+
+    let shed = shopmicro_common::testing::eventually_async(
+        "a request to be shed",
+        std::time::Duration::from_secs(5),
+        || async {
+            let response = app.get("/products?limit=1").await;
+            match response.status().as_u16() {
+                503 => Ok(response),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
+
+    drop(slow);
+    shopmicro_common::testing::eventually_async(
+        "the backend to serve again",
+        std::time::Duration::from_secs(5),
+        || async {
+            match app.get("/products?limit=1").await.status().as_u16() {
+                200 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+}
