@@ -25,6 +25,17 @@ pub struct ClusterArgs {
     namespace: Option<String>,
 }
 
+/// What a read-only view of an environment takes: which one, where, how to print it.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: super::OutputFormat,
+}
+
 impl ClusterArgs {
     /// The environment as this invocation sees it: --namespace moves the platform.
     pub(super) fn load(

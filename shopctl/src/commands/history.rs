@@ -1,22 +1,11 @@
 //! `shopctl history`: an environment's releases, on either target.
 
-use clap::Args;
 use shopctl::reports::{History, Target};
 
-use super::cluster::ClusterArgs;
-use super::{EnvArgs, Outcome, OutputFormat};
+use super::cluster::ViewArgs;
+use super::{Outcome, OutputFormat};
 
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
-
-pub fn exec(args: HistoryArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: ViewArgs) -> anyhow::Result<Outcome> {
     let platform = args.cluster.open(&args.env)?;
     let history = super::block_on(platform.history())?;
     match args.output {

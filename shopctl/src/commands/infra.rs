@@ -2,7 +2,6 @@
 //! the environment's backend and variables, and state locks. Every subcommand first checks
 //! the tools and that the AWS credentials belong to the environment's account.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -95,7 +94,7 @@ pub(super) async fn phase<T>(
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     let started = Instant::now();
-    let spinner = std::io::stderr().is_terminal().then(|| {
+    let spinner = super::progress::drawing().then(|| {
         let bar = indicatif::ProgressBar::new_spinner().with_message(format!("{name}…"));
         bar.enable_steady_tick(Duration::from_millis(120));
         bar

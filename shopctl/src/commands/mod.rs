@@ -69,13 +69,13 @@ enum Command {
     /// Stop what `up` started (data is kept unless --purge).
     Down(down::DownArgs),
     /// Show what runs, where, and whether it is ready (workloads, autoscalers, budgets).
-    Status(status::StatusArgs),
+    Status(cluster::ViewArgs),
     /// Print (or follow) a component's log.
     Logs(logs::LogsArgs),
     /// Go back to a previous release (as a new revision), or one Deployment with --service.
     Rollback(rollback::RollbackArgs),
     /// List releases: revision, time, who, why.
-    History(history::HistoryArgs),
+    History(cluster::ViewArgs),
     /// Check that an environment is healthy, and say why not.
     Validate(validate::ValidateArgs),
     /// Back up, restore, verify, list and prune PostgreSQL backups.

@@ -1,26 +1,15 @@
 //! `shopctl status`: what runs, where, and whether it is ready, on either target.
 
-use clap::Args;
 use shopctl::cluster::rollout::Progress;
 use shopctl::cluster::status::StatusReport;
 use shopctl::reports::{LocalStatus, Status};
 
-use super::cluster::ClusterArgs;
-use super::{EnvArgs, Outcome, OutputFormat};
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: OutputFormat,
-}
+use super::cluster::ViewArgs;
+use super::{Outcome, OutputFormat};
 
 /// Exit 1 when the local platform is stopped or a component is not ready; a cluster's
 /// status only reports (`validate` judges it).
-pub fn exec(args: StatusArgs) -> anyhow::Result<Outcome> {
+pub fn exec(args: ViewArgs) -> anyhow::Result<Outcome> {
     let platform = args.cluster.open(&args.env)?;
     let status = super::block_on(platform.status())?;
     match args.output {
