@@ -34,7 +34,7 @@ target/release/shopmicro-kube-sim --listen "127.0.0.1:$port" --kubeconfig "$work
 sim=$!
 until curl -sf "http://127.0.0.1:$port/version" >/dev/null; do sleep 0.1; done
 export KUBECONFIG="$work/kubeconfig" AWS_EC2_METADATA_DISABLED=true
-for name in POSTGRES_PASSWORD CART_SIGNING_KEY GRAFANA_ADMIN_PASSWORD; do
+for name in POSTGRES_PASSWORD CART_SIGNING_KEY ML_RETRAIN_TOKEN GRAFANA_ADMIN_PASSWORD; do
     export "SHOPMICRO_$name=bench-$RANDOM$RANDOM"
 done
 bin=target/release/shopctl

@@ -21,7 +21,7 @@ trap 'kill $sim; rm -rf "$work"' EXIT
 until curl -sf "http://127.0.0.1:$port/version" >/dev/null; do sleep 0.1; done
 
 export KUBECONFIG="$work/kubeconfig"
-for name in POSTGRES_PASSWORD CART_SIGNING_KEY GRAFANA_ADMIN_PASSWORD; do
+for name in POSTGRES_PASSWORD CART_SIGNING_KEY ML_RETRAIN_TOKEN GRAFANA_ADMIN_PASSWORD; do
     export "SHOPMICRO_$name=bench-$RANDOM$RANDOM"
 done
 bin=$PWD/target/release/shopctl

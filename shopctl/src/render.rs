@@ -157,6 +157,7 @@ fn context(templates: &Templates, env: &Environment, secrets: &SecretMode) -> Va
         "secrets": {
             "postgres_password": secret("postgres_password"),
             "cart_signing_key": secret("cart_signing_key"),
+            "ml_retrain_token": secret("ml_retrain_token"),
             "grafana_admin_password": secret("grafana_admin_password"),
             "database_roles": database_roles,
             "alert_receivers": env

@@ -33,9 +33,10 @@ impl fmt::Debug for SecretValue {
 }
 
 /// The secrets the platform needs: (key in the secrets file, environment variable).
-pub const REQUIRED: [(&str, &str); 3] = [
+pub const REQUIRED: [(&str, &str); 4] = [
     ("postgres_password", "SHOPMICRO_POSTGRES_PASSWORD"),
     ("cart_signing_key", "SHOPMICRO_CART_SIGNING_KEY"),
+    ("ml_retrain_token", "SHOPMICRO_ML_RETRAIN_TOKEN"),
     ("grafana_admin_password", "SHOPMICRO_GRAFANA_ADMIN_PASSWORD"),
 ];
 
@@ -181,6 +182,7 @@ mod tests {
                 "from-env".to_owned(),
             ),
             ("SHOPMICRO_CART_SIGNING_KEY".to_owned(), "k".to_owned()),
+            ("SHOPMICRO_ML_RETRAIN_TOKEN".to_owned(), "t".to_owned()),
             (
                 "SHOPMICRO_GRAFANA_ADMIN_PASSWORD".to_owned(),
                 "g".to_owned(),

@@ -94,17 +94,18 @@ async fn add_to_cart(http: &reqwest::Client, storefront: &str, id: &str, quantit
         .await
         .unwrap();
     assert_eq!(added.status().as_u16(), 303);
-    added.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
+    // Every cookie set (the cart and its session), as a browser would send them back.
+    added
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|cookie| cookie.to_str().unwrap().split(';').next().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
-/// Places an order through the storefront's forms, as a shopper would.
-async fn order_through_the_storefront(storefront: &str) -> i64 {
+/// Places an order through the storefront's forms, as a shopper would; its reference.
+async fn order_through_the_storefront(storefront: &str) -> String {
     let http = browser();
     let cookie = add_to_cart(&http, storefront, "1", "1").await;
     let cart = http
@@ -136,15 +137,14 @@ async fn order_through_the_storefront(storefront: &str) -> i64 {
         .to_str()
         .unwrap()
         .trim_start_matches("/orders/")
-        .parse()
-        .unwrap()
+        .to_owned()
 }
 
-async fn order_exists(database_url: &str, id: i64) -> bool {
+async fn order_exists(database_url: &str, reference: &str) -> bool {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
-        .bind(id)
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE reference::text = $1")
+        .bind(reference)
         .fetch_optional(&mut conn)
         .await
         .unwrap();
@@ -172,7 +172,7 @@ async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survi
         .unwrap()
         .to_owned();
     let order = order_through_the_storefront(&storefront).await;
-    assert!(order_exists(&database, order).await);
+    assert!(order_exists(&database, &order).await);
     // Each service connects as its own role, as on the cluster; the owner migrated.
     for (service, role) in [("backend", "shopmicro_backend"), ("ml", "shopmicro_ml")] {
         let process: ProcessId =
@@ -211,7 +211,7 @@ async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survi
         .unwrap()
         .to_owned();
     assert!(
-        order_exists(&database, order).await,
+        order_exists(&database, &order).await,
         "the order survived down and up"
     );
 }
@@ -753,7 +753,7 @@ async fn promql(prometheus: &str, query: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn place_order(backend: &str) -> i64 {
+async fn place_order(backend: &str) -> String {
     let response = reqwest::Client::new()
         .post(format!("{backend}/orders"))
         .json(&serde_json::json!({"items": [{"product_id": 2, "quantity": 1}]}))
@@ -761,9 +761,10 @@ async fn place_order(backend: &str) -> i64 {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_i64()
+    response.json::<Value>().await.unwrap()["reference"]
+        .as_str()
         .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -816,11 +817,11 @@ async fn restore_stops_the_writers_brings_back_the_backup_and_resumes() {
         text(&restored.stderr)
     );
     assert!(
-        order_exists(&database, before).await,
+        order_exists(&database, &before).await,
         "data from before the backup is there"
     );
     assert!(
-        !order_exists(&database, after).await,
+        !order_exists(&database, &after).await,
         "data written after the backup is gone"
     );
     let report = status(&state);
@@ -835,8 +836,9 @@ async fn restore_stops_the_writers_brings_back_the_backup_and_resumes() {
         .as_str()
         .unwrap()
         .to_owned();
+    let placed = place_order(&backend).await;
     assert!(
-        place_order(&backend).await > 0,
+        order_exists(&database, &placed).await,
         "the restored platform takes orders"
     );
 }

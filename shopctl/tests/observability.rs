@@ -285,6 +285,8 @@ fn services_export_traces_to_tempo_where_the_environment_says() {
 struct Process {
     child: Child,
     port: u16,
+    /// Where its `/metrics` is served.
+    admin_port: u16,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -312,6 +314,7 @@ fn spawn_service(name: &str, vars: &[(&str, String)]) -> Process {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
         .env("RUST_LOG", "info")
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
@@ -327,15 +330,21 @@ fn spawn_service(name: &str, vars: &[(&str, String)]) -> Process {
             if let Ok(json) = serde_json::from_str::<Value>(&line)
                 && json["message"] == listening.as_str()
             {
-                let _ = port_tx.send(json["port"].as_u64().unwrap() as u16);
+                let port = |key: &str| json[key].as_u64().unwrap() as u16;
+                let _ = port_tx.send((port("port"), port("admin_port")));
             }
             collected.lock().unwrap().push(line);
         }
     });
-    let port = port_rx
+    let (port, admin_port) = port_rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("{name} did not start"));
-    Process { child, port, logs }
+    Process {
+        child,
+        port,
+        admin_port,
+        logs,
+    }
 }
 
 struct Platform {
@@ -354,11 +363,13 @@ impl Platform {
             common.push(("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()));
         }
         let with = |extra: Vec<(&'static str, String)>| [common.clone(), extra].concat();
+        let retrain_token = uuid::Uuid::new_v4().simple().to_string();
         let ml = spawn_service(
             "ml",
             &with(vec![
                 ("DATABASE_URL", database.url().to_owned()),
                 ("TRAINING_RETRY_MS", "200".to_owned()),
+                ("ML_RETRAIN_TOKEN", retrain_token.clone()),
             ]),
         );
         let backend = spawn_service(
@@ -377,6 +388,7 @@ impl Platform {
         // The backend has seeded the catalogue by now: train on it.
         let retrained = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{}/model/retrain", ml.port))
+            .bearer_auth(&retrain_token)
             .send()
             .await
             .unwrap();
@@ -443,12 +455,13 @@ impl Platform {
 
 fn live_prometheus_config(platform: &Platform, rules_dir: &Path, dir: &Path) -> PathBuf {
     // The rendered configuration discovers pods through Kubernetes; here the same three
-    // services are static targets with the labels the relabelling would give them.
+    // services' admin ports are static targets with the labels the relabelling would
+    // give them.
     let targets: String = ["frontend", "backend", "ml"]
         .iter()
         .map(|name| format!(
             "      - targets: ['127.0.0.1:{}']\n        labels: {{service: {name}, namespace: shopmicro}}\n",
-            platform.services[name].port
+            platform.services[name].admin_port
         ))
         .collect();
     let config = format!(

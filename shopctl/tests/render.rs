@@ -251,6 +251,89 @@ fn termination_grace_covers_the_pre_stop_pause_and_the_drain_deadline() {
     }
 }
 
+/// `/metrics` is on each service's admin port, which Prometheus is pointed at and which
+/// no Service (so no Ingress) routes to: the public path cannot reach it.
+#[test]
+fn metrics_are_on_an_admin_port_that_no_service_or_ingress_routes_to() {
+    for env in ["dev", "prod"] {
+        let objects = parse_stream(env, &render(env)).unwrap();
+        let mut admin_ports = Vec::new();
+        for service in ["frontend", "backend", "ml"] {
+            let deployment = objects
+                .iter()
+                .find(|o| o.kind() == "Deployment" && o.name() == service)
+                .unwrap();
+            let template = &deployment.value["spec"]["template"];
+            let container = &template["spec"]["containers"][0];
+            let port_named = |name: &str| {
+                container["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .and_then(|p| p["containerPort"].as_u64())
+                    .unwrap_or_else(|| panic!("{env}/{service}: no {name} port"))
+            };
+            let (http, admin) = (port_named("http"), port_named("admin"));
+            assert_ne!(http, admin);
+            let scraped = template["metadata"]["annotations"]["prometheus.io/port"]
+                .as_str()
+                .unwrap();
+            assert_eq!(
+                scraped,
+                admin.to_string(),
+                "{env}/{service}: Prometheus scrapes the admin port"
+            );
+            let config = objects
+                .iter()
+                .find(|o| o.kind() == "ConfigMap" && o.name() == format!("{service}-config"))
+                .unwrap();
+            assert_eq!(
+                config.value["data"]["PORT"],
+                http.to_string(),
+                "{env}/{service}"
+            );
+            assert_eq!(
+                config.value["data"]["ADMIN_PORT"],
+                admin.to_string(),
+                "{env}/{service}"
+            );
+            admin_ports.push((service, admin));
+        }
+        for svc in objects.iter().filter(|o| o.kind() == "Service") {
+            for port in svc.value["spec"]["ports"].as_array().unwrap() {
+                let target = &port["targetPort"];
+                assert_ne!(
+                    target,
+                    "admin",
+                    "{env}: Service {} exposes an admin port",
+                    svc.name()
+                );
+                for (service, admin) in &admin_ports {
+                    assert!(
+                        !(svc.name() == *service && target.as_u64() == Some(*admin)),
+                        "{env}: Service {} routes to {service}'s admin port",
+                        svc.name()
+                    );
+                }
+            }
+        }
+        let ingress = objects.iter().find(|o| o.kind() == "Ingress").unwrap();
+        let backends: Vec<&str> = ingress.value["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule["http"]["paths"].as_array().unwrap())
+            .map(|path| path["backend"]["service"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            backends,
+            ["frontend"],
+            "{env}: the Ingress routes only to the storefront's Service"
+        );
+    }
+}
+
 /// Prometheus's lifecycle and admin APIs would let whoever reaches its port stop it or
 /// delete its data; neither is enabled, and its configuration rolls it instead of a reload.
 #[test]
@@ -349,6 +432,10 @@ fn secrets_are_redacted_unless_asked_for_and_come_from_the_secret_source() {
     let secret_vars = [
         ("SHOPMICRO_POSTGRES_PASSWORD", "p@ss word"),
         ("SHOPMICRO_CART_SIGNING_KEY", cart_key.as_str()),
+        (
+            "SHOPMICRO_ML_RETRAIN_TOKEN",
+            "retrain-token-0123456789abcdefghij",
+        ),
         ("SHOPMICRO_GRAFANA_ADMIN_PASSWORD", "grafana-pw"),
         (
             "SHOPMICRO_ALERT_RECEIVER_ONCALL",

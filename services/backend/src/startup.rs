@@ -1,13 +1,12 @@
 //! Building and running the backend application.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::metrics::HttpMetrics;
 use shopmicro_common::observe::Observer;
 use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
@@ -81,12 +80,11 @@ impl Application {
             )
             .route("/categories", get(products::categories))
             .route("/orders", post(orders::create))
-            .route("/orders/{id}", get(orders::get));
-        // Health and metrics answer under overload; the API sheds what it cannot take.
+            .route("/orders/{reference}", get(orders::get));
+        // Health answers under overload (metrics are on the admin port); the API sheds what it cannot take.
         let router = overload::protect(api, &config.server.limits)
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(state);
         let router = server::finish_api_router(
             router,
@@ -96,12 +94,17 @@ impl Application {
             },
         );
 
-        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        let server = Server::bind(SERVICE_NAME, &config.server, router, registry).await?;
         Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_port(&self) -> u16 {
+        self.server.admin_port()
     }
 
     pub async fn run_until(

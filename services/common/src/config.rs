@@ -112,6 +112,9 @@ impl Env {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub port: u16,
+    /// Where operators' endpoints (`/metrics`) are served: never the public port, so no
+    /// Ingress that routes the public port can expose them.
+    pub admin_port: u16,
     /// How long in-flight requests may take to finish after SIGTERM before we exit anyway.
     /// Keep it below the pod's termination grace period.
     pub shutdown_deadline: Duration,
@@ -120,9 +123,16 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The service's documented ports are the defaults; its admin port is 1000 above its
+    /// public one (frontend 8000/9000, backend 8080/9080, ml 8081/9081).
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, ConfigError> {
         Ok(Self {
             port: env.or_default("PORT", "a TCP port number (0-65535)", default_port)?,
+            admin_port: env.or_default(
+                "ADMIN_PORT",
+                "a TCP port number (0-65535)",
+                default_port + 1000,
+            )?,
             shutdown_deadline: env.millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
             limits: crate::overload::Limits::from_env(env)?,
         })
@@ -219,6 +229,7 @@ mod tests {
         let env = Env::from_pairs([("PORT", "  ")]);
         let server = ServerConfig::from_env(&env, 8080).unwrap();
         assert_eq!(server.port, 8080);
+        assert_eq!(server.admin_port, 9080);
         assert_eq!(server.shutdown_deadline, Duration::from_secs(20));
     }
 

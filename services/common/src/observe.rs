@@ -82,8 +82,9 @@ pub async fn observe(State(observer): State<Observer>, request: Request, next: N
 
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        // Probes and scrapes arrive every few seconds; keep them out of the info stream.
-        if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        // Probes arrive every few seconds; keep them out of the info stream (scrapes are on
+        // the admin port, which is not observed).
+        if matches!(route.as_str(), "/healthz" | "/readyz") {
             tracing::debug!(status = status.as_u16(), latency_ms, "request completed");
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request completed");

@@ -1,5 +1,10 @@
 //! Serving with graceful shutdown: on SIGTERM or SIGINT stop accepting, let in-flight
 //! requests finish within a deadline, then return so the process exits 0.
+//!
+//! A service listens twice: its public port serves what shoppers and other services
+//! use, its admin port serves `/metrics` to Prometheus. Only the public port is behind
+//! the Kubernetes Service (and so the Ingress); the admin port is reached by pod address,
+//! which the NetworkPolicies open to Prometheus alone.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,10 +13,12 @@ use anyhow::Context;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::error;
+use crate::metrics::metrics_route;
 use crate::observe::{Observer, observe};
 
 /// Finishes a JSON API router: 404/405 in the shared error shape, then [`observed`].
@@ -35,25 +42,33 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     port: u16,
+    admin_listener: TcpListener,
+    admin_port: u16,
+    registry: Registry,
     shutdown_deadline: Duration,
 }
 
 impl Server {
-    /// Binds `0.0.0.0:PORT` (port 0 picks a free port, as tests do).
+    /// Binds `0.0.0.0:PORT` for `router` and `0.0.0.0:ADMIN_PORT` for the metrics in
+    /// `registry` (port 0 picks a free port, as tests do).
     pub async fn bind(
         service: &'static str,
         config: &ServerConfig,
         router: Router,
+        registry: Registry,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", config.port))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
+        let listener = bind(config.port).await?;
+        let admin_listener = bind(config.admin_port).await?;
         let port = listener.local_addr()?.port();
-        tracing::info!(port, "{service} listening");
+        let admin_port = admin_listener.local_addr()?.port();
+        tracing::info!(port, admin_port, "{service} listening");
         Ok(Self {
             listener,
             router,
             port,
+            admin_listener,
+            admin_port,
+            registry,
             shutdown_deadline: config.shutdown_deadline,
         })
     }
@@ -62,13 +77,33 @@ impl Server {
         self.port
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests. The admin port
+    /// answers until the public one has drained, so the last scrape sees the drain.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve(self.listener, self.router, self.shutdown_deadline, shutdown).await
+        let admin = Router::new()
+            .route(
+                "/metrics",
+                metrics_route(std::sync::Arc::new(self.registry)),
+            )
+            .fallback(error::route_not_found);
+        let admin = tokio::spawn(async move { axum::serve(self.admin_listener, admin).await });
+        let served = serve(self.listener, self.router, self.shutdown_deadline, shutdown).await;
+        admin.abort();
+        served
     }
+}
+
+async fn bind(port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("binding port {port}"))
 }
 
 /// Serves until `shutdown` completes, then drains for at most `deadline`.

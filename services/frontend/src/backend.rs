@@ -42,7 +42,8 @@ pub struct Recommendation {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Order {
-    pub id: i64,
+    /// The order's public reference (a UUID); internal ids never leave the backend.
+    pub reference: String,
     pub status: String,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
@@ -157,9 +158,12 @@ impl BackendClient {
         self.send(request).await
     }
 
-    pub async fn order(&self, id: i64) -> Result<Order, BackendError> {
-        self.send(self.http.get(self.base.join(&format!("/orders/{id}"))))
-            .await
+    pub async fn order(&self, reference: &uuid::Uuid) -> Result<Order, BackendError> {
+        self.send(
+            self.http
+                .get(self.base.join(&format!("/orders/{reference}"))),
+        )
+        .await
     }
 
     /// `/readyz` of the backend answered 200.

@@ -6,6 +6,7 @@ pub mod cart;
 pub mod config;
 pub mod pages;
 pub mod routes;
+pub mod session;
 pub mod startup;
 
 pub use config::Config;

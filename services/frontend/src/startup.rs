@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::Key;
 use prometheus_client::registry::Registry;
-use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::metrics::HttpMetrics;
 use shopmicro_common::observe::Observer;
 use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
@@ -53,13 +53,12 @@ impl Application {
             .route("/cart/items", post(cart::add))
             .route("/cart/items/{id}", post(cart::update))
             .route("/checkout", post(cart::checkout))
-            .route("/orders/{id}", get(orders::page))
+            .route("/orders/{reference}", get(orders::page))
             .route("/static/style.css", get(stylesheet));
-        // Health and metrics answer under overload; the pages shed what they cannot take.
+        // Health answers under overload (metrics are on the admin port); the pages shed what they cannot take.
         let router = overload::protect(pages, &config.server.limits)
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(state)
             .fallback(|| async { PageError::NotFound("We couldn't find that page.") });
         let router = server::observed(
@@ -69,12 +68,17 @@ impl Application {
                 metrics: http_metrics,
             },
         );
-        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        let server = Server::bind(SERVICE_NAME, &config.server, router, registry).await?;
         Ok(Self { server })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_port(&self) -> u16 {
+        self.server.admin_port()
     }
 
     pub async fn run_until(

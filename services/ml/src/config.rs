@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use shopmicro_common::config::{
-    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, ServerConfig,
+    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, Problem, ServerConfig,
 };
+use shopmicro_common::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,6 +14,8 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Pause between start-up training attempts while the database is unreachable.
     pub training_retry: Duration,
+    /// The bearer token `POST /model/retrain` requires; unset, nobody may retrain.
+    pub retrain_token: Option<Secret<String>>,
 }
 
 impl Config {
@@ -21,6 +24,19 @@ impl Config {
             server: ServerConfig::from_env(env, 8081)?,
             database_url: env.required("DATABASE_URL", DATABASE_URL_EXPECTED)?,
             training_retry: env.millis_or("TRAINING_RETRY_MS", Duration::from_secs(2))?,
+            retrain_token: env
+                .optional::<String>("ML_RETRAIN_TOKEN", "a token of at least 32 characters")?
+                .map(|token| {
+                    if token.len() < 32 {
+                        return Err(ConfigError {
+                            var: "ML_RETRAIN_TOKEN".into(),
+                            problem: Problem::Malformed,
+                            expected: "a token of at least 32 characters",
+                        });
+                    }
+                    Ok(Secret::new(token))
+                })
+                .transpose()?,
         })
     }
 }

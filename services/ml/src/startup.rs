@@ -2,14 +2,13 @@
 //! the process answers `/healthz` at once and `/readyz` as soon as a model is serving.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use shopmicro_common::metrics::{HttpMetrics, metrics_route};
+use shopmicro_common::metrics::HttpMetrics;
 use shopmicro_common::observe::Observer;
 use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
@@ -50,13 +49,13 @@ impl Application {
             .route("/recommendations", get(recommendations::recommend))
             .route("/model", get(model::info))
             .route("/model/retrain", post(model::retrain));
-        // Health and metrics answer under overload; the API sheds what it cannot take.
+        // Health answers under overload (metrics are on the admin port); the API sheds what it cannot take.
         let router = overload::protect(api, &config.server.limits)
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .route("/metrics", metrics_route(Arc::new(registry)))
             .with_state(AppState {
                 store: store.clone(),
+                retrain_token: config.retrain_token.clone().map(std::sync::Arc::new),
             });
         let router = server::finish_api_router(
             router,
@@ -65,12 +64,17 @@ impl Application {
                 metrics: http_metrics,
             },
         );
-        let server = Server::bind(SERVICE_NAME, &config.server, router).await?;
+        let server = Server::bind(SERVICE_NAME, &config.server, router, registry).await?;
         Ok(Self { server, store })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_port(&self) -> u16 {
+        self.server.admin_port()
     }
 
     /// Waits until the first model serves (tests use it instead of polling `/readyz`).

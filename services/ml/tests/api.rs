@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 struct TestApp {
     address: String,
+    admin_address: String,
     db: PgPool,
     _database: TestDatabase,
 }
@@ -19,30 +20,42 @@ fn config_for(database_url: &str) -> Config {
     let mut config = Config::from_env(&Env::from_pairs([("DATABASE_URL", database_url)])).unwrap();
     config.server = ServerConfig {
         port: 0,
+        admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
         limits: Default::default(),
     };
     config.training_retry = Duration::from_millis(100);
+    config.retrain_token = Some(shopmicro_common::secret::Secret::new(
+        RETRAIN_TOKEN.to_owned(),
+    ));
     config
 }
 
+const RETRAIN_TOKEN: &str = "test-retrain-token-0123456789abcdef";
+
 async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let database = TestDatabase::create().await;
     let db = PgPool::connect(database.url()).await.unwrap();
     shopmicro_backend::db::migrate(&db).await.unwrap();
     shopmicro_backend::seed::ensure_demo_data(&db)
         .await
         .unwrap();
-    let app = Application::build(config_for(database.url()))
-        .await
-        .unwrap();
+    let mut config = config_for(database.url());
+    configure(&mut config);
+    let app = Application::build(config).await.unwrap();
     app.wait_until_trained(Duration::from_secs(30))
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
+        admin_address,
         db,
         _database: database,
     }
@@ -62,6 +75,7 @@ impl TestApp {
     async fn retrain(&self) -> Value {
         let response = reqwest::Client::new()
             .post(format!("{}/model/retrain", self.address))
+            .bearer_auth(RETRAIN_TOKEN)
             .send()
             .await
             .unwrap();
@@ -189,7 +203,9 @@ async fn without_a_database_ml_is_alive_but_not_ready() {
 async fn model_metrics_expose_the_serving_version() {
     let app = spawn_app().await;
     let (_, model) = app.get("/model").await;
-    let metrics = reqwest::get(format!("{}/metrics", app.address))
+    let (status, _) = app.get("/metrics").await;
+    assert_eq!(status, 404, "metrics are not on the public port");
+    let metrics = reqwest::get(format!("{}/metrics", app.admin_address))
         .await
         .unwrap()
         .text()
@@ -222,4 +238,76 @@ async fn openapi_document_lists_the_api() {
     assert_eq!(product_id["required"], true, "{product_id}");
     let (status, _) = app.get("/recommendations").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn retraining_takes_the_operator_token() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/model/retrain", app.address);
+    for request in [
+        http.post(&url),
+        http.post(&url).bearer_auth("not-the-token"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+        assert!(!body.to_string().contains(RETRAIN_TOKEN));
+    }
+    assert_eq!(app.retrain().await["training_orders"], 400);
+}
+
+/// Past its limit ml sheds at once (503 with Retry-After), keeps answering its probes, and
+/// serves again once the slot frees. The slot is held by a retrain stuck behind a lock on
+/// the order history, as a slow database would hold it.
+#[tokio::test]
+async fn past_its_limit_ml_sheds_keeps_its_probes_and_recovers() {
+    let app = spawn_app_with(|config| config.server.limits.max_in_flight = 1).await;
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE order_items IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let url = format!("{}/model/retrain", app.address);
+    let stuck = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(RETRAIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+
+    let address = app.address.clone();
+    let shed = shopmicro_common::testing::eventually_async(
+        "a request to be shed",
+        Duration::from_secs(5),
+        || {
+            let address = address.clone();
+            async move {
+                let response = reqwest::get(format!("{address}/recommendations?product_id=1"))
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    503 => Ok(response),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(app.get("/healthz").await.0, 200);
+    assert_eq!(app.get("/readyz").await.0, 200);
+
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        stuck.await.unwrap(),
+        200,
+        "the retrain finishes once the lock goes"
+    );
+    assert_eq!(app.get("/recommendations?product_id=1").await.0, 200);
 }

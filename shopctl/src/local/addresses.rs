@@ -1,5 +1,5 @@
 //! What an environment keeps for its whole life in its state directory: the port of each
-//! component and the storefront's cart-signing key. Releases, rollbacks and restarts start
+//! component, the storefront's cart-signing key and ml's retrain token. Releases, rollbacks and restarts start
 //! processes on the same ports, so the storefront URL `up` printed keeps answering; and a
 //! cart signed by one frontend process is accepted by the next.
 //!
@@ -77,7 +77,17 @@ fn pick(taken: &[u16]) -> anyhow::Result<u16> {
 /// The storefront's cart-signing key for the environment in `dir`: generated once (64
 /// random bytes, base64) and kept private (0600) beside its state.
 pub fn cart_signing_key(dir: &StateDir) -> anyhow::Result<String> {
-    let file = dir.path().join("cart-signing-key");
+    kept_secret(dir, "cart-signing-key")
+}
+
+/// ml's retrain token for the environment in `dir`, kept like the cart-signing key.
+pub fn ml_retrain_token(dir: &StateDir) -> anyhow::Result<String> {
+    kept_secret(dir, "ml-retrain-token")
+}
+
+/// 64 random bytes, base64, made once and kept private (0600) in `dir` as `name`.
+fn kept_secret(dir: &StateDir, name: &str) -> anyhow::Result<String> {
+    let file = dir.path().join(name);
     match std::fs::read_to_string(&file) {
         Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_owned()),
         Ok(_) => {}
@@ -89,7 +99,7 @@ pub fn cart_signing_key(dir: &StateDir) -> anyhow::Result<String> {
         .collect();
     let key = base64::engine::general_purpose::STANDARD.encode(random);
     crate::private::write(&file, key.as_bytes())
-        .with_context(|| format!("keeping the cart-signing key in {}", file.display()))?;
+        .with_context(|| format!("keeping the {name} in {}", file.display()))?;
     Ok(key)
 }
 
@@ -137,5 +147,6 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert_ne!(ml_retrain_token(&dir).unwrap(), key, "each secret its own");
     }
 }

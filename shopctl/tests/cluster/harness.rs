@@ -106,6 +106,7 @@ impl TestCluster {
         let secrets = [
             "SHOPMICRO_POSTGRES_PASSWORD",
             "SHOPMICRO_CART_SIGNING_KEY",
+            "SHOPMICRO_ML_RETRAIN_TOKEN",
             "SHOPMICRO_GRAFANA_ADMIN_PASSWORD",
             "SHOPMICRO_ALERT_RECEIVER_ONCALL",
             "SHOPMICRO_ALERT_RECEIVER_TICKETS",

@@ -19,6 +19,7 @@ pub fn rendered_config(env: &str, destinations: &[(&str, String)]) -> String {
     let mut vars: Vec<(String, String)> = [
         "SHOPMICRO_POSTGRES_PASSWORD",
         "SHOPMICRO_CART_SIGNING_KEY",
+        "SHOPMICRO_ML_RETRAIN_TOKEN",
         "SHOPMICRO_GRAFANA_ADMIN_PASSWORD",
     ]
     .iter()

@@ -1,6 +1,8 @@
 //! Orders: stock is reserved in the same transaction that records the order, with the
 //! product rows locked in id order, so concurrent orders can never oversell and never
 //! deadlock each other. An `Idempotency-Key` makes retries return the first order.
+//! Clients see an order by its reference, a random UUID: the sequential id would let
+//! anyone who can place one order enumerate everyone else's.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +19,9 @@ use crate::domain::{CreateOrderRequest, NewOrder, ProductId, parse_idempotency_k
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
-    pub id: i64,
+    /// The order's public reference: a random UUID, the only way to look the order up.
+    #[schema(format = "uuid", example = "0b6f3a8e-8c1d-4c3e-9a7e-2f1d5b9c7e21")]
+    pub reference: String,
     /// `confirmed`.
     pub status: String,
     pub items: Vec<OrderItem>,
@@ -102,7 +106,7 @@ async fn place(
         .order_value_cents
         .inc_by(placed.total_cents.max(0) as u64);
     tracing::info!(
-        order_id = placed.id,
+        order_reference = %placed.reference,
         total_cents = placed.total_cents,
         "order placed"
     );
@@ -200,9 +204,9 @@ async fn reserve_and_record(
     .await
     .map_err(ApiError::internal)?;
 
-    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+    let (id, reference, created_at): (i64, String, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO orders (status, total_cents, idempotency_key, request_fingerprint)
-         VALUES ('confirmed', $1, $2, $3) RETURNING id, created_at",
+         VALUES ('confirmed', $1, $2, $3) RETURNING id, reference::text, created_at",
     )
     .bind(total)
     .bind(key)
@@ -225,7 +229,7 @@ async fn reserve_and_record(
     .map_err(ApiError::internal)?;
 
     Ok(Order {
-        id,
+        reference,
         status: "confirmed".to_owned(),
         items,
         total_cents: total,
@@ -233,35 +237,48 @@ async fn reserve_and_record(
     })
 }
 
-/// Get an order.
-#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
-    params(("id" = i64, Path, description = "Order id", minimum = 1)),
+/// Get an order by its reference.
+#[utoipa::path(get, path = "/orders/{reference}", tag = "orders",
+    params(("reference" = String, Path, description = "The order's reference, as placing it returned", format = "uuid")),
     responses((status = 200, body = Order), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(reference): ApiPath<String>,
 ) -> Result<Json<Order>, ApiError> {
-    if id <= 0 {
-        return Err(ApiError::bad_request(
-            "invalid_order_id",
-            format!("order id must be a positive integer, got {id}"),
-        ));
-    }
+    let reference = uuid::Uuid::try_parse(&reference).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_order_reference",
+            "an order reference is the UUID returned when the order was placed",
+        )
+    })?;
     let mut conn = state.db.acquire().await.map_err(ApiError::internal)?;
-    load(&mut conn, id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {id} does not exist")))
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE reference = $1::uuid")
+        .bind(reference.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(ApiError::internal)?;
+    let order = match id {
+        Some(id) => load(&mut conn, id).await?,
+        None => None,
+    };
+    order.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            "order_not_found",
+            format!("order {reference} does not exist"),
+        )
+    })
 }
 
+/// The order with internal id `id`, as clients see it.
 async fn load(conn: &mut PgConnection, id: i64) -> Result<Option<Order>, ApiError> {
-    let header: Option<(String, i64, DateTime<Utc>)> =
-        sqlx::query_as("SELECT status, total_cents, created_at FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(ApiError::internal)?;
-    let Some((status, total_cents, created_at)) = header else {
+    let header: Option<(String, String, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT reference::text, status, total_cents, created_at FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(ApiError::internal)?;
+    let Some((reference, status, total_cents, created_at)) = header else {
         return Ok(None);
     };
     let items = sqlx::query_as::<_, OrderItem>(
@@ -274,7 +291,7 @@ async fn load(conn: &mut PgConnection, id: i64) -> Result<Option<Order>, ApiErro
     .await
     .map_err(ApiError::internal)?;
     Ok(Some(Order {
-        id,
+        reference,
         status,
         items,
         total_cents,

@@ -135,6 +135,22 @@ async fn metrics_are_labelled_by_route_template_not_raw_path() {
 }
 
 #[tokio::test]
+async fn metrics_are_served_on_the_admin_port_only() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/metrics").await;
+    assert_eq!((status, error_code(&body)), (404, "route_not_found"));
+    assert!(app.metrics().await.contains("http_requests_total"));
+    // The admin port serves nothing of the API.
+    let api_on_admin = app
+        .client
+        .get(format!("{}/products", app.admin_address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_on_admin.status(), 404);
+}
+
+#[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let app = spawn_app().await;
     let (status, body) = app.get_json("/no-such-thing").await;
@@ -164,7 +180,7 @@ async fn openapi_document_describes_every_public_route() {
         "/products/{id}/recommendations",
         "/categories",
         "/orders",
-        "/orders/{id}",
+        "/orders/{reference}",
         "/healthz",
         "/readyz",
     ] {

@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub address: String,
+    /// The admin port's address, where `/metrics` is served.
+    pub admin_address: String,
     pub db: PgPool,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -25,6 +27,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
     let mut config = Config::from_env(&env).expect("test configuration is valid");
     config.server = ServerConfig {
         port: 0,
+        admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
         limits: Default::default(),
     };
@@ -46,6 +49,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("the backend builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = shutdown_rx.await;
@@ -55,6 +59,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .expect("connecting to the test database");
     TestApp {
         address,
+        admin_address,
         db,
         client: reqwest::Client::new(),
         shutdown: Some(shutdown_tx),
@@ -115,9 +120,13 @@ impl TestApp {
             .expect("count")
     }
 
+    /// What Prometheus scrapes from the admin port.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
+        self.client
+            .get(format!("{}/metrics", self.admin_address))
+            .send()
             .await
+            .expect("scraping the admin port")
             .text()
             .await
             .expect("metrics text")

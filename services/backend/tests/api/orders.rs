@@ -25,9 +25,10 @@ async fn placing_an_order_reserves_stock_and_records_it() {
     assert_eq!(app.stock_of(1).await, before_1 - 2);
     assert_eq!(app.stock_of(2).await, before_2 - 1);
 
-    let (status, fetched) = app.get_json(&format!("/orders/{}", placed["id"])).await;
+    let reference = placed["reference"].as_str().unwrap();
+    let (status, fetched) = app.get_json(&format!("/orders/{reference}")).await;
     assert_eq!(status, 200);
-    assert_eq!(fetched["id"], placed["id"]);
+    assert_eq!(fetched["reference"], placed["reference"]);
     assert_eq!(fetched["items"].as_array().unwrap().len(), 2);
     let metrics = app.metrics().await;
     assert_eq!(
@@ -192,7 +193,7 @@ async fn a_repeated_idempotency_key_returns_the_first_order() {
 
     assert_eq!(first_status, 201);
     assert_eq!(second_status, 200);
-    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["reference"], second["reference"]);
     assert_eq!(app.stock_of(3).await, stock_before - 2, "stock taken once");
 }
 
@@ -228,7 +229,7 @@ async fn the_same_idempotency_key_sent_concurrently_creates_one_order() {
     while let Some(result) = attempts.join_next().await {
         let (status, body) = result.unwrap();
         assert!(status == 200 || status == 201, "{status}: {body}");
-        ids.insert(body["id"].as_i64().unwrap());
+        ids.insert(body["reference"].as_str().unwrap().to_owned());
     }
 
     assert_eq!(ids.len(), 1);
@@ -237,10 +238,47 @@ async fn the_same_idempotency_key_sent_concurrently_creates_one_order() {
 }
 
 #[tokio::test]
-async fn unknown_and_invalid_order_ids() {
+async fn unknown_and_invalid_order_references() {
     let app = spawn_app().await;
-    let (status, body) = app.get_json("/orders/99999999").await;
+    let (status, body) = app
+        .get_json("/orders/6f1c1f0e-4a57-4c1e-9d5c-0d6a1b2c3d4e")
+        .await;
     assert_eq!((status, error_code(&body)), (404, "order_not_found"));
-    let (status, body) = app.get_json("/orders/0").await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_order_id"));
+    for bad in ["0", "not-a-uuid", "6f1c1f0e-4a57-4c1e-9d5c"] {
+        let (status, body) = app.get_json(&format!("/orders/{bad}")).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "invalid_order_reference"),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn orders_cannot_be_enumerated_by_their_internal_ids() {
+    let app = spawn_app().await;
+    let (_, first) = app.post_order(&order(&[(5, 1)]), None).await;
+    let (_, second) = app.post_order(&order(&[(5, 1)]), None).await;
+    assert!(first.get("id").is_none(), "no internal id in {first}");
+
+    // Consecutive orders share nothing guessable: each reference is a random (v4) UUID.
+    let references: Vec<uuid::Uuid> = [&first, &second]
+        .iter()
+        .map(|order| order["reference"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_ne!(references[0], references[1]);
+    assert!(references.iter().all(|r| r.get_version_num() == 4));
+
+    // The sequential id a client could guess finds nothing.
+    let internal_id: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    for guess in [internal_id, internal_id - 1] {
+        let (status, body) = app.get_json(&format!("/orders/{guess}")).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "invalid_order_reference")
+        );
+    }
 }

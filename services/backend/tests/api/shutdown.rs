@@ -36,6 +36,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
         .env("DATABASE_URL", database.url())
         .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
         .env("ML_URL", format!("http://127.0.0.1:{ml_port}"))
         .env("ML_TIMEOUT_MS", "5000")
         .env("SHUTDOWN_DEADLINE_MS", "10000")

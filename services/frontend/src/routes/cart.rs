@@ -1,6 +1,7 @@
 //! Cart and checkout. Every change is a POST followed by a redirect (post/redirect/get),
 //! so reloading a page never repeats an action; checkout carries an idempotency key
-//! rendered into the form, so a double-clicked "Place order" places one order.
+//! rendered into the form, so a double-clicked "Place order" places one order. The key
+//! is scoped to the shopper's session before the backend sees it (`crate::session`).
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
@@ -15,6 +16,7 @@ use super::AppState;
 use crate::backend::{BackendError, ListQuery};
 use crate::cart::{COOKIE_NAME, Cart, MAX_LINES, MAX_QUANTITY};
 use crate::pages::{PageError, money};
+use crate::session::Session;
 
 #[derive(Deserialize)]
 pub struct AddToCart {
@@ -41,7 +43,9 @@ struct LineView {
     subtotal: String,
 }
 
+/// The jar with the cart stored, and a session for its checkout.
 fn store_cart(state: &AppState, jar: SignedCookieJar, cart: &Cart) -> SignedCookieJar {
+    let jar = Session::ensure(jar, state.secure_cookies);
     let cookie = Cookie::build((COOKIE_NAME, cart.encode()))
         .path("/")
         .http_only(true)
@@ -154,14 +158,20 @@ pub async fn checkout(
     if cart.is_empty() {
         return Ok(Redirect::to("/cart").into_response());
     }
+    // The form's key is one this storefront rendered (a UUID), from a session it made.
+    let form_key = uuid::Uuid::try_parse(&form.idempotency_key)
+        .map_err(|_| PageError::BadInput("That checkout form is not one of ours. Please open your cart and check out from there."))?;
+    let session = Session::from_jar(&jar).ok_or(PageError::BadInput(
+        "Your session has expired. Please open your cart and check out again.",
+    ))?;
     match state
         .backend
-        .place_order(cart.lines(), &form.idempotency_key)
+        .place_order(cart.lines(), &session.scoped_key(&form_key))
         .await
     {
         Ok(order) => {
             let jar = store_cart(&state, jar, &Cart::default());
-            Ok((jar, Redirect::to(&format!("/orders/{}", order.id))).into_response())
+            Ok((jar, Redirect::to(&format!("/orders/{}", order.reference))).into_response())
         }
         // Out of stock and similar: show the cart again with the backend's explanation.
         Err(BackendError::Rejected {

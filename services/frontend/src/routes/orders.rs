@@ -6,7 +6,7 @@ use axum_extra::extract::SignedCookieJar;
 use serde::Serialize;
 use tera::Context;
 
-use super::{AppState, page_id};
+use super::AppState;
 use crate::cart::Cart;
 use crate::pages::{PageError, money};
 
@@ -21,11 +21,12 @@ struct ItemView {
 pub async fn page(
     State(state): State<AppState>,
     jar: SignedCookieJar,
-    Path(raw_id): Path<String>,
+    Path(reference): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let id = page_id(&raw_id, "We couldn't find that order.")?;
+    let reference = uuid::Uuid::try_parse(&reference)
+        .map_err(|_| PageError::NotFound("We couldn't find that order."))?;
     let cart = Cart::from_jar(&jar);
-    let order = state.backend.order(id).await?;
+    let order = state.backend.order(&reference).await?;
     let items: Vec<ItemView> = order
         .items
         .iter()

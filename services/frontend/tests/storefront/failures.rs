@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use shopmicro_common::testing::closed_port;
 
-use crate::support::{Session, spawn_frontend};
+use crate::support::{Session, spawn_frontend, spawn_limited_frontend};
 
 fn assert_friendly(body: &str) {
     assert!(body.contains("error-heading"), "{body}");
@@ -30,7 +30,11 @@ async fn backend_down_gives_a_friendly_503_and_not_ready() {
     )
     .await;
     let mut session = Session::new(&frontend);
-    for path in ["/", "/products/1", "/orders/1"] {
+    for path in [
+        "/",
+        "/products/1",
+        "/orders/6f1c1f0e-4a57-4c1e-9d5c-0d6a1b2c3d4e",
+    ] {
         let page = session.get(path).await;
         assert_eq!(page.status, 503, "{path}");
         assert_friendly(&page.body);
@@ -81,4 +85,68 @@ async fn a_backend_answering_500_is_a_503_page_not_a_stack_trace() {
     assert_eq!(page.status, 503);
     assert_friendly(&page.body);
     assert!(!page.body.contains("hunter2"));
+}
+
+/// Past its limit the storefront sheds at once (503 with Retry-After) instead of queueing
+/// shoppers, keeps answering its probes, and serves again once the slot frees. The slot is
+/// held the way a slow client holds one: a form whose body never finishes arriving.
+#[tokio::test]
+async fn past_its_limit_the_storefront_sheds_keeps_its_probes_and_recovers() {
+    use tokio::io::AsyncWriteExt;
+    let limits = shopmicro_common::overload::Limits {
+        max_in_flight: 1,
+        ..Default::default()
+    };
+    let frontend =
+        spawn_limited_frontend(&format!("http://127.0.0.1:{}", closed_port()), limits).await;
+    let address = frontend.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        b"POST /cart/items HTTP/1.1\r\nHost: shop\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nproduct_id=",
+    )
+    .await
+    .unwrap();
+
+    // The stylesheet needs no backend: what answers is the frontend's own limit.
+    let mut session = Session::new(&frontend);
+    let shed = shopmicro_common::testing::eventually_async(
+        "a request to be shed",
+        Duration::from_secs(5),
+        || {
+            let frontend = frontend.clone();
+            async move {
+                let response = reqwest::get(format!("{frontend}/static/style.css"))
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    503 => Ok(response),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(session.get("/healthz").await.status, 200);
+
+    drop(slow);
+    shopmicro_common::testing::eventually_async(
+        "the storefront to serve again",
+        Duration::from_secs(5),
+        || {
+            let frontend = frontend.clone();
+            async move {
+                match reqwest::get(format!("{frontend}/static/style.css"))
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+                {
+                    200 => Ok(()),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
 }

@@ -94,7 +94,8 @@ async fn unknown_products_and_pages_are_friendly_404s() {
         "/products/999999",
         "/products/abc",
         "/products/-1",
-        "/orders/99999999",
+        "/orders/1",
+        "/orders/6f1c1f0e-4a57-4c1e-9d5c-0d6a1b2c3d4e",
         "/no/such/page",
     ] {
         let page = session.get(path).await;
@@ -114,7 +115,13 @@ async fn health_and_metrics_endpoints() {
     assert_eq!(session.get("/healthz").await.status, 200);
     assert_eq!(session.get("/readyz").await.status, 200);
     session.get("/products/2").await;
-    let metrics = session.get("/metrics").await.body;
+    // Shoppers' port has no metrics: it is what the Ingress routes.
+    let public = session.get("/metrics").await;
+    assert_eq!(public.status, 404);
+    let metrics = Session::new(&stack.frontend_admin)
+        .get("/metrics")
+        .await
+        .body;
     assert!(
         metrics.contains(
             "http_requests_total{method=\"GET\",route=\"/products/{id}\",status=\"200\"} 1"

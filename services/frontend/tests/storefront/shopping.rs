@@ -30,12 +30,13 @@ async fn add_to_cart_then_checkout_places_the_order() {
 
     let confirmation = session.get(&order_path).await;
     assert_eq!(confirmation.status, 200);
-    let order_id: i64 = order_path.trim_start_matches("/orders/").parse().unwrap();
-    assert!(confirmation.body.contains(&format!("#{order_id}")));
+    let reference = order_path.trim_start_matches("/orders/");
+    assert!(confirmation.body.contains(reference));
     let quantity: i32 = sqlx::query_scalar(
-        "SELECT quantity FROM order_items WHERE order_id = $1 AND product_id = 1",
+        "SELECT i.quantity FROM order_items i JOIN orders o ON o.id = i.order_id
+         WHERE o.reference::text = $1 AND i.product_id = 1",
     )
-    .bind(order_id)
+    .bind(reference)
     .fetch_one(&stack.db)
     .await
     .unwrap();
@@ -219,4 +220,62 @@ async fn bad_cart_forms_get_a_400_page_and_change_nothing() {
             .body
             .contains("Your cart is empty")
     );
+}
+
+#[tokio::test]
+async fn a_checkout_key_replayed_from_another_session_is_not_a_replay() {
+    let stack = spawn_stack().await;
+    let mut shopper = Session::new(&stack.frontend);
+    shopper
+        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
+        .await;
+    let key = hidden_input(&shopper.get("/cart").await.body, "idempotency_key");
+    let placed = shopper
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
+    let orders_before = stack.order_count().await;
+
+    // A stranger who saw the shopper's key (not their cookies) checks out with it.
+    let mut stranger = Session::new(&stack.frontend);
+    stranger
+        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
+        .await;
+    let theirs = stranger
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
+
+    assert_eq!(theirs.status, 303);
+    assert_ne!(theirs.location, placed.location, "not the shopper's order");
+    assert_eq!(
+        stack.order_count().await,
+        orders_before + 1,
+        "their own order"
+    );
+}
+
+#[tokio::test]
+async fn a_checkout_with_a_forged_key_or_no_session_is_a_400_page_and_orders_nothing() {
+    let stack = spawn_stack().await;
+    let mut session = Session::new(&stack.frontend);
+    session
+        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
+        .await;
+    let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
+    let orders_before = stack.order_count().await;
+
+    for forged in ["", "1", "retry-me", &"a".repeat(300), "' OR 1=1 --"] {
+        let page = session
+            .post_form("/checkout", &[("idempotency_key", forged)])
+            .await;
+        assert_eq!(page.status, 400, "{forged:?}");
+        assert!(page.body.contains("not one of ours"), "{}", page.body);
+    }
+    session.cookies.remove("session");
+    let page = session
+        .post_form("/checkout", &[("idempotency_key", &key)])
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("session has expired"), "{}", page.body);
+
+    assert_eq!(stack.order_count().await, orders_before);
 }

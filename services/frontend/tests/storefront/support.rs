@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use shopmicro_common::config::{Env, ServerConfig, ServiceUrl};
+use shopmicro_common::overload::Limits;
 use shopmicro_common::testing::TestDatabase;
 use sqlx::PgPool;
 
 pub struct Stack {
     pub frontend: String,
+    /// The frontend's admin port, where `/metrics` is served.
+    pub frontend_admin: String,
     pub db: PgPool,
     _database: TestDatabase,
 }
@@ -18,6 +21,7 @@ pub struct Stack {
 fn server_config() -> ServerConfig {
     ServerConfig {
         port: 0,
+        admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
         limits: Default::default(),
     }
@@ -65,9 +69,11 @@ pub async fn spawn_stack() -> Stack {
     let backend_url = format!("http://127.0.0.1:{}", backend_app.port());
     tokio::spawn(backend_app.run_until(std::future::pending()));
 
-    let frontend = spawn_frontend(&backend_url, Duration::from_secs(3)).await;
+    let (frontend, frontend_admin) =
+        start_frontend(&backend_url, Duration::from_secs(3), Limits::default()).await;
     Stack {
         frontend,
+        frontend_admin,
         db,
         _database: database,
     }
@@ -75,18 +81,36 @@ pub async fn spawn_stack() -> Stack {
 
 /// A frontend in front of whatever `backend_url` is (a real backend, or a fault).
 pub async fn spawn_frontend(backend_url: &str, timeout: Duration) -> String {
+    start_frontend(backend_url, timeout, Limits::default())
+        .await
+        .0
+}
+
+/// A frontend that takes on at most `limits`.
+pub async fn spawn_limited_frontend(backend_url: &str, limits: Limits) -> String {
+    start_frontend(backend_url, Duration::from_secs(1), limits)
+        .await
+        .0
+}
+
+/// A frontend's public and admin addresses.
+async fn start_frontend(backend_url: &str, timeout: Duration, limits: Limits) -> (String, String) {
     capture_logs();
     let mut config =
         shopmicro_frontend::Config::from_env(&Env::from_pairs([("BACKEND_URL", backend_url)]))
             .unwrap();
-    config.server = server_config();
+    config.server = ServerConfig {
+        limits,
+        ..server_config()
+    };
     config.backend_timeout = timeout;
     let app = shopmicro_frontend::Application::build(config)
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
     tokio::spawn(app.run_until(std::future::pending()));
-    address
+    (address, admin)
 }
 
 impl Stack {

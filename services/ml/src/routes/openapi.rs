@@ -2,6 +2,7 @@
 
 use axum::Json;
 use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{health, model, recommendations};
 
@@ -21,9 +22,23 @@ use super::{health, model, recommendations};
     components(schemas(
         shopmicro_common::error::ErrorBody,
         shopmicro_common::error::ErrorDetail
-    ))
+    )),
+    modifiers(&RetrainToken)
 )]
 pub struct ApiDoc;
+
+/// The bearer token retraining takes (`ML_RETRAIN_TOKEN`).
+struct RetrainToken;
+
+impl utoipa::Modify for RetrainToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("retrain_token", SecurityScheme::Http(scheme));
+    }
+}
 
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

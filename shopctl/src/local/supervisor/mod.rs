@@ -193,6 +193,16 @@ async fn start_all(
         .map(|name| ports.port(name).map(|port| (name, port)))
         .collect::<anyhow::Result<_>>()
         .map_err(failed("services"))?;
+    // Each service's `/metrics` is on its admin port, which only Prometheus is told of.
+    let admin_ports: BTreeMap<&str, u16> = ["ml", "backend", "frontend"]
+        .into_iter()
+        .map(|name| {
+            ports
+                .port(&format!("{name}-admin"))
+                .map(|port| (name, port))
+        })
+        .collect::<anyhow::Result<_>>()
+        .map_err(failed("services"))?;
     let service = |name: &'static str, env: Vec<(&str, String)>| {
         // The release's settings, then where this service finds the others.
         let mut vars = options
@@ -202,6 +212,7 @@ async fn start_all(
             .unwrap_or_default();
         vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
         vars.insert("PORT".into(), service_ports[name].to_string());
+        vars.insert("ADMIN_PORT".into(), admin_ports[name].to_string());
         Spec {
             name,
             program: options.binaries.join(binary_name(name)),
@@ -211,11 +222,13 @@ async fn start_all(
             probe: Probe::Http("/readyz"),
         }
     };
+    let retrain_token = addresses::ml_retrain_token(&options.state).map_err(failed("ml"))?;
     let ml = service(
         "ml",
         vec![
             ("DATABASE_URL", database.ml.clone()),
             ("TRAINING_RETRY_MS", "500".into()),
+            ("ML_RETRAIN_TOKEN", retrain_token.clone()),
         ],
     );
     let mut backend_env = vec![
@@ -250,7 +263,7 @@ async fn start_all(
         .map_err(failed("backend"))?;
     spawn_only(shared, running, ml.clone(), events)?;
     start(shared, events, running, backend, "migrations and demo data").await?;
-    retrain(service_ports["ml"]).await;
+    retrain(service_ports["ml"], &retrain_token).await;
     wait_ready(&ml, None).await.map_err(failed("ml"))?;
     shared.set("ml", ComponentState::Ready, None);
     events(Event::Ready {
@@ -289,7 +302,7 @@ async fn start_all(
             &options.state,
             &options.prometheus_rules,
             program,
-            &service_ports,
+            &admin_ports,
             pushgateway,
             ports.port("prometheus").map_err(failed("prometheus"))?,
         )
@@ -345,12 +358,13 @@ async fn migrate(
 }
 
 /// Trains ml on the demo data the backend just loaded.
-async fn retrain(ml_port: u16) {
+async fn retrain(ml_port: u16, token: &str) {
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{ml_port}/model/retrain");
     for _ in 0..50 {
         if client
             .post(&url)
+            .bearer_auth(token)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())

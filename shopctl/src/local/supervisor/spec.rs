@@ -85,8 +85,8 @@ pub(super) fn pushgateway(program: PathBuf, port: u16) -> Spec {
     }
 }
 
-/// Prometheus scraping the services on `ports` (and the Pushgateway) with the platform's
-/// rule files, configured in the state directory.
+/// Prometheus scraping the services' admin ports, `ports` (and the Pushgateway), with the
+/// platform's rule files, configured in the state directory.
 pub(super) fn prometheus(
     dir: &StateDir,
     rules: &[(String, String)],
