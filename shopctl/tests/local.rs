@@ -476,7 +476,7 @@ fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
 }
 
 #[test]
-fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_the_supervisor() {
+fn validate_passes_when_healthy_fails_when_the_backend_hangs_and_recovers_with_the_supervisor() {
     let scratch = Scratch::new();
     let state = scratch.path("state");
     refused(&state, &["validate"], "`shopctl up` starts it");
@@ -520,21 +520,24 @@ fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_th
     );
     assert!(table(&["--show-skipped"]).contains("access.cluster"));
 
+    // A backend that answers nothing (stopped, not dead: its socket, which the supervisor
+    // holds, still takes connections into its queue).
     let backend: ProcessId =
         serde_json::from_value(component(&status(&state), "backend")["process"].clone()).unwrap();
-    Command::new("kill")
-        .args(["-KILL", &backend.pid.to_string()])
-        .status()
-        .unwrap();
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, &backend.pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
     let (code, report) = validate(&state, &["--only", "app,workloads"]);
     assert_eq!(code, Some(1), "{report:#}");
     let broken = check(&report, "app.backend-ready");
     assert_eq!(broken["status"], "fail");
     assert!(
-        broken["hint"]
-            .as_str()
-            .unwrap()
-            .contains("shopctl logs backend")
+        broken["hint"].as_str().unwrap().contains("hanging"),
+        "{broken:#}"
     );
     assert_eq!(
         check(&report, "app.ml-ready")["status"],
@@ -549,7 +552,9 @@ fn validate_passes_when_healthy_fails_when_the_backend_dies_and_recovers_with_th
             .all(|c| ["app", "workloads"].contains(&c["category"].as_str().unwrap()))
     );
 
-    // The supervisor restarts it; validate recovers (a restart is a warning, not a failure).
+    // Killed, the supervisor restarts it; validate recovers (a restart is a warning, not a
+    // failure).
+    signal("-KILL");
     let report = eventually(
         "validate to recover",
         Duration::from_secs(60),
@@ -1325,4 +1330,103 @@ fn load_is_judged_against_the_slos_and_a_stall_shows_in_its_tail() {
             .contains("p95"),
         "{report:#}"
     );
+}
+
+/// What the backend's admin port says it served from ml's fallback instead of ml: the
+/// services' own count of what the load generator cannot see (a fallback is still a 200).
+fn recommendation_fallbacks(state: &Path) -> f64 {
+    let ports: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("ports.json")).unwrap()).unwrap();
+    let url = format!("http://127.0.0.1:{}/metrics", ports["backend-admin"]);
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    metrics
+        .lines()
+        .find(|line| line.starts_with("recommendations_served_total{source=\"fallback\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// `restart` hands a service over instead of stopping it: while `shopctl load` browses the
+/// storefront (catalogue, product pages with recommendations, carts: every service is on
+/// the path), the backend, the frontend and ml are each replaced by a new process on the
+/// same port, and not one request fails. ml's hand-over is also checked against the
+/// backend's own count, since the backend hides an ml failure behind its fallback.
+#[test]
+fn restarting_each_service_under_load_fails_no_request() {
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let _running = up(&state);
+    let before = status(&state);
+    let args = [
+        "load",
+        "--scenario",
+        "browse",
+        "--rate",
+        "60",
+        "--duration",
+        "15s",
+        "--warmup",
+        "1s",
+        "--output",
+        "json",
+    ];
+    let began = Instant::now();
+    let load = Shopctl::new(&args)
+        .state(&state)
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Into the measured window (after the warm-up) before the first restart.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut fallbacks_after_the_backend = None;
+    for service in ["backend", "frontend", "ml"] {
+        let restarted = shopctl_in(&state, &["restart", service], None);
+        assert!(
+            restarted.status.success(),
+            "{service}: {}",
+            text(&restarted.stderr)
+        );
+        if service == "backend" {
+            fallbacks_after_the_backend = Some(recommendation_fallbacks(&state));
+        }
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(16),
+        "the restarts all happened while the load ran ({:?})",
+        began.elapsed()
+    );
+    let fallbacks = recommendation_fallbacks(&state) - fallbacks_after_the_backend.unwrap();
+    let finished = load.wait_with_output().unwrap();
+
+    let report: Value = serde_json::from_slice(&finished.stdout)
+        .unwrap_or_else(|_| panic!("{}", text(&finished.stderr)));
+    assert_eq!(report["requests"], 900, "60/s for 15 s: {report:#}");
+    for route in report["routes"].as_array().unwrap() {
+        assert_eq!(route["errors"], json!({}), "no request failed: {report:#}");
+    }
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    assert_eq!(
+        fallbacks, 0.0,
+        "no recommendation fell back while ml was replaced"
+    );
+
+    let after = status(&state);
+    for service in ["backend", "frontend", "ml"] {
+        let (old, new) = (component(&before, service), component(&after, service));
+        assert_ne!(
+            old["process"], new["process"],
+            "{service} runs as a new process"
+        );
+        assert_eq!(old["port"], new["port"], "{service} on its port");
+        assert_eq!(new["state"], "ready");
+    }
 }

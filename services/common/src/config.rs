@@ -118,6 +118,11 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM before we exit anyway.
     /// Keep it below the pod's termination grace period.
     pub shutdown_deadline: Duration,
+    /// How long after the signal a draining service still accepts, closing each
+    /// connection after its answer, before it stops accepting (part of the deadline).
+    /// A local hand-over sets it so keep-alive clients move to the successor cleanly; on
+    /// Kubernetes the preStop pause does that job.
+    pub linger: Duration,
     /// What the API takes on at once (health and metrics are not limited).
     pub limits: crate::overload::Limits,
 }
@@ -134,6 +139,7 @@ impl ServerConfig {
                 default_port + 1000,
             )?,
             shutdown_deadline: env.millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
+            linger: env.millis_or("SHUTDOWN_LINGER_MS", Duration::ZERO)?,
             limits: crate::overload::Limits::from_env(env)?,
         })
     }

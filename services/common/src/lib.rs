@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod handover;
 pub mod http_client;
 pub mod metrics;
 pub mod observe;

@@ -1,23 +1,34 @@
 //! Serving with graceful shutdown: on SIGTERM or SIGINT stop accepting, let in-flight
 //! requests finish within a deadline, then return so the process exits 0.
 //!
+//! From the signal on, a service is draining: `/readyz` answers 503 at once (so no load
+//! balancer picks it again) and every answer closes its connection (so keep-alive clients
+//! reconnect, to a successor), for `SHUTDOWN_LINGER_MS`; then it stops accepting and
+//! lets in-flight requests finish. All of it within `SHUTDOWN_DEADLINE_MS`.
+//!
 //! A service listens twice: its public port serves what shoppers and other services
 //! use, its admin port serves `/metrics` to Prometheus. Only the public port is behind
 //! the Kubernetes Service (and so the Ingress); the admin port is reached by pod address,
 //! which the NetworkPolicies open to Prometheus alone.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::error;
+use crate::handover;
 use crate::metrics::metrics_route;
 use crate::observe::{Observer, observe};
 
@@ -46,6 +57,7 @@ pub struct Server {
     admin_port: u16,
     registry: Registry,
     shutdown_deadline: Duration,
+    linger: Duration,
 }
 
 impl Server {
@@ -57,8 +69,13 @@ impl Server {
         router: Router,
         registry: Registry,
     ) -> anyhow::Result<Self> {
-        let listener = bind(config.port).await?;
-        let admin_listener = bind(config.admin_port).await?;
+        let (listener, admin_listener) = match handover::inherited_listeners()? {
+            Some((public, admin)) => (
+                TcpListener::from_std(public)?,
+                TcpListener::from_std(admin)?,
+            ),
+            None => (bind(config.port).await?, bind(config.admin_port).await?),
+        };
         let port = listener.local_addr()?.port();
         let admin_port = admin_listener.local_addr()?.port();
         tracing::info!(port, admin_port, "{service} listening");
@@ -70,6 +87,7 @@ impl Server {
             admin_port,
             registry,
             shutdown_deadline: config.shutdown_deadline,
+            linger: config.linger,
         })
     }
 
@@ -81,23 +99,58 @@ impl Server {
         self.admin_port
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests. The admin port
-    /// answers until the public one has drained, so the last scrape sees the drain.
+    /// Serves until `shutdown` completes, then drains (see the module's notes). The admin
+    /// port answers until the public one has drained, so the last scrape sees the drain.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let admin = Router::new()
-            .route(
-                "/metrics",
-                metrics_route(std::sync::Arc::new(self.registry)),
-            )
+            .route("/metrics", metrics_route(Arc::new(self.registry)))
             .fallback(error::route_not_found);
         let admin = tokio::spawn(async move { axum::serve(self.admin_listener, admin).await });
-        let served = serve(self.listener, self.router, self.shutdown_deadline, shutdown).await;
+        let draining = Draining::default();
+        let router = self
+            .router
+            .layer(from_fn_with_state(draining.clone(), drain_aware));
+        handover::notify_when_ready(router.clone());
+        let drain = Drain {
+            draining,
+            linger: self.linger,
+            deadline: self.shutdown_deadline,
+        };
+        let served = serve(self.listener, router, drain, shutdown).await;
         admin.abort();
         served
     }
+}
+
+/// Set once shutdown begins.
+#[derive(Clone, Default)]
+struct Draining(Arc<AtomicBool>);
+
+/// While draining: readiness fails at once, and every other answer closes its connection.
+async fn drain_aware(State(draining): State<Draining>, request: Request, next: Next) -> Response {
+    if !draining.0.load(Ordering::Relaxed) {
+        return next.run(request).await;
+    }
+    if request.uri().path() == "/readyz" {
+        let body = axum::Json(serde_json::json!({"status": "draining"}));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// How a service drains: `linger` still accepting (answers close their connections),
+/// everything over within `deadline` of the signal.
+struct Drain {
+    draining: Draining,
+    linger: Duration,
+    deadline: Duration,
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {
@@ -106,21 +159,30 @@ async fn bind(port: u16) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding port {port}"))
 }
 
-/// Serves until `shutdown` completes, then drains for at most `deadline`.
-pub async fn serve(
+/// Serves until `shutdown` completes, then drains as `drain` says.
+async fn serve(
     listener: TcpListener,
     router: Router,
-    deadline: Duration,
+    drain: Drain,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Drain {
+        draining,
+        linger,
+        deadline,
+    } = drain;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!(
-            deadline_ms = deadline.as_millis() as u64,
-            "shutting down: draining in-flight requests"
-        );
+        draining.0.store(true, Ordering::Relaxed);
+        // The deadline counts from the signal, lingering included.
         let _ = started_tx.send(());
+        tracing::info!(
+            linger_ms = linger.as_millis() as u64,
+            deadline_ms = deadline.as_millis() as u64,
+            "shutting down: not ready, closing connections after their answers, then draining in-flight requests"
+        );
+        tokio::time::sleep(linger.min(deadline)).await;
     };
     let serving = axum::serve(listener, router).with_graceful_shutdown(signal);
     let drain_deadline = async move {

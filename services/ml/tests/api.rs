@@ -22,6 +22,7 @@ fn config_for(database_url: &str) -> Config {
         port: 0,
         admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        linger: Duration::ZERO,
         limits: Default::default(),
     };
     config.training_retry = Duration::from_millis(100);

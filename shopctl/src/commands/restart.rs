@@ -1,5 +1,6 @@
 //! `shopctl restart <service>`: the action runbooks use most. Locally the supervisor
-//! stops and starts the process; on a cluster, a rollout restart as `kubectl rollout
+//! hands the service over to a new process (started on the same sockets, ready before the
+//! old one drains: no request fails); on a cluster, a rollout restart as `kubectl rollout
 //! restart` does, waited for like any rollout.
 
 use clap::Args;

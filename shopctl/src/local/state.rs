@@ -5,7 +5,7 @@
 //! `~/.local/state/shopctl/<env>`; as root, `/var/lib/shopctl/<env>` (the private
 //! PostgreSQL runs as the `postgres` user and must be able to reach its data directory).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -116,19 +116,63 @@ impl StateDir {
 
     /// Components the supervisor should keep stopped (`control.json`).
     pub fn paused(&self) -> BTreeSet<String> {
-        std::fs::read(self.root.join("control.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Control>(&bytes).ok())
-            .map(|control| control.paused)
-            .unwrap_or_default()
+        self.control().paused
     }
 
     pub fn set_paused(&self, components: &[&str]) -> anyhow::Result<()> {
-        let control = Control {
-            paused: components.iter().map(|c| (*c).to_owned()).collect(),
-        };
+        let mut control = self.control();
+        control.paused = components.iter().map(|c| (*c).to_owned()).collect();
+        self.write_control(&control)
+    }
+
+    /// How many hand-overs have been asked for, by component (`control.json`).
+    pub fn handovers_requested(&self) -> BTreeMap<String, u64> {
+        self.control().handovers
+    }
+
+    /// Asks the supervisor to hand `component` over to a new process; the request's
+    /// number, which [`StateDir::handover_outcome`] reports once it is carried out.
+    pub fn request_handover(&self, component: &str) -> anyhow::Result<u64> {
+        let mut control = self.control();
+        let number = control.handovers.entry(component.to_owned()).or_default();
+        *number += 1;
+        let number = *number;
+        self.write_control(&control)?;
+        Ok(number)
+    }
+
+    /// The last hand-over of `component` the supervisor carried out (`handovers.json`).
+    pub fn handover_outcome(&self, component: &str) -> Option<HandoverOutcome> {
+        self.handover_outcomes().remove(component)
+    }
+
+    /// Records how the supervisor's hand-over number `number` of `component` ended.
+    pub fn record_handover(&self, component: &str, outcome: HandoverOutcome) -> anyhow::Result<()> {
+        let mut outcomes = self.handover_outcomes();
+        outcomes.insert(component.to_owned(), outcome);
+        let temporary = self.root.join("handovers.json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec(&outcomes)?)?;
+        std::fs::rename(&temporary, self.root.join("handovers.json"))?;
+        Ok(())
+    }
+
+    fn handover_outcomes(&self) -> BTreeMap<String, HandoverOutcome> {
+        std::fs::read(self.root.join("handovers.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn control(&self) -> Control {
+        std::fs::read(self.root.join("control.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Control>(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn write_control(&self, control: &Control) -> anyhow::Result<()> {
         let temporary = self.root.join("control.json.tmp");
-        std::fs::write(&temporary, serde_json::to_vec(&control)?)?;
+        std::fs::write(&temporary, serde_json::to_vec(control)?)?;
         std::fs::rename(&temporary, self.root.join("control.json"))?;
         Ok(())
     }
@@ -174,6 +218,18 @@ impl StateDir {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Control {
     paused: BTreeSet<String>,
+    /// Hand-overs asked for so far, by component: a counter, so a request is never lost
+    /// to one made just before it.
+    #[serde(default)]
+    handovers: BTreeMap<String, u64>,
+}
+
+/// How the supervisor carried out a component's hand-over request `number`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverOutcome {
+    pub number: u64,
+    /// Why the new process did not take over (the old one kept serving).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

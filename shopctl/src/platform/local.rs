@@ -206,23 +206,56 @@ impl LocalPlatform {
         }))
     }
 
+    /// A running service is handed over to a new process by the supervisor (no request
+    /// fails); a paused one (held down) is started again.
     fn restart_now(&self, service: &str, within: Duration) -> anyhow::Result<WaitResult> {
-        self.require_running()?;
+        let state = self.require_running()?;
         let began = Instant::now();
-        let service = [service];
-        self.dir.set_paused(&service)?;
-        let stopped = self.dir.wait_for(&service, ComponentState::Paused, within);
-        // Whatever happened, the service is not left paused.
-        self.dir.set_paused(&[])?;
-        let ready =
-            stopped.and_then(|()| self.dir.wait_for(&service, ComponentState::Ready, within));
+        let paused = state
+            .component(service)
+            .is_some_and(|c| c.state == ComponentState::Paused);
+        let ready = if paused {
+            self.dir.set_paused(&[])?;
+            self.dir.wait_for(&[service], ComponentState::Ready, within)
+        } else {
+            let number = self.dir.request_handover(service)?;
+            self.wait_for_handover(service, number, within)
+        };
         Ok(WaitResult {
-            workload: service[0].to_owned(),
+            workload: service.to_owned(),
             ready: ready.is_ok(),
             seconds: began.elapsed().as_secs_f64(),
             reason: ready.err().map(|err| format!("{err:#}")),
             warnings: Vec::new(),
         })
+    }
+
+    fn wait_for_handover(
+        &self,
+        service: &str,
+        number: u64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(outcome) = self.dir.handover_outcome(service)
+                && outcome.number >= number
+            {
+                return match outcome.error {
+                    None => Ok(()),
+                    Some(error) => Err(anyhow::anyhow!(error)),
+                };
+            }
+            anyhow::ensure!(
+                self.dir.read()?.is_some(),
+                "the local platform stopped during the restart"
+            );
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{service} was not replaced within {within:?}; see `shopctl status` and `shopctl logs {service}`"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     async fn logs_now(

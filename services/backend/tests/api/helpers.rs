@@ -29,6 +29,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
         port: 0,
         admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        linger: Duration::ZERO,
         limits: Default::default(),
     };
     config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));

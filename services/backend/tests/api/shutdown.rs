@@ -99,3 +99,65 @@ fn listening_port(stdout: std::process::ChildStdout) -> u16 {
     rx.recv_timeout(Duration::from_secs(60))
         .expect("the backend started listening")
 }
+
+/// From SIGTERM on the backend is draining: `/readyz` fails at once, other requests are
+/// still answered while it lingers, each closing its connection, and it exits within its
+/// deadline.
+#[tokio::test]
+async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_while_lingering() {
+    let database = TestDatabase::create().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .env("DATABASE_URL", database.url())
+        .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
+        .env("SHUTDOWN_LINGER_MS", "3000")
+        .env("SHUTDOWN_DEADLINE_MS", "5000")
+        .env_remove("REDIS_URL")
+        .env_remove("ML_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = listening_port(child.stdout.take().unwrap());
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://127.0.0.1:{port}{path}")).send();
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let readiness = shopmicro_common::testing::eventually_async(
+        "readiness to fail",
+        Duration::from_secs(1),
+        || async {
+            let response = get("/readyz").await.map_err(|err| err.to_string())?;
+            match response.status().as_u16() {
+                503 => Ok(response),
+                other => Err(other.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        readiness.json::<serde_json::Value>().await.unwrap()["status"],
+        "draining"
+    );
+    let answered = get("/products?limit=1").await.unwrap();
+    assert_eq!(answered.status(), 200, "still answering while it lingers");
+    assert_eq!(answered.headers()["connection"], "close");
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "stopped within SHUTDOWN_DEADLINE_MS ({:?})",
+        signalled.elapsed()
+    );
+}

@@ -23,6 +23,7 @@ fn server_config() -> ServerConfig {
         port: 0,
         admin_port: 0,
         shutdown_deadline: Duration::from_secs(5),
+        linger: Duration::ZERO,
         limits: Default::default(),
     }
 }

@@ -2,20 +2,24 @@
 //! backoff (pausing and resuming it as `control.json` asks), stop everything in reverse.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::handover;
 use super::readiness::{Probe, wait_ready};
 use super::shared::Shared;
 use super::spec::Spec;
 use crate::local::events::Event;
 use crate::local::postgres;
 use crate::local::process::ProcessId;
-use crate::local::state::{Component, ComponentState, StateDir};
+use crate::local::state::{Component, ComponentState, HandoverOutcome, StateDir};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -35,7 +39,10 @@ pub(super) fn failed(component: &str) -> impl FnOnce(anyhow::Error) -> StartErro
     }
 }
 
-fn spawn(dir: &StateDir, spec: &Spec) -> anyhow::Result<Child> {
+/// Starts `spec`'s process with its log, its inherited sockets (systemd's `LISTEN_FDS`:
+/// the public one as fd 3, the admin one as fd 4) and, given `notify`, the socket it says
+/// `READY=1` on (`NOTIFY_SOCKET`).
+pub(super) fn spawn(dir: &StateDir, spec: &Spec, notify: Option<&Path>) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -53,6 +60,25 @@ fn spawn(dir: &StateDir, spec: &Spec) -> anyhow::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false);
+    if let Some(sockets) = &spec.sockets {
+        let inherit = |socket: &std::net::TcpListener, child_fd| -> anyhow::Result<FdMapping> {
+            Ok(FdMapping {
+                parent_fd: socket.as_fd().try_clone_to_owned()?,
+                child_fd,
+            })
+        };
+        command
+            .fd_mappings(vec![
+                inherit(&sockets.public, 3)?,
+                inherit(&sockets.admin, 4)?,
+            ])
+            .context("passing the service its sockets")?
+            .env("LISTEN_FDS", "2")
+            .env("LISTEN_FDNAMES", "http:admin");
+    }
+    if let Some(notify) = notify {
+        command.env("NOTIFY_SOCKET", notify);
+    }
     command
         .spawn()
         .with_context(|| format!("starting {}", spec.program.display()))
@@ -69,7 +95,7 @@ pub(super) fn spawn_only(
         component: spec.name.into(),
         detail: format!("port {}", spec.port),
     });
-    let child = spawn(shared.dir(), &spec).map_err(failed(spec.name))?;
+    let child = spawn(shared.dir(), &spec, None).map_err(failed(spec.name))?;
     shared.record(Component {
         name: spec.name.into(),
         origin: "managed".into(),
@@ -121,13 +147,34 @@ pub(super) async fn keep_running(
     let dir = shared.dir();
     let mut backoff: BTreeMap<&'static str, (Duration, Instant)> = BTreeMap::new();
     let mut paused: BTreeSet<&'static str> = BTreeSet::new();
+    // Requests made before this supervisor started were met by starting.
+    let mut handed_over = dir.handovers_requested();
     loop {
         tokio::select! {
             _ = stop.changed() => return running,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         let wanted = dir.paused();
+        let handovers = dir.handovers_requested();
         for (spec, child) in running.iter_mut() {
+            let asked = handovers.get(spec.name).copied().unwrap_or(0);
+            if asked > handed_over.get(spec.name).copied().unwrap_or(0)
+                && !paused.contains(spec.name)
+            {
+                handed_over.insert(spec.name.to_owned(), asked);
+                let error = handover::replace(shared, spec, child)
+                    .await
+                    .err()
+                    .map(|err| format!("{err:#}"));
+                let outcome = HandoverOutcome {
+                    number: asked,
+                    error,
+                };
+                if let Err(err) = dir.record_handover(spec.name, outcome) {
+                    eprintln!("recording the hand-over of {} failed: {err:#}", spec.name);
+                }
+                continue;
+            }
             let pause = wanted.contains(spec.name);
             if pause && !paused.contains(spec.name) {
                 if let Some(id) = child.id().and_then(ProcessId::of) {
@@ -171,7 +218,7 @@ pub(super) async fn keep_running(
 }
 
 async fn respawn(shared: &Shared, spec: &Spec, child: &mut Child) {
-    match spawn(shared.dir(), spec) {
+    match spawn(shared.dir(), spec, None) {
         Ok(new_child) => {
             *child = new_child;
             let next = match wait_ready(spec, Some(child)).await {

@@ -2,8 +2,10 @@
 //! keeps it running (restarts with backoff), and stops it gracefully on SIGTERM/SIGINT.
 //!
 //! [`spec`] says what each component is, [`readiness`] when it is ready, [`lifecycle`]
-//! spawns, restarts and stops processes, and [`shared`] is the state they all update.
+//! spawns, restarts and stops processes, [`handover`] replaces one while it serves, and
+//! [`shared`] is the state they all update.
 
+mod handover;
 mod lifecycle;
 mod readiness;
 mod shared;
@@ -12,6 +14,7 @@ mod spec;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,7 +31,7 @@ use crate::db_roles::DbRole;
 use lifecycle::{Running, StartError, failed, keep_running, spawn_only, start, stop_all};
 use readiness::{Probe, READY_TIMEOUT, wait_ready};
 use shared::Shared;
-use spec::{Spec, external};
+use spec::{Sockets, Spec, external};
 
 pub use spec::which;
 
@@ -48,6 +51,11 @@ pub struct Options {
     /// The database role setup (`templates/postgres/roles.sql`) for the private cluster.
     pub database_setup: String,
 }
+
+/// How long a service being handed over lingers (`SHUTDOWN_LINGER_MS`) unless its release
+/// says otherwise: at a few requests per second per connection, every keep-alive
+/// connection is answered (and closed) within it.
+const HANDOVER_LINGER_MS: &str = "1000";
 
 /// The database the platform's private cluster serves.
 const DATABASE: &str = "shopmicro";
@@ -203,6 +211,16 @@ async fn start_all(
         })
         .collect::<anyhow::Result<_>>()
         .map_err(failed("services"))?;
+    // The supervisor holds each service's sockets for as long as it runs; every process
+    // of the service inherits them, which is what lets `restart` hand over.
+    let sockets: BTreeMap<&str, Arc<Sockets>> = service_ports
+        .iter()
+        .map(|(name, port)| {
+            Sockets::bind(*port, admin_ports[name])
+                .map(|sockets| (*name, Arc::new(sockets)))
+                .map_err(failed(name))
+        })
+        .collect::<Result<_, _>>()?;
     let service = |name: &'static str, env: Vec<(&str, String)>| {
         // The release's settings, then where this service finds the others.
         let mut vars = options
@@ -213,6 +231,10 @@ async fn start_all(
         vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
         vars.insert("PORT".into(), service_ports[name].to_string());
         vars.insert("ADMIN_PORT".into(), admin_ports[name].to_string());
+        // A process being replaced keeps accepting for a second, closing each connection
+        // after its answer, so keep-alive clients move to its successor between requests.
+        vars.entry("SHUTDOWN_LINGER_MS".into())
+            .or_insert_with(|| HANDOVER_LINGER_MS.into());
         Spec {
             name,
             program: options.binaries.join(binary_name(name)),
@@ -220,6 +242,7 @@ async fn start_all(
             env: vars,
             port: service_ports[name],
             probe: Probe::Http("/readyz"),
+            sockets: Some(Arc::clone(&sockets[name])),
         }
     };
     let retrain_token = addresses::ml_retrain_token(&options.state).map_err(failed("ml"))?;

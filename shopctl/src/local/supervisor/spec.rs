@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use super::readiness::Probe;
 use crate::local::postgres;
@@ -17,6 +20,29 @@ pub(super) struct Spec {
     pub env: BTreeMap<String, String>,
     pub port: u16,
     pub probe: Probe,
+    /// The listening sockets a service inherits instead of binding (see [`Sockets`]).
+    pub sockets: Option<Arc<Sockets>>,
+}
+
+/// A service's public and admin sockets, bound by the supervisor for the environment's
+/// lifetime and inherited by each of the service's processes in turn: a successor accepts
+/// from the same queue as its predecessor, so a hand-over or a crash refuses no connection.
+pub(super) struct Sockets {
+    pub public: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+}
+
+impl Sockets {
+    pub fn bind(port: u16, admin_port: u16) -> anyhow::Result<Self> {
+        let bind = |port: u16| {
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .with_context(|| format!("binding 127.0.0.1:{port}"))
+        };
+        Ok(Self {
+            public: bind(port)?,
+            admin: bind(admin_port)?,
+        })
+    }
 }
 
 impl Spec {
@@ -48,6 +74,7 @@ pub(super) fn postgres(
         env: BTreeMap::new(),
         port,
         probe: Probe::Postgres(binaries.clone()),
+        sockets: None,
     })
 }
 
@@ -71,6 +98,7 @@ pub(super) fn redis(program: PathBuf, port: u16) -> Spec {
         env: BTreeMap::new(),
         port,
         probe: Probe::RedisPing,
+        sockets: None,
     }
 }
 
@@ -82,6 +110,7 @@ pub(super) fn pushgateway(program: PathBuf, port: u16) -> Spec {
         env: BTreeMap::new(),
         port,
         probe: Probe::Http("/-/ready"),
+        sockets: None,
     }
 }
 
@@ -126,6 +155,7 @@ pub(super) fn prometheus(
         env: BTreeMap::new(),
         port,
         probe: Probe::Http("/-/ready"),
+        sockets: None,
     })
 }
 
