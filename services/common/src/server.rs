@@ -1,5 +1,5 @@
-//! Serving with graceful shutdown: on SIGTERM or SIGINT stop accepting, let in-flight
-//! requests finish within a deadline, then return so the process exits 0.
+//! Serving with graceful shutdown: on SIGTERM or SIGINT drain, then return so the
+//! process exits 0.
 //!
 //! From the signal on, a service is draining: `/readyz` answers 503 at once (so no load
 //! balancer picks it again) and every answer closes its connection (so keep-alive clients
@@ -61,8 +61,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `0.0.0.0:PORT` for `router` and `0.0.0.0:ADMIN_PORT` for the metrics in
-    /// `registry` (port 0 picks a free port, as tests do).
+    /// Takes the sockets a supervisor passed (see [`handover`]), else binds
+    /// `0.0.0.0:PORT` for `router` and `0.0.0.0:ADMIN_PORT` for the metrics in `registry`
+    /// (port 0 picks a free port, as tests do).
     pub async fn bind(
         service: &'static str,
         config: &ServerConfig,

@@ -146,7 +146,7 @@ impl StateDir {
         self.handover_outcomes().remove(component)
     }
 
-    /// Records how the supervisor's hand-over number `number` of `component` ended.
+    /// Records how the supervisor carried out `component`'s latest hand-over request.
     pub fn record_handover(&self, component: &str, outcome: HandoverOutcome) -> anyhow::Result<()> {
         let mut outcomes = self.handover_outcomes();
         outcomes.insert(component.to_owned(), outcome);
