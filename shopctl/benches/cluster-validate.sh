@@ -35,7 +35,7 @@ sim=$!
 until curl -sf "http://127.0.0.1:$port/version" >/dev/null; do sleep 0.1; done
 export KUBECONFIG="$work/kubeconfig" AWS_EC2_METADATA_DISABLED=true
 for name in POSTGRES_PASSWORD CART_SIGNING_KEY ML_RETRAIN_TOKEN GRAFANA_ADMIN_PASSWORD; do
-    export "SHOPMICRO_$name=bench-$RANDOM$RANDOM"
+    export "SHOPMICRO_$name=bench-$(od -An -tx1 -N16 /dev/urandom | tr -d " \n")"
 done
 bin=target/release/shopctl
 $bin apply --env dev --wait >/dev/null 2>&1

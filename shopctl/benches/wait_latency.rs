@@ -61,7 +61,10 @@ fn shopctl(args: &[&str], kubeconfig: &str) -> Command {
         .args(["--kubeconfig", kubeconfig])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     for name in SECRETS {
-        command.env(name, format!("bench-{}", std::process::id()));
+        command.env(
+            name,
+            format!("bench-{}-{}", std::process::id(), "x".repeat(32)),
+        );
     }
     command
 }

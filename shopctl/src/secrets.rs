@@ -66,7 +66,19 @@ pub enum SecretError {
     },
     #[error("reading secrets file {file}: {message}")]
     Unreadable { file: String, message: String },
+    #[error(
+        "secret `{key}` is too short: its service refuses fewer than {minimum} characters; set {variable} to a longer value (e.g. `openssl rand -hex 16`)"
+    )]
+    TooShort {
+        key: String,
+        variable: String,
+        minimum: usize,
+    },
 }
+
+/// Secrets whose service refuses a short value at start: caught here, before a deploy
+/// that would crash-loop.
+const MINIMUM_LENGTHS: [(&str, usize); 1] = [("ml_retrain_token", 32)];
 
 #[derive(Debug, Clone)]
 pub struct SecretSource {
@@ -111,6 +123,15 @@ impl SecretSource {
                     variable: variable.clone(),
                     file: self.file.display().to_string(),
                 })?;
+            if let Some((_, minimum)) = MINIMUM_LENGTHS.iter().find(|(k, _)| *k == key)
+                && value.chars().count() < *minimum
+            {
+                return Err(SecretError::TooShort {
+                    key,
+                    variable,
+                    minimum: *minimum,
+                });
+            }
             values.insert(key, SecretValue::new(value.clone()));
         }
         Ok(values)
@@ -182,7 +203,7 @@ mod tests {
                 "from-env".to_owned(),
             ),
             ("SHOPMICRO_CART_SIGNING_KEY".to_owned(), "k".to_owned()),
-            ("SHOPMICRO_ML_RETRAIN_TOKEN".to_owned(), "t".to_owned()),
+            ("SHOPMICRO_ML_RETRAIN_TOKEN".to_owned(), "t".repeat(32)),
             (
                 "SHOPMICRO_GRAFANA_ADMIN_PASSWORD".to_owned(),
                 "g".to_owned(),
@@ -193,6 +214,23 @@ mod tests {
             .resolve(&local)
             .unwrap();
         assert_eq!(values["postgres_password"].expose(), "from-env");
+
+        // A token ml would refuse at start is refused here, without echoing it.
+        let mut short = vars.clone();
+        short.insert(
+            "SHOPMICRO_ML_RETRAIN_TOKEN".to_owned(),
+            "short-secret".to_owned(),
+        );
+        let err = SecretSource::new("local", Some(&file))
+            .with_variables(short)
+            .resolve(&local)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SHOPMICRO_ML_RETRAIN_TOKEN") && err.contains("32"),
+            "{err}"
+        );
+        assert!(!err.contains("short-secret"), "{err}");
 
         // prod's alert receivers need their destinations too, named by receiver.
         let prod = environment("prod");

@@ -23,7 +23,12 @@ pub fn rendered_config(env: &str, destinations: &[(&str, String)]) -> String {
         "SHOPMICRO_GRAFANA_ADMIN_PASSWORD",
     ]
     .iter()
-    .map(|name| (name.to_string(), "unused-here".to_string()))
+    .map(|name| {
+        (
+            name.to_string(),
+            "unused-here-but-as-long-as-any-secret-needs".to_string(),
+        )
+    })
     .collect();
     for (receiver, destination) in destinations {
         let variable = format!(

@@ -1,5 +1,6 @@
 //! Process lifecycle: spawn a component with its log, wait for it, keep it running with
-//! backoff (pausing and resuming it as `control.json` asks), stop everything in reverse.
+//! backoff (pausing, resuming and handing it over as `control.json` asks), stop
+//! everything in reverse.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
