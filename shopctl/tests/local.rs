@@ -24,6 +24,17 @@ fn shopctl_in(state: &Path, args: &[&str], path: Option<&str>) -> Output {
     }
 }
 
+/// `shopctl args` started in the background, its output captured.
+fn spawn_shopctl(state: &Path, args: &[&str]) -> std::process::Child {
+    Shopctl::new(args)
+        .state(state)
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -1289,13 +1300,7 @@ fn load_is_judged_against_the_slos_and_a_stall_shows_in_its_tail() {
 
     let backend: ProcessId =
         serde_json::from_value(component(&status(&state), "backend")["process"].clone()).unwrap();
-    let run = Shopctl::new(&args)
-        .state(&state)
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn_shopctl(&state, &args);
     // The stall is the experiment: a second without a backend, a second into the
     // measured window.
     std::thread::sleep(Duration::from_secs(2));
@@ -1373,13 +1378,7 @@ fn restarting_each_service_under_load_fails_no_request() {
         "json",
     ];
     let began = Instant::now();
-    let load = Shopctl::new(&args)
-        .state(&state)
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let load = spawn_shopctl(&state, &args);
     // Into the measured window (after the warm-up) before the first restart.
     std::thread::sleep(Duration::from_secs(2));
     let mut fallbacks_after_the_backend = None;

@@ -143,3 +143,15 @@ where
         }
     }
 }
+
+/// GETs `url` until it answers `status` (within five seconds); that answer.
+pub async fn eventually_status(what: &str, url: &str, status: u16) -> reqwest::Response {
+    eventually_async(what, Duration::from_secs(5), || async {
+        let response = reqwest::get(url).await.map_err(|err| err.to_string())?;
+        match response.status().as_u16() {
+            answered if answered == status => Ok(response),
+            other => Err(other.to_string()),
+        }
+    })
+    .await
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shopmicro_common::config::{Env, ServerConfig};
-use shopmicro_common::testing::{TestDatabase, closed_port};
+use shopmicro_common::testing::{TestDatabase, closed_port, eventually_status};
 use shopmicro_ml::{Application, Config};
 use sqlx::PgPool;
 
@@ -282,24 +282,8 @@ async fn past_its_limit_ml_sheds_keeps_its_probes_and_recovers() {
             .as_u16()
     });
 
-    let address = app.address.clone();
-    let shed = shopmicro_common::testing::eventually_async(
-        "a request to be shed",
-        Duration::from_secs(5),
-        || {
-            let address = address.clone();
-            async move {
-                let response = reqwest::get(format!("{address}/recommendations?product_id=1"))
-                    .await
-                    .unwrap();
-                match response.status().as_u16() {
-                    503 => Ok(response),
-                    other => Err(other),
-                }
-            }
-        },
-    )
-    .await;
+    let recommendations = format!("{}/recommendations?product_id=1", app.address);
+    let shed = eventually_status("a request to be shed", &recommendations, 503).await;
     assert_eq!(shed.headers()["retry-after"], "1");
     assert_eq!(app.get("/healthz").await.0, 200);
     assert_eq!(app.get("/readyz").await.0, 200);

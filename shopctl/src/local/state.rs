@@ -114,26 +114,16 @@ impl StateDir {
         }
     }
 
-    /// Components the supervisor should keep stopped (`control.json`).
-    pub fn paused(&self) -> BTreeSet<String> {
-        self.control().paused
-    }
-
     pub fn set_paused(&self, components: &[&str]) -> anyhow::Result<()> {
-        let mut control = self.control();
+        let mut control = self.requests();
         control.paused = components.iter().map(|c| (*c).to_owned()).collect();
         self.write_control(&control)
-    }
-
-    /// How many hand-overs have been asked for, by component (`control.json`).
-    pub fn handovers_requested(&self) -> BTreeMap<String, u64> {
-        self.control().handovers
     }
 
     /// Asks the supervisor to hand `component` over to a new process; the request's
     /// number, which [`StateDir::handover_outcome`] reports once it is carried out.
     pub fn request_handover(&self, component: &str) -> anyhow::Result<u64> {
-        let mut control = self.control();
+        let mut control = self.requests();
         let number = control.handovers.entry(component.to_owned()).or_default();
         *number += 1;
         let number = *number;
@@ -163,7 +153,8 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    fn control(&self) -> Control {
+    /// What the supervisor is asked to do (`control.json`).
+    pub fn requests(&self) -> Control {
         std::fs::read(self.root.join("control.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Control>(&bytes).ok())
@@ -216,12 +207,12 @@ impl StateDir {
 
 /// Requests to the running supervisor.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Control {
-    paused: BTreeSet<String>,
+pub struct Control {
+    pub paused: BTreeSet<String>,
     /// Hand-overs asked for so far, by component: a counter, so a request is never lost
     /// to one made just before it.
     #[serde(default)]
-    handovers: BTreeMap<String, u64>,
+    pub handovers: BTreeMap<String, u64>,
 }
 
 /// How the supervisor carried out a component's hand-over request `number`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use shopmicro_common::testing::TestDatabase;
+use shopmicro_common::testing::{TestDatabase, eventually_status};
 use tokio::sync::mpsc;
 
 #[tokio::test]
@@ -33,18 +33,14 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     tokio::spawn(async move { axum::serve(listener, ml).await });
 
     let database = TestDatabase::create().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
-        .env("DATABASE_URL", database.url())
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .env("ML_URL", format!("http://127.0.0.1:{ml_port}"))
-        .env("ML_TIMEOUT_MS", "5000")
-        .env("SHUTDOWN_DEADLINE_MS", "10000")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let port = listening_port(child.stdout.take().unwrap());
+    let (mut child, port) = spawn_backend(
+        &database,
+        &[
+            ("ML_URL", &format!("http://127.0.0.1:{ml_port}")),
+            ("ML_TIMEOUT_MS", "5000"),
+            ("SHUTDOWN_DEADLINE_MS", "10000"),
+        ],
+    );
 
     // Act
     let request = tokio::spawn(async move {
@@ -81,6 +77,23 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     );
 }
 
+/// The backend binary on free ports, with `vars` (no Redis, no ml unless given), and the
+/// port it listens on.
+fn spawn_backend(database: &TestDatabase, vars: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+        .env("DATABASE_URL", database.url())
+        .env("PORT", "0")
+        .env("ADMIN_PORT", "0")
+        .env_remove("REDIS_URL")
+        .env_remove("ML_URL")
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = listening_port(child.stdout.take().unwrap());
+    (child, port)
+}
+
 /// Reads the JSON log until the "listening" line and returns its port. A thread keeps
 /// draining stdout afterwards so the child never blocks on a full pipe.
 fn listening_port(stdout: std::process::ChildStdout) -> u16 {
@@ -106,18 +119,13 @@ fn listening_port(stdout: std::process::ChildStdout) -> u16 {
 #[tokio::test]
 async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_while_lingering() {
     let database = TestDatabase::create().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
-        .env("DATABASE_URL", database.url())
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .env("SHUTDOWN_LINGER_MS", "3000")
-        .env("SHUTDOWN_DEADLINE_MS", "5000")
-        .env_remove("REDIS_URL")
-        .env_remove("ML_URL")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let port = listening_port(child.stdout.take().unwrap());
+    let (mut child, port) = spawn_backend(
+        &database,
+        &[
+            ("SHUTDOWN_LINGER_MS", "3000"),
+            ("SHUTDOWN_DEADLINE_MS", "5000"),
+        ],
+    );
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("http://127.0.0.1:{port}{path}")).send();
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
@@ -130,16 +138,10 @@ async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_wh
             .unwrap()
             .success()
     );
-    let readiness = shopmicro_common::testing::eventually_async(
+    let readiness = eventually_status(
         "readiness to fail",
-        Duration::from_secs(1),
-        || async {
-            let response = get("/readyz").await.map_err(|err| err.to_string())?;
-            match response.status().as_u16() {
-                503 => Ok(response),
-                other => Err(other.to_string()),
-            }
-        },
+        &format!("http://127.0.0.1:{port}/readyz"),
+        503,
     )
     .await;
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use shopmicro_common::testing::closed_port;
+use shopmicro_common::testing::{closed_port, eventually_status};
 
 use crate::support::{Session, spawn_frontend, spawn_limited_frontend};
 
@@ -108,45 +108,11 @@ async fn past_its_limit_the_storefront_sheds_keeps_its_probes_and_recovers() {
     .unwrap();
 
     // The stylesheet needs no backend: what answers is the frontend's own limit.
-    let mut session = Session::new(&frontend);
-    let shed = shopmicro_common::testing::eventually_async(
-        "a request to be shed",
-        Duration::from_secs(5),
-        || {
-            let frontend = frontend.clone();
-            async move {
-                let response = reqwest::get(format!("{frontend}/static/style.css"))
-                    .await
-                    .unwrap();
-                match response.status().as_u16() {
-                    503 => Ok(response),
-                    other => Err(other),
-                }
-            }
-        },
-    )
-    .await;
+    let stylesheet = format!("{frontend}/static/style.css");
+    let shed = eventually_status("a request to be shed", &stylesheet, 503).await;
     assert_eq!(shed.headers()["retry-after"], "1");
-    assert_eq!(session.get("/healthz").await.status, 200);
+    assert_eq!(Session::new(&frontend).get("/healthz").await.status, 200);
 
     drop(slow);
-    shopmicro_common::testing::eventually_async(
-        "the storefront to serve again",
-        Duration::from_secs(5),
-        || {
-            let frontend = frontend.clone();
-            async move {
-                match reqwest::get(format!("{frontend}/static/style.css"))
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-                {
-                    200 => Ok(()),
-                    other => Err(other),
-                }
-            }
-        },
-    )
-    .await;
+    eventually_status("the storefront to serve again", &stylesheet, 200).await;
 }

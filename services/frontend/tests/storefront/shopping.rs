@@ -60,10 +60,7 @@ async fn add_to_cart_then_checkout_places_the_order() {
 async fn a_double_submitted_checkout_places_one_order() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    session
-        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
-        .await;
-    let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
+    let key = session.ready_to_check_out("3").await;
     let cookies = session.cookies.clone();
     let orders_before = stack.order_count().await;
 
@@ -226,10 +223,7 @@ async fn bad_cart_forms_get_a_400_page_and_change_nothing() {
 async fn a_checkout_key_replayed_from_another_session_is_not_a_replay() {
     let stack = spawn_stack().await;
     let mut shopper = Session::new(&stack.frontend);
-    shopper
-        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
-        .await;
-    let key = hidden_input(&shopper.get("/cart").await.body, "idempotency_key");
+    let key = shopper.ready_to_check_out("3").await;
     let placed = shopper
         .post_form("/checkout", &[("idempotency_key", &key)])
         .await;
@@ -237,9 +231,7 @@ async fn a_checkout_key_replayed_from_another_session_is_not_a_replay() {
 
     // A stranger who saw the shopper's key (not their cookies) checks out with it.
     let mut stranger = Session::new(&stack.frontend);
-    stranger
-        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
-        .await;
+    stranger.ready_to_check_out("3").await;
     let theirs = stranger
         .post_form("/checkout", &[("idempotency_key", &key)])
         .await;
@@ -257,10 +249,7 @@ async fn a_checkout_key_replayed_from_another_session_is_not_a_replay() {
 async fn a_checkout_with_a_forged_key_or_no_session_is_a_400_page_and_orders_nothing() {
     let stack = spawn_stack().await;
     let mut session = Session::new(&stack.frontend);
-    session
-        .post_form("/cart/items", &[("product_id", "3"), ("quantity", "1")])
-        .await;
-    let key = hidden_input(&session.get("/cart").await.body, "idempotency_key");
+    let key = session.ready_to_check_out("3").await;
     let orders_before = stack.order_count().await;
 
     for forged in ["", "1", "retry-me", &"a".repeat(300), "' OR 1=1 --"] {

@@ -197,6 +197,16 @@ impl Session {
         self.send(request).await
     }
 
+    /// One of `product_id` in the cart; the checkout form's idempotency key.
+    pub async fn ready_to_check_out(&mut self, product_id: &str) -> String {
+        self.post_form(
+            "/cart/items",
+            &[("product_id", product_id), ("quantity", "1")],
+        )
+        .await;
+        hidden_input(&self.get("/cart").await.body, "idempotency_key")
+    }
+
     pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.client.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await

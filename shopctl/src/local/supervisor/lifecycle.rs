@@ -149,14 +149,14 @@ pub(super) async fn keep_running(
     let mut backoff: BTreeMap<&'static str, (Duration, Instant)> = BTreeMap::new();
     let mut paused: BTreeSet<&'static str> = BTreeSet::new();
     // Requests made before this supervisor started were met by starting.
-    let mut handed_over = dir.handovers_requested();
+    let mut handed_over = dir.requests().handovers;
     loop {
         tokio::select! {
             _ = stop.changed() => return running,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        let wanted = dir.paused();
-        let handovers = dir.handovers_requested();
+        let requests = dir.requests();
+        let (wanted, handovers) = (requests.paused, requests.handovers);
         for (spec, child) in running.iter_mut() {
             let asked = handovers.get(spec.name).copied().unwrap_or(0);
             if asked > handed_over.get(spec.name).copied().unwrap_or(0)
