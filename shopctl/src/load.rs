@@ -37,6 +37,9 @@ pub enum Scenario {
     Browse,
     /// Browsing, adding to carts and ordering through the API (writes: orders are made).
     Shop,
+    /// One backend read only, `GET /products?limit=20`: the same request every time, to
+    /// compare with another load generator (see `shopctl/benches/load-vs-wrk.sh`).
+    Listing,
 }
 
 /// Where a run sends: the environment's storefront and (locally) its backend API.
@@ -101,6 +104,8 @@ const API: [Route; 3] = [
         build: |t, _| get(format!("{}/categories", t.backend.as_ref()?)),
     },
 ];
+
+const LISTING: [Route; 1] = [API[0]];
 
 const BROWSE: [Route; 3] = [
     Route {
@@ -178,6 +183,7 @@ impl Scenario {
             Scenario::Api => &API,
             Scenario::Browse => &BROWSE,
             Scenario::Shop => &SHOP,
+            Scenario::Listing => &LISTING,
         }
     }
 

@@ -79,8 +79,19 @@ fn local(args: UpArgs, environment: Environment) -> anyhow::Result<Outcome> {
             super::status::print(&Status::Local(LocalStatus::of(&state)));
             return Ok(Outcome::Success);
         }
-        eprintln!("configuration or binaries changed: restarting with a new release");
-        platform.stop()?;
+        let (release, _) = store.record(&desired, "up")?;
+        if args.foreground {
+            eprintln!(
+                "the platform is already running in the background: --foreground does not apply"
+            );
+        }
+        eprintln!(
+            "configuration or binaries changed: handing each service over to release {} (PostgreSQL, Redis and Prometheus keep running)",
+            release.revision
+        );
+        let began = Instant::now();
+        let storefront = platform.switch_to(release.revision)?;
+        return ready(&platform, &storefront, began);
     }
     let (release, created) = store.record(&desired, "up")?;
     let novelty = if created { "new" } else { "unchanged" };
@@ -90,6 +101,11 @@ fn local(args: UpArgs, environment: Environment) -> anyhow::Result<Outcome> {
     }
     let began = Instant::now();
     let storefront = platform.start(release.revision)?;
+    ready(&platform, &storefront, began)
+}
+
+/// What an operator wants to see once the platform is ready.
+fn ready(platform: &LocalPlatform, storefront: &str, began: Instant) -> anyhow::Result<Outcome> {
     eprintln!("ready in {:.1}s", began.elapsed().as_secs_f64());
     if let Some(state) = platform.running()? {
         super::status::print(&Status::Local(LocalStatus::of(&state)));

@@ -131,6 +131,16 @@ impl StateDir {
         Ok(number)
     }
 
+    /// Asks the supervisor to switch the services to release `revision`; the request's
+    /// number, reported under [`RELEASE_SWITCH`] once carried out.
+    pub fn request_release(&self, revision: u32) -> anyhow::Result<u64> {
+        let mut control = self.requests();
+        let number = control.release.map_or(0, |r| r.number) + 1;
+        control.release = Some(ReleaseRequest { number, revision });
+        self.write_control(&control)?;
+        Ok(number)
+    }
+
     /// The last hand-over of `component` the supervisor carried out (`handovers.json`).
     pub fn handover_outcome(&self, component: &str) -> Option<HandoverOutcome> {
         self.handover_outcomes().remove(component)
@@ -213,7 +223,21 @@ pub struct Control {
     /// to one made just before it.
     #[serde(default)]
     pub handovers: BTreeMap<String, u64>,
+    /// The latest request to switch the services to another release.
+    #[serde(default)]
+    pub release: Option<ReleaseRequest>,
 }
+
+/// A request to hand every service over to release `revision`, numbered like hand-overs;
+/// its outcome is recorded under [`RELEASE_SWITCH`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub number: u64,
+    pub revision: u32,
+}
+
+/// The name a release switch's outcome is recorded under, beside the services' hand-overs.
+pub const RELEASE_SWITCH: &str = "release";
 
 /// How the supervisor carried out a component's hand-over request `number`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +317,30 @@ mod tests {
         drop(first);
         assert!(dir.try_lock().unwrap().is_some(), "released on drop");
         std::fs::remove_dir_all(&dir.root).unwrap();
+    }
+
+    #[test]
+    fn release_requests_are_numbered_and_leave_other_requests_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir {
+            root: root.path().to_path_buf(),
+        };
+        dir.create().unwrap();
+        dir.set_paused(&["backend"]).unwrap();
+        assert_eq!(dir.request_handover("ml").unwrap(), 1);
+        assert_eq!(dir.request_release(4).unwrap(), 1);
+        assert_eq!(dir.request_release(2).unwrap(), 2);
+        let control = dir.requests();
+        assert_eq!(
+            control.release,
+            Some(ReleaseRequest {
+                number: 2,
+                revision: 2
+            }),
+            "the latest request replaces the one before"
+        );
+        assert_eq!(control.handovers["ml"], 1);
+        assert!(control.paused.contains("backend"));
     }
 
     fn with_backend(dir: &StateDir, state: ComponentState) {

@@ -1,6 +1,7 @@
 //! The local target: the processes a detached supervisor runs for an environment, its
 //! state directory (`StateDir`), its release history and its private database.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,9 +18,11 @@ use crate::cluster::logs::{LogEvent, LogOptions};
 use crate::cluster::rollout::WaitResult;
 use crate::db_roles::DbRole;
 use crate::env::Environment;
+use crate::local::binaries::SERVICES;
 use crate::local::launch;
+use crate::local::process::ProcessId;
 use crate::local::release::ReleaseStore;
-use crate::local::state::{ComponentState, State, StateDir};
+use crate::local::state::{ComponentState, RELEASE_SWITCH, State, StateDir};
 use crate::local::supervisor;
 use crate::release::{ReleaseRecord, ReleaseStatus};
 use crate::reports::{History, LocalStatus, Status, Target};
@@ -29,6 +32,10 @@ use crate::validate::LocalTarget;
 
 /// How long stopping or starting supervised components may take.
 const COMPONENTS_WITHIN: Duration = Duration::from_secs(120);
+
+/// How long a release switch may take: migrations, then three hand-overs, each bounded by
+/// the supervisor's own start-up and drain deadlines.
+const SWITCH_WITHIN: Duration = Duration::from_secs(600);
 
 /// How often a followed log file is read again.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
@@ -121,6 +128,36 @@ impl LocalPlatform {
         started
     }
 
+    /// Hands every service of the running platform over to release `revision` (its
+    /// migrations first) while PostgreSQL, Redis and Prometheus keep running; the
+    /// storefront's URL, which does not change. The release records whether it took over.
+    pub fn switch_to(&self, revision: u32) -> anyhow::Result<String> {
+        let number = self.dir.request_release(revision)?;
+        let mut serving = self
+            .dir
+            .read()?
+            .map(|state| pids_of(&state))
+            .unwrap_or_default();
+        let switched = self.wait_for_outcome(RELEASE_SWITCH, number, SWITCH_WITHIN, |state| {
+            for (name, pid) in pids_of(state) {
+                if serving.get(name).is_some_and(|old| *old != pid) {
+                    self.observer.note(&format!("✓ {name} handed over"));
+                }
+                serving.insert(name, pid);
+            }
+        });
+        let status = match switched {
+            Ok(()) => ReleaseStatus::Ready,
+            Err(_) => ReleaseStatus::Failed,
+        };
+        self.releases().set_status(revision, status)?;
+        switched?;
+        self.require_running()?
+            .component("frontend")
+            .and_then(|c| c.url.clone())
+            .context("the platform records no storefront")
+    }
+
     /// The running platform's database URL for `role`.
     fn database_url(&self, role: DbRole) -> anyhow::Result<String> {
         let state = self.require_running()?;
@@ -192,10 +229,11 @@ impl LocalPlatform {
             "rolling back to revision {target} as revision {}",
             release.revision
         ));
-        if running.is_some() {
-            self.stop()?;
-        }
-        let started = self.start(release.revision);
+        let started = if running.is_some() {
+            self.switch_to(release.revision)
+        } else {
+            self.start(release.revision)
+        };
         Ok(Rollback::Local(LocalRollback {
             environment: self.environment.name.clone(),
             to: target,
@@ -219,7 +257,7 @@ impl LocalPlatform {
             self.dir.wait_for(&[service], ComponentState::Ready, within)
         } else {
             let number = self.dir.request_handover(service)?;
-            self.wait_for_handover(service, number, within)
+            self.wait_for_outcome(service, number, within, |_| {})
         };
         Ok(WaitResult {
             workload: service.to_owned(),
@@ -230,15 +268,18 @@ impl LocalPlatform {
         })
     }
 
-    fn wait_for_handover(
+    /// Waits for the supervisor's outcome of request `number` about `subject` (a service's
+    /// hand-over or a release switch), showing `progress` each state it sees meanwhile.
+    fn wait_for_outcome(
         &self,
-        service: &str,
+        subject: &str,
         number: u64,
         within: Duration,
+        mut progress: impl FnMut(&State),
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(outcome) = self.dir.handover_outcome(service)
+            if let Some(outcome) = self.dir.handover_outcome(subject)
                 && outcome.number >= number
             {
                 return match outcome.error {
@@ -246,13 +287,14 @@ impl LocalPlatform {
                     Some(error) => Err(anyhow::anyhow!(error)),
                 };
             }
-            anyhow::ensure!(
-                self.dir.read()?.is_some(),
-                "the local platform stopped during the restart"
-            );
+            let state = self
+                .dir
+                .read()?
+                .context("the local platform stopped before the supervisor answered")?;
+            progress(&state);
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "{service} was not replaced within {within:?}; see `shopctl status` and `shopctl logs {service}`"
+                "the supervisor did not finish the {subject} hand-over within {within:?}; see `shopctl status` and `shopctl logs <service>`"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -363,6 +405,14 @@ impl LocalPlatform {
             warnings: Vec::new(),
         })
     }
+}
+
+/// Each service's process, by name.
+fn pids_of(state: &State) -> BTreeMap<&'static str, ProcessId> {
+    SERVICES
+        .into_iter()
+        .filter_map(|name| Some((name, state.component(name)?.process?)))
+        .collect()
 }
 
 /// `bytes` up to and including its last newline.

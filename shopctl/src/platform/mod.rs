@@ -184,8 +184,8 @@ impl Rollback {
     }
 }
 
-/// A local rollback: the platform restarted with an earlier release's binaries and
-/// settings.
+/// A local rollback: the services handed over to an earlier release's binaries and
+/// settings (or started with them when the platform was stopped).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LocalRollback {
     pub environment: String,

@@ -13,14 +13,15 @@ use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::handover;
 use super::readiness::{Probe, wait_ready};
+use super::services::Services;
 use super::shared::Shared;
 use super::spec::Spec;
+use super::{handover, release_switch};
 use crate::local::events::Event;
 use crate::local::postgres;
 use crate::local::process::ProcessId;
-use crate::local::state::{Component, ComponentState, HandoverOutcome, StateDir};
+use crate::local::state::{Component, ComponentState, HandoverOutcome, RELEASE_SWITCH, StateDir};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -138,10 +139,12 @@ pub(super) async fn start(
     Ok(())
 }
 
-/// Restarts anything that exits until asked to stop; pauses and resumes components as
-/// `control.json` asks (a restore stops the writers). Returns the children still running.
+/// Restarts anything that exits until asked to stop; pauses and resumes components, hands
+/// them over and switches releases as `control.json` asks. Returns the children still
+/// running.
 pub(super) async fn keep_running(
     shared: &Shared,
+    services: &Services,
     mut running: Running,
     mut stop: watch::Receiver<bool>,
 ) -> Running {
@@ -149,13 +152,33 @@ pub(super) async fn keep_running(
     let mut backoff: BTreeMap<&'static str, (Duration, Instant)> = BTreeMap::new();
     let mut paused: BTreeSet<&'static str> = BTreeSet::new();
     // Requests made before this supervisor started were met by starting.
-    let mut handed_over = dir.requests().handovers;
+    let earlier = dir.requests();
+    let mut handed_over = earlier.handovers;
+    let mut switched = earlier.release.map_or(0, |release| release.number);
     loop {
         tokio::select! {
             _ = stop.changed() => return running,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         let requests = dir.requests();
+        if let Some(release) = requests.release
+            && release.number > switched
+        {
+            switched = release.number;
+            let switch =
+                release_switch::switch(shared, services, &mut running, &paused, release.revision);
+            let outcome = HandoverOutcome {
+                number: release.number,
+                error: switch.await.err().map(|err| format!("{err:#}")),
+            };
+            if let Err(err) = dir.record_handover(RELEASE_SWITCH, outcome) {
+                eprintln!(
+                    "recording the switch to release {} failed: {err:#}",
+                    release.revision
+                );
+            }
+            continue;
+        }
         let (wanted, handovers) = (requests.paused, requests.handovers);
         for (spec, child) in running.iter_mut() {
             let asked = handovers.get(spec.name).copied().unwrap_or(0);

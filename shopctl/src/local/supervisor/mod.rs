@@ -1,37 +1,36 @@
 //! Starts the local platform in dependency order, each component gated on readiness,
 //! keeps it running (restarts with backoff), and stops it gracefully on SIGTERM/SIGINT.
 //!
-//! [`spec`] says what each component is, [`readiness`] when it is ready, [`lifecycle`]
-//! spawns, restarts and stops processes, [`handover`] replaces one while it serves, and
-//! [`shared`] is the state they all update.
+//! [`spec`] says what each component is, [`services`] how the three services are wired,
+//! [`readiness`] when a component is ready, [`lifecycle`] spawns, restarts and stops
+//! processes, [`handover`] replaces one while it serves, [`release_switch`] hands every
+//! service over to another release, and [`shared`] is the state they all update.
 
 mod handover;
 mod lifecycle;
 mod readiness;
+mod release_switch;
+mod services;
 mod shared;
 mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
-use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::addresses::{self, Ports};
-use super::binaries::binary_name;
+use super::addresses::Ports;
 use super::events::Event;
 use super::postgres;
 use super::process::ProcessId;
 use super::state::{Component, ComponentState, State, StateDir};
 use crate::db_roles::DbRole;
 use lifecycle::{Running, StartError, failed, keep_running, spawn_only, start, stop_all};
-use readiness::{Probe, READY_TIMEOUT, wait_ready};
+use readiness::wait_ready;
+use services::{DatabaseUrls, Services, Wiring};
 use shared::Shared;
-use spec::{Sockets, Spec, external};
+use spec::external;
 
 pub use spec::which;
 
@@ -52,21 +51,8 @@ pub struct Options {
     pub database_setup: String,
 }
 
-/// How long a service being handed over lingers (`SHUTDOWN_LINGER_MS`) unless its release
-/// says otherwise: at a few requests per second per connection, every keep-alive
-/// connection is answered (and closed) within it.
-const HANDOVER_LINGER_MS: &str = "1000";
-
 /// The database the platform's private cluster serves.
 const DATABASE: &str = "shopmicro";
-
-/// How each workload connects: as its own role on the private cluster, or with the
-/// external URL as given (whose roles are the operator's to manage).
-struct DatabaseUrls {
-    owner: String,
-    backend: String,
-    ml: String,
-}
 
 /// Runs until SIGTERM/SIGINT. `events` receives progress until everything is ready.
 pub async fn run(options: Options, events: impl Fn(Event)) -> anyhow::Result<()> {
@@ -99,22 +85,23 @@ pub async fn run(options: Options, events: impl Fn(Event)) -> anyhow::Result<()>
     });
 
     let mut running = Running::new();
-    let started = start_all(&options, &shared, &events, &mut running).await;
-    if let Err(err) = started {
-        let component = err.component.clone();
-        events(Event::Failed {
-            component,
-            message: format!("{:#}", err.error),
-        });
-        stop_all(&shared, running).await;
-        return Err(err.error);
-    }
+    let services = match start_all(&options, &shared, &events, &mut running).await {
+        Ok(services) => services,
+        Err(err) => {
+            events(Event::Failed {
+                component: err.component,
+                message: format!("{:#}", err.error),
+            });
+            stop_all(&shared, running).await;
+            return Err(err.error);
+        }
+    };
     let storefront = shared
         .read(|state| state.component("frontend").and_then(|c| c.url.clone()))
         .unwrap_or_default();
     events(Event::AllReady { storefront });
 
-    let running = keep_running(&shared, running, stop_rx).await;
+    let running = keep_running(&shared, &services, running, stop_rx).await;
     stop_all(&shared, running).await;
     Ok(())
 }
@@ -124,7 +111,7 @@ async fn start_all(
     shared: &Shared,
     events: &impl Fn(Event),
     running: &mut Running,
-) -> Result<(), StartError> {
+) -> Result<Services, StartError> {
     // Every component listens where it did before: the environment's addresses are kept.
     let mut ports = Ports::load(&options.state).map_err(failed("supervisor"))?;
     // PostgreSQL: the one given, or a private cluster with the platform's roles.
@@ -195,98 +182,38 @@ async fn start_all(
         },
     };
 
-    // The services: ports known up front so each can be told where the others are.
-    let service_ports: BTreeMap<&str, u16> = ["ml", "backend", "frontend"]
-        .into_iter()
-        .map(|name| ports.port(name).map(|port| (name, port)))
-        .collect::<anyhow::Result<_>>()
-        .map_err(failed("services"))?;
-    // Each service's `/metrics` is on its admin port, which only Prometheus is told of.
-    let admin_ports: BTreeMap<&str, u16> = ["ml", "backend", "frontend"]
-        .into_iter()
-        .map(|name| {
-            ports
-                .port(&format!("{name}-admin"))
-                .map(|port| (name, port))
-        })
-        .collect::<anyhow::Result<_>>()
-        .map_err(failed("services"))?;
-    // The supervisor holds each service's sockets for as long as it runs; every process
-    // of the service inherits them, which is what lets `restart` hand over.
-    let sockets: BTreeMap<&str, Arc<Sockets>> = service_ports
-        .iter()
-        .map(|(name, port)| {
-            Sockets::bind(*port, admin_ports[name])
-                .map(|sockets| (*name, Arc::new(sockets)))
-                .map_err(failed(name))
-        })
-        .collect::<Result<_, _>>()?;
-    let service = |name: &'static str, env: Vec<(&str, String)>| {
-        // The release's settings, then where this service finds the others.
-        let mut vars = options
-            .service_config
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
-        vars.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        vars.insert("PORT".into(), service_ports[name].to_string());
-        vars.insert("ADMIN_PORT".into(), admin_ports[name].to_string());
-        // A process being replaced keeps accepting for a second, closing each connection
-        // after its answer, so keep-alive clients move to its successor between requests.
-        vars.entry("SHUTDOWN_LINGER_MS".into())
-            .or_insert_with(|| HANDOVER_LINGER_MS.into());
-        Spec {
-            name,
-            program: options.binaries.join(binary_name(name)),
-            args: Vec::new(),
-            env: vars,
-            port: service_ports[name],
-            probe: Probe::Http("/readyz"),
-            sockets: Some(Arc::clone(&sockets[name])),
-        }
+    // The services: sockets bound up front on the kept ports, so each can be told where
+    // the others are.
+    let wiring = Wiring {
+        database,
+        redis_url,
     };
-    let retrain_token = addresses::ml_retrain_token(&options.state).map_err(failed("ml"))?;
-    let ml = service(
-        "ml",
-        vec![
-            ("DATABASE_URL", database.ml.clone()),
-            ("TRAINING_RETRY_MS", "500".into()),
-            ("ML_RETRAIN_TOKEN", retrain_token.clone()),
-        ],
-    );
-    let mut backend_env = vec![
-        ("DATABASE_URL", database.backend.clone()),
-        ("DATABASE_MIGRATIONS", "verify".into()),
-        (
-            "ML_URL",
-            format!("http://127.0.0.1:{}", service_ports["ml"]),
-        ),
-    ];
-    if let Some(url) = &redis_url {
-        backend_env.push(("REDIS_URL", url.clone()));
-    }
-    let backend = service("backend", backend_env);
-    // The cart-signing key is the environment's, so carts outlive a frontend process.
-    let cart_key = addresses::cart_signing_key(&options.state).map_err(failed("frontend"))?;
-    let frontend = service(
-        "frontend",
-        vec![
-            (
-                "BACKEND_URL",
-                format!("http://127.0.0.1:{}", service_ports["backend"]),
-            ),
-            ("CART_SIGNING_KEY", cart_key),
-        ],
-    );
+    let services = Services::bind(&options.state, &mut ports, wiring)
+        .map_err(|(name, error)| failed(name)(error))?;
+    let spec = |name| services.spec(name, &options.binaries, &options.service_config);
 
-    // The schema's owner migrates it, as the cluster's init container does; the backend
-    // checks it and seeds the demo data; ml trains on it.
-    migrate(options, &database.owner, events)
+    // The schema's owner migrates it; the backend checks it and seeds the demo data; ml
+    // trains on it.
+    let took = services
+        .migrate(&options.binaries)
         .await
         .map_err(failed("backend"))?;
+    events(Event::Ready {
+        component: "migrations".into(),
+        detail: "applied as the schema owner".into(),
+        millis: took.as_millis() as u64,
+    });
+    let ml = spec("ml");
     spawn_only(shared, running, ml.clone(), events)?;
-    start(shared, events, running, backend, "migrations and demo data").await?;
-    retrain(service_ports["ml"], &retrain_token).await;
+    start(
+        shared,
+        events,
+        running,
+        spec("backend"),
+        "migrations and demo data",
+    )
+    .await?;
+    retrain(services.port("ml"), services.retrain_token()).await;
     wait_ready(&ml, None).await.map_err(failed("ml"))?;
     shared.set("ml", ComponentState::Ready, None);
     events(Event::Ready {
@@ -294,7 +221,7 @@ async fn start_all(
         detail: "model trained".into(),
         millis: 0,
     });
-    start(shared, events, running, frontend, "storefront").await?;
+    start(shared, events, running, spec("frontend"), "storefront").await?;
 
     // Batch jobs (backup verification) push their results here for Prometheus to scrape.
     let pushgateway = match which("prometheus-pushgateway").or_else(|| which("pushgateway")) {
@@ -325,7 +252,7 @@ async fn start_all(
             &options.state,
             &options.prometheus_rules,
             program,
-            &admin_ports,
+            services.admin_ports(),
             pushgateway,
             ports.port("prometheus").map_err(failed("prometheus"))?,
         )
@@ -344,40 +271,7 @@ async fn start_all(
             reason: "no prometheus binary on PATH".into(),
         });
     }
-    Ok(())
-}
-
-/// Runs the release's `shopmicro-backend migrate` as the schema owner, to completion.
-async fn migrate(
-    options: &Options,
-    owner_url: &str,
-    events: &impl Fn(Event),
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let log = options.state.log("migrate");
-    let output = Command::new(options.binaries.join(binary_name("backend")))
-        .arg("migrate")
-        .env("DATABASE_URL", owner_url)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(READY_TIMEOUT, output)
-        .await
-        .map_err(|_| anyhow::anyhow!("the migrations did not finish within {READY_TIMEOUT:?}"))?
-        .context("running the backend's migrations")?;
-    std::fs::write(&log, [output.stdout, output.stderr].concat())?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the migrations failed; see {}",
-        log.display()
-    );
-    events(Event::Ready {
-        component: "migrations".into(),
-        detail: "applied as the schema owner".into(),
-        millis: started.elapsed().as_millis() as u64,
-    });
-    Ok(())
+    Ok(services)
 }
 
 /// Trains ml on the demo data the backend just loaded.
