@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-/// Neighbours kept per product; requests ask for at most 50.
-const MAX_NEIGHBOURS: usize = 50;
+/// Recommendations kept per product; requests ask for at most 50.
+const MAX_RANKED: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductFeatures {
@@ -38,100 +38,126 @@ pub struct Model {
     pub trained_at: DateTime<Utc>,
     pub training_orders: usize,
     pub products: usize,
-    neighbours: HashMap<i64, Vec<Scored>>,
-    features: BTreeMap<i64, ProductFeatures>,
+    /// Every known product's best [`MAX_RANKED`] recommendations, ranked at training, so
+    /// that a request is a lookup and a slice.
+    ranked: HashMap<i64, Vec<Scored>>,
 }
 
 impl Model {
     pub fn train(data: &TrainingData, trained_at: DateTime<Utc>) -> Self {
         let features: BTreeMap<i64, ProductFeatures> =
             data.products.iter().map(|p| (p.id, p.clone())).collect();
-
-        // How many baskets hold each product, and each pair of products.
-        let mut counts: HashMap<i64, f64> = HashMap::new();
-        let mut pairs: HashMap<(i64, i64), f64> = HashMap::new();
-        for basket in &data.baskets {
-            let mut items: Vec<i64> = basket
-                .iter()
-                .copied()
-                .filter(|id| features.contains_key(id))
-                .collect();
-            items.sort_unstable();
-            items.dedup();
-            for (i, a) in items.iter().enumerate() {
-                *counts.entry(*a).or_default() += 1.0;
-                for b in &items[i + 1..] {
-                    *pairs.entry((*a, *b)).or_default() += 1.0;
-                }
-            }
-        }
-
-        // Cosine similarity of the products' basket vectors.
-        let mut neighbours: HashMap<i64, Vec<Scored>> = HashMap::new();
-        for ((a, b), together) in &pairs {
-            let similarity = together / (counts[a] * counts[b]).sqrt();
-            neighbours.entry(*a).or_default().push(Scored {
-                product_id: *b,
-                score: similarity,
-            });
-            neighbours.entry(*b).or_default().push(Scored {
-                product_id: *a,
-                score: similarity,
-            });
-        }
-        for list in neighbours.values_mut() {
-            sort_ranked(list);
-            list.truncate(MAX_NEIGHBOURS);
-        }
-
+        let mut neighbours = co_purchase_neighbours(data, &features);
+        let ranked = features
+            .values()
+            .map(|product| {
+                let learned = neighbours.remove(&product.id).unwrap_or_default();
+                (product.id, rank(product, learned, &features))
+            })
+            .collect();
         Self {
             version: version_of(data),
             trained_at,
             training_orders: data.baskets.len(),
             products: features.len(),
-            neighbours,
-            features,
+            ranked,
         }
     }
 
     pub fn knows(&self, product: i64) -> bool {
-        self.features.contains_key(&product)
+        self.ranked.contains_key(&product)
     }
 
-    /// The `k` best recommendations, or `None` for a product the model has never seen.
+    /// The `k` best recommendations (at most [`MAX_RANKED`]), or `None` for a product the
+    /// model has never seen.
     ///
     /// Scores: co-purchase neighbours in (0.5, 1], content-based fill in [0, 0.5), so
     /// learned signal always ranks above the fallback.
-    pub fn recommend(&self, product: i64, k: usize) -> Option<Vec<Scored>> {
-        let target = self.features.get(&product)?;
-        let mut ranked: Vec<Scored> = self
-            .neighbours
-            .get(&product)
-            .map(|list| {
-                list.iter()
-                    .map(|s| Scored {
-                        product_id: s.product_id,
-                        score: 0.5 + 0.5 * s.score,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if ranked.len() < k {
-            let mut content: Vec<Scored> = self
-                .features
-                .values()
-                .filter(|p| p.id != product && !ranked.iter().any(|s| s.product_id == p.id))
-                .map(|p| Scored {
-                    product_id: p.id,
-                    score: 0.5 * content_similarity(target, p),
-                })
-                .collect();
-            sort_ranked(&mut content);
-            ranked.extend(content.into_iter().take(k - ranked.len()));
-        }
-        ranked.truncate(k);
-        Some(ranked)
+    pub fn recommend(&self, product: i64, k: usize) -> Option<&[Scored]> {
+        let ranked = self.ranked.get(&product)?;
+        Some(&ranked[..k.min(ranked.len())])
     }
+}
+
+/// Each product's co-purchase neighbours: the cosine similarity of the products' basket
+/// vectors, best first, at most [`MAX_RANKED`].
+fn co_purchase_neighbours(
+    data: &TrainingData,
+    features: &BTreeMap<i64, ProductFeatures>,
+) -> HashMap<i64, Vec<Scored>> {
+    // How many baskets hold each product, and each pair of products.
+    let mut counts: HashMap<i64, f64> = HashMap::new();
+    let mut pairs: HashMap<(i64, i64), f64> = HashMap::new();
+    for basket in &data.baskets {
+        let mut items: Vec<i64> = basket
+            .iter()
+            .copied()
+            .filter(|id| features.contains_key(id))
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        for (i, a) in items.iter().enumerate() {
+            *counts.entry(*a).or_default() += 1.0;
+            for b in &items[i + 1..] {
+                *pairs.entry((*a, *b)).or_default() += 1.0;
+            }
+        }
+    }
+    let mut neighbours: HashMap<i64, Vec<Scored>> = HashMap::new();
+    for ((a, b), together) in &pairs {
+        let similarity = together / (counts[a] * counts[b]).sqrt();
+        neighbours.entry(*a).or_default().push(Scored {
+            product_id: *b,
+            score: similarity,
+        });
+        neighbours.entry(*b).or_default().push(Scored {
+            product_id: *a,
+            score: similarity,
+        });
+    }
+    for list in neighbours.values_mut() {
+        keep_best(list, MAX_RANKED);
+    }
+    neighbours
+}
+
+/// `product`'s recommendations: its `learned` neighbours scored into (0.5, 1], then, when
+/// there are fewer than [`MAX_RANKED`], the most similar other products by content.
+fn rank(
+    product: &ProductFeatures,
+    learned: Vec<Scored>,
+    features: &BTreeMap<i64, ProductFeatures>,
+) -> Vec<Scored> {
+    let mut ranked: Vec<Scored> = learned
+        .into_iter()
+        .map(|s| Scored {
+            product_id: s.product_id,
+            score: 0.5 + 0.5 * s.score,
+        })
+        .collect();
+    if ranked.len() < MAX_RANKED {
+        let mut content: Vec<Scored> = features
+            .values()
+            .filter(|p| p.id != product.id && !ranked.iter().any(|s| s.product_id == p.id))
+            .map(|p| Scored {
+                product_id: p.id,
+                score: 0.5 * content_similarity(product, p),
+            })
+            .collect();
+        keep_best(&mut content, MAX_RANKED - ranked.len());
+        ranked.extend(content);
+    }
+    ranked
+}
+
+/// Keeps the `n` best of `list`, ranked: a selection first, so a large catalogue costs a
+/// sort of `n`, not of everything.
+fn keep_best(list: &mut Vec<Scored>, n: usize) {
+    if list.len() > n && n > 0 {
+        list.select_nth_unstable_by(n - 1, ranking);
+    }
+    list.truncate(n);
+    list.sort_by(ranking);
 }
 
 /// In [0, 1): mostly "same category", then closeness of price on a log scale.
@@ -144,12 +170,11 @@ fn content_similarity(a: &ProductFeatures, b: &ProductFeatures) -> f64 {
     (0.7 * same_category + 0.3 * price_closeness).min(0.999)
 }
 
-fn sort_ranked(list: &mut [Scored]) {
-    list.sort_by(|x, y| {
-        y.score
-            .total_cmp(&x.score)
-            .then(x.product_id.cmp(&y.product_id))
-    });
+/// Best first: higher score, then lower product id (ties break the same way every time).
+fn ranking(x: &Scored, y: &Scored) -> std::cmp::Ordering {
+    y.score
+        .total_cmp(&x.score)
+        .then(x.product_id.cmp(&y.product_id))
 }
 
 /// A short digest of the training data: equal data, equal version.
@@ -169,6 +194,8 @@ fn version_of(data: &TrainingData) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn product(id: i64, category: &str, price_cents: i64) -> ProductFeatures {
@@ -254,6 +281,122 @@ mod tests {
         );
         assert_eq!(model.training_orders, 6);
         assert_eq!(model.products, 6);
+    }
+
+    /// The recommendations as they were computed per request before training ranked them:
+    /// neighbours first, then as many content-based products as `k` still needs.
+    fn ranked_on_request(
+        features: &BTreeMap<i64, ProductFeatures>,
+        neighbours: &HashMap<i64, Vec<Scored>>,
+        product: i64,
+        k: usize,
+    ) -> Vec<Scored> {
+        let target = &features[&product];
+        let mut ranked: Vec<Scored> = neighbours
+            .get(&product)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| Scored {
+                product_id: s.product_id,
+                score: 0.5 + 0.5 * s.score,
+            })
+            .collect();
+        let mut content: Vec<Scored> = features
+            .values()
+            .filter(|p| p.id != product && !ranked.iter().any(|s| s.product_id == p.id))
+            .map(|p| Scored {
+                product_id: p.id,
+                score: 0.5 * content_similarity(target, p),
+            })
+            .collect();
+        content.sort_by(ranking);
+        ranked.extend(content);
+        ranked.truncate(k);
+        ranked
+    }
+
+    /// A catalogue of 120 products in 4 categories and 1,500 pseudo-random baskets: most
+    /// products have more neighbours than are kept, a few (91–100, rarely bought) have some,
+    /// and 101–120 have none.
+    fn large_shop() -> TrainingData {
+        let categories = ["books", "electronics", "garden", "toys"];
+        let products = (1..=120)
+            .map(|id: i64| {
+                product(
+                    id,
+                    categories[(id % 4) as usize],
+                    500 + (id * 7919) % 20_000,
+                )
+            })
+            .collect();
+        let mut state = 42u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let baskets = (0..1_500)
+            .map(|_| {
+                let size = 1 + next() % 8;
+                (0..size)
+                    .map(|_| match next() % 200 {
+                        0 => 91 + (next() % 10) as i64,
+                        _ => 1 + (next() % 90) as i64,
+                    })
+                    .collect()
+            })
+            .collect();
+        TrainingData { products, baskets }
+    }
+
+    #[test]
+    fn ranking_at_training_answers_as_ranking_per_request_did() {
+        let data = large_shop();
+        let model = Model::train(&data, Utc::now());
+        let features: BTreeMap<i64, ProductFeatures> =
+            data.products.iter().map(|p| (p.id, p.clone())).collect();
+        let neighbours = co_purchase_neighbours(&data, &features);
+        let on_request = |product, k| ranked_on_request(&features, &neighbours, product, k);
+        let mut learned_counts = BTreeSet::new();
+        for product in &data.products {
+            let full = on_request(product.id, usize::MAX);
+            learned_counts.insert(full.iter().filter(|s| s.score > 0.5).count());
+            for k in [1, 2, 5, 17, 49, 50] {
+                assert_eq!(
+                    model.recommend(product.id, k).unwrap(),
+                    &on_request(product.id, k)[..],
+                    "product {}, k {k}",
+                    product.id
+                );
+            }
+        }
+        // Every case: no neighbours, a few filled up by content, more than are kept.
+        assert!(learned_counts.contains(&0), "{learned_counts:?}");
+        assert!(
+            learned_counts.iter().any(|n| (1..MAX_RANKED).contains(n)),
+            "{learned_counts:?}"
+        );
+        assert!(learned_counts.contains(&MAX_RANKED), "{learned_counts:?}");
+    }
+
+    #[test]
+    fn keeping_the_best_is_sorting_and_truncating() {
+        let list: Vec<Scored> = (0..300)
+            .map(|i: i64| Scored {
+                product_id: (i * 37) % 300,
+                score: ((i * 13) % 17) as f64,
+            })
+            .collect();
+        for n in [0, 1, 10, 299, 300, 400] {
+            let mut sorted = list.clone();
+            sorted.sort_by(ranking);
+            sorted.truncate(n);
+            let mut kept = list.clone();
+            keep_best(&mut kept, n);
+            assert_eq!(kept, sorted, "n {n}");
+        }
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub async fn recommend(
         product_id,
         model_version: model.version.clone(),
         recommendations: ranked
-            .into_iter()
+            .iter()
             .map(|s| ScoredProduct {
                 product_id: s.product_id,
                 score: s.score,
