@@ -13,7 +13,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 cargo build --release --locked --bins
 export SHOPCTL_STATE_DIR
 SHOPCTL_STATE_DIR=$(mktemp -d)
-bin=target/release/shopctl
+bin="${CARGO_TARGET_DIR:-target}/release/shopctl"
 trap '$bin down --purge --yes >/dev/null 2>&1 || true' EXIT
 # The access log at info would measure the log file: both generators face the same server.
 $bin up --set observability.log_level=warn >/dev/null
