@@ -132,12 +132,13 @@ impl LocalPlatform {
     /// migrations first) while PostgreSQL, Redis and Prometheus keep running; the
     /// storefront's URL, which does not change. The release records whether it took over.
     pub fn switch_to(&self, revision: u32) -> anyhow::Result<String> {
-        let number = self.dir.request_release(revision)?;
+        // The processes before the request, so no hand-over goes unannounced.
         let mut serving = self
             .dir
             .read()?
             .map(|state| pids_of(&state))
             .unwrap_or_default();
+        let number = self.dir.request_release(revision)?;
         let switched = self.wait_for_outcome(RELEASE_SWITCH, number, SWITCH_WITHIN, |state| {
             for (name, pid) in pids_of(state) {
                 if serving.get(name).is_some_and(|old| *old != pid) {
