@@ -1,4 +1,5 @@
-//! Cache-aside for product reads in Redis.
+//! The shared (Redis) layer of the catalogue cache: values by key, and numbers that only
+//! move forward.
 //!
 //! The cache is an optimisation, never a dependency: every operation has a short time
 //! budget, and any failure (Redis down, slow, restarted, or never configured) is counted
@@ -8,17 +9,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
-use crate::domain::ProductId;
 use crate::metrics::BackendMetrics;
 
 const RECONNECT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// KEYS[1] := ARGV[1] when that raises it, when it is unset, or when it still holds ARGV[2].
+const RAISE_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current or tonumber(ARGV[1]) > tonumber(current) or current == ARGV[2] then
+    redis.call('SET', KEYS[1], ARGV[1])
+    return 1
+end
+return 0
+";
 
 #[derive(Clone)]
 pub struct Cache {
@@ -79,77 +89,79 @@ impl Cache {
         })
     }
 
-    fn product_key(inner: &Inner, id: ProductId) -> String {
-        format!("{}product:{}", inner.prefix, id.get())
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
     }
 
-    /// The cached value, or `None` on a miss or any cache failure.
-    pub async fn get_product<T: DeserializeOwned>(&self, id: ProductId) -> Option<T> {
+    /// The value stored under `key` (the prefix is added here), or `None` on a miss or any
+    /// cache failure.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
         let inner = self.inner.as_ref()?;
-        let key = Self::product_key(inner, id);
+        let key = format!("{}{key}", inner.prefix);
         let result = self
             .with_connection(inner, "GET", async |mut conn: ConnectionManager| {
-                conn.get::<_, Option<String>>(&key).await
+                conn.get::<_, Option<Vec<u8>>>(&key).await
             })
             .await;
-        match result {
-            Some(Some(json)) => match serde_json::from_str(&json) {
-                Ok(value) => {
-                    self.metrics.cache("get", "hit");
-                    Some(value)
-                }
-                Err(_) => {
-                    // A value written by an older version; treat as a miss and overwrite.
-                    self.metrics.cache("get", "miss");
-                    None
-                }
-            },
-            Some(None) => {
-                self.metrics.cache("get", "miss");
-                None
-            }
-            None => {
-                self.metrics.cache("get", "error");
-                None
-            }
-        }
+        let (value, outcome) = match result {
+            Some(Some(bytes)) => (Some(Bytes::from(bytes)), "hit"),
+            Some(None) => (None, "miss"),
+            None => (None, "error"),
+        };
+        self.metrics.cache("get", outcome);
+        value
     }
 
-    pub async fn put_product<T: Serialize>(&self, id: ProductId, value: &T) {
+    /// Stores `value` under `key` for the configured TTL.
+    pub async fn put(&self, key: &str, value: &Bytes) {
         let Some(inner) = self.inner.as_ref() else {
             return;
         };
-        let Ok(json) = serde_json::to_string(value) else {
-            return;
-        };
-        let key = Self::product_key(inner, id);
+        let key = format!("{}{key}", inner.prefix);
         let ttl = inner.ttl.as_secs().max(1);
+        let value = value.as_ref();
         let result = self
             .with_connection(inner, "SETEX", async |mut conn: ConnectionManager| {
-                conn.set_ex::<_, _, ()>(&key, json, ttl).await
+                conn.set_ex::<_, _, ()>(&key, value, ttl).await
             })
             .await;
         self.metrics
             .cache("set", if result.is_some() { "ok" } else { "error" });
     }
 
-    /// Drops cached products whose stock changed. A failure here leaves a stale entry for
-    /// at most the TTL; the order itself is already committed and correct.
-    pub async fn invalidate_products(&self, ids: &[ProductId]) {
+    /// The number stored under `key`; `None` when it is absent or the cache failed.
+    pub async fn get_number(&self, key: &str) -> Option<i64> {
+        let inner = self.inner.as_ref()?;
+        let key = format!("{}{key}", inner.prefix);
+        self.with_connection(inner, "GET", async |mut conn: ConnectionManager| {
+            conn.get::<_, Option<i64>>(&key).await
+        })
+        .await
+        .flatten()
+    }
+
+    /// Raises the number under `key` to `value`; lowers it only when it still holds
+    /// `replacing` (a value the caller read and knows to be obsolete). Writers racing to
+    /// raise it can so never move it back, while a deliberate correction still lands.
+    /// Returns whether the cache took it.
+    pub async fn raise_number(&self, key: &str, value: i64, replacing: Option<i64>) -> bool {
         let Some(inner) = self.inner.as_ref() else {
-            return;
+            return false;
         };
-        if ids.is_empty() {
-            return;
-        }
-        let keys: Vec<String> = ids.iter().map(|id| Self::product_key(inner, *id)).collect();
-        let result = self
-            .with_connection(inner, "DEL", async |mut conn: ConnectionManager| {
-                conn.del::<_, ()>(&keys).await
-            })
-            .await;
-        self.metrics
-            .cache("invalidate", if result.is_some() { "ok" } else { "error" });
+        let key = format!("{}{key}", inner.prefix);
+        let replacing = replacing.map(|n| n.to_string()).unwrap_or_default();
+        self.with_connection(inner, "EVAL", async |mut conn: ConnectionManager| {
+            redis::cmd("EVAL")
+                .arg(RAISE_SCRIPT)
+                .arg(1)
+                .arg(&key)
+                .arg(value)
+                .arg(&replacing)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .is_some()
     }
 
     pub async fn health(&self) -> CacheHealth {

@@ -18,6 +18,8 @@ pub struct Config {
     /// Prefix for every cache key, so several deployments (or tests) can share a Redis.
     pub cache_prefix: String,
     pub cache_ttl: Duration,
+    /// How much of this process's memory catalogue answers may take.
+    pub catalogue_memory_bytes: usize,
     /// Budget for one cache round trip; past it we read PostgreSQL instead.
     pub cache_timeout: Duration,
     /// Fallback recommendations only when unset.
@@ -73,6 +75,12 @@ impl Config {
                 "a whole number of seconds",
                 60,
             )?),
+            catalogue_memory_bytes: env.or_default::<u32>(
+                "CATALOGUE_MEMORY_MB",
+                "a whole number of MiB (0 turns the in-process layer off)",
+                16,
+            )? as usize
+                * (1 << 20),
             cache_timeout: env.millis_or("CACHE_TIMEOUT_MS", Duration::from_millis(100))?,
             ml_url: env.optional("ML_URL", SERVICE_URL_EXPECTED)?,
             ml_timeout: env.millis_or("ML_TIMEOUT_MS", Duration::from_millis(300))?,

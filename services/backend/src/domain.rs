@@ -128,7 +128,7 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProductQuery {
     pub limit: i64,
     pub sort: Sort,

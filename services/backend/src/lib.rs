@@ -2,6 +2,7 @@
 //! recommendations through the ml service with a local fallback.
 
 pub mod cache;
+pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod domain;

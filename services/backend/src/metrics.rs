@@ -32,6 +32,7 @@ pub struct BackendMetrics {
     pub stockouts: Counter,
     pub cache_operations: Family<CacheLabels, Counter>,
     pub recommendations: Family<SourceLabels, Counter>,
+    pub catalogue_reads: Family<SourceLabels, Counter>,
     pub ml_request_duration: Histogram,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
 }
@@ -44,6 +45,7 @@ impl BackendMetrics {
             stockouts: Counter::default(),
             cache_operations: Family::default(),
             recommendations: Family::default(),
+            catalogue_reads: Family::default(),
             ml_request_duration: latency_histogram(),
             db_pool_connections: Family::default(),
         };
@@ -72,6 +74,12 @@ impl BackendMetrics {
             "Recommendation responses by source (ml or fallback)",
             metrics.recommendations.clone(),
         );
+        registry.register(
+            "catalogue_reads",
+            "Catalogue answers by where they came from: memory, redis, database, or shared \
+             (waited for another request's database read of the same answer)",
+            metrics.catalogue_reads.clone(),
+        );
         registry.register_with_unit(
             "ml_request_duration",
             "Latency of calls to the ml service, including failed ones",
@@ -89,6 +97,12 @@ impl BackendMetrics {
     pub fn cache(&self, operation: &'static str, result: &'static str) {
         self.cache_operations
             .get_or_create(&CacheLabels { operation, result })
+            .inc();
+    }
+
+    pub fn catalogue_read(&self, source: &'static str) {
+        self.catalogue_reads
+            .get_or_create(&SourceLabels { source })
             .inc();
     }
 

@@ -12,6 +12,7 @@ use shopmicro_common::overload;
 use shopmicro_common::server::{self, Server};
 
 use crate::cache::Cache;
+use crate::catalogue::Catalogue;
 use crate::config::{Config, Migrations};
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
@@ -63,9 +64,17 @@ impl Application {
             tracing::info!("ML_URL not set: serving fallback recommendations only");
         }
         db::report_pool_usage(pool.clone(), metrics.clone());
+        let catalogue = Catalogue::start(
+            cache.clone(),
+            pool.clone(),
+            config.catalogue_memory_bytes,
+            config.cache_ttl,
+            metrics.clone(),
+        );
         let state = AppState {
             db: pool,
             cache,
+            catalogue,
             ml,
             metrics,
         };

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use crate::db;
-use crate::domain::{CreateOrderRequest, NewOrder, ProductId, parse_idempotency_key};
+use crate::domain::{CreateOrderRequest, NewOrder, parse_idempotency_key};
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
@@ -71,8 +71,10 @@ pub async fn create(
     let placed = place(&state, &order, key.as_deref())
         .instrument(db::span("place order transaction"))
         .await?;
-    let changed: Vec<ProductId> = order.lines.iter().map(|(id, _)| *id).collect();
-    state.cache.invalidate_products(&changed).await;
+    if placed.0 == StatusCode::CREATED {
+        // Stock changed: the new catalogue version reaches every replica before we answer.
+        state.catalogue.changed().await;
+    }
     Ok(placed)
 }
 

@@ -1,8 +1,11 @@
 //! Catalogue reads: listing with filters, search, sorting and keyset pagination; single
-//! products through the cache; categories.
+//! products; categories. Every answer goes through the catalogue cache as the JSON it is
+//! sent as, so a cached answer costs no serialisation either.
 
-use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -46,17 +49,34 @@ const PRODUCT_COLUMNS: &str = "id, name, category, description, price_cents, sto
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ProductListParams>,
-) -> Result<Json<ProductPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = ProductQuery::parse(params)?;
     if query.search_is_empty {
-        return Ok(Json(ProductPage {
+        return json(&ProductPage {
             items: Vec::new(),
             next_cursor: None,
-        }));
+        })
+        .map(answer);
     }
-    let mut rows = list_query(&query)
+    // The parsed query names everything the page depends on; its JSON is the cache key.
+    let key = format!(
+        "products:{}",
+        serde_json::to_string(&query).map_err(ApiError::internal)?
+    );
+    let page = state
+        .catalogue
+        .read(&key, || async {
+            Some(json(&load_page(&state.db, &query).await?)).transpose()
+        })
+        .await?;
+    page.map(answer)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a listing is never missing")))
+}
+
+async fn load_page(db: &PgPool, query: &ProductQuery) -> Result<ProductPage, ApiError> {
+    let mut rows = list_query(query)
         .build_query_as::<Product>()
-        .fetch_all(&state.db)
+        .fetch_all(db)
         .instrument(db::span("SELECT products page"))
         .await
         .map_err(ApiError::internal)?;
@@ -66,10 +86,20 @@ pub async fn list(
         Some(last) if has_more => Some(cursor_after(query.sort, last).encode()),
         _ => None,
     };
-    Ok(Json(ProductPage {
+    Ok(ProductPage {
         items: rows,
         next_cursor,
-    }))
+    })
+}
+
+fn json(value: &impl Serialize) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
+}
+
+fn answer(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
@@ -144,24 +174,29 @@ fn cursor_after(sort: Sort, last: &Product) -> Cursor {
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(raw_id): ApiPath<i64>,
-) -> Result<Json<Product>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = ProductId::parse(raw_id)?;
-    Ok(Json(find(&state, id).await?))
+    Ok(answer(find_json(&state, id).await?))
 }
 
 /// A product through the cache; 404 when it does not exist.
 pub async fn find(state: &AppState, id: ProductId) -> Result<Product, ApiError> {
-    if let Some(product) = state.cache.get_product::<Product>(id).await {
-        return Ok(product);
-    }
-    let product = fetch(&state.db, id).await?.ok_or_else(|| {
+    serde_json::from_slice(&find_json(state, id).await?).map_err(ApiError::internal)
+}
+
+async fn find_json(state: &AppState, id: ProductId) -> Result<Bytes, ApiError> {
+    let product = state
+        .catalogue
+        .read(&format!("product:{}", id.get()), || async {
+            fetch(&state.db, id).await?.as_ref().map(json).transpose()
+        })
+        .await?;
+    product.ok_or_else(|| {
         ApiError::not_found(
             "product_not_found",
             format!("product {} does not exist", id.get()),
         )
-    })?;
-    state.cache.put_product(id, &product).await;
-    Ok(product)
+    })
 }
 
 async fn fetch(db: &PgPool, id: ProductId) -> Result<Option<Product>, ApiError> {
@@ -170,6 +205,7 @@ async fn fetch(db: &PgPool, id: ProductId) -> Result<Option<Product>, ApiError> 
     ))
     .bind(id.get())
     .fetch_optional(db)
+    .instrument(db::span("SELECT product"))
     .await
     .map_err(ApiError::internal)
 }
@@ -192,15 +228,23 @@ pub async fn fetch_many(db: &PgPool, ids: &[i64]) -> Result<Vec<Product>, ApiErr
 
 /// List categories with how many products each has.
 #[utoipa::path(get, path = "/categories", tag = "products", responses((status = 200, body = [Category])))]
-pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>, ApiError> {
-    let categories = sqlx::query_as::<_, Category>(
-        "SELECT c.slug, c.name, count(p.id) AS product_count
-         FROM categories c LEFT JOIN products p ON p.category = c.slug
-         GROUP BY c.slug, c.name ORDER BY c.name",
-    )
-    .fetch_all(&state.db)
-    .instrument(db::span("SELECT categories"))
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(Json(categories))
+pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let categories = state
+        .catalogue
+        .read("categories", || async {
+            let categories = sqlx::query_as::<_, Category>(
+                "SELECT c.slug, c.name, count(p.id) AS product_count
+                 FROM categories c LEFT JOIN products p ON p.category = c.slug
+                 GROUP BY c.slug, c.name ORDER BY c.name",
+            )
+            .fetch_all(&state.db)
+            .instrument(db::span("SELECT categories"))
+            .await
+            .map_err(ApiError::internal)?;
+            json(&categories).map(Some)
+        })
+        .await?;
+    categories
+        .map(answer)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("categories are never missing")))
 }

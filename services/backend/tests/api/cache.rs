@@ -1,11 +1,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use serde_json::json;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 use shopmicro_common::secret::Secret;
 use shopmicro_common::testing::closed_port;
 
-use crate::helpers::{metric_value, spawn_app, spawn_app_with};
+use crate::helpers::{Running, metric_value, spawn_app, spawn_app_with};
+use crate::query_counter::QueryCounter;
 
 /// A redis-server of this test's own, so stopping it affects no other test.
 struct PrivateRedis {
@@ -64,15 +67,187 @@ fn cache_count(metrics: &str, operation: &str, result: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+fn reads_from(metrics: &str, source: &str) -> f64 {
+    metric_value(metrics, "catalogue_reads_total", &[("source", source)]).unwrap_or(0.0)
+}
+
 #[tokio::test]
-async fn product_reads_are_cached_and_hits_are_counted() {
+async fn catalogue_answers_are_loaded_once_then_served_from_memory() {
     let app = spawn_app().await;
-    let (_, first) = app.get_json("/products/1").await;
-    let (_, second) = app.get_json("/products/1").await;
-    assert_eq!(first, second);
+    for path in [
+        "/products/1",
+        "/products?limit=5&sort=price_desc",
+        "/categories",
+    ] {
+        let first = app.get(path).await;
+        assert_eq!(
+            first.headers()["content-type"],
+            "application/json",
+            "{path} is JSON from the database"
+        );
+        let first: Value = first.json().await.unwrap();
+        let second = app.get(path).await;
+        assert_eq!(second.headers()["content-type"], "application/json");
+        assert_eq!(first, second.json::<Value>().await.unwrap(), "{path}");
+    }
     let metrics = app.metrics().await;
-    assert_eq!(cache_count(&metrics, "get", "miss"), 1.0);
-    assert_eq!(cache_count(&metrics, "get", "hit"), 1.0);
+    assert_eq!(reads_from(&metrics, "database"), 3.0, "{metrics}");
+    assert_eq!(reads_from(&metrics, "memory"), 3.0, "{metrics}");
+    assert_eq!(
+        cache_count(&metrics, "get", "miss"),
+        3.0,
+        "Redis was asked first"
+    );
+}
+
+#[tokio::test]
+async fn a_second_replica_takes_answers_from_redis_not_the_database() {
+    let app = spawn_app().await;
+    let (_, first) = app.get_json("/products?limit=7&category=books").await;
+    let replica = app.spawn_replica().await;
+    let (status, on_replica) = app
+        .get_json_from(&replica.address, "/products?limit=7&category=books")
+        .await;
+    assert_eq!((status, &on_replica), (200, &first));
+    let metrics = app.metrics_from(&replica.admin_address).await;
+    assert_eq!(reads_from(&metrics, "redis"), 1.0, "{metrics}");
+    assert_eq!(reads_from(&metrics, "database"), 0.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_cold_listing_under_200_concurrent_readers_costs_one_query() {
+    let app = spawn_app().await;
+    // A replica whose every statement is counted on the wire, with Redis keys of its own so
+    // nothing is warm for it.
+    let counter = QueryCounter::start(app.config.database_url.expose()).await;
+    let mut config = app.config.clone();
+    config.database_url = counter.url.parse().unwrap();
+    config.cache_prefix = format!("{}counted:", config.cache_prefix);
+    let replica = Running::start(config).await;
+    const LISTING: &str = "FROM products WHERE TRUE";
+    assert_eq!(counter.executions_of(LISTING), 0);
+
+    let path = "/products?limit=13&sort=name&category=home-kitchen";
+    let readers: Vec<_> = (0..200)
+        .map(|_| app.get_json_from(&replica.address, path))
+        .collect();
+    let answers = futures_util::future::join_all(readers).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    assert!(
+        answers.iter().all(|(_, page)| *page == answers[0].1),
+        "every reader got the same page"
+    );
+    assert_eq!(answers[0].1["items"].as_array().unwrap().len(), 13);
+    assert_eq!(
+        counter.executions_of(LISTING),
+        1,
+        "one query reached PostgreSQL"
+    );
+
+    let metrics = app.metrics_from(&replica.admin_address).await;
+    assert_eq!(reads_from(&metrics, "database"), 1.0, "{metrics}");
+    assert_eq!(
+        reads_from(&metrics, "shared") + reads_from(&metrics, "memory"),
+        199.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_orders_stock_change_shows_on_the_next_read_on_every_replica() {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let replicas = [app.address.clone(), replica.address.clone()];
+    let stock = async |base: &str| {
+        let (_, product) = app.get_json_from(base, "/products/5").await;
+        let (_, page) = app.get_json_from(base, "/products?limit=10").await;
+        let listed = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["id"] == 5)
+            .expect("product 5 is on the first page")["stock"]
+            .as_i64();
+        (product["stock"].as_i64().unwrap(), listed.unwrap())
+    };
+    // Every layer warm on both replicas.
+    for base in &replicas {
+        stock(base).await;
+        stock(base).await;
+    }
+    let (before, _) = stock(&replicas[0]).await;
+
+    for round in 1..=4 {
+        // Orders placed on each replica in turn.
+        let response = app
+            .client
+            .post(format!("{}/orders", replicas[round % 2]))
+            .json(&json!({"items": [{"product_id": 5, "quantity": 2}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let expected = before - 2 * round as i64;
+        for base in &replicas {
+            assert_eq!(
+                stock(base).await,
+                (expected, expected),
+                "after order {round}, read from {base}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_price_changed_in_sql_shows_within_the_sync_interval() {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    for base in [&app.address, &replica.address] {
+        app.get_json_from(base, "/products/9").await;
+        app.get_json_from(base, "/products/9").await;
+    }
+    sqlx::query("UPDATE products SET price_cents = 4242 WHERE id = 9")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Nothing announces a change made in SQL: each replica's sync finds it (every second).
+    for base in [&app.address, &replica.address] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, product) = app.get_json_from(base, "/products/9").await;
+            if product["price_cents"] == 4242 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} still serves the old price"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_redis_every_change_shows_on_the_next_read() {
+    let app = spawn_app_with(|config| config.redis_url = None).await;
+    let replica = app.spawn_replica().await;
+    for base in [&app.address, &replica.address] {
+        app.get_json_from(base, "/products/9").await;
+        app.get_json_from(base, "/products/9").await;
+    }
+    sqlx::query("UPDATE products SET price_cents = 4343 WHERE id = 9")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    for base in [&app.address, &replica.address] {
+        let (_, product) = app.get_json_from(base, "/products/9").await;
+        assert_eq!(product["price_cents"], 4343, "{base}");
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        reads_from(&metrics, "memory") >= 1.0,
+        "memory still serves: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -95,9 +270,20 @@ async fn redis_stopping_mid_run_fails_no_request() {
     let mut redis = PrivateRedis::start();
     let url = redis.url.clone();
     let app = spawn_app_with(|config| config.redis_url = Some(Secret::new(url))).await;
-    assert_eq!(app.get_json("/products/1").await.0, 200);
-    assert_eq!(app.get_json("/products/1").await.0, 200);
-    assert_eq!(cache_count(&app.metrics().await, "get", "hit"), 1.0);
+    let (_, before) = app.get_json("/products/1").await;
+    let replica = app.spawn_replica().await;
+    assert_eq!(
+        app.get_json_from(&replica.address, "/products/1").await.0,
+        200
+    );
+    assert_eq!(
+        cache_count(
+            &app.metrics_from(&replica.admin_address).await,
+            "get",
+            "hit"
+        ),
+        1.0
+    );
 
     redis.stop();
 
@@ -113,6 +299,14 @@ async fn redis_stopping_mid_run_fails_no_request() {
         .post_order(&json!({"items": [{"product_id": 1, "quantity": 1}]}), None)
         .await;
     assert_eq!(status, 201);
+    // Versions come from PostgreSQL now: the change shows at once on both replicas.
+    for base in [&app.address, &replica.address] {
+        let (_, after) = app.get_json_from(base, "/products/1").await;
+        assert_eq!(
+            after["stock"].as_i64(),
+            before["stock"].as_i64().map(|s| s - 1)
+        );
+    }
     let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 200, "Redis is optional for readiness");
     assert_eq!(ready["redis"], "unavailable");

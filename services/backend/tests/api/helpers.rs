@@ -10,6 +10,8 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 pub struct TestApp {
+    /// What it was built with: a replica is another backend built with the same.
+    pub config: Config,
     pub address: String,
     /// The admin port's address, where `/metrics` is served.
     pub admin_address: String,
@@ -46,29 +48,57 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let database = TestDatabase::create().await;
     let mut config = test_config(&database);
     configure(&mut config);
-    let app = Application::build(config)
-        .await
-        .expect("the backend builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
-    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = shutdown_rx.await;
-    }));
+    let Running {
+        address,
+        admin_address,
+        shutdown,
+    } = Running::start(config.clone()).await;
     let db = PgPool::connect(database.url())
         .await
         .expect("connecting to the test database");
     TestApp {
+        config,
         address,
         admin_address,
         db,
         client: reqwest::Client::new(),
-        shutdown: Some(shutdown_tx),
+        shutdown: Some(shutdown),
         _database: database,
     }
 }
 
+/// One backend process's worth of application, stopped when dropped.
+pub struct Running {
+    pub address: String,
+    pub admin_address: String,
+    shutdown: oneshot::Sender<()>,
+}
+
+impl Running {
+    pub async fn start(config: Config) -> Self {
+        let app = Application::build(config)
+            .await
+            .expect("the backend builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            admin_address,
+            shutdown,
+        }
+    }
+}
+
 impl TestApp {
+    /// Another backend on the same database and Redis keys, as a second pod would be.
+    pub async fn spawn_replica(&self) -> Running {
+        Running::start(self.config.clone()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -82,7 +112,17 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.get(path).await;
+        self.get_json_from(&self.address, path).await
+    }
+
+    /// A GET to the backend at `base` (this one or a replica).
+    pub async fn get_json_from(&self, base: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("a JSON body"))
     }
@@ -123,8 +163,13 @@ impl TestApp {
 
     /// What Prometheus scrapes from the admin port.
     pub async fn metrics(&self) -> String {
+        self.metrics_from(&self.admin_address).await
+    }
+
+    /// What Prometheus scrapes from the admin port at `admin_base` (this one or a replica's).
+    pub async fn metrics_from(&self, admin_base: &str) -> String {
         self.client
-            .get(format!("{}/metrics", self.admin_address))
+            .get(format!("{admin_base}/metrics"))
             .send()
             .await
             .expect("scraping the admin port")

@@ -6,5 +6,6 @@ mod health;
 mod helpers;
 mod orders;
 mod products;
+mod query_counter;
 mod recommendations;
 mod shutdown;

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Benchmark (issue 18): the services' read path side by side with what bounds it and with
+# the seed's stack, in one run on one machine. Every HTTP side gets the same load: wrk -t2
+# -c64 for 10 s after a 2 s warm-up, on the same 2 cores as the servers.
+#
+#   backend listing, cached    GET /products?limit=20 on the platform's backend (Redis on)
+#   nginx, same bytes          nginx serving that very response body from a file
+#   backend listing, uncached  a second backend on the same database, no Redis, no memory
+#   pgbench, same SQL          the listing's SQL, prepared, 16 clients
+#   Node peer                  Express + pg + ioredis, listing cached in Redis (peers/node)
+#   ml                         GET /recommendations?product_id=7&k=5
+#   Flask peer                 Flask + gunicorn (2 workers), the same model (peers/flask)
+#   storefront                 GET / (the catalogue page: categories and 24 products)
+#
+# It also reads each service's RSS idle and at the end of its load. Installs what it lacks
+# (wrk, nginx, the peers' packages under ~/.cache/shopmicro-bench). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache="${HOME}/.cache/shopmicro-bench"
+mkdir -p "$cache"
+
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v pgbench >/dev/null || need_apt+=(postgresql-contrib)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "==> installing ${need_apt[*]}" >&2
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "==> peers' packages (npm, pip) into $cache" >&2
+rm -rf "$cache/node" && cp -r shopctl/benches/peers/node "$cache/node"
+(cd "$cache/node" && npm install --silent --no-audit --no-fund >/dev/null)
+[ -x "$cache/venv/bin/gunicorn" ] || python3 -m venv "$cache/venv"
+"$cache/venv/bin/pip" install -q -r shopctl/benches/peers/flask/requirements.txt
+
+echo "==> release build" >&2
+cargo build --release --locked --bins >&2
+target="${CARGO_TARGET_DIR:-target}/release"
+
+work=$(mktemp -d)
+pids=()
+export SHOPCTL_STATE_DIR="$work/state"
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    "$target/shopctl" down --purge --yes >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "==> shopctl up (fresh database, demo data; access log at warn for every side)" >&2
+"$target/shopctl" up --set observability.log_level=warn >/dev/null
+"$target/shopctl" status --output json >"$work/status.json"
+field() {
+    python3 - "$work/status.json" "$1" "$2" <<'PY'
+import json, sys
+status, name, what = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+component = next(c for c in status["components"] if c["name"] == name)
+print(component["process"]["pid"] if what == "pid" else component[what])
+PY
+}
+backend=$(field backend url); ml=$(field ml url); frontend=$(field frontend url)
+pg_port=$(field postgres port); redis_url=$(field redis url)
+database="postgres://postgres@127.0.0.1:$pg_port/shopmicro"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+wait_for() { for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+
+idle_backend=$(rss_mb "$(field backend pid)"); idle_ml=$(rss_mb "$(field ml pid)")
+idle_frontend=$(rss_mb "$(field frontend pid)")
+
+# One wrk run: "requests/s p99_ms rss_mb_at_end" (RSS of the given pid, or "-").
+measure() {
+    local url=$1 pid=${2:-}
+    wrk -t2 -c64 -d2s "$url" >/dev/null
+    local out rss=-
+    out=$(wrk -t2 -c64 -d10s --latency "$url")
+    [ -n "$pid" ] && rss=$(rss_mb "$pid")
+    grep -q "Non-2xx" <<<"$out" && { echo "$url answered errors under load:" >&2; echo "$out" >&2; exit 1; }
+    local rate p99
+    rate=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.1f", v}' <<<"$out")
+    echo "$rate $p99 $rss"
+}
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
+
+# nginx with the identical bytes.
+mkdir -p "$work/www"
+curl -sf "$backend/products?limit=20" >"$work/www/products.json"
+nginx_port=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work;
+    uwsgi_temp_path $work; scgi_temp_path $work;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location = /products { default_type application/json; alias $work/www/products.json; }
+    }
+}
+CONF
+"$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx-error.log" & pids+=($!)
+
+# The backend without any cache, on the same database.
+uncached_port=$(free_port)
+env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
+    CATALOGUE_MEMORY_MB=0 PORT="$uncached_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
+    "$target/shopmicro-backend" >"$work/uncached.log" 2>&1 & uncached_pid=$!; pids+=($uncached_pid)
+
+node_port=$(free_port)
+(cd "$cache/node" && exec env PORT="$node_port" DATABASE_URL="$database" REDIS_URL="$redis_url" \
+    node server.js >"$work/node.log" 2>&1) & node_pid=$!; pids+=($node_pid)
+
+flask_port=$(free_port)
+(cd shopctl/benches/peers/flask && exec env DATABASE_URL="$database" \
+    "$cache/venv/bin/gunicorn" -w 2 -b "127.0.0.1:$flask_port" -p "$work/gunicorn.pid" app:app \
+    >"$work/flask.log" 2>&1) & pids+=($!)
+
+wait_for "http://127.0.0.1:$nginx_port/products"
+wait_for "http://127.0.0.1:$uncached_port/products?limit=20"
+wait_for "http://127.0.0.1:$node_port/products?limit=20"
+wait_for "http://127.0.0.1:$flask_port/recommendations?product_id=7&k=5"
+
+echo "| side | requests/s | p99 ms | RSS at end of load, MB |"
+echo "|---|---:|---:|---:|"
+read -r cached cached_p99 cached_rss < <(measure "$backend/products?limit=20" "$(field backend pid)")
+row "backend listing, cached" "$cached" "$cached_p99" "$cached_rss"
+read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products")
+row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
+read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid")
+row "backend listing, no cache" "$uncached" "$uncached_p99" "–"
+echo "SELECT id, name, category, description, price_cents, stock FROM products WHERE TRUE ORDER BY id LIMIT 21;" >"$work/listing.sql"
+pgbench -n -M prepared -c16 -j2 -T10 -f "$work/listing.sql" "$database" >"$work/pgbench.out" 2>&1
+pgbench_tps=$(awk -F'= ' '/^tps/ {printf "%d", $2}' "$work/pgbench.out")
+row "pgbench, same SQL (16 clients)" "$pgbench_tps" "–" "–"
+read -r node node_p99 node_rss < <(measure "http://127.0.0.1:$node_port/products?limit=20" "$node_pid")
+row "Node/Express + pg + ioredis peer" "$node" "$node_p99" "$node_rss"
+read -r mlrate ml_p99 _ < <(measure "$ml/recommendations?product_id=7&k=5" "$(field ml pid)")
+row "ml recommendations" "$mlrate" "$ml_p99" "–"
+read -r flask flask_p99 _ < <(measure "http://127.0.0.1:$flask_port/recommendations?product_id=7&k=5")
+row "Flask + gunicorn (2 workers) peer" "$flask" "$flask_p99" "–"
+read -r store store_p99 _ < <(measure "$frontend/" "$(field frontend pid)")
+row "storefront catalogue page" "$store" "$store_p99" "–"
+
+echo
+echo "Idle RSS, MB: backend $idle_backend, ml $idle_ml, frontend $idle_frontend"
+python3 - "$cached" "$nginx" "$cached_p99" "$uncached" "$pgbench_tps" "$node" "$cached_rss" "$node_rss" "$mlrate" "$flask" "$store" <<'PY'
+import sys
+cached, nginx, p99, uncached, pgbench, node, rss, node_rss, ml, flask, store = map(float, sys.argv[1:])
+goals = [
+    ("cached listing / nginx", cached / nginx, ">= 0.5", cached / nginx >= 0.5),
+    ("cached listing p99 ms", p99, "<= 10", p99 <= 10),
+    ("uncached listing / pgbench", uncached / pgbench, ">= 0.7", uncached / pgbench >= 0.7),
+    ("backend / Node", cached / node, ">= 3", cached / node >= 3),
+    ("backend RSS / Node RSS", rss / node_rss, "<= 0.33", rss / node_rss <= 1 / 3),
+    ("ml / Flask", ml / flask, ">= 10", ml / flask >= 10),
+    ("storefront / backend listing", store / cached, ">= 0.5", store / cached >= 0.5),
+]
+print("\n| goal | measured | target | met |\n|---|---:|---:|---|")
+for name, value, target, met in goals:
+    print(f"| {name} | {value:.2f} | {target} | {'yes' if met else 'no'} |")
+PY
