@@ -40,6 +40,8 @@ cargo build --release --locked --bins >&2
 target="${CARGO_TARGET_DIR:-target}/release"
 
 work=$(mktemp -d)
+# As root, shopctl runs PostgreSQL as the postgres user, who must reach the state directory.
+chmod 755 "$work"
 pids=()
 export SHOPCTL_STATE_DIR="$work/state"
 cleanup() {
