@@ -12,6 +12,9 @@
 #   Flask peer                 Flask + gunicorn (2 workers), the same model (peers/flask)
 #   storefront                 GET / (the catalogue page: categories and 24 products)
 #
+# With BEFORE_BACKEND=path/to/an/older/shopmicro-backend it also runs that binary on the same
+# database and Redis (keys of its own) and measures its listing beside the current one.
+#
 # It also reads each service's RSS idle and at the end of its load. Installs what it lacks
 # (wrk, nginx, the peers' packages under ~/.cache/shopmicro-bench). Prints a Markdown table.
 set -euo pipefail
@@ -124,6 +127,13 @@ flask_port=$(free_port)
     "$cache/venv/bin/gunicorn" -w 2 -b "127.0.0.1:$flask_port" -p "$work/gunicorn.pid" app:app \
     >"$work/flask.log" 2>&1) & pids+=($!)
 
+if [ -n "${BEFORE_BACKEND:-}" ]; then
+    before_port=$(free_port)
+    env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
+        REDIS_URL="$redis_url" CACHE_PREFIX=before: PORT="$before_port" ADMIN_PORT="$(free_port)" \
+        RUST_LOG=warn "$BEFORE_BACKEND" >"$work/before.log" 2>&1 & pids+=($!)
+    wait_for "http://127.0.0.1:$before_port/products?limit=20"
+fi
 wait_for "http://127.0.0.1:$nginx_port/products"
 wait_for "http://127.0.0.1:$uncached_port/products?limit=20"
 wait_for "http://127.0.0.1:$node_port/products?limit=20"
@@ -133,6 +143,10 @@ echo "| side | requests/s | p99 ms | RSS at end of load, MB |"
 echo "|---|---:|---:|---:|"
 read -r cached cached_p99 cached_rss < <(measure "$backend/products?limit=20" "$(field backend pid)")
 row "backend listing, cached" "$cached" "$cached_p99" "$cached_rss"
+if [ -n "${BEFORE_BACKEND:-}" ]; then
+    read -r before before_p99 _ < <(measure "http://127.0.0.1:$before_port/products?limit=20")
+    row "backend listing, BEFORE_BACKEND (Redis on)" "$before" "$before_p99" "–"
+fi
 read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products")
 row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
 read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid")

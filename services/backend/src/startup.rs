@@ -16,7 +16,7 @@ use crate::catalogue::Catalogue;
 use crate::config::{Config, Migrations};
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
-use crate::routes::{AppState, health, openapi, orders, products, recommendations};
+use crate::routes::{AppState, Shared, health, openapi, orders, products, recommendations};
 use crate::{SERVICE_NAME, db, seed};
 
 pub struct Application {
@@ -71,13 +71,13 @@ impl Application {
             config.cache_ttl,
             metrics.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: pool,
             cache,
             catalogue,
             ml,
             metrics,
-        };
+        });
 
         let api = Router::new()
             .route("/openapi.json", get(openapi::document))

@@ -18,7 +18,7 @@ use crate::SERVICE_NAME;
 use crate::backend::BackendClient;
 use crate::config::Config;
 use crate::pages::{self, PageError};
-use crate::routes::{AppState, cart, catalogue, health, orders, product};
+use crate::routes::{AppState, Shared, cart, catalogue, health, orders, product};
 
 pub struct Application {
     server: Server,
@@ -37,12 +37,12 @@ impl Application {
                 Key::generate()
             }
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             backend: BackendClient::new(config.backend_url.clone(), config.backend_timeout),
             templates: Arc::new(pages::templates().context("compiling page templates")?),
             cookie_key,
             secure_cookies: config.secure_cookies,
-        };
+        });
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
 

@@ -19,8 +19,26 @@ use crate::backend::{BackendClient, Category, Product};
 use crate::cart::Cart;
 use crate::pages::{PageError, money};
 
+/// What every page shares. axum clones the state for every request, so it is one `Arc`
+/// rather than its parts (the backend client's URL alone is an allocation per clone).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub backend: BackendClient,
     pub templates: Arc<Tera>,
     pub cookie_key: Key,
@@ -33,7 +51,7 @@ impl FromRef<AppState> for Key {
     }
 }
 
-impl AppState {
+impl Shared {
     /// Renders a page; `cart` fills the header's item count.
     pub fn render(
         &self,
