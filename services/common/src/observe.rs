@@ -1,6 +1,7 @@
 //! The middleware every service runs on every request: a server span parented on the
 //! caller's trace, RED metrics by route template, and one access-log line.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -28,9 +29,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Use with `axum::middleware::from_fn_with_state(observer, observe)` as the outermost
+/// Use with `axum::middleware::from_fn_with_state(Arc::new(observer), observe)` as the outermost
 /// `Router::layer`, so it also sees requests that no route matched.
-pub async fn observe(State(observer): State<Observer>, request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(observer): State<Arc<Observer>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().as_str().to_owned();
     let route = request
         .extensions()

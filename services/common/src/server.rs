@@ -44,7 +44,8 @@ pub fn finish_api_router(router: Router, observer: Observer) -> Router {
 
 /// Wraps a router (fallbacks included) in the tracing and metrics middleware.
 pub fn observed(router: Router, observer: Observer) -> Router {
-    router.layer(from_fn_with_state(observer, observe))
+    // Shared, not cloned: the middleware's state is cloned for every request.
+    router.layer(from_fn_with_state(std::sync::Arc::new(observer), observe))
 }
 
 /// A service bound to its port but not yet serving: what every service's `Application`
