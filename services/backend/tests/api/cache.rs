@@ -228,6 +228,38 @@ async fn a_price_changed_in_sql_shows_within_the_sync_interval() {
 }
 
 #[tokio::test]
+async fn a_database_restored_to_an_older_version_is_not_served_from_newer_cached_answers() {
+    let app = spawn_app().await;
+    let (_, before) = app.get_json("/products/11").await;
+    // A restore in miniature: the data changes and the version goes back, as when the
+    // database is replaced by a dump taken before the cached answers were made.
+    let mut tx = app.db.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE products DISABLE TRIGGER products_change_the_catalogue",
+        "UPDATE products SET price_cents = price_cents + 1 WHERE id = 11",
+        "ALTER TABLE products ENABLE TRIGGER products_change_the_catalogue",
+        "UPDATE catalogue_version SET version = version - 1000000",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let restored = before["price_cents"].as_i64().unwrap() + 1;
+    // The sync finds the copy in Redis ahead of the database and brings it back down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, product) = app.get_json("/products/11").await;
+        if product["price_cents"].as_i64() == Some(restored) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pre-restore answer is still served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn without_redis_every_change_shows_on_the_next_read() {
     let app = spawn_app_with(|config| config.redis_url = None).await;
     let replica = app.spawn_replica().await;
