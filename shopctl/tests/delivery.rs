@@ -41,6 +41,8 @@ fn each_service_dockerfile_builds_and_runs_the_workspace_binary_on_the_manifest_
             format!("COPY --from=build /src/target/release/{bin} /usr/local/bin/{bin}"),
             format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]"),
             "USER 65532:65532".to_owned(),
+            // The allocator setting the local supervisor also gives (`supervisor/services.rs`).
+            "ENV MIMALLOC_ARENA_EAGER_COMMIT=0".to_owned(),
         ] {
             assert!(
                 dockerfile.contains(&expected),

@@ -195,6 +195,16 @@ async fn up_serves_the_storefront_down_stops_only_what_it_started_and_data_survi
             "{service}: {url}"
         );
     }
+    // The allocator setting the images carry (checked in tests/delivery.rs).
+    for service in ["ml", "backend", "frontend"] {
+        let process: ProcessId =
+            serde_json::from_value(component(&report, service)["process"].clone()).unwrap();
+        assert_eq!(
+            environ_of(&process, "MIMALLOC_ARENA_EAGER_COMMIT").as_deref(),
+            Some("0"),
+            "{service}"
+        );
+    }
     let backend: ProcessId =
         serde_json::from_value(component(&report, "backend")["process"].clone()).unwrap();
     assert_eq!(

@@ -69,8 +69,7 @@ pub async fn list(
             Some(json(&load_page(&state.db, &query).await?)).transpose()
         })
         .await?;
-    page.map(answer)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a listing is never missing")))
+    present(page, "a listing")
 }
 
 async fn load_page(db: &PgPool, query: &ProductQuery) -> Result<ProductPage, ApiError> {
@@ -96,6 +95,12 @@ fn json(value: &impl Serialize) -> Result<Bytes, ApiError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(ApiError::internal)
+}
+
+/// An answer that exists whatever the catalogue holds (an empty list is still a list).
+fn present(body: Option<Bytes>, what: &str) -> Result<Response, ApiError> {
+    body.map(answer)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{what} came back missing")))
 }
 
 fn answer(body: Bytes) -> Response {
@@ -244,7 +249,5 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiEr
             json(&categories).map(Some)
         })
         .await?;
-    categories
-        .map(answer)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("categories are never missing")))
+    present(categories, "the categories")
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shopmicro_common::secret::Secret;
 use shopmicro_common::testing::closed_port;
 
-use crate::helpers::{Running, metric_value, spawn_app, spawn_app_with};
+use crate::helpers::{Running, TestApp, metric_value, spawn_app, spawn_app_with};
 use crate::query_counter::QueryCounter;
 
 /// A redis-server of this test's own, so stopping it affects no other test.
@@ -212,19 +212,24 @@ async fn a_price_changed_in_sql_shows_within_the_sync_interval() {
         .unwrap();
     // Nothing announces a change made in SQL: each replica's sync finds it (every second).
     for base in [&app.address, &replica.address] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (_, product) = app.get_json_from(base, "/products/9").await;
-            if product["price_cents"] == 4242 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base} still serves the old price"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            price_becomes(&app, base, 9, 4242).await,
+            "{base} still serves the old price"
+        );
     }
+}
+
+/// Whether product `id` read from `base` shows `price_cents` within ten sync intervals.
+async fn price_becomes(app: &TestApp, base: &str, id: i64, price_cents: i64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (_, product) = app.get_json_from(base, &format!("/products/{id}")).await;
+        if product["price_cents"].as_i64() == Some(price_cents) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -245,18 +250,10 @@ async fn a_database_restored_to_an_older_version_is_not_served_from_newer_cached
     tx.commit().await.unwrap();
     let restored = before["price_cents"].as_i64().unwrap() + 1;
     // The sync finds the copy in Redis ahead of the database and brings it back down.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, product) = app.get_json("/products/11").await;
-        if product["price_cents"].as_i64() == Some(restored) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pre-restore answer is still served"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        price_becomes(&app, &app.address, 11, restored).await,
+        "the pre-restore answer is still served"
+    );
 }
 
 #[tokio::test]
