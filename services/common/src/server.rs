@@ -207,27 +207,45 @@ async fn serve(
     }
 }
 
-/// Completes on the first SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// A future that completes on the first SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+///
+/// The handlers are installed when this is called, not when the future is first polled:
+/// a SIGTERM that arrives between the port opening and the server's first poll would
+/// otherwise meet the default action and kill the process instead of draining it. Call it
+/// before the service announces its port.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
+    async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                () = next_signal(interrupt) => tracing::info!("received SIGINT"),
+                () = next_signal(terminate) => tracing::info!("received SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("received Ctrl-C");
+        }
+    }
+}
+
+/// Completes when `stream` delivers; never, when its handler could not be installed.
+#[cfg(unix)]
+async fn next_signal(stream: Option<tokio::signal::unix::Signal>) {
+    match stream {
+        Some(mut stream) => {
+            stream.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -265,4 +283,26 @@ where
     };
     drop(telemetry);
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handlers exist from the call on: a SIGTERM sent before the future is first
+    /// polled completes it. Were they installed on the first poll, the signal's default
+    /// action would end this test process instead.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_poll_is_caught_not_fatal() {
+        let shutdown = shutdown_signal();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(5), shutdown)
+            .await
+            .expect("the SIGTERM sent before the first poll completes the future");
+    }
 }

@@ -11,9 +11,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     run_service(SERVICE_NAME, || async {
+        // Before the port is announced, so an early SIGTERM drains rather than kills.
+        let shutdown = shutdown_signal();
         let config = Config::from_env(&Env::from_process())?;
         let app = Application::build(config).await?;
-        app.run_until(shutdown_signal()).await?;
+        app.run_until(shutdown).await?;
         Ok(())
     })
 }

@@ -163,3 +163,26 @@ async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_wh
         signalled.elapsed()
     );
 }
+
+/// A SIGTERM that arrives the moment the port is announced, before the server has served
+/// anything, is a graceful stop (exit 0), not the signal's default action killing it.
+#[tokio::test]
+async fn sigterm_right_after_the_port_is_announced_stops_gracefully() {
+    let database = TestDatabase::create().await;
+    let (mut child, _port) = spawn_backend(&database, &[("SHUTDOWN_LINGER_MS", "0")]);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit status {status:?} (killed by the signal means no handler was installed yet)"
+    );
+}
