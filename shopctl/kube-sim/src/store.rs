@@ -433,7 +433,25 @@ impl Store {
         if options.dry_run {
             return Ok(object);
         }
-        Ok(self.commit(&mut inner, rt, "ADDED", object))
+        let created = self.commit(&mut inner, rt, "ADDED", object);
+        // The garbage collector deletes a dependent whose owners are all gone, however it
+        // came to exist: a controller working from a list taken before the owner's delete
+        // (upstream or here) creates one, and it must not linger as a live pod.
+        if Self::owners_all_gone(&inner, &created) {
+            self.commit(&mut inner, rt, "DELETED", created.clone());
+        }
+        Ok(created)
+    }
+
+    /// Whether `object` names owners and none of them exists any more.
+    fn owners_all_gone(inner: &Inner, object: &Value) -> bool {
+        let owners = owner_uids(object);
+        !owners.is_empty()
+            && !inner.objects.values().any(|o| {
+                o["metadata"]["uid"]
+                    .as_str()
+                    .is_some_and(|uid| owners.iter().any(|owner| owner == uid))
+            })
     }
 
     fn initialise(&self, rt: &ResourceType, object: &mut Value) {

@@ -467,7 +467,7 @@ async fn the_scale_subresource_reads_and_writes_spec_replicas() {
 
 /// Garbage collection: https://kubernetes.io/docs/concepts/architecture/garbage-collection/
 /// (background cascading deletion removes dependents through ownerReferences; `Orphan`
-/// leaves them, without the reference).
+/// leaves them, without the reference; a dependent whose owners are all absent is deleted).
 #[tokio::test]
 async fn deleting_an_owner_cascades_unless_orphaned() {
     let client = Client::start();
@@ -487,6 +487,19 @@ async fn deleting_an_owner_cascades_unless_orphaned() {
     let (code, orphan) = client.get(&format!("{CONFIGMAPS}/orphan-child")).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+
+    // A dependent created after its owner is gone (a controller acting on a stale list)
+    // is accepted, then collected: it never stays.
+    let mut dangling = config_map("dangling", json!({}));
+    dangling["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "cascade", "uid": "0b0e5e1e-gone"}]);
+    assert_eq!(
+        client.post(CONFIGMAPS, dangling).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        client.get(&format!("{CONFIGMAPS}/dangling")).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Deployments: https://kubernetes.io/docs/concepts/workloads/controllers/deployment/
