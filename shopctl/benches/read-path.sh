@@ -11,6 +11,10 @@
 #   ml                         GET /recommendations?product_id=7&k=5
 #   Flask peer                 Flask + gunicorn (2 workers), the same model (peers/flask)
 #   storefront                 GET / (the catalogue page: categories and 24 products)
+#   storefront, PAGE_CACHE_MB=0  the same page rendered every time (a second frontend)
+#   backend, access log        two more backends on the platform's database and Redis at
+#                              RUST_LOG=info, writing every line or one success in 100
+#                              (ACCESS_LOG_SAMPLE=100), stdout to /dev/null
 #
 # With BEFORE_BACKEND=path/to/an/older/shopmicro-backend it also runs that binary on the same
 # database and Redis (keys of its own) and measures its listing beside the current one.
@@ -118,6 +122,21 @@ env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
     CATALOGUE_MEMORY_MB=0 PORT="$uncached_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
     "$target/shopmicro-backend" >"$work/uncached.log" 2>&1 & uncached_pid=$!; pids+=($uncached_pid)
 
+# The access log's cost: the cached listing writing every line, and one success in 100.
+declare -A logged_port
+for sample in 1 100; do
+    logged_port[$sample]=$(free_port)
+    env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
+        REDIS_URL="$redis_url" CACHE_PREFIX="logged$sample:" ACCESS_LOG_SAMPLE="$sample" \
+        PORT="${logged_port[$sample]}" ADMIN_PORT="$(free_port)" RUST_LOG=info \
+        "$target/shopmicro-backend" >/dev/null 2>&1 & pids+=($!)
+done
+
+# A storefront that renders every page, in front of the platform's backend.
+rendering_port=$(free_port)
+env BACKEND_URL="$backend" PAGE_CACHE_MB=0 PORT="$rendering_port" ADMIN_PORT="$(free_port)" \
+    RUST_LOG=warn "$target/shopmicro-frontend" >"$work/rendering.log" 2>&1 & pids+=($!)
+
 node_port=$(free_port)
 (cd "$cache/node" && exec env PORT="$node_port" DATABASE_URL="$database" REDIS_URL="$redis_url" \
     node server.js >"$work/node.log" 2>&1) & node_pid=$!; pids+=($node_pid)
@@ -135,6 +154,8 @@ if [ -n "${BEFORE_BACKEND:-}" ]; then
     wait_for "http://127.0.0.1:$before_port/products?limit=20"
 fi
 wait_for "http://127.0.0.1:$nginx_port/products"
+for sample in 1 100; do wait_for "http://127.0.0.1:${logged_port[$sample]}/products?limit=20"; done
+wait_for "http://127.0.0.1:$rendering_port/"
 wait_for "http://127.0.0.1:$uncached_port/products?limit=20"
 wait_for "http://127.0.0.1:$node_port/products?limit=20"
 wait_for "http://127.0.0.1:$flask_port/recommendations?product_id=7&k=5"
@@ -147,6 +168,10 @@ if [ -n "${BEFORE_BACKEND:-}" ]; then
     read -r before before_p99 _ < <(measure "http://127.0.0.1:$before_port/products?limit=20")
     row "backend listing, BEFORE_BACKEND (Redis on)" "$before" "$before_p99" "–"
 fi
+read -r logged logged_p99 _ < <(measure "http://127.0.0.1:${logged_port[1]}/products?limit=20")
+row "backend listing, cached, access log on (every line)" "$logged" "$logged_p99" "–"
+read -r sampled sampled_p99 _ < <(measure "http://127.0.0.1:${logged_port[100]}/products?limit=20")
+row "backend listing, cached, access log 1 in 100 (ACCESS_LOG_SAMPLE=100)" "$sampled" "$sampled_p99" "–"
 read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products")
 row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
 read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid")
@@ -163,6 +188,8 @@ read -r flask flask_p99 _ < <(measure "http://127.0.0.1:$flask_port/recommendati
 row "Flask + gunicorn (2 workers) peer" "$flask" "$flask_p99" "–"
 read -r store store_p99 _ < <(measure "$frontend/" "$(field frontend pid)")
 row "storefront catalogue page" "$store" "$store_p99" "–"
+read -r rendered rendered_p99 _ < <(measure "http://127.0.0.1:$rendering_port/")
+row "storefront catalogue page, PAGE_CACHE_MB=0 (rendered every time)" "$rendered" "$rendered_p99" "–"
 
 echo
 echo "Idle RSS, MB: backend $idle_backend, ml $idle_ml, frontend $idle_frontend"

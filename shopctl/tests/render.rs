@@ -817,3 +817,39 @@ fn a_reader_that_stops_early_does_not_make_render_fail() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The access log's sampling reaches every service's ConfigMap (the services read
+/// ACCESS_LOG_SAMPLE), defaults to every line, and cannot be set to log nothing.
+#[test]
+fn access_log_sampling_reaches_every_service_and_zero_is_refused() {
+    let sample_of = |yaml: &str, service: &str| {
+        let objects = parse_stream("prod", yaml).unwrap();
+        let config = objects
+            .iter()
+            .find(|o| o.id() == format!("ConfigMap/shopmicro/{service}-config"))
+            .unwrap_or_else(|| panic!("{service}-config is rendered"));
+        config.value["data"]["ACCESS_LOG_SAMPLE"].clone()
+    };
+    let default = render("prod");
+    let sampled = shopctl(&[
+        "render",
+        "--env",
+        "prod",
+        "--set",
+        "observability.access_log_sample=50",
+    ]);
+    assert_eq!(sampled.code, 0, "{}", sampled.stderr);
+    for service in ["frontend", "backend", "ml"] {
+        assert_eq!(sample_of(&default, service), "1", "{service}");
+        assert_eq!(sample_of(&sampled.stdout, service), "50", "{service}");
+    }
+    assert_render_fails(
+        &[
+            "--env",
+            "prod",
+            "--set",
+            "observability.access_log_sample=0",
+        ],
+        &["access_log_sample"],
+    );
+}

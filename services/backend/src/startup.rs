@@ -88,6 +88,7 @@ impl Application {
                 get(recommendations::recommend),
             )
             .route("/categories", get(products::categories))
+            .route("/catalogue/version", get(products::catalogue_version))
             .route("/orders", post(orders::create))
             .route("/orders/{reference}", get(orders::get));
         // Health answers under overload (metrics are on the admin port); the API sheds what it cannot take.
@@ -100,6 +101,7 @@ impl Application {
             Observer {
                 service: SERVICE_NAME,
                 metrics: http_metrics,
+                access_log_every: config.server.access_log_every,
             },
         );
 

@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub linger: Duration,
     /// What the API takes on at once (health and metrics are not limited).
     pub limits: crate::overload::Limits,
+    /// One successful request in this many writes its access-log line (`ACCESS_LOG_SAMPLE`);
+    /// failures always do. 1 logs every request.
+    pub access_log_every: std::num::NonZeroU32,
 }
 
 impl ServerConfig {
@@ -141,6 +144,11 @@ impl ServerConfig {
             shutdown_deadline: env.millis_or("SHUTDOWN_DEADLINE_MS", Duration::from_secs(20))?,
             linger: env.millis_or("SHUTDOWN_LINGER_MS", Duration::ZERO)?,
             limits: crate::overload::Limits::from_env(env)?,
+            access_log_every: env.or_default(
+                "ACCESS_LOG_SAMPLE",
+                "a whole number from 1 (every request's line) up",
+                std::num::NonZeroU32::MIN,
+            )?,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fresh_reads;
 pub mod handover;
 pub mod http_client;
 pub mod metrics;
@@ -14,6 +15,8 @@ pub mod overload;
 pub mod propagation;
 pub mod secret;
 pub mod server;
+pub mod single_flight;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod versioned_memory;

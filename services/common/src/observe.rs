@@ -1,6 +1,9 @@
 //! The middleware every service runs on every request: a server span parented on the
-//! caller's trace, RED metrics by route template, and one access-log line.
+//! caller's trace, RED metrics by route template, and one access-log line (for one in
+//! `access_log_every` successes; every failure).
 
+use std::cell::Cell;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +21,24 @@ use crate::metrics::{HttpMetrics, RequestLabels, RouteLabels, TraceExemplar};
 pub struct Observer {
     pub service: &'static str,
     pub metrics: HttpMetrics,
+    /// `ServerConfig::access_log_every`: the metrics count every request whatever it says.
+    pub access_log_every: NonZeroU32,
+}
+
+thread_local! {
+    /// Successes seen on this thread since its last written line: a counter per thread
+    /// rather than one shared atomic both cores would fight over on every request.
+    static SUCCESSES_UNLOGGED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this success is the one in `every` whose line is written.
+fn sampled(every: NonZeroU32) -> bool {
+    SUCCESSES_UNLOGGED.with(|unlogged| {
+        let seen = unlogged.get() + 1;
+        let write = seen >= every.get();
+        unlogged.set(if write { 0 } else { seen });
+        write
+    })
 }
 
 /// Decrements the in-flight gauge even when the client disconnects mid-request.
@@ -93,9 +114,110 @@ pub async fn observe(
             tracing::debug!(status = status.as_u16(), latency_ms, "request completed");
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
-        } else {
+        } else if status.is_client_error() {
             tracing::info!(status = status.as_u16(), latency_ms, "request completed");
+        } else if observer.access_log_every == NonZeroU32::MIN {
+            tracing::info!(status = status.as_u16(), latency_ms, "request completed");
+        } else if sampled(observer.access_log_every) {
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms,
+                sampled_one_in = observer.access_log_every.get(),
+                "request completed"
+            );
         }
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::middleware::from_fn_with_state;
+    use axum::routing::get;
+    use prometheus_client::registry::Registry;
+    use tower::ServiceExt;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// An access line as written: its status and its `sampled_one_in`, if any.
+    type Line = (u64, Option<u64>);
+
+    /// Each access line written.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<Line>>>);
+
+    #[derive(Default)]
+    struct Fields {
+        status: Option<u64>,
+        sampled_one_in: Option<u64>,
+    }
+
+    impl tracing::field::Visit for Fields {
+        fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+            match field.name() {
+                "status" => self.status = Some(value),
+                "sampled_one_in" => self.sampled_one_in = Some(value),
+                _ => {}
+            }
+        }
+
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if let Some(status) = fields.status {
+                self.0.lock().unwrap().push((status, fields.sampled_one_in));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn successes_are_sampled_one_in_n_and_failures_always_written() {
+        let lines = Lines::default();
+        let _logging =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+        let metrics = HttpMetrics::register(&mut Registry::default());
+        let observer = Observer {
+            service: "test",
+            metrics: metrics.clone(),
+            access_log_every: NonZeroU32::new(3).unwrap(),
+        };
+        let router = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/broken",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .layer(from_fn_with_state(Arc::new(observer), observe));
+        // The test runtime is one thread, so the per-thread count sees every request.
+        for path in [
+            "/ok", "/ok", "/missing", "/ok", "/ok", "/broken", "/ok", "/ok",
+        ] {
+            let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+            router.clone().oneshot(request).await.unwrap();
+        }
+        assert_eq!(
+            *lines.0.lock().unwrap(),
+            [(404, None), (200, Some(3)), (500, None), (200, Some(3))],
+            "the 3rd and 6th of six successes, and every failure"
+        );
+        let successes = metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/ok".into(),
+                status: "200".into(),
+            })
+            .get();
+        assert_eq!(successes, 6, "the metrics count every request");
+    }
 }

@@ -11,11 +11,17 @@ pub struct SingleFlight<K, V> {
     in_flight: Mutex<HashMap<K, Arc<OnceCell<V>>>>,
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
-    pub fn new() -> Self {
+impl<K, V> Default for SingleFlight<K, V> {
+    fn default() -> Self {
         Self {
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// What `load` gives for `key`, loaded once however many callers ask at the same time,

@@ -155,3 +155,29 @@ pub async fn eventually_status(what: &str, url: &str, status: u16) -> reqwest::R
     })
     .await
 }
+
+/// The value of one sample in Prometheus/OpenMetrics text, matched by name and labels.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// A service's server settings for tests: free ports, no lingering, a short deadline.
+pub fn server_config() -> crate::config::ServerConfig {
+    crate::config::ServerConfig {
+        port: 0,
+        admin_port: 0,
+        shutdown_deadline: Duration::from_secs(5),
+        linger: Duration::ZERO,
+        limits: Default::default(),
+        access_log_every: std::num::NonZeroU32::MIN,
+    }
+}

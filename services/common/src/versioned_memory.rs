@@ -1,5 +1,6 @@
-//! The in-process layer: serialised answers for the current catalogue version only, bounded
-//! in bytes. A new version empties it, since nothing stored for an older one may be served.
+//! An in-process cache of serialised answers for the current version of their data only
+//! (the catalogue's, say), bounded in bytes. A new version empties it, since nothing stored
+//! for an older one may be served.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};

@@ -137,6 +137,20 @@ impl BackendClient {
             .await
     }
 
+    /// The catalogue's version (`GET /catalogue/version`), or `None` when the backend cannot
+    /// say: it keeps no cache, its store is down, or it is older than the route.
+    pub async fn catalogue_version(&self) -> Option<i64> {
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: i64,
+        }
+        let request = self.http.get(self.base.join("/catalogue/version"));
+        self.send::<Version>(request)
+            .await
+            .ok()
+            .map(|answer| answer.version)
+    }
+
     pub async fn place_order(
         &self,
         lines: impl Iterator<Item = (i64, u32)>,

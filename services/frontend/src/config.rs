@@ -18,6 +18,8 @@ pub struct Config {
     pub cart_signing_key: Option<Secret<Vec<u8>>>,
     /// Mark cookies `Secure` (set wherever the storefront is served over HTTPS).
     pub secure_cookies: bool,
+    /// How much memory rendered catalogue pages may take (0: render every time).
+    pub page_cache_bytes: usize,
 }
 
 impl Config {
@@ -33,6 +35,12 @@ impl Config {
                 )?
                 .map(|key| key.0),
             secure_cookies: env.or_default("SECURE_COOKIES", "true or false", false)?,
+            page_cache_bytes: env.or_default::<u32>(
+                "PAGE_CACHE_MB",
+                "a whole number of MiB (0 renders every page)",
+                8,
+            )? as usize
+                * (1 << 20),
         })
     }
 }

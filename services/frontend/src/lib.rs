@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod cart;
+pub mod catalogue_pages;
 pub mod config;
 pub mod pages;
 pub mod routes;

@@ -16,6 +16,7 @@ use shopmicro_common::server::{self, Server};
 
 use crate::SERVICE_NAME;
 use crate::backend::BackendClient;
+use crate::catalogue_pages::CataloguePages;
 use crate::config::Config;
 use crate::pages::{self, PageError};
 use crate::routes::{AppState, Shared, cart, catalogue, health, orders, product};
@@ -37,14 +38,20 @@ impl Application {
                 Key::generate()
             }
         };
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let backend = BackendClient::new(config.backend_url.clone(), config.backend_timeout);
         let state = AppState::new(Shared {
-            backend: BackendClient::new(config.backend_url.clone(), config.backend_timeout),
+            catalogue_pages: CataloguePages::new(
+                backend.clone(),
+                config.page_cache_bytes,
+                &mut registry,
+            ),
+            backend,
             templates: Arc::new(pages::templates().context("compiling page templates")?),
             cookie_key,
             secure_cookies: config.secure_cookies,
         });
-        let mut registry = Registry::default();
-        let http_metrics = HttpMetrics::register(&mut registry);
 
         let pages = Router::new()
             .route("/", get(catalogue::page))
@@ -66,6 +73,7 @@ impl Application {
             Observer {
                 service: SERVICE_NAME,
                 metrics: http_metrics,
+                access_log_every: config.server.access_log_every,
             },
         );
         let server = Server::bind(SERVICE_NAME, &config.server, router, registry).await?;

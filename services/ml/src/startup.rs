@@ -62,6 +62,7 @@ impl Application {
             Observer {
                 service: SERVICE_NAME,
                 metrics: http_metrics,
+                access_log_every: config.server.access_log_every,
             },
         );
         let server = Server::bind(SERVICE_NAME, &config.server, router, registry).await?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shopmicro_common::config::{Env, ServerConfig};
+use shopmicro_common::config::Env;
 use shopmicro_common::testing::{TestDatabase, closed_port, eventually_status};
 use shopmicro_ml::{Application, Config};
 use sqlx::PgPool;
@@ -18,13 +18,7 @@ struct TestApp {
 
 fn config_for(database_url: &str) -> Config {
     let mut config = Config::from_env(&Env::from_pairs([("DATABASE_URL", database_url)])).unwrap();
-    config.server = ServerConfig {
-        port: 0,
-        admin_port: 0,
-        shutdown_deadline: Duration::from_secs(5),
-        linger: Duration::ZERO,
-        limits: Default::default(),
-    };
+    config.server = shopmicro_common::testing::server_config();
     config.training_retry = Duration::from_millis(100);
     config.retrain_token = Some(shopmicro_common::secret::Secret::new(
         RETRAIN_TOKEN.to_owned(),

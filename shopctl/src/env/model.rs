@@ -253,6 +253,10 @@ pub struct Observability {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     pub log_level: String,
+    /// One successful request in this many writes its access-log line; failures (4xx, 5xx)
+    /// always do. 1 (the default) logs every request; raise it where the log's cost shows.
+    #[serde(default = "every_request")]
+    pub access_log_sample: std::num::NonZeroU32,
     pub prometheus_retention: String,
     pub prometheus_storage_size: String,
     pub loki_storage_size: String,
@@ -261,6 +265,10 @@ pub struct Observability {
     /// Who Alertmanager notifies, by severity.
     #[serde(default)]
     pub alerting: Alerting,
+}
+
+fn every_request() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::MIN
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

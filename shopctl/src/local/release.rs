@@ -42,6 +42,10 @@ impl Desired {
         let common = BTreeMap::from([
             ("RUST_LOG".to_owned(), env.observability.log_level.clone()),
             (
+                "ACCESS_LOG_SAMPLE".to_owned(),
+                env.observability.access_log_sample.to_string(),
+            ),
+            (
                 "SHUTDOWN_DEADLINE_MS".to_owned(),
                 (u64::from(env.rollout.drain_seconds) * 1000).to_string(),
             ),

@@ -12,8 +12,6 @@
 //! new version, so there is nothing to invalidate key by key. An order's change shows on the
 //! next read on every replica; a change made in SQL shows within a second.
 
-mod memory;
-mod single_flight;
 mod version;
 
 use std::sync::Arc;
@@ -22,10 +20,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 use shopmicro_common::error::ApiError;
+use shopmicro_common::single_flight::SingleFlight;
+use shopmicro_common::versioned_memory::Memory;
 use sqlx::PgPool;
 
-pub use self::memory::Memory;
-use self::single_flight::SingleFlight;
 use self::version::VersionWatch;
 use crate::cache::Cache;
 use crate::metrics::BackendMetrics;
@@ -80,11 +78,7 @@ impl Catalogue {
         Fut: Future<Output = Result<Option<Bytes>, ApiError>>,
     {
         let inner = &self.inner;
-        let version = match &inner.versions {
-            Some(versions) => versions.current().await,
-            None => None,
-        };
-        let Some(version) = version else {
+        let Some(version) = self.version().await else {
             inner.metrics.catalogue_read("database");
             return load().await;
         };
@@ -130,6 +124,15 @@ impl Catalogue {
                     "the shared read of {key} this request waited for failed"
                 ))
             })),
+        }
+    }
+
+    /// The catalogue's version, from a read begun after this call: what an answer made now
+    /// is current for. `None` when nothing caches or the version could not be read.
+    pub async fn version(&self) -> Option<i64> {
+        match &self.inner.versions {
+            Some(versions) => versions.current().await,
+            None => None,
         }
     }
 

@@ -6,16 +6,14 @@
 //! corrects the copy within a second of a change made anywhere else (SQL by hand, a restore).
 //!
 //! A request needs a version read that *started after it arrived*: an earlier read might
-//! predate a change whose acknowledgement its client has already seen. So reads are batched:
-//! at most one is in flight, and every request that arrives meanwhile shares the next one.
-//! Under load that is one Redis round trip for many requests, not one each.
+//! predate a change whose acknowledgement its client has already seen. So reads go through
+//! [`FreshReads`]: one at a time, shared by every request that arrived meanwhile.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use shopmicro_common::fresh_reads::{AbortOnDrop, FreshReads};
 use sqlx::PgPool;
-use tokio::sync::{Notify, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 
@@ -25,52 +23,41 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct VersionWatch {
     shared: Arc<Shared>,
-    _tasks: Arc<Tasks>,
+    reads: FreshReads<i64>,
+    /// Holds the pool, so it lives exactly as long as the watch.
+    _sync: Option<Arc<AbortOnDrop>>,
 }
 
 struct Shared {
     cache: Cache,
     db: PgPool,
-    waiting: Mutex<Vec<oneshot::Sender<Option<i64>>>>,
-    wake: Notify,
-}
-
-/// The reader and sync tasks live as long as the watch: they hold the pool, and a test's
-/// database cannot be dropped while they do.
-struct Tasks(Vec<JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
-    }
 }
 
 impl VersionWatch {
     pub fn start(cache: Cache, db: PgPool) -> Self {
-        let shared = Arc::new(Shared {
-            cache,
-            db,
-            waiting: Mutex::new(Vec::new()),
-            wake: Notify::new(),
-        });
-        let mut tasks = vec![tokio::spawn(serve_reads(shared.clone()))];
-        if shared.cache.is_enabled() {
-            tasks.push(tokio::spawn(keep_copy_in_sync(shared.clone())));
-        }
+        let shared = Arc::new(Shared { cache, db });
+        let reads = {
+            let shared = shared.clone();
+            FreshReads::start(move || {
+                let shared = shared.clone();
+                async move { shared.read().await }
+            })
+        };
+        let sync = shared
+            .cache
+            .is_enabled()
+            .then(|| Arc::new(AbortOnDrop(tokio::spawn(keep_copy_in_sync(shared.clone())))));
         Self {
             shared,
-            _tasks: Arc::new(Tasks(tasks)),
+            reads,
+            _sync: sync,
         }
     }
 
     /// The version now, read after this call began; `None` when neither Redis nor
     /// PostgreSQL could say (then nothing may be served from a cache).
     pub async fn current(&self) -> Option<i64> {
-        let (answer, read) = oneshot::channel();
-        self.shared.waiting().push(answer);
-        // A stored permit wakes the reader even when it is busy with the previous batch.
-        self.shared.wake.notify_one();
-        read.await.ok().flatten()
+        self.reads.current().await
     }
 
     /// After a commit that changed the catalogue: makes Redis's copy show it, so the next
@@ -78,20 +65,6 @@ impl VersionWatch {
     pub async fn announce_change(&self) {
         if self.shared.cache.is_enabled() {
             self.shared.sync().await;
-        }
-    }
-}
-
-async fn serve_reads(shared: Arc<Shared>) {
-    loop {
-        shared.wake.notified().await;
-        let batch = std::mem::take(&mut *shared.waiting());
-        if batch.is_empty() {
-            continue;
-        }
-        let version = shared.read().await;
-        for answer in batch {
-            let _ = answer.send(version);
         }
     }
 }
@@ -137,9 +110,5 @@ impl Shared {
                 tracing::warn!(error = %err, "reading the catalogue version failed; not caching")
             })
             .ok()
-    }
-
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<oneshot::Sender<Option<i64>>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -10,7 +10,7 @@ use super::{health, orders, products, recommendations};
     info(title = "ShopMicro backend API", description = "Products, inventory and orders."),
     paths(
         health::healthz, health::readyz,
-        products::list, products::get, products::categories,
+        products::list, products::get, products::categories, products::catalogue_version,
         recommendations::recommend,
         orders::create, orders::get,
     ),

@@ -251,3 +251,24 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiEr
         .await?;
     present(categories, "the categories")
 }
+
+/// The catalogue's version now: a client that caches what it makes of the catalogue (the
+/// storefront's pages) keys it by this, so any change to products or categories retires it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CatalogueVersion {
+    pub version: i64,
+}
+
+#[utoipa::path(get, path = "/catalogue/version", tag = "products", responses(
+    (status = 200, body = CatalogueVersion),
+    (status = 503, description = "the backend caches nothing, or could not read the version", body = ErrorBody)))]
+pub async fn catalogue_version(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.catalogue.version().await {
+        Some(version) => json(&CatalogueVersion { version }).map(answer),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "catalogue_version_unknown",
+            "the catalogue's version is not kept here (no cache) or could not be read; do not cache",
+        )),
+    }
+}

@@ -364,3 +364,33 @@ async fn without_redis_url_the_cache_is_disabled() {
     assert_eq!(app.get_json("/products/1").await.0, 200);
     assert_eq!(app.get_json("/readyz").await.1["redis"], "disabled");
 }
+
+/// The version clients key their own caches by (the storefront's pages): it rises with any
+/// change, and a backend that keeps no cache says it cannot tell rather than a number.
+#[tokio::test]
+async fn the_catalogue_version_rises_with_an_order_and_is_unknown_when_nothing_caches() {
+    let app = spawn_app().await;
+    let (status, before) = app.get_json("/catalogue/version").await;
+    assert_eq!(status, 200, "{before}");
+    let (status, _) = app
+        .post_order(&json!({"items": [{"product_id": 3, "quantity": 1}]}), None)
+        .await;
+    assert_eq!(status, 201);
+    let (_, after) = app.get_json("/catalogue/version").await;
+    assert!(
+        after["version"].as_i64().unwrap() > before["version"].as_i64().unwrap(),
+        "{before} then {after}"
+    );
+
+    let uncached = spawn_app_with(|config| {
+        config.redis_url = None;
+        config.catalogue_memory_bytes = 0;
+    })
+    .await;
+    let (status, body) = uncached.get_json("/catalogue/version").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("catalogue_version_unknown")),
+        "{body}"
+    );
+}

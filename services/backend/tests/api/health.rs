@@ -179,6 +179,7 @@ async fn openapi_document_describes_every_public_route() {
         "/products/{id}",
         "/products/{id}/recommendations",
         "/categories",
+        "/catalogue/version",
         "/orders",
         "/orders/{reference}",
         "/healthz",

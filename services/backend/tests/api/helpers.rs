@@ -1,10 +1,9 @@
 //! `spawn_app()` and typed request helpers.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use shopmicro_backend::{Application, Config};
-use shopmicro_common::config::{Env, ServerConfig};
+use shopmicro_common::config::Env;
+pub use shopmicro_common::testing::metric_value;
 use shopmicro_common::testing::{self, TestDatabase};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -27,13 +26,7 @@ pub struct TestApp {
 pub fn test_config(database: &TestDatabase) -> Config {
     let env = Env::from_pairs([("DATABASE_URL", database.url())]);
     let mut config = Config::from_env(&env).expect("test configuration is valid");
-    config.server = ServerConfig {
-        port: 0,
-        admin_port: 0,
-        shutdown_deadline: Duration::from_secs(5),
-        linger: Duration::ZERO,
-        limits: Default::default(),
-    };
+    config.server = shopmicro_common::testing::server_config();
     config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));
     config.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     config.database_max_connections = 20;
@@ -185,20 +178,6 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// The value of one sample in Prometheus/OpenMetrics text, matched by name and labels.
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-        .find(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 /// An error body's code, asserting the shared error shape.

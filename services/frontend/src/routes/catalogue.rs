@@ -1,5 +1,6 @@
 //! The catalogue: categories, search and pagination.
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Html;
@@ -27,7 +28,7 @@ pub async fn page(
     jar: SignedCookieJar,
     // A mangled query string shows the first page rather than an error.
     query: Result<Query<CatalogueQuery>, QueryRejection>,
-) -> Result<Html<String>, PageError> {
+) -> Result<Html<Bytes>, PageError> {
     let Query(query) = query.unwrap_or_default();
     let cart = Cart::from_jar(&jar);
     let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
@@ -39,8 +40,25 @@ pub async fn page(
         ids: None,
         limit: PAGE_SIZE,
     };
-    let (categories, page) =
-        tokio::join!(state.backend.categories(), state.backend.products(&list));
+    // Everything the page shows besides the catalogue; Debug quotes each part, so no two
+    // queries share a key.
+    let key = format!(
+        "{} {:?} {:?} {:?} {:?}",
+        cart.item_count(),
+        list.category,
+        list.q,
+        list.cursor,
+        list.sort
+    );
+    let page = state
+        .catalogue_pages
+        .page(key, || render(&state, &cart, &list))
+        .await?;
+    Ok(Html(page))
+}
+
+async fn render(state: &AppState, cart: &Cart, list: &ListQuery) -> Result<Bytes, PageError> {
+    let (categories, page) = tokio::join!(state.backend.categories(), state.backend.products(list));
     let categories = categories?;
     let page = page?;
     let names = category_names(&categories);
@@ -77,5 +95,6 @@ pub async fn page(
     context.insert("search_q", &list.q);
     context.insert("products", &products);
     context.insert("next_page_url", &next_page_url);
-    state.render("catalogue.html", &cart, context)
+    let Html(page) = state.render("catalogue.html", cart, context)?;
+    Ok(Bytes::from(page))
 }

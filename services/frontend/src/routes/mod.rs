@@ -17,6 +17,7 @@ use tera::{Context, Tera};
 
 use crate::backend::{BackendClient, Category, Product};
 use crate::cart::Cart;
+use crate::catalogue_pages::CataloguePages;
 use crate::pages::{PageError, money};
 
 /// What every page shares. axum clones the state for every request, so it is one `Arc`
@@ -40,6 +41,7 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub backend: BackendClient,
+    pub catalogue_pages: CataloguePages,
     pub templates: Arc<Tera>,
     pub cookie_key: Key,
     pub secure_cookies: bool,

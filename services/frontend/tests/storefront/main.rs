@@ -3,6 +3,7 @@
 
 mod browser;
 mod failures;
+mod page_cache;
 mod pages;
 mod shopping;
 mod support;

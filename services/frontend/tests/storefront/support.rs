@@ -7,25 +7,17 @@ use std::time::Duration;
 
 use shopmicro_common::config::{Env, ServerConfig, ServiceUrl};
 use shopmicro_common::overload::Limits;
-use shopmicro_common::testing::TestDatabase;
+use shopmicro_common::testing::{TestDatabase, server_config};
 use sqlx::PgPool;
 
 pub struct Stack {
     pub frontend: String,
+    /// The backend behind it, for changes made the way another shopper's would be.
+    pub backend: String,
     /// The frontend's admin port, where `/metrics` is served.
     pub frontend_admin: String,
     pub db: PgPool,
     _database: TestDatabase,
-}
-
-fn server_config() -> ServerConfig {
-    ServerConfig {
-        port: 0,
-        admin_port: 0,
-        shutdown_deadline: Duration::from_secs(5),
-        linger: Duration::ZERO,
-        limits: Default::default(),
-    }
 }
 
 /// Database, ml (trained), backend (with ml and Redis) and frontend, all on free ports.
@@ -74,6 +66,7 @@ pub async fn spawn_stack() -> Stack {
         start_frontend(&backend_url, Duration::from_secs(3), Limits::default()).await;
     Stack {
         frontend,
+        backend: backend_url,
         frontend_admin,
         db,
         _database: database,
