@@ -102,6 +102,7 @@ impl Application {
                 service: SERVICE_NAME,
                 metrics: http_metrics,
                 access_log_every: config.server.access_log_every,
+                exporting: shopmicro_common::telemetry::exporting(),
             },
         );
 

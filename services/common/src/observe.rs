@@ -1,6 +1,11 @@
 //! The middleware every service runs on every request: a server span parented on the
-//! caller's trace, RED metrics by route template, and one access-log line (for one in
-//! `access_log_every` successes; every failure).
+//! caller's trace, RED metrics by route template, and one access-log line.
+//!
+//! With `access_log_every` above 1, one request in that many is sampled: it gets the span
+//! and, if it succeeds, its line. The others get a disabled span, unless spans are being
+//! exported: without an exporter a span exists only to give log lines their trace ids, and
+//! building it cost a third of a cached listing's rate (RESULTS.md). A failure's line is
+//! always written; outside a sampled request it carries no trace id.
 
 use std::cell::Cell;
 use std::num::NonZeroU32;
@@ -10,7 +15,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use opentelemetry::trace::TraceContextExt;
@@ -23,22 +28,43 @@ pub struct Observer {
     pub metrics: HttpMetrics,
     /// `ServerConfig::access_log_every`: the metrics count every request whatever it says.
     pub access_log_every: NonZeroU32,
+    /// Spans leave the process ([`crate::telemetry::exporting`]), so every request gets one.
+    pub exporting: bool,
 }
 
 thread_local! {
-    /// Successes seen on this thread since its last written line: a counter per thread
+    /// Requests seen on this thread since its last sampled one: a counter per thread
     /// rather than one shared atomic both cores would fight over on every request.
-    static SUCCESSES_UNLOGGED: Cell<u32> = const { Cell::new(0) };
+    static SINCE_SAMPLED: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Whether this success is the one in `every` whose line is written.
+/// Whether this request is the one in `every` that is sampled.
 fn sampled(every: NonZeroU32) -> bool {
-    SUCCESSES_UNLOGGED.with(|unlogged| {
-        let seen = unlogged.get() + 1;
-        let write = seen >= every.get();
-        unlogged.set(if write { 0 } else { seen });
-        write
+    if every == NonZeroU32::MIN {
+        return true;
+    }
+    SINCE_SAMPLED.with(|since| {
+        let seen = since.get() + 1;
+        let sampled = seen >= every.get();
+        since.set(if sampled { 0 } else { seen });
+        sampled
     })
+}
+
+/// The request's server span at `$level` (the same fields whichever level).
+macro_rules! request_span {
+    ($level:expr, $service:expr, $method:expr, $route:expr) => {
+        tracing::span!(
+            $level,
+            "http_request",
+            service = $service,
+            http.method = %$method,
+            http.route = %$route,
+            http.status_code = tracing::field::Empty,
+            otel.name = %format!("{} {}", $method, $route),
+            otel.kind = "server",
+        )
+    };
 }
 
 /// Decrements the in-flight gauge even when the client disconnects mid-request.
@@ -63,17 +89,17 @@ pub async fn observe(
         .get::<MatchedPath>()
         .map(|matched| matched.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!(
-        "http_request",
-        service = observer.service,
-        http.method = %method,
-        http.route = %route,
-        http.status_code = tracing::field::Empty,
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-    );
-    // A missing or malformed traceparent just starts a new trace.
-    let _ = span.set_parent(crate::propagation::extract(request.headers()));
+    let sampled = sampled(observer.access_log_every);
+    let span: Span = if sampled || observer.exporting {
+        request_span!(tracing::Level::INFO, observer.service, method, route)
+    } else {
+        // Enabled only where debug logging is (then it costs what it always did).
+        request_span!(tracing::Level::DEBUG, observer.service, method, route)
+    };
+    if !span.is_disabled() {
+        // A missing or malformed traceparent just starts a new trace.
+        let _ = span.set_parent(crate::propagation::extract(request.headers()));
+    }
 
     let started = Instant::now();
     observer.metrics.in_flight.inc();
@@ -107,22 +133,23 @@ pub async fn observe(
         .observe(elapsed.as_secs_f64(), exemplar, None);
 
     span.in_scope(|| {
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let (status, latency_ms) = (status.as_u16(), elapsed.as_secs_f64() * 1000.0);
+        let every = observer.access_log_every.get();
         // Probes arrive every few seconds; keep them out of the info stream (scrapes are on
         // the admin port, which is not observed).
         if matches!(route.as_str(), "/healthz" | "/readyz") {
-            tracing::debug!(status = status.as_u16(), latency_ms, "request completed");
-        } else if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
-        } else if status.is_client_error() {
-            tracing::info!(status = status.as_u16(), latency_ms, "request completed");
-        } else if observer.access_log_every == NonZeroU32::MIN {
-            tracing::info!(status = status.as_u16(), latency_ms, "request completed");
-        } else if sampled(observer.access_log_every) {
+            tracing::debug!(status, latency_ms, "request completed");
+        } else if status >= 500 {
+            tracing::warn!(status, latency_ms, "request completed");
+        } else if status >= 400 {
+            tracing::info!(status, latency_ms, "request completed");
+        } else if every == 1 {
+            tracing::info!(status, latency_ms, "request completed");
+        } else if sampled {
             tracing::info!(
-                status = status.as_u16(),
+                status,
                 latency_ms,
-                sampled_one_in = observer.access_log_every.get(),
+                sampled_one_in = every,
                 "request completed"
             );
         }
@@ -141,14 +168,28 @@ mod tests {
     use axum::routing::get;
     use prometheus_client::registry::Registry;
     use tower::ServiceExt;
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::{Context, SubscriberExt};
 
     use super::*;
 
-    /// An access line as written: its status and its `sampled_one_in`, if any.
-    type Line = (u64, Option<u64>);
+    /// An access line as written: its status, its `sampled_one_in` if any, and whether it
+    /// was written inside the request's span (so with its trace ids).
+    #[derive(Debug, PartialEq)]
+    struct Line {
+        status: u64,
+        sampled_one_in: Option<u64>,
+        in_span: bool,
+    }
 
-    /// Each access line written.
+    fn line(status: u64, sampled_one_in: Option<u64>, in_span: bool) -> Line {
+        Line {
+            status,
+            sampled_one_in,
+            in_span,
+        }
+    }
+
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<Line>>>);
 
@@ -170,27 +211,29 @@ mod tests {
         fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
     }
 
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+    impl<S> tracing_subscriber::Layer<S> for Lines
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_event(&self, event: &tracing::Event<'_>, context: Context<'_, S>) {
             let mut fields = Fields::default();
             event.record(&mut fields);
             if let Some(status) = fields.status {
-                self.0.lock().unwrap().push((status, fields.sampled_one_in));
+                let in_span = context.event_span(event).is_some();
+                let line = line(status, fields.sampled_one_in, in_span);
+                self.0.lock().unwrap().push(line);
             }
         }
     }
 
-    #[tokio::test]
-    async fn successes_are_sampled_one_in_n_and_failures_always_written() {
+    /// The lines written for GETs of `paths`, at the `info` level services run at.
+    async fn lines_for(observer: Observer, paths: &[&str]) -> Vec<Line> {
         let lines = Lines::default();
-        let _logging =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
-        let metrics = HttpMetrics::register(&mut Registry::default());
-        let observer = Observer {
-            service: "test",
-            metrics: metrics.clone(),
-            access_log_every: NonZeroU32::new(3).unwrap(),
-        };
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::registry()
+                .with(LevelFilter::INFO)
+                .with(lines.clone()),
+        );
         let router = Router::new()
             .route("/ok", get(|| async { "ok" }))
             .route(
@@ -198,17 +241,39 @@ mod tests {
                 get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
             )
             .layer(from_fn_with_state(Arc::new(observer), observe));
-        // The test runtime is one thread, so the per-thread count sees every request.
-        for path in [
-            "/ok", "/ok", "/missing", "/ok", "/ok", "/broken", "/ok", "/ok",
-        ] {
-            let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+        for path in paths {
+            let request = axum::http::Request::get(*path).body(Body::empty()).unwrap();
             router.clone().oneshot(request).await.unwrap();
         }
+        std::mem::take(&mut *lines.0.lock().unwrap())
+    }
+
+    fn observer(metrics: &HttpMetrics, exporting: bool) -> Observer {
+        Observer {
+            service: "test",
+            metrics: metrics.clone(),
+            access_log_every: NonZeroU32::new(3).unwrap(),
+            exporting,
+        }
+    }
+
+    // The test runtime is one thread, so the per-thread count sees every request.
+    #[tokio::test]
+    async fn one_request_in_n_is_spanned_and_logged_and_failures_are_always_logged() {
+        let metrics = HttpMetrics::register(&mut Registry::default());
+        let paths = [
+            "/ok", "/ok", "/ok", "/missing", "/ok", "/ok", "/broken", "/ok", "/ok",
+        ];
         assert_eq!(
-            *lines.0.lock().unwrap(),
-            [(404, None), (200, Some(3)), (500, None), (200, Some(3))],
-            "the 3rd and 6th of six successes, and every failure"
+            lines_for(observer(&metrics, false), &paths).await,
+            [
+                line(200, Some(3), true),
+                line(404, None, false),
+                line(200, Some(3), true),
+                line(500, None, false),
+                line(200, Some(3), true),
+            ],
+            "the 3rd, 6th and 9th requests are sampled; failures outside them have no span"
         );
         let successes = metrics
             .requests
@@ -218,6 +283,12 @@ mod tests {
                 status: "200".into(),
             })
             .get();
-        assert_eq!(successes, 6, "the metrics count every request");
+        assert_eq!(successes, 7, "the metrics count every request");
+
+        // Spans that are exported exist for every request; the lines are sampled alike.
+        assert_eq!(
+            lines_for(observer(&metrics, true), &["/ok", "/missing", "/ok"]).await,
+            [line(404, None, true), line(200, Some(3), true)],
+        );
     }
 }

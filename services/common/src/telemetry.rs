@@ -43,6 +43,14 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Set once spans are exported (an OTLP endpoint is configured).
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports its spans: then every request needs one, sampled or not.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs logging and tracing for a service process, from `RUST_LOG` (default `info`)
 /// and `OTEL_EXPORTER_OTLP_ENDPOINT`.
 ///
@@ -75,6 +83,10 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let provider = tracer_provider(service, otlp_endpoint)?;
+    EXPORTING.store(
+        otlp_endpoint.is_some(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let tracer = provider.tracer(service);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt::layer()
