@@ -1,9 +1,10 @@
 //! Logs and traces: JSON lines on stdout, OpenTelemetry spans, optional OTLP export.
 //!
 //! Every log line inside a request carries `trace_id` and `span_id` taken from the
-//! OpenTelemetry span, so Loki can link a line to its trace in Tempo. Spans are always
-//! created (that is where the ids come from) but only exported when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set; without it nothing leaves the process.
+//! OpenTelemetry span, so Loki can link a line to its trace in Tempo. Spans are created
+//! for every request (that is where the ids come from), except the requests a sampled
+//! access log skips when nothing exports them (see `observe`). They are exported only
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; without it nothing leaves the process.
 
 use std::fmt;
 use std::io;
