@@ -109,6 +109,54 @@ fn promtool_accepts_the_rendered_prometheus_configuration_and_rules() {
     }
 }
 
+/// The labels the recording rules group by come from the pods: Prometheus copies each
+/// service pod's `app.kubernetes.io/name` to `service` and `shopmicro.io/track` to
+/// `track`, and every service pod carries both.
+#[test]
+fn the_service_and_track_labels_the_rules_use_are_copied_from_labels_every_pod_has() {
+    let objects = rendered("prod");
+    let config: Value =
+        serde_saphyr::from_str(&config_map(&objects, "prometheus-config")["prometheus.yml"])
+            .unwrap();
+    let pods_job = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["job_name"] == "shopmicro-pods")
+        .expect("the pod scrape job");
+    let copied = |target: &str| {
+        pods_job["relabel_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["target_label"] == target)
+            .and_then(|rule| rule["source_labels"][0].as_str())
+            .and_then(|source| source.strip_prefix("__meta_kubernetes_pod_label_"))
+            .unwrap_or_else(|| panic!("no pod label is copied to `{target}`"))
+            .to_owned()
+    };
+    // Prometheus turns a label's name into a meta label by replacing every character
+    // that is not a letter, digit or underscore with an underscore.
+    let sanitised = |label: &str| label.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    for name in ["frontend", "backend", "ml"] {
+        let deployment = objects
+            .iter()
+            .find(|o| o.kind() == "Deployment" && o.name() == name)
+            .unwrap();
+        let labels = deployment.value["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap();
+        for (target, expected) in [("service", name), ("track", "stable")] {
+            let source = copied(target);
+            let (_, value) = labels
+                .iter()
+                .find(|(label, _)| sanitised(label) == source)
+                .unwrap_or_else(|| panic!("{name}'s pods have no label for `{target}` ({source})"));
+            assert_eq!(value, expected, "{name}: {target}");
+        }
+    }
+}
+
 #[test]
 fn alert_unit_tests_pass_in_promtool() {
     let (ok, output) = promtool(&[
@@ -456,11 +504,11 @@ impl Platform {
 fn live_prometheus_config(platform: &Platform, rules_dir: &Path, dir: &Path) -> PathBuf {
     // The rendered configuration discovers pods through Kubernetes; here the same three
     // services' admin ports are static targets with the labels the relabelling would
-    // give them.
+    // give them (the test below holds the relabelling to the pods' labels).
     let targets: String = ["frontend", "backend", "ml"]
         .iter()
         .map(|name| format!(
-            "      - targets: ['127.0.0.1:{}']\n        labels: {{service: {name}, namespace: shopmicro}}\n",
+            "      - targets: ['127.0.0.1:{}']\n        labels: {{service: {name}, namespace: shopmicro, track: stable}}\n",
             platform.services[name].admin_port
         ))
         .collect();
@@ -576,6 +624,15 @@ async fn every_dashboard_query_and_recording_rule_returns_data_from_a_live_prome
         .await
         .unwrap();
     assert_eq!(up.len(), 3, "{up:?}");
+    // And the per-track rules keep the track apart: one stable series per service.
+    let stable = query(
+        &http,
+        &base,
+        "service_track:http_requests:rate5m{track=\"stable\"}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(stable.len(), 3, "{stable:?}");
 }
 
 // --- live: one trace across three services ---------------------------------------------------

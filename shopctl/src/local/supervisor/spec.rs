@@ -129,9 +129,10 @@ pub(super) fn prometheus(
     for (name, text) in rules {
         std::fs::write(dir.join("rules").join(name), text)?;
     }
+    // The labels the cluster's relabelling gives a pod; locally every service is stable.
     let targets: String = ports
         .iter()
-        .map(|(name, port)| format!("      - targets: ['127.0.0.1:{port}']\n        labels: {{service: {name}, namespace: shopmicro}}\n"))
+        .map(|(name, port)| format!("      - targets: ['127.0.0.1:{port}']\n        labels: {{service: {name}, namespace: shopmicro, track: stable}}\n"))
         .collect();
     // The pushed series keep their own `job` label (honor_labels), as in the cluster.
     let pushgateway = pushgateway
