@@ -853,3 +853,48 @@ fn access_log_sampling_reaches_every_service_and_zero_is_refused() {
         &["access_log_sample"],
     );
 }
+
+/// Every setting a service's ConfigMap gives is one the service reads: its name appears as
+/// a string literal in that service's or the shared crate's source. A key spelt differently
+/// from the variable the code reads would otherwise be ignored without a word.
+/// `RUST_LOG` is read by tracing-subscriber's `EnvFilter` under that name.
+#[test]
+fn every_config_map_key_is_a_variable_the_service_reads() {
+    let source_of = |crate_dir: &str| -> String {
+        let dir = workspace_root()
+            .join("services")
+            .join(crate_dir)
+            .join("src");
+        let mut text = String::new();
+        let mut pending = vec![dir];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    text.push_str(&std::fs::read_to_string(path).unwrap());
+                }
+            }
+        }
+        text
+    };
+    let common = source_of("common");
+    let objects = parse_stream("prod", &render("prod")).unwrap();
+    for service in ["frontend", "backend", "ml"] {
+        let code = source_of(service) + &common;
+        let config = objects
+            .iter()
+            .find(|o| o.kind() == "ConfigMap" && o.name() == format!("{service}-config"))
+            .unwrap();
+        for key in config.value["data"].as_object().unwrap().keys() {
+            if key == "RUST_LOG" {
+                continue;
+            }
+            assert!(
+                code.contains(&format!("\"{key}\"")),
+                "{service}-config sets {key}, which {service} never reads"
+            );
+        }
+    }
+}

@@ -50,11 +50,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         .await
     });
     arrived.recv().await.expect("the request reached ml");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child);
 
     // Assert
     let response = request
@@ -75,6 +71,15 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
             .is_err(),
         "no longer accepting"
     );
+}
+
+/// Sends SIGTERM to `child`, as Kubernetes or the local supervisor would.
+fn sigterm(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// The backend binary on free ports, with `vars` (no Redis, no ml unless given), and the
@@ -131,13 +136,7 @@ async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_wh
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
 
     let signalled = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let readiness = eventually_status(
         "readiness to fail",
         &format!("http://127.0.0.1:{port}/readyz"),
@@ -170,13 +169,7 @@ async fn sigterm_fails_readiness_at_once_and_answers_with_closing_connections_wh
 async fn sigterm_right_after_the_port_is_announced_stops_gracefully() {
     let database = TestDatabase::create().await;
     let (mut child, _port) = spawn_backend(&database, &[("SHUTDOWN_LINGER_MS", "0")]);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
