@@ -16,8 +16,12 @@ pub enum ReleaseStatus {
     Applied,
     /// Applied, and everything it runs became ready.
     Ready,
-    /// Applied, but something it runs did not become ready.
+    /// Applied, but something it runs did not become ready; or a canary of it was aborted.
     Failed,
+    /// A progressive release under way: its canaries run beside the stable release until
+    /// it is promoted or aborted (or, when shopctl was interrupted, until the next `apply`
+    /// or `rollback` aborts it).
+    InProgress,
 }
 
 impl ReleaseStatus {
@@ -26,6 +30,7 @@ impl ReleaseStatus {
             Self::Applied => "applied",
             Self::Ready => "ready",
             Self::Failed => "failed",
+            Self::InProgress => "in-progress",
         }
     }
 }
@@ -83,6 +88,23 @@ impl ReleaseRecord {
         match self {
             ReleaseRecord::Local(release) => release.without_contents(),
             ReleaseRecord::Cluster(release) => release.without_contents(),
+        }
+    }
+
+    /// How it reached the pods: "rolling", or "canary" and how that ended; locally,
+    /// releases are switched, not rolled out ("-").
+    pub fn delivery(&self) -> String {
+        use crate::cluster::canary::CanaryOutcome;
+        match self {
+            ReleaseRecord::Local(_) => "-".into(),
+            ReleaseRecord::Cluster(release) => match &release.contents.canary {
+                None => "rolling".into(),
+                Some(canary) => match canary.outcome {
+                    CanaryOutcome::InProgress => format!("canary, step {}", canary.step),
+                    CanaryOutcome::Promoted => "canary, promoted".into(),
+                    CanaryOutcome::Aborted => "canary, aborted".into(),
+                },
+            },
         }
     }
 }

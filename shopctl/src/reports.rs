@@ -59,7 +59,7 @@ impl ReportKind {
             ReportKind::History => (generator.into_root_schema_for::<History>(), "history"),
             ReportKind::Status => (generator.into_root_schema_for::<Status>(), "status"),
             ReportKind::Apply => (
-                generator.into_root_schema_for::<cluster::deploy::DeployReport>(),
+                generator.into_root_schema_for::<ApplyReport<'static>>(),
                 "apply",
             ),
             ReportKind::Rollback => (
@@ -143,13 +143,23 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// `shopctl apply --output json`: a rolling deploy's report, or a canary release's (which
+/// has `canary`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ApplyReport<'a> {
+    Rolling(&'a cluster::deploy::DeployReport),
+    Canary(&'a cluster::canary::CanaryReport),
+}
+
 /// `shopctl history --output json`: an environment's releases, oldest first.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct History {
     pub environment: String,
     pub target: Target,
     /// The revision in effect: locally the one running (absent when stopped); on a
-    /// cluster the newest applied (its `status` says whether it became ready).
+    /// cluster the newest applied (its `status` says whether it became ready; an aborted
+    /// canary never ran and is not it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<u32>,
     pub releases: Vec<crate::release::ReleaseRecord>,

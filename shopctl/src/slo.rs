@@ -1,5 +1,5 @@
-//! The platform's service-level objectives, in one place: `validate`'s SLO checks and
-//! `load`'s verdict read them here, and a test holds them equal to the table in
+//! The platform's service-level objectives, in one place: `validate`'s SLO checks, `load`'s
+//! verdict and a canary's analysis read them here, and a test holds them equal to the table in
 //! `templates/observability/SLOS.md` (which the alert rules and runbooks follow).
 
 use std::time::Duration;
@@ -9,6 +9,9 @@ pub const AVAILABILITY: f64 = 0.999;
 
 /// Product reads (listings and product pages): p95 latency under this.
 pub const PRODUCT_READ_P95: Duration = Duration::from_millis(300);
+
+/// A service's share of 5xx answers above which the `HighErrorRate` alert fires.
+pub const ERROR_RATE: f64 = 0.05;
 
 #[cfg(test)]
 mod tests {
@@ -36,6 +39,10 @@ mod tests {
         assert_eq!(
             objective("Product-read latency"),
             format!("p95 < {} ms", PRODUCT_READ_P95.as_millis())
+        );
+        assert_eq!(
+            objective("Error rate"),
+            format!("< {:.0}%", ERROR_RATE * 100.0)
         );
     }
 }

@@ -6,15 +6,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shopctl::manifest::{Manifest, parse_stream};
-use shopmicro_common::testing::{TestDatabase, closed_port, redis_url};
+use shopmicro_common::testing::{TestDatabase, redis_url};
+use support::live::{Process, Prometheus, spawn_service};
 use support::{Scratch, shopctl, workspace_root};
 
 fn rendered(env: &str) -> Vec<Manifest> {
@@ -329,72 +329,6 @@ fn services_export_traces_to_tempo_where_the_environment_says() {
 
 // --- live: the real binaries ---------------------------------------------------------------
 
-/// One of the service binaries, its port, and every line it logged.
-struct Process {
-    child: Child,
-    port: u16,
-    /// Where its `/metrics` is served.
-    admin_port: u16,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_shopctl")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the workspace tests (cargo test --workspace) or cargo build --bins",
-        path.display()
-    );
-    path
-}
-
-fn spawn_service(name: &str, vars: &[(&str, String)]) -> Process {
-    let mut child = Command::new(binary(&format!("shopmicro-{name}")))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", "0")
-        .env("ADMIN_PORT", "0")
-        .env("RUST_LOG", "info")
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let collected = Arc::clone(&logs);
-    let listening = format!("{name} listening");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(json) = serde_json::from_str::<Value>(&line)
-                && json["message"] == listening.as_str()
-            {
-                let port = |key: &str| json[key].as_u64().unwrap() as u16;
-                let _ = port_tx.send((port("port"), port("admin_port")));
-            }
-            collected.lock().unwrap().push(line);
-        }
-    });
-    let (port, admin_port) = port_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{name} did not start"));
-    Process {
-        child,
-        port,
-        admin_port,
-        logs,
-    }
-}
-
 struct Platform {
     services: HashMap<&'static str, Process>,
     _database: TestDatabase,
@@ -521,15 +455,6 @@ fn live_prometheus_config(platform: &Platform, rules_dir: &Path, dir: &Path) -> 
     path
 }
 
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn query(http: &reqwest::Client, base: &str, expr: &str) -> Result<Vec<Value>, String> {
     let response = http
         .get(format!("{base}/api/v1/query"))
@@ -563,19 +488,12 @@ async fn every_dashboard_query_and_recording_rule_returns_data_from_a_live_prome
         std::fs::write(path, text).unwrap();
     }
     let config = live_prometheus_config(&platform, &rules_dir, &scratch.0);
-    let port = closed_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", scratch.path("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed (Debian prometheus; the README's test command installs it)"),
+    let prometheus = Prometheus::start(
+        &config,
+        &scratch.path("data"),
+        &["--enable-feature=exemplar-storage"],
     );
+    let base = prometheus.url.clone();
     platform.drive_traffic().await;
 
     let mut expressions: Vec<(String, String)> = dashboard_queries(&objects, "prometheus")
@@ -829,7 +747,6 @@ async fn a_firing_alert_reaches_the_receiver_its_severity_routes_to_with_its_run
     let dir = scratch.path("prometheus");
     let objects = rendered("dev");
     write_prometheus_files(&objects, &dir);
-    let port = closed_port();
     std::fs::write(
         dir.join("alerting.yml"),
         format!(
@@ -839,22 +756,7 @@ async fn a_firing_alert_reaches_the_receiver_its_severity_routes_to_with_its_run
         ),
     )
     .unwrap();
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alerting.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus runs"),
-    );
+    let _prometheus = Prometheus::start(&dir.join("alerting.yml"), &dir.join("data"), &[]);
 
     let down = rule_of("ServiceDown");
     let critical = serde_json::json!([{

@@ -55,6 +55,9 @@ pub struct DeployOptions {
     /// Why: "apply", "rollback to 3", …
     pub cause: String,
     pub base: BasePolicy,
+    /// Completes release N, recorded in progress by a canary run, instead of recording a
+    /// new revision.
+    pub completes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -74,6 +77,9 @@ pub struct DeployReport {
     /// With atomic: the revision recorded by the automatic rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<AutomaticRollback>,
+    /// An interrupted canary release this deploy aborted first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<super::canary::Resolved>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -126,7 +132,7 @@ pub struct Deployer<'a> {
 }
 
 impl Deployer<'_> {
-    fn store(&self) -> ReleaseStore<'_> {
+    pub(crate) fn store(&self) -> ReleaseStore<'_> {
         ReleaseStore::new(self.cluster, &self.namespace, &self.environment)
     }
 
@@ -136,14 +142,21 @@ impl Deployer<'_> {
         options: &DeployOptions,
     ) -> anyhow::Result<DeployReport> {
         let (base, release) = base::split(manifests);
+        let resolved = match options.completes {
+            None if !options.apply.dry_run => {
+                super::canary::resolve_interrupted(self, &options.cause).await?
+            }
+            _ => None,
+        };
         let store = self.store();
         let history = store.list().await?;
-        let previous = history.last().cloned();
+        let completing = |r: &Release| Some(r.revision) == options.completes;
+        let previous = history.iter().rev().find(|r| !completing(r)).cloned();
         // What --atomic returns to: the newest release that did not fail its rollout.
         let last_good = history
             .iter()
             .rev()
-            .find(|r| r.status != ReleaseStatus::Failed)
+            .find(|r| r.status != ReleaseStatus::Failed && !completing(r))
             .cloned();
         // Only namespaced objects are pruned: the base is the administrator's.
         let inventory: Vec<_> = previous
@@ -176,6 +189,7 @@ impl Deployer<'_> {
             changes: Vec::new(),
             rollout: Vec::new(),
             rolled_back: None,
+            resolved,
         };
         if options.apply.dry_run {
             report.changes = plan.changes;
@@ -183,7 +197,7 @@ impl Deployer<'_> {
         }
         let digest = release::digest(&release);
         let same_release = previous.as_ref().is_some_and(|p| p.digest == digest);
-        let record = plan.changes_anything() || !same_release;
+        let record = options.completes.is_none() && (plan.changes_anything() || !same_release);
         let mut to_execute = apply::needs_to_execute(&mut resources, &plan).await?;
         to_execute.extend(self.needs_to_record(record, history.len(), options));
         if options.wait.is_some() {
@@ -206,6 +220,9 @@ impl Deployer<'_> {
                 )
                 .await?;
             report.revision = Some(recorded.revision);
+        }
+        if options.completes.is_some() {
+            report.revision = options.completes;
         }
         let Some(timeout) = options.wait else {
             return Ok(report);
@@ -241,6 +258,7 @@ impl Deployer<'_> {
                     force: true,
                 },
                 base: BasePolicy::Present,
+                completes: None,
                 ..options.clone()
             };
             let undone = Box::pin(self.deploy(&previous.contents.manifests, &back)).await?;
@@ -322,7 +340,7 @@ impl Deployer<'_> {
         rollout::wait_all(self.cluster, &workloads, timeout, self.on_progress.clone()).await
     }
 
-    fn new_release(&self, manifests: &[Value], digest: String, cause: &str) -> Release {
+    pub(crate) fn new_release(&self, manifests: &[Value], digest: String, cause: &str) -> Release {
         Release {
             revision: 0,
             applied_at: crate::release::now(),
@@ -333,6 +351,8 @@ impl Deployer<'_> {
             contents: release::Contents {
                 images: release::images(manifests),
                 objects: manifests.iter().map(release::ObjectRef::of).collect(),
+                strategy: Default::default(),
+                canary: None,
                 manifests: manifests.to_vec(),
             },
         }
@@ -344,16 +364,25 @@ impl Deployer<'_> {
         to: Option<u32>,
         options: &DeployOptions,
     ) -> anyhow::Result<DeployReport> {
+        // An interrupted canary is aborted first, so "the one before" counts from the
+        // release that runs.
+        let resolved = super::canary::resolve_interrupted(self, "rollback").await?;
         let store = self.store();
         let releases = store.list().await?;
         let target = match to {
             Some(revision) => store.get(revision).await?,
             None => {
-                let newest = releases.last().ok_or_else(|| anyhow::anyhow!("no releases are recorded for environment {} in namespace {}; there is nothing to roll back to", self.environment, self.namespace))?;
-                releases
+                // A canary that was aborted never ran: "the one before" is the one before
+                // the release that runs.
+                let ran: Vec<&Release> = releases
                     .iter()
+                    .filter(|r| !r.contents.never_ran())
+                    .collect();
+                let newest = ran.last().ok_or_else(|| anyhow::anyhow!("no releases are recorded for environment {} in namespace {}; there is nothing to roll back to", self.environment, self.namespace))?;
+                ran.iter()
                     .rev()
                     .find(|r| r.digest != newest.digest)
+                    .copied()
                     .cloned()
                     .ok_or_else(|| anyhow::anyhow!("there is no earlier release to roll back to (history: {}); `shopctl history --env {}` lists them", releases.iter().map(|r| r.revision.to_string()).collect::<Vec<_>>().join(", "), self.environment))?
             }
@@ -361,8 +390,11 @@ impl Deployer<'_> {
         let options = DeployOptions {
             cause: format!("rollback to {}", target.revision),
             base: BasePolicy::Present,
+            completes: None,
             ..options.clone()
         };
-        self.deploy(&target.contents.manifests, &options).await
+        let mut report = self.deploy(&target.contents.manifests, &options).await?;
+        report.resolved = report.resolved.take().or(resolved);
+        Ok(report)
     }
 }

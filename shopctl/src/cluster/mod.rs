@@ -5,9 +5,11 @@
 pub mod access;
 pub mod apply;
 pub mod base;
+pub mod canary;
 pub mod deploy;
 pub mod jobs;
 pub mod logs;
+pub mod proxy;
 pub mod release;
 pub mod restart;
 pub mod restore;

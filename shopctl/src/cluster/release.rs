@@ -70,9 +70,24 @@ pub struct Contents {
     /// `Kind/name` → the images its pods run.
     pub images: BTreeMap<String, Vec<String>>,
     pub objects: Vec<ObjectRef>,
+    /// How it was rolled out; releases recorded before strategies existed were rolling.
+    #[serde(default)]
+    pub strategy: super::canary::Strategy,
+    /// A canary release's steps, measurements and outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::canary::CanaryRecord>,
     #[serde(skip_serializing)]
     #[serde(default)]
     pub manifests: Vec<Value>,
+}
+
+impl Contents {
+    /// A canary release that was aborted: its canaries ran, the release itself never did.
+    pub fn never_ran(&self) -> bool {
+        self.canary
+            .as_ref()
+            .is_some_and(|c| c.outcome == super::canary::CanaryOutcome::Aborted)
+    }
 }
 
 /// The stored form: the release with its manifests.
@@ -223,14 +238,26 @@ impl<'a> ReleaseStore<'a> {
     }
 
     pub async fn set_status(&self, revision: u32, status: ReleaseStatus) -> anyhow::Result<()> {
+        self.update(revision, |release| release.status = status)
+            .await
+            .map(drop)
+    }
+
+    /// Changes release `revision`'s record with `change` and writes it back.
+    pub async fn update(
+        &self,
+        revision: u32,
+        change: impl FnOnce(&mut Release),
+    ) -> anyhow::Result<Release> {
         let mut stored = self.get(revision).await?;
-        stored.status = status;
+        change(&mut stored);
         let secret = self.encode(&stored)?;
         let patch = serde_json::json!({
-            "metadata": {"labels": {STATUS: status.label()}},
+            "metadata": {"labels": {STATUS: stored.status.label()}},
             "data": secret.data,
         });
-        self.merge(revision, &patch).await
+        self.merge(revision, &patch).await?;
+        Ok(stored)
     }
 
     /// Merge-patches release `revision`'s record.

@@ -53,6 +53,11 @@ pub struct ReleaseSummary {
     pub status: super::release::ReleaseStatus,
     pub applied_at: String,
     pub applied_by: String,
+    pub strategy: super::canary::Strategy,
+    /// A canary release's step, measurements and outcome; in progress until it is
+    /// promoted or aborted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Box<super::canary::CanaryRecord>>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -118,14 +123,19 @@ pub async fn status(
     let mut report = StatusReport {
         environment: environment.to_string(),
         server: cluster.server.clone(),
+        // The release that runs (or is being rolled out): an aborted canary never ran.
         release: ReleaseStore::new(cluster, &namespaces[0], environment)
-            .latest()
+            .list()
             .await?
+            .into_iter()
+            .rfind(|r| !r.contents.never_ran())
             .map(|r| ReleaseSummary {
                 revision: r.revision,
                 status: r.status,
                 applied_at: r.applied_at,
                 applied_by: r.applied_by,
+                strategy: r.contents.strategy,
+                canary: r.contents.canary.map(Box::new),
             }),
         workloads: Vec::new(),
         autoscalers: Vec::new(),

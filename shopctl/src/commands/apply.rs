@@ -3,15 +3,18 @@
 //! applies only the cluster-wide base.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
 use shopctl::cluster::Cluster;
 use shopctl::cluster::apply::{ApplyOptions, Change};
+use shopctl::cluster::canary::{self, CanaryOptions, CanaryOutcome, CanaryReport, Note, Resolved};
 use shopctl::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
 use shopctl::env::Environment;
 use shopctl::render::{self, SecretMode};
+use shopctl::reports::ApplyReport;
 use shopctl::secrets::SecretSource;
 
 use super::cluster::ClusterArgs;
@@ -50,8 +53,39 @@ pub struct ApplyArgs {
     /// Secrets file (default .shopctl/secrets/<env>.yaml).
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+    #[command(flatten)]
+    progressive: ProgressiveArgs,
     #[arg(long, value_enum, default_value = "table")]
     output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StrategyArg {
+    /// Every pod moves by a rolling update (with --wait and --atomic as asked).
+    Rolling,
+    /// The changed services' new pods run as canaries beside the stable ones, judged on
+    /// their SLIs in Prometheus at each step, then promoted or aborted.
+    Canary,
+}
+
+#[derive(Debug, Args)]
+struct ProgressiveArgs {
+    /// How the release reaches the pods. A canary waits and rolls back by itself: --timeout
+    /// bounds each step's wait for ready canaries and for enough traffic.
+    #[arg(long, value_enum, default_value = "rolling", conflicts_with_all = ["dry_run", "base"])]
+    strategy: StrategyArg,
+    /// Canary sizes, in percent of each service's stable pods, step by step.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,100", value_parser = clap::value_parser!(u32).range(1..=100))]
+    steps: Vec<u32>,
+    /// How much traffic each analysis looks back over, and how often one runs.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    interval: Duration,
+    /// Failed analyses tolerated (per step) before the canary is aborted.
+    #[arg(long, default_value_t = 0)]
+    max_failures: u32,
+    /// Canary requests per service (in one interval) below which nothing is judged.
+    #[arg(long, default_value_t = 50)]
+    min_requests: u64,
 }
 
 async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Result<Cluster> {
@@ -69,7 +103,27 @@ fn deploy_options(args: &ApplyArgs) -> DeployOptions {
         keep: args.history_max,
         cause: "apply".into(),
         base: BasePolicy::Current,
+        completes: None,
     }
+}
+
+fn canary_options(args: &ApplyArgs, environment: &Environment) -> anyhow::Result<CanaryOptions> {
+    let steps = &args.progressive.steps;
+    if steps.windows(2).any(|pair| pair[0] >= pair[1]) {
+        anyhow::bail!("--steps must grow step by step (e.g. 10,50,100), not {steps:?}");
+    }
+    if args.progressive.interval < Duration::from_secs(1) {
+        anyhow::bail!("--interval must be at least 1s: Prometheus needs two samples in it");
+    }
+    Ok(CanaryOptions {
+        steps: steps.clone(),
+        interval: args.progressive.interval,
+        max_failures: args.progressive.max_failures,
+        min_requests: args.progressive.min_requests,
+        step_timeout: args.timeout,
+        monitoring_namespace: environment.observability.namespace.clone(),
+        keep: args.history_max,
+    })
 }
 
 pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
@@ -98,10 +152,15 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
             changes: Vec::new(),
             rollout: Vec::new(),
             rolled_back: None,
+            resolved: None,
         };
         return print_deploy(&report, args.output);
     }
-    let report = super::block_on(async {
+    let canary = match args.progressive.strategy {
+        StrategyArg::Canary => Some(canary_options(&args, &environment)?),
+        StrategyArg::Rolling => None,
+    };
+    super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let deployer = Deployer {
             cluster: &cluster,
@@ -109,9 +168,74 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
             namespace: environment.namespace.clone(),
             on_progress: progress_reporter(),
         };
-        deployer.deploy(&manifests, &deploy_options(&args)).await
-    })?;
-    print_deploy(&report, args.output)
+        match canary {
+            Some(options) => {
+                let note: Note = Arc::new(|line| eprintln!("{line}"));
+                let report = canary::run(&deployer, &manifests, &options, note).await?;
+                print_canary(&report, args.output)
+            }
+            None => {
+                let report = deployer.deploy(&manifests, &deploy_options(&args)).await?;
+                print_deploy(&report, args.output)
+            }
+        }
+    })
+}
+
+fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<Outcome> {
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&ApplyReport::Canary(report))?
+        ),
+        OutputFormat::Table => {
+            print_resolved(report.resolved.as_ref());
+            let canary = &report.canary;
+            if let Some(last) = canary.measurements.last() {
+                let mut table =
+                    super::new_table(&["SERVICE", "TRACK", "REQUESTS", "5XX", "P95", "STEP"]);
+                for service in &last.services {
+                    for (track, sli) in [("canary", &service.canary), ("stable", &service.stable)] {
+                        table.add_row([
+                            service.service.clone(),
+                            track.to_owned(),
+                            format!("{:.0}", sli.requests),
+                            sli.errors_text(),
+                            sli.p95_text(),
+                            format!("{}/{} ({}%)", last.step, canary.steps.len(), last.weight),
+                        ]);
+                    }
+                }
+                println!("{table}");
+            }
+            match (&canary.outcome, &report.promotion) {
+                (CanaryOutcome::Promoted, Some(promotion)) => {
+                    println!(
+                        "release {} promoted after {} step(s): the stable Deployments run it",
+                        report.revision,
+                        canary.steps.len()
+                    );
+                    print_rollout(&promotion.rollout);
+                }
+                _ => println!(
+                    "release {} aborted: {}; `shopctl history --env {} --output json` has every measurement",
+                    report.revision,
+                    canary.reason.as_deref().unwrap_or("no reason recorded"),
+                    report.environment
+                ),
+            }
+        }
+    }
+    Ok(Outcome::judged(report.succeeded()))
+}
+
+fn print_resolved(resolved: Option<&Resolved>) {
+    if let Some(resolved) = resolved {
+        println!(
+            "aborted the interrupted canary release {} first: {}",
+            resolved.revision, resolved.reason
+        );
+    }
 }
 
 fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<Outcome> {
@@ -135,6 +259,7 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
             report.base_changes.len()
         );
     }
+    print_resolved(report.resolved.as_ref());
     let changed: Vec<_> = all().filter(|c| c.change != Change::Unchanged).collect();
     if !changed.is_empty() {
         let mut table = super::new_table(&["CHANGE", "OBJECT"]);

@@ -77,6 +77,7 @@ pub(super) fn up(
             keep: args.history_max,
             cause: "up".into(),
             base: BasePolicy::Current,
+            completes: None,
         },
         on_rollout: progress_reporter(),
     };

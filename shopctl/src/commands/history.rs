@@ -1,5 +1,6 @@
 //! `shopctl history`: an environment's releases, on either target.
 
+use shopctl::release::ReleaseRecord;
 use shopctl::reports::{History, Target};
 
 use super::cluster::ViewArgs;
@@ -27,8 +28,9 @@ fn print(history: &History) {
         );
         return;
     }
-    let mut table =
-        super::new_table(&["REVISION", "APPLIED", "BY", "STATUS", "CAUSE", "DIGEST", ""]);
+    let mut table = super::new_table(&[
+        "REVISION", "APPLIED", "BY", "STATUS", "DELIVERY", "CAUSE", "DIGEST", "",
+    ]);
     for record in &history.releases {
         let release = record.common();
         let current = Some(release.revision) == history.current;
@@ -37,6 +39,7 @@ fn print(history: &History) {
             release.applied_at.clone(),
             release.applied_by.clone(),
             release.status.label().to_owned(),
+            record.delivery(),
             release.cause.clone(),
             release.short_digest().to_owned(),
             match (current, history.target) {
@@ -47,4 +50,15 @@ fn print(history: &History) {
         ]);
     }
     println!("{table}");
+    for record in &history.releases {
+        if let ReleaseRecord::Cluster(release) = record
+            && let Some(reason) = release
+                .contents
+                .canary
+                .as_ref()
+                .and_then(|c| c.reason.as_ref())
+        {
+            println!("release {} aborted: {reason}", release.revision);
+        }
+    }
 }

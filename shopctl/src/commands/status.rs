@@ -1,5 +1,7 @@
 //! `shopctl status`: what runs, where, and whether it is ready, on either target.
 
+use shopctl::cluster::canary::analysis::Verdict;
+use shopctl::cluster::canary::{CanaryOutcome, CanaryRecord};
 use shopctl::cluster::rollout::Progress;
 use shopctl::cluster::status::StatusReport;
 use shopctl::reports::{LocalStatus, Status};
@@ -65,6 +67,11 @@ fn print_cluster(report: &StatusReport) {
             report.environment, report.server
         ),
     }
+    if let Some(canary) = report.release.as_ref().and_then(|r| r.canary.as_ref())
+        && canary.outcome == CanaryOutcome::InProgress
+    {
+        print_canary_in_progress(&report.environment, canary);
+    }
     let mut table = super::new_table(&[
         "WORKLOAD",
         "READY",
@@ -128,4 +135,42 @@ fn print_cluster(report: &StatusReport) {
     for warning in &report.warnings {
         println!("warning: {warning}");
     }
+}
+
+fn print_canary_in_progress(environment: &str, canary: &CanaryRecord) {
+    let weight = canary
+        .step
+        .checked_sub(1)
+        .and_then(|i| canary.steps.get(i))
+        .map_or("starting".into(), |w| format!("{w}%"));
+    println!(
+        "canary in progress: step {}/{} ({weight}) of {} against release {}",
+        canary.step,
+        canary.steps.len(),
+        canary.services.join(", "),
+        canary.stable_revision
+    );
+    if let Some(last) = canary.measurements.last() {
+        let verdict = match &last.verdict {
+            Verdict::Pass => "passed".to_owned(),
+            Verdict::Fail { reasons } => format!("failed: {}", reasons.join("; ")),
+            Verdict::WaitingForData { reason } => format!("waiting for data: {reason}"),
+        };
+        println!("  last analysis at {}: {verdict}", last.at);
+        for service in &last.services {
+            for (track, sli) in [("canary", &service.canary), ("stable", &service.stable)] {
+                println!(
+                    "  {} {track}: {:.0} requests, {} 5xx, p95 {}",
+                    service.service,
+                    sli.requests,
+                    sli.errors_text(),
+                    sli.p95_text()
+                );
+            }
+        }
+    }
+    println!(
+        "  if no shopctl is running it any more, the next `shopctl apply --env {environment}` \
+         or `shopctl rollback --env {environment}` aborts it"
+    );
 }

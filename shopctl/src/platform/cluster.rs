@@ -264,7 +264,11 @@ impl Platform for ClusterPlatform {
             Ok(History {
                 environment: self.environment.name.clone(),
                 target: Target::Cluster,
-                current: releases.iter().map(|r| r.revision).max(),
+                current: releases
+                    .iter()
+                    .filter(|r| !r.contents.never_ran())
+                    .map(|r| r.revision)
+                    .max(),
                 releases: releases
                     .into_iter()
                     .map(ReleaseRecord::Cluster)
@@ -290,6 +294,7 @@ impl Platform for ClusterPlatform {
                 keep,
                 cause: String::new(),
                 base: BasePolicy::Present,
+                completes: None,
             };
             let deployer = Deployer {
                 cluster: self.cluster().await?,

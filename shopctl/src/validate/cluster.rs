@@ -196,7 +196,8 @@ impl Snapshot {
             snapshot.identity = Some(crate::cluster::access::whoami(cluster).await);
         }
         snapshot.history = history.iter().map(|r| r.revision).collect();
-        snapshot.release = history.into_iter().last();
+        // An aborted canary never ran: the release that runs is the newest other one.
+        snapshot.release = history.into_iter().rfind(|r| !r.contents.never_ran());
         Ok(snapshot)
     }
 }
@@ -293,38 +294,9 @@ impl ClusterTarget {
         let (namespace, port) = self
             .locate(service)
             .ok_or_else(|| format!("no Service {service} in this environment"))?;
-        let mut uri =
-            format!("/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}");
-        if !query.is_empty() {
-            let encoded = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(query)
-                .finish();
-            uri.push(if path.contains('?') { '&' } else { '?' });
-            uri.push_str(&encoded);
-        }
-        let request = http::Request::get(uri)
-            .body(kube::client::Body::empty())
-            .map_err(|e| e.to_string())?;
-        let response = self.client.send(request).await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect_bytes()
-            .await
-            .map_err(|e| e.to_string())?;
-        let body = String::from_utf8_lossy(&body).into_owned();
-        // The API server's own refusal (no endpoints, forbidden) is a Status object, not
-        // the service's answer: report it as the reason the service could not be reached.
-        if status >= 400
-            && let Ok(refusal) = serde_json::from_str::<Value>(&body)
-            && refusal["kind"] == "Status"
-            && refusal["apiVersion"] == "v1"
-        {
-            return Err(format!(
-                "the API server's service proxy answered {status}: {}",
-                refusal["message"].as_str().unwrap_or_default()
-            ));
-        }
+        let (status, body) =
+            crate::cluster::proxy::get(&self.client, namespace, service, &port, path, query)
+                .await?;
         Ok(Reply { status, body })
     }
 }

@@ -138,6 +138,20 @@ impl TestCluster {
     }
 
     pub fn shopctl_as(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Run {
+        self.prepared(kubeconfig, args).run()
+    }
+
+    /// shopctl as a child process to signal or kill (its report is not checked).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.prepared(&self.kubeconfig, args)
+            .command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("shopctl starts")
+    }
+
+    fn prepared(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Shopctl {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
         let vars: Vec<(&str, &str)> = self.secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -145,7 +159,6 @@ impl TestCluster {
         Shopctl::new(&all)
             .envs(&vars)
             .state(&self.scratch.path("state"))
-            .run()
     }
 
     /// shopctl with the AWS credential chain pinned to the emulator: never instance metadata.

@@ -8,6 +8,7 @@ mod support;
 
 mod aws_roles;
 mod backups;
+mod canary;
 mod harness;
 mod identities;
 mod oncall;

@@ -5,6 +5,7 @@
 pub mod alerting;
 pub mod aws;
 pub mod iam;
+pub mod live;
 pub mod reports;
 pub mod terraform;
 

@@ -1,0 +1,551 @@
+//! Progressive delivery: a release goes out as canaries beside the stable pods, is judged
+//! on its SLIs per track at each step, and is promoted (the stable Deployments move to it)
+//! or aborted (the canaries go, the stable pods never changed). The release is recorded
+//! `in-progress` before the first canary starts, so a run that stops half-way — Ctrl-C, a
+//! lost CI runner — is recognised by `status` and resolved (aborted) by the next `apply`
+//! or `rollback`.
+
+pub mod analysis;
+pub mod workloads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use self::analysis::{Prometheus, ServiceSli, Thresholds, Verdict};
+use self::workloads::TRACK;
+use super::access::{self, Permission};
+use super::apply::Resources;
+use super::base;
+use super::deploy::{DeployOptions, DeployReport, Deployer};
+use super::release::{self, Release, ReleaseStatus, ReleaseStore};
+use super::rollout::{self, Workload};
+use super::{ENVIRONMENT, FIELD_MANAGER};
+
+/// How a release reaches the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Every pod moves to the new version by a rolling update.
+    #[default]
+    Rolling,
+    /// Canaries first, judged step by step, then promoted or aborted.
+    Canary,
+}
+
+/// Where a canary release stands or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanaryOutcome {
+    InProgress,
+    Promoted,
+    Aborted,
+}
+
+/// One analysis: the SLIs per track at a step and what they meant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Measurement {
+    /// 1-based.
+    pub step: usize,
+    /// The step's canary size, in percent of the stable pods.
+    pub weight: u32,
+    pub at: String,
+    pub services: Vec<ServiceSli>,
+    pub verdict: Verdict,
+}
+
+/// A canary release as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CanaryRecord {
+    /// Canary sizes in percent of the stable pods, step by step.
+    pub steps: Vec<u32>,
+    pub interval_seconds: u64,
+    pub min_requests: u64,
+    pub max_failures: u32,
+    /// The release the canaries were judged against.
+    pub stable_revision: u32,
+    /// The canaried service Deployments.
+    pub services: Vec<String>,
+    /// What else the release changes: applied at promotion, never judged.
+    #[serde(default)]
+    pub unjudged: Vec<String>,
+    /// The step reached (1-based; 0 before the first canary is ready).
+    pub step: usize,
+    pub outcome: CanaryOutcome,
+    /// Why it was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The analyses, the newest last (at most `KEPT_MEASUREMENTS`).
+    pub measurements: Vec<Measurement>,
+}
+
+const KEPT_MEASUREMENTS: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct CanaryOptions {
+    pub steps: Vec<u32>,
+    /// How much traffic each analysis looks back over, and how often one runs.
+    pub interval: Duration,
+    /// Failed analyses tolerated before the canary is aborted.
+    pub max_failures: u32,
+    /// Canary requests per service below which there is no verdict.
+    pub min_requests: u64,
+    /// How long a step may wait for its canaries to become ready, or for enough traffic.
+    pub step_timeout: Duration,
+    /// Where Prometheus runs.
+    pub monitoring_namespace: String,
+    /// Releases to keep in the history.
+    pub keep: usize,
+}
+
+/// How a canary release went.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CanaryReport {
+    pub environment: String,
+    pub namespace: String,
+    pub revision: u32,
+    pub canary: CanaryRecord,
+    /// The promotion's deploy: the stable Deployments moving to the release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<DeployReport>,
+    /// An interrupted canary this run aborted first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolved>,
+}
+
+impl CanaryReport {
+    pub fn succeeded(&self) -> bool {
+        self.canary.outcome == CanaryOutcome::Promoted
+            && self.promotion.as_ref().is_some_and(|p| !p.rollout_failed())
+    }
+}
+
+/// An interrupted canary release, aborted by a later command.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Resolved {
+    pub revision: u32,
+    pub reason: String,
+}
+
+pub type Note = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Why a canary stopped short of promotion.
+struct Abort(String);
+
+fn canary_selector(environment: &str) -> String {
+    format!("{TRACK}=canary,{ENVIRONMENT}={environment}")
+}
+
+/// Deletes every canary Deployment of the environment (their ReplicaSets and pods follow).
+async fn remove_canaries(deployer: &Deployer<'_>) -> anyhow::Result<Vec<String>> {
+    let api = Resources::new(deployer.cluster)
+        .api("apps/v1", "Deployment", Some(&deployer.namespace))
+        .await?;
+    let listed = api
+        .list(&ListParams::default().labels(&canary_selector(&deployer.environment)))
+        .await
+        .map_err(|err| deployer.cluster.explain(err))?;
+    let mut removed = Vec::new();
+    for canary in listed.items {
+        let name = canary.metadata.name.unwrap_or_default();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => removed.push(name),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(deployer.cluster.explain(err)),
+        }
+    }
+    Ok(removed)
+}
+
+/// A canary release recorded in progress that no running shopctl is finishing: aborts it
+/// (canaries removed, the release recorded failed) and says so. `by` names the command.
+pub async fn resolve_interrupted(
+    deployer: &Deployer<'_>,
+    by: &str,
+) -> anyhow::Result<Option<Resolved>> {
+    let store = deployer.store();
+    let Some(stuck) = store
+        .list()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == ReleaseStatus::InProgress)
+    else {
+        return Ok(None);
+    };
+    remove_canaries(deployer).await?;
+    let step = stuck.contents.canary.as_ref().map_or(0, |c| c.step);
+    let reason = format!(
+        "interrupted at step {step}: the shopctl running it stopped; aborted by `{by}`, \
+         the stable release was never changed"
+    );
+    finish(
+        &store,
+        stuck.revision,
+        CanaryOutcome::Aborted,
+        Some(&reason),
+    )
+    .await?;
+    Ok(Some(Resolved {
+        revision: stuck.revision,
+        reason,
+    }))
+}
+
+async fn finish(
+    store: &ReleaseStore<'_>,
+    revision: u32,
+    outcome: CanaryOutcome,
+    reason: Option<&str>,
+) -> anyhow::Result<Release> {
+    store
+        .update(revision, |release| {
+            if outcome == CanaryOutcome::Aborted {
+                release.status = ReleaseStatus::Failed;
+            }
+            if let Some(canary) = &mut release.contents.canary {
+                canary.outcome = outcome;
+                canary.reason = reason.map(str::to_string);
+            }
+        })
+        .await
+}
+
+fn describe(services: &[ServiceSli]) -> String {
+    let track = |t: &analysis::TrackSli| {
+        format!(
+            "{:.0} req, {} 5xx, p95 {}",
+            t.requests,
+            t.errors_text(),
+            t.p95_text()
+        )
+    };
+    services
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: canary {} | stable {}",
+                s.service,
+                track(&s.canary),
+                track(&s.stable)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Sends a canary release out step by step; see the module's documentation.
+pub async fn run(
+    deployer: &Deployer<'_>,
+    manifests: &[Value],
+    options: &CanaryOptions,
+    note: Note,
+) -> anyhow::Result<CanaryReport> {
+    let resolved = resolve_interrupted(deployer, "apply --strategy canary").await?;
+    let store = deployer.store();
+    let history = store.list().await?;
+    let stable = history
+        .iter()
+        .rev()
+        .find(|r| r.status != ReleaseStatus::Failed)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "environment {} has no release to judge a canary against; apply the first \
+                 release without --strategy",
+                deployer.environment
+            )
+        })?;
+    let (_, release) = base::split(manifests);
+    let (_, stable_release) = base::split(&stable.contents.manifests);
+    let workloads::Split { services, unjudged } = workloads::split(&release, &stable_release)?;
+    access::preflight(deployer.cluster, &needs(deployer, options)).await?;
+
+    let digest = release::digest(&release);
+    let mut record = deployer.new_release(&release, digest, "apply (canary)");
+    record.status = ReleaseStatus::InProgress;
+    record.contents.strategy = Strategy::Canary;
+    record.contents.canary = Some(CanaryRecord {
+        steps: options.steps.clone(),
+        interval_seconds: options.interval.as_secs(),
+        min_requests: options.min_requests,
+        max_failures: options.max_failures,
+        stable_revision: stable.revision,
+        services: services
+            .iter()
+            .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
+            .collect(),
+        unjudged: unjudged.clone(),
+        step: 0,
+        outcome: CanaryOutcome::InProgress,
+        reason: None,
+        measurements: Vec::new(),
+    });
+    let revision = store.record(record, options.keep).await?.revision;
+    note(&format!(
+        "release {revision}: canary of {} against release {} in steps of {:?}%",
+        services
+            .iter()
+            .filter_map(|d| d["metadata"]["name"].as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        stable.revision,
+        options.steps
+    ));
+    if !unjudged.is_empty() {
+        note(&format!(
+            "applied only at promotion, without a canary: {}",
+            unjudged.join(", ")
+        ));
+    }
+
+    let judged = tokio::select! {
+        judged = steps(deployer, &store, revision, &services, options, &note) => {
+            // An error mid-run (the API server gone, the record unwritable) ends the
+            // canary like a failed step: the stable release must not be left half-judged.
+            judged.unwrap_or_else(|err| Err(Abort(format!("stopped by an error: {err:#}"))))
+        }
+        signal = interrupted() => Err(Abort(format!("interrupted by {signal}"))),
+    };
+    let mut report = CanaryReport {
+        environment: deployer.environment.clone(),
+        namespace: deployer.namespace.clone(),
+        revision,
+        canary: store
+            .get(revision)
+            .await?
+            .contents
+            .canary
+            .context("the release's canary record is gone")?,
+        promotion: None,
+        resolved,
+    };
+    if let Err(Abort(reason)) = judged {
+        remove_canaries(deployer).await?;
+        let aborted = finish(&store, revision, CanaryOutcome::Aborted, Some(&reason)).await?;
+        note(&format!(
+            "release {revision} aborted: {reason}; canaries removed, the stable release {} never changed",
+            stable.revision
+        ));
+        report.canary = aborted
+            .contents
+            .canary
+            .context("the release's canary record is gone")?;
+        return Ok(report);
+    }
+    note(&format!(
+        "release {revision} passed every step; promoting: the stable Deployments move to it"
+    ));
+    let promote = DeployOptions {
+        apply: Default::default(),
+        wait: Some(options.step_timeout),
+        atomic: true,
+        keep: options.keep,
+        cause: "apply (canary)".into(),
+        base: super::deploy::BasePolicy::Current,
+        completes: Some(revision),
+    };
+
+    let promotion = deployer.deploy(manifests, &promote).await?;
+    // Only now, with the stable pods on the new version, do the canaries go: capacity
+    // never dips below the stable's.
+    remove_canaries(deployer).await?;
+    let outcome = if promotion.rollout_failed() {
+        CanaryOutcome::Aborted
+    } else {
+        CanaryOutcome::Promoted
+    };
+    let reason = promotion
+        .rollout_failed()
+        .then_some("the stable Deployments did not become ready on the promoted release");
+    let finished = finish(&store, revision, outcome, reason).await?;
+    report.canary = finished
+        .contents
+        .canary
+        .context("the release's canary record is gone")?;
+    report.promotion = Some(promotion);
+    Ok(report)
+}
+
+/// What a canary run needs beyond reading the history: canary Deployments applied,
+/// watched, scaled and deleted; its release recorded and updated; Prometheus asked.
+fn needs(
+    deployer: &Deployer<'_>,
+    options: &CanaryOptions,
+) -> std::collections::BTreeSet<Permission> {
+    let ns = Some(deployer.namespace.as_str());
+    let mut needs: std::collections::BTreeSet<Permission> =
+        ["get", "list", "watch", "create", "patch", "delete"]
+            .into_iter()
+            .map(|verb| Permission::new(verb, "apps", "deployments", ns))
+            .collect();
+    needs.extend(["create", "patch"].map(|verb| Permission::new(verb, "", "secrets", ns)));
+    needs.insert(Permission::new("list", "", "events", ns));
+    needs.insert(
+        Permission::new(
+            "get",
+            "",
+            "services/proxy",
+            Some(&options.monitoring_namespace),
+        )
+        .named("prometheus"),
+    );
+    needs
+}
+
+/// The signal that stopped the run: Ctrl-C, or a CI runner's SIGTERM.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Every step: size the canaries, wait for them, judge them. Err says why to abort.
+async fn steps(
+    deployer: &Deployer<'_>,
+    store: &ReleaseStore<'_>,
+    revision: u32,
+    services: &[Value],
+    options: &CanaryOptions,
+    note: &Note,
+) -> anyhow::Result<Result<(), Abort>> {
+    let mut resources = Resources::new(deployer.cluster);
+    let names: Vec<String> = services
+        .iter()
+        .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let prometheus = Prometheus {
+        cluster: deployer.cluster,
+        namespace: options.monitoring_namespace.clone(),
+    };
+    let limits = Thresholds::from_slos(options.min_requests);
+    let total = options.steps.len();
+    for (index, &weight) in options.steps.iter().enumerate() {
+        let step = index + 1;
+        let mut canaries = Vec::new();
+        for service in services {
+            let api = resources.api_for(service).await?;
+            let name = service["metadata"]["name"].as_str().unwrap_or_default();
+            let live = api
+                .get(name)
+                .await
+                .map_err(|e| deployer.cluster.explain(e))?;
+            let stable_replicas = live.data["spec"]["replicas"].as_i64().unwrap_or(1);
+            let replicas = workloads::canary_replicas(stable_replicas, weight);
+            let canary = workloads::canary_of(service, revision, replicas);
+            let canary_name = workloads::canary_name(name);
+            api.patch(
+                &canary_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&canary),
+            )
+            .await
+            .map_err(|e| deployer.cluster.explain(e))?;
+            note(&format!(
+                "step {step}/{total} ({weight}%): {canary_name} at {replicas} pod(s) beside {stable_replicas} stable"
+            ));
+            canaries.extend(Workload::of(&canary));
+        }
+        let waited = rollout::wait_all(
+            deployer.cluster,
+            &canaries,
+            options.step_timeout,
+            deployer.on_progress.clone(),
+        )
+        .await?;
+        if let Some(stuck) = waited.iter().find(|w| !w.ready) {
+            return Ok(Err(Abort(format!(
+                "{} did not become ready at step {step}: {}",
+                stuck.workload,
+                stuck.reason.clone().unwrap_or_default()
+            ))));
+        }
+        store
+            .update(revision, |r| {
+                if let Some(canary) = &mut r.contents.canary {
+                    canary.step = step;
+                }
+            })
+            .await?;
+        let deadline = tokio::time::Instant::now() + options.step_timeout;
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(options.interval).await;
+            let measured = prometheus
+                .measure(&deployer.namespace, &names, options.interval)
+                .await;
+            let (slis, verdict) = match measured {
+                Ok(slis) => {
+                    let verdict = analysis::judge(&slis, &limits);
+                    (slis, verdict)
+                }
+                Err(cause) => (
+                    Vec::new(),
+                    Verdict::WaitingForData {
+                        reason: format!("Prometheus could not be asked: {cause}"),
+                    },
+                ),
+            };
+            let measurement = Measurement {
+                step,
+                weight,
+                at: crate::release::now(),
+                services: slis,
+                verdict: verdict.clone(),
+            };
+            store
+                .update(revision, |r| {
+                    if let Some(canary) = &mut r.contents.canary {
+                        canary.measurements.push(measurement.clone());
+                        let excess = canary.measurements.len().saturating_sub(KEPT_MEASUREMENTS);
+                        canary.measurements.drain(..excess);
+                    }
+                })
+                .await?;
+            let values = describe(&measurement.services);
+            match verdict {
+                Verdict::Pass => {
+                    note(&format!("step {step}/{total} ({weight}%) passed: {values}"));
+                    break;
+                }
+                Verdict::Fail { reasons } => {
+                    failures += 1;
+                    note(&format!(
+                        "step {step}/{total} ({weight}%) failed its analysis ({failures} failure(s), {} tolerated): {}",
+                        options.max_failures,
+                        reasons.join("; ")
+                    ));
+                    if failures > options.max_failures {
+                        return Ok(Err(Abort(format!(
+                            "step {step} ({weight}%) failed its analysis: {}",
+                            reasons.join("; ")
+                        ))));
+                    }
+                }
+                Verdict::WaitingForData { reason } => {
+                    note(&format!(
+                        "step {step}/{total} ({weight}%) waiting for data: {reason}"
+                    ));
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Err(Abort(format!(
+                            "inconclusive at step {step} ({weight}%): still waiting for data after {}s ({reason}); \
+                             nothing was judged, send traffic or lower --min-requests",
+                            options.step_timeout.as_secs()
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}

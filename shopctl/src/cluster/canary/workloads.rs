@@ -1,0 +1,268 @@
+//! Canary workloads: the new release's version of each changed service Deployment, run
+//! next to the stable one behind the same Service. The Service selects both tracks, so a
+//! canary's share of the traffic is its share of the ready pods (a replica ratio); its own
+//! selector adds `shopmicro.io/track: canary`, so it never adopts a stable pod. The stable
+//! Deployment's selector (immutable) still matches canary pods, but controllers only
+//! manage the pods and ReplicaSets they own, so it leaves them alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::cluster::release::ObjectRef;
+
+pub const TRACK: &str = "shopmicro.io/track";
+/// On a canary Deployment: the stable Deployment it stands beside.
+pub const CANARY_OF: &str = "shopmicro.io/canary-of";
+/// On a canary Deployment: the release revision it belongs to.
+pub const CANARY_REVISION: &str = "shopmicro.io/canary-revision";
+
+/// A service Deployment: its pods serve the stable track.
+fn is_service_deployment(object: &Value) -> bool {
+    object["kind"] == "Deployment"
+        && object["spec"]["template"]["metadata"]["labels"][TRACK] == "stable"
+}
+
+/// Why a release cannot go out as a canary.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum NotACanary {
+    #[error(
+        "this release changes {}, which the services' pods read; canary pods would run with \
+         the old values and be judged on them — apply it without --strategy (a rolling \
+         update), or release the configuration and the code separately",
+        .0.join(", ")
+    )]
+    ChangesWhatServicesRead(Vec<String>),
+    #[error(
+        "this release changes no service Deployment, so there is nothing to judge; apply it \
+         without --strategy"
+    )]
+    NoServiceChanged,
+}
+
+/// What a canary release does: the service Deployments it changes, judged as canaries,
+/// and the other objects it changes, applied only at promotion and never judged.
+#[derive(Debug, PartialEq)]
+pub struct Split {
+    pub services: Vec<Value>,
+    pub unjudged: Vec<String>,
+}
+
+/// The ConfigMaps and Secrets a pod template reads (environment, envFrom and volumes).
+fn reads(deployment: &Value) -> BTreeSet<(String, String)> {
+    let spec = &deployment["spec"]["template"]["spec"];
+    let mut read = BTreeSet::new();
+    let mut add = |kind: &str, name: &Value| {
+        if let Some(name) = name.as_str() {
+            read.insert((kind.to_string(), name.to_string()));
+        }
+    };
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|key| spec[*key].as_array().into_iter().flatten());
+    for container in containers {
+        for from in container["envFrom"].as_array().into_iter().flatten() {
+            add("ConfigMap", &from["configMapRef"]["name"]);
+            add("Secret", &from["secretRef"]["name"]);
+        }
+        for var in container["env"].as_array().into_iter().flatten() {
+            add("ConfigMap", &var["valueFrom"]["configMapKeyRef"]["name"]);
+            add("Secret", &var["valueFrom"]["secretKeyRef"]["name"]);
+        }
+    }
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        add("ConfigMap", &volume["configMap"]["name"]);
+        add("Secret", &volume["secret"]["secretName"]);
+    }
+    read
+}
+
+/// What a pod reads from a ConfigMap or Secret: its values, not its labels (which carry the
+/// release's version and change with every tag).
+fn values(object: Option<&Value>) -> Option<[&Value; 3]> {
+    object.map(|o| [&o["data"], &o["binaryData"], &o["stringData"]])
+}
+
+/// Splits `release` against `stable`: refused when it changes no service Deployment, or
+/// changes a ConfigMap or Secret a service reads.
+pub fn split(release: &[Value], stable: &[Value]) -> Result<Split, NotACanary> {
+    let index = |objects: &[Value]| -> BTreeMap<ObjectRef, Value> {
+        objects
+            .iter()
+            .map(|o| (ObjectRef::of(o), o.clone()))
+            .collect()
+    };
+    let (new, old) = (index(release), index(stable));
+    let read: BTreeSet<(String, String)> = release
+        .iter()
+        .filter(|o| is_service_deployment(o))
+        .flat_map(reads)
+        .collect();
+    let mut services = Vec::new();
+    let mut unjudged = Vec::new();
+    let mut refused = Vec::new();
+    let changed = new
+        .iter()
+        .filter(|(id, object)| old.get(*id) != Some(*object))
+        .map(|(id, _)| id)
+        .chain(old.keys().filter(|id| !new.contains_key(*id)));
+    for id in changed {
+        let read_by_services = read.contains(&(id.kind.clone(), id.name.clone()));
+        match (old.get(id), new.get(id)) {
+            (Some(_), Some(object)) if is_service_deployment(object) => {
+                services.push(object.clone())
+            }
+            (before, after) if read_by_services && values(before) != values(after) => {
+                refused.push(id.id())
+            }
+            _ => unjudged.push(id.id()),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(NotACanary::ChangesWhatServicesRead(refused));
+    }
+    if services.is_empty() {
+        return Err(NotACanary::NoServiceChanged);
+    }
+    Ok(Split { services, unjudged })
+}
+
+pub fn canary_name(deployment: &str) -> String {
+    format!("{deployment}-canary")
+}
+
+/// How many canary pods stand for `weight` percent of `stable` pods: at least one.
+pub fn canary_replicas(stable: i64, weight: u32) -> i64 {
+    ((stable.max(1) * i64::from(weight)) as f64 / 100.0)
+        .ceil()
+        .max(1.0) as i64
+}
+
+/// The canary twin of service Deployment `deployment`, with `replicas` pods.
+pub fn canary_of(deployment: &Value, revision: u32, replicas: i64) -> Value {
+    let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
+    let mut canary = deployment.clone();
+    canary["metadata"]["name"] = json!(canary_name(name));
+    canary["metadata"]["labels"][TRACK] = json!("canary");
+    canary["metadata"]["annotations"][CANARY_OF] = json!(name);
+    canary["metadata"]["annotations"][CANARY_REVISION] = json!(revision.to_string());
+    canary["spec"]["replicas"] = json!(replicas);
+    canary["spec"]["selector"]["matchLabels"][TRACK] = json!("canary");
+    canary["spec"]["template"]["metadata"]["labels"][TRACK] = json!("canary");
+    canary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str, image: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app.kubernetes.io/name": name}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": name, TRACK: "stable"}},
+                    "spec": {"containers": [{"name": name, "image": image}]},
+                },
+            },
+        })
+    }
+
+    fn config(value: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "backend-config", "namespace": "shop"}, "data": {"A": value}})
+    }
+
+    fn backup(image: &str) -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "db-backup", "namespace": "shop"}, "spec": {"image": image}})
+    }
+
+    /// The backend, reading its ConfigMap.
+    fn reading_config(image: &str) -> Value {
+        let mut backend = deployment("backend", image);
+        backend["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{"configMapRef": {"name": "backend-config"}}]);
+        backend
+    }
+
+    #[test]
+    fn changed_service_deployments_are_canaried_and_other_changes_wait_for_promotion() {
+        let stable = [
+            reading_config("b:1"),
+            deployment("ml", "m:1"),
+            config("1"),
+            backup("j:1"),
+        ];
+        let release = [
+            reading_config("b:2"),
+            deployment("ml", "m:1"),
+            config("1"),
+            backup("j:2"),
+        ];
+        assert_eq!(
+            split(&release, &stable).unwrap(),
+            Split {
+                services: vec![reading_config("b:2")],
+                unjudged: vec!["CronJob/shop/db-backup".into()],
+            }
+        );
+        assert_eq!(split(&stable, &stable), Err(NotACanary::NoServiceChanged));
+        let without_backup = &release[..3];
+        assert_eq!(
+            split(without_backup, &stable).unwrap().unjudged,
+            ["CronJob/shop/db-backup"]
+        );
+    }
+
+    #[test]
+    fn a_release_changing_what_a_service_reads_is_refused_with_what_it_changes() {
+        let stable = [reading_config("b:1"), config("1")];
+        let release = [reading_config("b:2"), config("2")];
+        assert_eq!(
+            split(&release, &stable),
+            Err(NotACanary::ChangesWhatServicesRead(vec![
+                "ConfigMap/shop/backend-config".into()
+            ]))
+        );
+        // Its labels alone (the version) change: the pods read the same values.
+        let mut relabelled = config("1");
+        relabelled["metadata"]["labels"] = json!({"app.kubernetes.io/version": "2"});
+        let release = [reading_config("b:2"), relabelled];
+        let stable = [reading_config("b:1"), config("1")];
+        assert_eq!(
+            split(&release, &stable).unwrap().unjudged,
+            ["ConfigMap/shop/backend-config"]
+        );
+        // Nobody reads it: it waits for the promotion like any other object.
+        let stable = [deployment("backend", "b:1"), config("1")];
+        let release = [deployment("backend", "b:2"), config("2")];
+        assert_eq!(
+            split(&release, &stable).unwrap().unjudged,
+            ["ConfigMap/shop/backend-config"]
+        );
+    }
+
+    #[test]
+    fn the_canary_selects_only_canary_pods_and_is_sized_by_weight() {
+        let canary = canary_of(&deployment("backend", "b:2"), 7, canary_replicas(2, 10));
+        assert_eq!(canary["metadata"]["name"], "backend-canary");
+        assert_eq!(canary["spec"]["replicas"], 1);
+        assert_eq!(canary["spec"]["selector"]["matchLabels"][TRACK], "canary");
+        assert_eq!(
+            canary["spec"]["template"]["metadata"]["labels"][TRACK],
+            "canary"
+        );
+        assert_eq!(canary["metadata"]["annotations"][CANARY_REVISION], "7");
+        // The Service's selector (name and instance) still matches the canary's pods.
+        assert_eq!(
+            canary["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+            "backend"
+        );
+        assert_eq!(canary_replicas(4, 50), 2);
+        assert_eq!(canary_replicas(3, 50), 2);
+        assert_eq!(canary_replicas(2, 100), 2);
+        assert_eq!(canary_replicas(0, 10), 1);
+    }
+}
