@@ -94,17 +94,27 @@ impl ReleaseRecord {
     /// How it reached the pods: "rolling", or "canary" and how that ended; locally,
     /// releases are switched, not rolled out ("-").
     pub fn delivery(&self) -> String {
-        use crate::cluster::canary::CanaryOutcome;
-        match self {
-            ReleaseRecord::Local(_) => "-".into(),
-            ReleaseRecord::Cluster(release) => match &release.contents.canary {
-                None => "rolling".into(),
-                Some(canary) => match canary.outcome {
-                    CanaryOutcome::InProgress => format!("canary, step {}", canary.step),
-                    CanaryOutcome::Promoted => "canary, promoted".into(),
-                    CanaryOutcome::Aborted => "canary, aborted".into(),
-                },
+        use crate::cluster::progressive::blue_green::Phase;
+        use crate::cluster::progressive::canary::CanaryOutcome;
+        let ReleaseRecord::Cluster(release) = self else {
+            return "-".into();
+        };
+        let contents = &release.contents;
+        match (&contents.canary, &contents.blue_green) {
+            (Some(canary), _) => match canary.outcome {
+                CanaryOutcome::InProgress => format!("canary, step {}", canary.step),
+                CanaryOutcome::Promoted => "canary, promoted".into(),
+                CanaryOutcome::Aborted => "canary, aborted".into(),
             },
+            (_, Some(preview)) => match preview.phase {
+                Phase::Previewing => "blue-green, previewing",
+                Phase::Switched => "blue-green, switched",
+                Phase::Finalized => "blue-green, finalized",
+                Phase::SwitchedBack => "blue-green, switched back",
+                Phase::Aborted => "blue-green, aborted",
+            }
+            .into(),
+            _ => "rolling".into(),
         }
     }
 }

@@ -143,13 +143,14 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// `shopctl apply --output json`: a rolling deploy's report, or a canary release's (which
-/// has `canary`).
+/// `shopctl apply --output json`: a rolling deploy's report, a canary release's (which has
+/// `canary`) or a blue/green release's (which has `blue_green`).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ApplyReport<'a> {
     Rolling(&'a cluster::deploy::DeployReport),
-    Canary(&'a cluster::canary::CanaryReport),
+    Canary(&'a cluster::progressive::canary::CanaryReport),
+    BlueGreen(&'a cluster::progressive::blue_green::BlueGreenReport),
 }
 
 /// `shopctl history --output json`: an environment's releases, oldest first.

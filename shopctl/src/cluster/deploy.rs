@@ -79,7 +79,14 @@ pub struct DeployReport {
     pub rolled_back: Option<AutomaticRollback>,
     /// An interrupted canary release this deploy aborted first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved: Option<super::canary::Resolved>,
+    pub resolved: Option<super::progressive::Resolved>,
+    /// A switched blue/green release this deploy finalized first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalized: Option<u32>,
+    /// A rollback that switched the Services back to the warm pods of the release before a
+    /// blue/green one (nothing rolled out, nothing recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched_back: Option<super::progressive::blue_green::SwitchedBack>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -142,11 +149,19 @@ impl Deployer<'_> {
         options: &DeployOptions,
     ) -> anyhow::Result<DeployReport> {
         let (base, release) = base::split(manifests);
-        let resolved = match options.completes {
+        // A progressive release left behind is settled before anything else: an
+        // interrupted one aborted, a switched blue/green one finalized.
+        let (resolved, finalized) = match options.completes {
             None if !options.apply.dry_run => {
-                super::canary::resolve_interrupted(self, &options.cause).await?
+                let quiet: super::progressive::Note = std::sync::Arc::new(|_| {});
+                let timeout = options.wait.unwrap_or(Duration::from_secs(300));
+                (
+                    super::progressive::resolve_interrupted(self, &options.cause).await?,
+                    super::progressive::blue_green::finalize_switched(self, timeout, &quiet)
+                        .await?,
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         let store = self.store();
         let history = store.list().await?;
@@ -190,6 +205,8 @@ impl Deployer<'_> {
             rollout: Vec::new(),
             rolled_back: None,
             resolved,
+            finalized,
+            switched_back: None,
         };
         if options.apply.dry_run {
             report.changes = plan.changes;
@@ -353,6 +370,7 @@ impl Deployer<'_> {
                 objects: manifests.iter().map(release::ObjectRef::of).collect(),
                 strategy: Default::default(),
                 canary: None,
+                blue_green: None,
                 manifests: manifests.to_vec(),
             },
         }
@@ -366,7 +384,25 @@ impl Deployer<'_> {
     ) -> anyhow::Result<DeployReport> {
         // An interrupted canary is aborted first, so "the one before" counts from the
         // release that runs.
-        let resolved = super::canary::resolve_interrupted(self, "rollback").await?;
+        let resolved = super::progressive::resolve_interrupted(self, "rollback").await?;
+        // Within a blue/green release's retention window its old pods are still warm:
+        // going back is pointing the Services at them.
+        if let Some(back) = super::progressive::blue_green::switch_back(self, to).await? {
+            return Ok(DeployReport {
+                environment: self.environment.clone(),
+                namespace: self.namespace.clone(),
+                dry_run: false,
+                revision: None,
+                previous: Some(back.from),
+                base_changes: Vec::new(),
+                changes: Vec::new(),
+                rollout: Vec::new(),
+                rolled_back: None,
+                resolved,
+                finalized: None,
+                switched_back: Some(back),
+            });
+        }
         let store = self.store();
         let releases = store.list().await?;
         let target = match to {

@@ -5,10 +5,10 @@
 pub mod access;
 pub mod apply;
 pub mod base;
-pub mod canary;
 pub mod deploy;
 pub mod jobs;
 pub mod logs;
+pub mod progressive;
 pub mod proxy;
 pub mod release;
 pub mod restart;

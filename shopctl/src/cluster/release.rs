@@ -72,21 +72,41 @@ pub struct Contents {
     pub objects: Vec<ObjectRef>,
     /// How it was rolled out; releases recorded before strategies existed were rolling.
     #[serde(default)]
-    pub strategy: super::canary::Strategy,
+    pub strategy: super::progressive::Strategy,
     /// A canary release's steps, measurements and outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<super::canary::CanaryRecord>,
+    pub canary: Option<Box<super::progressive::canary::CanaryRecord>>,
+    /// A blue/green release's smoke checks, switch and retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<Box<super::progressive::blue_green::BlueGreenRecord>>,
     #[serde(skip_serializing)]
     #[serde(default)]
     pub manifests: Vec<Value>,
 }
 
 impl Contents {
-    /// A canary release that was aborted: its canaries ran, the release itself never did.
+    /// A progressive release that was aborted (its canaries or previews ran, the release
+    /// itself never did) or switched back from.
     pub fn never_ran(&self) -> bool {
+        use super::progressive::blue_green::Phase;
+        use super::progressive::canary::CanaryOutcome;
         self.canary
             .as_ref()
-            .is_some_and(|c| c.outcome == super::canary::CanaryOutcome::Aborted)
+            .is_some_and(|c| c.outcome == CanaryOutcome::Aborted)
+            || self
+                .blue_green
+                .as_ref()
+                .is_some_and(|b| matches!(b.phase, Phase::Aborted | Phase::SwitchedBack))
+    }
+}
+
+impl Contents {
+    /// Why a progressive release was aborted or switched back from.
+    pub fn progressive_reason(&self) -> Option<&str> {
+        self.canary
+            .as_ref()
+            .and_then(|c| c.reason.as_deref())
+            .or_else(|| self.blue_green.as_ref().and_then(|b| b.reason.as_deref()))
     }
 }
 

@@ -53,11 +53,14 @@ pub struct ReleaseSummary {
     pub status: super::release::ReleaseStatus,
     pub applied_at: String,
     pub applied_by: String,
-    pub strategy: super::canary::Strategy,
+    pub strategy: super::progressive::Strategy,
     /// A canary release's step, measurements and outcome; in progress until it is
     /// promoted or aborted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub canary: Option<Box<super::canary::CanaryRecord>>,
+    pub canary: Option<Box<super::progressive::canary::CanaryRecord>>,
+    /// A blue/green release's checks, switch and retention window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<Box<super::progressive::blue_green::BlueGreenRecord>>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -135,7 +138,8 @@ pub async fn status(
                 applied_at: r.applied_at,
                 applied_by: r.applied_by,
                 strategy: r.contents.strategy,
-                canary: r.contents.canary.map(Box::new),
+                canary: r.contents.canary,
+                blue_green: r.contents.blue_green,
             }),
         workloads: Vec::new(),
         autoscalers: Vec::new(),

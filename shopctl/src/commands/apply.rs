@@ -10,8 +10,10 @@ use clap::Args;
 use serde_json::Value;
 use shopctl::cluster::Cluster;
 use shopctl::cluster::apply::{ApplyOptions, Change};
-use shopctl::cluster::canary::{self, CanaryOptions, CanaryOutcome, CanaryReport, Note, Resolved};
 use shopctl::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
+use shopctl::cluster::progressive::blue_green::{self, BlueGreenOptions, BlueGreenReport};
+use shopctl::cluster::progressive::canary::{self, CanaryOptions, CanaryOutcome, CanaryReport};
+use shopctl::cluster::progressive::{Note, Resolved};
 use shopctl::env::Environment;
 use shopctl::render::{self, SecretMode};
 use shopctl::reports::ApplyReport;
@@ -66,12 +68,17 @@ enum StrategyArg {
     /// The changed services' new pods run as canaries beside the stable ones, judged on
     /// their SLIs in Prometheus at each step, then promoted or aborted.
     Canary,
+    /// The changed services' new version runs as a full preview set, is smoke-checked
+    /// through a preview Service, then the Services switch to it; the old pods stay warm
+    /// for an instant rollback.
+    BlueGreen,
 }
 
 #[derive(Debug, Args)]
 struct ProgressiveArgs {
-    /// How the release reaches the pods. A canary waits and rolls back by itself: --timeout
-    /// bounds each step's wait for ready canaries and for enough traffic.
+    /// How the release reaches the pods. Canary and blue-green wait and roll back by
+    /// themselves: --timeout bounds a step's wait for ready canaries and for enough
+    /// traffic, or the previews' wait to become ready.
     #[arg(long, value_enum, default_value = "rolling", conflicts_with_all = ["dry_run", "base"])]
     strategy: StrategyArg,
     /// Canary sizes, in percent of each service's stable pods, step by step.
@@ -86,6 +93,16 @@ struct ProgressiveArgs {
     /// Canary requests per service (in one interval) below which nothing is judged.
     #[arg(long, default_value_t = 50)]
     min_requests: u64,
+    /// Blue-green: how long after the switch `rollback` switches back instantly (the old
+    /// pods stay warm until the next apply finalizes the release, or this passes).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    retention: Duration,
+}
+
+/// A progressive strategy with its options.
+enum Progressive {
+    Canary(CanaryOptions),
+    BlueGreen(BlueGreenOptions),
 }
 
 async fn connect(args: &ClusterArgs, environment: &Environment) -> anyhow::Result<Cluster> {
@@ -153,13 +170,21 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
             rollout: Vec::new(),
             rolled_back: None,
             resolved: None,
+            finalized: None,
+            switched_back: None,
         };
         return print_deploy(&report, args.output);
     }
-    let canary = match args.progressive.strategy {
-        StrategyArg::Canary => Some(canary_options(&args, &environment)?),
+    let progressive = match args.progressive.strategy {
+        StrategyArg::Canary => Some(Progressive::Canary(canary_options(&args, &environment)?)),
+        StrategyArg::BlueGreen => Some(Progressive::BlueGreen(BlueGreenOptions {
+            timeout: args.timeout,
+            retention: args.progressive.retention,
+            keep: args.history_max,
+        })),
         StrategyArg::Rolling => None,
     };
+    let note: Note = Arc::new(|line| eprintln!("{line}"));
     super::block_on(async {
         let cluster = connect(&args.cluster, &environment).await?;
         let deployer = Deployer {
@@ -168,11 +193,14 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
             namespace: environment.namespace.clone(),
             on_progress: progress_reporter(),
         };
-        match canary {
-            Some(options) => {
-                let note: Note = Arc::new(|line| eprintln!("{line}"));
+        match progressive {
+            Some(Progressive::Canary(options)) => {
                 let report = canary::run(&deployer, &manifests, &options, note).await?;
                 print_canary(&report, args.output)
+            }
+            Some(Progressive::BlueGreen(options)) => {
+                let report = blue_green::run(&deployer, &manifests, &options, note).await?;
+                print_blue_green(&report, args.output)
             }
             None => {
                 let report = deployer.deploy(&manifests, &deploy_options(&args)).await?;
@@ -229,10 +257,59 @@ fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<O
     Ok(Outcome::judged(report.succeeded()))
 }
 
+fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::Result<Outcome> {
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&ApplyReport::BlueGreen(report))?
+        ),
+        OutputFormat::Table => {
+            print_resolved(report.resolved.as_ref());
+            if let Some(finalized) = report.finalized {
+                println!("finalized the switched blue/green release {finalized} first");
+            }
+            let record = &report.blue_green;
+            if !record.checks.is_empty() {
+                let mut table = super::new_table(&["SERVICE", "SMOKE CHECK", "STATUS", "RESULT"]);
+                for check in &record.checks {
+                    table.add_row([
+                        check.service.clone(),
+                        check.request.clone(),
+                        check.status.map_or("-".into(), |s| s.to_string()),
+                        match &check.detail {
+                            None => "passed".to_owned(),
+                            Some(detail) => format!("failed: {detail}"),
+                        },
+                    ]);
+                }
+                println!("{table}");
+            }
+            if report.succeeded() {
+                println!(
+                    "release {} switched: the Services point at its preview pods; release {} \
+                     stays warm until {} — `shopctl rollback --env {}` switches back instantly",
+                    report.revision,
+                    record.stable_revision,
+                    record.retain_until.as_deref().unwrap_or("?"),
+                    report.environment
+                );
+            } else {
+                println!(
+                    "release {} aborted: {}; the Services still point at release {}",
+                    report.revision,
+                    record.reason.as_deref().unwrap_or("no reason recorded"),
+                    record.stable_revision
+                );
+            }
+        }
+    }
+    Ok(Outcome::judged(report.succeeded()))
+}
+
 fn print_resolved(resolved: Option<&Resolved>) {
     if let Some(resolved) = resolved {
         println!(
-            "aborted the interrupted canary release {} first: {}",
+            "aborted the interrupted release {} first: {}",
             resolved.revision, resolved.reason
         );
     }
@@ -260,6 +337,16 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
         );
     }
     print_resolved(report.resolved.as_ref());
+    if let Some(finalized) = report.finalized {
+        println!("finalized the switched blue/green release {finalized} first");
+    }
+    if let Some(back) = &report.switched_back {
+        println!(
+            "switched back: the Services point at the warm pods of release {} again; release {} \
+             is recorded as switched back (nothing rolled out)",
+            back.to, back.from
+        );
+    }
     let changed: Vec<_> = all().filter(|c| c.change != Change::Unchanged).collect();
     if !changed.is_empty() {
         let mut table = super::new_table(&["CHANGE", "OBJECT"]);
@@ -296,7 +383,7 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
             ""
         }
     );
-    if !report.dry_run {
+    if !report.dry_run && report.switched_back.is_none() {
         match (report.revision, report.previous) {
             (Some(revision), Some(previous)) => println!(
                 "recorded release {revision} of {} (previous: {previous})",

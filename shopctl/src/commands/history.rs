@@ -52,13 +52,9 @@ fn print(history: &History) {
     println!("{table}");
     for record in &history.releases {
         if let ReleaseRecord::Cluster(release) = record
-            && let Some(reason) = release
-                .contents
-                .canary
-                .as_ref()
-                .and_then(|c| c.reason.as_ref())
+            && let Some(reason) = release.contents.progressive_reason()
         {
-            println!("release {} aborted: {reason}", release.revision);
+            println!("release {}: {reason}", release.revision);
         }
     }
 }

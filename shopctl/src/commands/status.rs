@@ -1,7 +1,8 @@
 //! `shopctl status`: what runs, where, and whether it is ready, on either target.
 
-use shopctl::cluster::canary::analysis::Verdict;
-use shopctl::cluster::canary::{CanaryOutcome, CanaryRecord};
+use shopctl::cluster::progressive::analysis::Verdict;
+use shopctl::cluster::progressive::blue_green::{BlueGreenRecord, Phase};
+use shopctl::cluster::progressive::canary::{CanaryOutcome, CanaryRecord};
 use shopctl::cluster::rollout::Progress;
 use shopctl::cluster::status::StatusReport;
 use shopctl::reports::{LocalStatus, Status};
@@ -71,6 +72,9 @@ fn print_cluster(report: &StatusReport) {
         && canary.outcome == CanaryOutcome::InProgress
     {
         print_canary_in_progress(&report.environment, canary);
+    }
+    if let Some(preview) = report.release.as_ref().and_then(|r| r.blue_green.as_ref()) {
+        print_blue_green(&report.environment, preview);
     }
     let mut table = super::new_table(&[
         "WORKLOAD",
@@ -173,4 +177,26 @@ fn print_canary_in_progress(environment: &str, canary: &CanaryRecord) {
         "  if no shopctl is running it any more, the next `shopctl apply --env {environment}` \
          or `shopctl rollback --env {environment}` aborts it"
     );
+}
+
+fn print_blue_green(environment: &str, record: &BlueGreenRecord) {
+    match record.phase {
+        Phase::Previewing => println!(
+            "blue-green in progress: previewing {} beside release {}; if no shopctl is \
+             running it any more, the next `shopctl apply --env {environment}` or `shopctl \
+             rollback --env {environment}` aborts it",
+            record.services.join(", "),
+            record.stable_revision
+        ),
+        Phase::Switched => println!(
+            "blue-green: the Services point at the preview pods of {} since {}; release {} \
+             stays warm until {} (`shopctl rollback --env {environment}` switches back \
+             instantly; the next apply finalizes)",
+            record.services.join(", "),
+            record.switched_at.as_deref().unwrap_or("?"),
+            record.stable_revision,
+            record.retain_until.as_deref().unwrap_or("?")
+        ),
+        _ => {}
+    }
 }

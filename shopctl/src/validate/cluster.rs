@@ -382,7 +382,19 @@ impl Target for ClusterTarget {
             .iter()
             .flat_map(|kind| self.snapshot.of(kind).iter().cloned())
             .collect();
-        let live = crate::cluster::release::images(&workloads);
+        let mut live = crate::cluster::release::images(&workloads);
+        // A switched blue/green release runs in its preview Deployments until it is
+        // finalized; the stable ones still run the release before it.
+        if let Some(preview) = &release.contents.blue_green
+            && preview.phase == crate::cluster::progressive::blue_green::Phase::Switched
+        {
+            for service in &preview.services {
+                let preview = crate::cluster::progressive::workloads::twin_name(service, "preview");
+                if let Some(images) = live.get(&format!("Deployment/{preview}")).cloned() {
+                    live.insert(format!("Deployment/{service}"), images);
+                }
+            }
+        }
         // A recorded workload we could not see (its kind not listable somewhere) is not
         // held against the release; access.permissions reports the blind spot.
         let running =

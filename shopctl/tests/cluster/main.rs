@@ -8,6 +8,7 @@ mod support;
 
 mod aws_roles;
 mod backups;
+mod blue_green;
 mod canary;
 mod harness;
 mod identities;

@@ -1,42 +1,23 @@
-//! Progressive delivery: a release goes out as canaries beside the stable pods, is judged
-//! on its SLIs per track at each step, and is promoted (the stable Deployments move to it)
-//! or aborted (the canaries go, the stable pods never changed). The release is recorded
-//! `in-progress` before the first canary starts, so a run that stops half-way — Ctrl-C, a
-//! lost CI runner — is recognised by `status` and resolved (aborted) by the next `apply`
-//! or `rollback`.
+//! Canary releases: the changed services' new pods run beside the stable ones, are judged
+//! on their SLIs per track at each step, and are promoted (the stable Deployments move to
+//! the release) or aborted (the canaries go; the stable pods never changed).
 
-pub mod analysis;
-pub mod workloads;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use self::analysis::{Prometheus, ServiceSli, Thresholds, Verdict};
-use self::workloads::TRACK;
-use super::access::{self, Permission};
-use super::apply::Resources;
-use super::base;
-use super::deploy::{DeployOptions, DeployReport, Deployer};
-use super::release::{self, Release, ReleaseStatus, ReleaseStore};
-use super::rollout::{self, Workload};
-use super::{ENVIRONMENT, FIELD_MANAGER};
-
-/// How a release reaches the pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Every pod moves to the new version by a rolling update.
-    #[default]
-    Rolling,
-    /// Canaries first, judged step by step, then promoted or aborted.
-    Canary,
-}
+use super::analysis::{self, Prometheus, ServiceSli, Thresholds, Verdict};
+use super::{
+    Abort, Note, Prepared, Resolved, Strategy, apply_object, interrupted, live_replicas,
+    record_abort, remove_track_objects, workloads,
+};
+use crate::cluster::access::{self, Permission};
+use crate::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
+use crate::cluster::release::ReleaseStore;
+use crate::cluster::rollout::{self, Workload};
 
 /// Where a canary release stands or how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -125,97 +106,6 @@ impl CanaryReport {
     }
 }
 
-/// An interrupted canary release, aborted by a later command.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct Resolved {
-    pub revision: u32,
-    pub reason: String,
-}
-
-pub type Note = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// Why a canary stopped short of promotion.
-struct Abort(String);
-
-fn canary_selector(environment: &str) -> String {
-    format!("{TRACK}=canary,{ENVIRONMENT}={environment}")
-}
-
-/// Deletes every canary Deployment of the environment (their ReplicaSets and pods follow).
-async fn remove_canaries(deployer: &Deployer<'_>) -> anyhow::Result<Vec<String>> {
-    let api = Resources::new(deployer.cluster)
-        .api("apps/v1", "Deployment", Some(&deployer.namespace))
-        .await?;
-    let listed = api
-        .list(&ListParams::default().labels(&canary_selector(&deployer.environment)))
-        .await
-        .map_err(|err| deployer.cluster.explain(err))?;
-    let mut removed = Vec::new();
-    for canary in listed.items {
-        let name = canary.metadata.name.unwrap_or_default();
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => removed.push(name),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => return Err(deployer.cluster.explain(err)),
-        }
-    }
-    Ok(removed)
-}
-
-/// A canary release recorded in progress that no running shopctl is finishing: aborts it
-/// (canaries removed, the release recorded failed) and says so. `by` names the command.
-pub async fn resolve_interrupted(
-    deployer: &Deployer<'_>,
-    by: &str,
-) -> anyhow::Result<Option<Resolved>> {
-    let store = deployer.store();
-    let Some(stuck) = store
-        .list()
-        .await?
-        .into_iter()
-        .rev()
-        .find(|r| r.status == ReleaseStatus::InProgress)
-    else {
-        return Ok(None);
-    };
-    remove_canaries(deployer).await?;
-    let step = stuck.contents.canary.as_ref().map_or(0, |c| c.step);
-    let reason = format!(
-        "interrupted at step {step}: the shopctl running it stopped; aborted by `{by}`, \
-         the stable release was never changed"
-    );
-    finish(
-        &store,
-        stuck.revision,
-        CanaryOutcome::Aborted,
-        Some(&reason),
-    )
-    .await?;
-    Ok(Some(Resolved {
-        revision: stuck.revision,
-        reason,
-    }))
-}
-
-async fn finish(
-    store: &ReleaseStore<'_>,
-    revision: u32,
-    outcome: CanaryOutcome,
-    reason: Option<&str>,
-) -> anyhow::Result<Release> {
-    store
-        .update(revision, |release| {
-            if outcome == CanaryOutcome::Aborted {
-                release.status = ReleaseStatus::Failed;
-            }
-            if let Some(canary) = &mut release.contents.canary {
-                canary.outcome = outcome;
-                canary.reason = reason.map(str::to_string);
-            }
-        })
-        .await
-}
-
 fn describe(services: &[ServiceSli]) -> String {
     let track = |t: &analysis::TrackSli| {
         format!(
@@ -246,54 +136,33 @@ pub async fn run(
     options: &CanaryOptions,
     note: Note,
 ) -> anyhow::Result<CanaryReport> {
-    let resolved = resolve_interrupted(deployer, "apply --strategy canary").await?;
-    let store = deployer.store();
-    let history = store.list().await?;
-    let stable = history
-        .iter()
-        .rev()
-        .find(|r| r.status != ReleaseStatus::Failed)
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "environment {} has no release to judge a canary against; apply the first \
-                 release without --strategy",
-                deployer.environment
-            )
-        })?;
-    let (_, release) = base::split(manifests);
-    let (_, stable_release) = base::split(&stable.contents.manifests);
-    let workloads::Split { services, unjudged } = workloads::split(&release, &stable_release)?;
+    let prepared =
+        Prepared::new(deployer, manifests, "apply --strategy canary", "a canary").await?;
     access::preflight(deployer.cluster, &needs(deployer, options)).await?;
-
-    let digest = release::digest(&release);
-    let mut record = deployer.new_release(&release, digest, "apply (canary)");
-    record.status = ReleaseStatus::InProgress;
-    record.contents.strategy = Strategy::Canary;
-    record.contents.canary = Some(CanaryRecord {
-        steps: options.steps.clone(),
-        interval_seconds: options.interval.as_secs(),
-        min_requests: options.min_requests,
-        max_failures: options.max_failures,
-        stable_revision: stable.revision,
-        services: services
-            .iter()
-            .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
-            .collect(),
-        unjudged: unjudged.clone(),
-        step: 0,
-        outcome: CanaryOutcome::InProgress,
-        reason: None,
-        measurements: Vec::new(),
-    });
-    let revision = store.record(record, options.keep).await?.revision;
+    let services = &prepared.split.services;
+    let unjudged = &prepared.split.unjudged;
+    let stable = &prepared.stable;
+    let revision = prepared
+        .record(deployer, Strategy::Canary, options.keep, |contents| {
+            contents.canary = Some(Box::new(CanaryRecord {
+                steps: options.steps.clone(),
+                interval_seconds: options.interval.as_secs(),
+                min_requests: options.min_requests,
+                max_failures: options.max_failures,
+                stable_revision: stable.revision,
+                services: prepared.service_names(),
+                unjudged: unjudged.clone(),
+                step: 0,
+                outcome: CanaryOutcome::InProgress,
+                reason: None,
+                measurements: Vec::new(),
+            }))
+        })
+        .await?;
+    let store = deployer.store();
     note(&format!(
         "release {revision}: canary of {} against release {} in steps of {:?}%",
-        services
-            .iter()
-            .filter_map(|d| d["metadata"]["name"].as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        prepared.service_names().join(", "),
         stable.revision,
         options.steps
     ));
@@ -305,7 +174,7 @@ pub async fn run(
     }
 
     let judged = tokio::select! {
-        judged = steps(deployer, &store, revision, &services, options, &note) => {
+        judged = steps(deployer, &store, revision, services, options, &note) => {
             // An error mid-run (the API server gone, the record unwritable) ends the
             // canary like a failed step: the stable release must not be left half-judged.
             judged.unwrap_or_else(|err| Err(Abort(format!("stopped by an error: {err:#}"))))
@@ -321,13 +190,14 @@ pub async fn run(
             .await?
             .contents
             .canary
+            .map(|record| *record)
             .context("the release's canary record is gone")?,
         promotion: None,
-        resolved,
+        resolved: prepared.resolved.clone(),
     };
     if let Err(Abort(reason)) = judged {
-        remove_canaries(deployer).await?;
-        let aborted = finish(&store, revision, CanaryOutcome::Aborted, Some(&reason)).await?;
+        remove_track_objects(deployer).await?;
+        let aborted = record_abort(&store, revision, &reason).await?;
         note(&format!(
             "release {revision} aborted: {reason}; canaries removed, the stable release {} never changed",
             stable.revision
@@ -335,6 +205,7 @@ pub async fn run(
         report.canary = aborted
             .contents
             .canary
+            .map(|record| *record)
             .context("the release's canary record is gone")?;
         return Ok(report);
     }
@@ -347,26 +218,30 @@ pub async fn run(
         atomic: true,
         keep: options.keep,
         cause: "apply (canary)".into(),
-        base: super::deploy::BasePolicy::Current,
+        base: BasePolicy::Current,
         completes: Some(revision),
     };
 
     let promotion = deployer.deploy(manifests, &promote).await?;
     // Only now, with the stable pods on the new version, do the canaries go: capacity
     // never dips below the stable's.
-    remove_canaries(deployer).await?;
-    let outcome = if promotion.rollout_failed() {
-        CanaryOutcome::Aborted
+    remove_track_objects(deployer).await?;
+    let finished = if promotion.rollout_failed() {
+        let reason = "the stable Deployments did not become ready on the promoted release";
+        record_abort(&store, revision, reason).await?
     } else {
-        CanaryOutcome::Promoted
+        store
+            .update(revision, |r| {
+                if let Some(canary) = &mut r.contents.canary {
+                    canary.outcome = CanaryOutcome::Promoted;
+                }
+            })
+            .await?
     };
-    let reason = promotion
-        .rollout_failed()
-        .then_some("the stable Deployments did not become ready on the promoted release");
-    let finished = finish(&store, revision, outcome, reason).await?;
     report.canary = finished
         .contents
         .canary
+        .map(|record| *record)
         .context("the release's canary record is gone")?;
     report.promotion = Some(promotion);
     Ok(report)
@@ -398,18 +273,6 @@ fn needs(
     needs
 }
 
-/// The signal that stopped the run: Ctrl-C, or a CI runner's SIGTERM.
-async fn interrupted() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C",
-        _ = term.recv() => "SIGTERM",
-    }
-}
-
 /// Every step: size the canaries, wait for them, judge them. Err says why to abort.
 async fn steps(
     deployer: &Deployer<'_>,
@@ -419,7 +282,6 @@ async fn steps(
     options: &CanaryOptions,
     note: &Note,
 ) -> anyhow::Result<Result<(), Abort>> {
-    let mut resources = Resources::new(deployer.cluster);
     let names: Vec<String> = services
         .iter()
         .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
@@ -434,23 +296,12 @@ async fn steps(
         let step = index + 1;
         let mut canaries = Vec::new();
         for service in services {
-            let api = resources.api_for(service).await?;
             let name = service["metadata"]["name"].as_str().unwrap_or_default();
-            let live = api
-                .get(name)
-                .await
-                .map_err(|e| deployer.cluster.explain(e))?;
-            let stable_replicas = live.data["spec"]["replicas"].as_i64().unwrap_or(1);
+            let stable_replicas = live_replicas(deployer, service).await?;
             let replicas = workloads::canary_replicas(stable_replicas, weight);
-            let canary = workloads::canary_of(service, revision, replicas);
-            let canary_name = workloads::canary_name(name);
-            api.patch(
-                &canary_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&canary),
-            )
-            .await
-            .map_err(|e| deployer.cluster.explain(e))?;
+            let canary = workloads::twin(service, "canary", revision, replicas);
+            let canary_name = workloads::twin_name(name, "canary");
+            apply_object(deployer, &canary).await?;
             note(&format!(
                 "step {step}/{total} ({weight}%): {canary_name} at {replicas} pod(s) beside {stable_replicas} stable"
             ));

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use crate::cluster::release::ObjectRef;
 
 pub const TRACK: &str = "shopmicro.io/track";
-/// On a canary Deployment: the stable Deployment it stands beside.
-pub const CANARY_OF: &str = "shopmicro.io/canary-of";
-/// On a canary Deployment: the release revision it belongs to.
-pub const CANARY_REVISION: &str = "shopmicro.io/canary-revision";
+/// On a canary or preview Deployment: the stable Deployment it stands beside.
+pub const TWIN_OF: &str = "shopmicro.io/twin-of";
+/// On a canary or preview Deployment: the release revision it belongs to.
+pub const TWIN_REVISION: &str = "shopmicro.io/twin-revision";
 
 /// A service Deployment: its pods serve the stable track.
 fn is_service_deployment(object: &Value) -> bool {
@@ -127,8 +127,9 @@ pub fn split(release: &[Value], stable: &[Value]) -> Result<Split, NotACanary> {
     Ok(Split { services, unjudged })
 }
 
-pub fn canary_name(deployment: &str) -> String {
-    format!("{deployment}-canary")
+/// The name of `deployment`'s twin on `track`: `backend-canary`, `backend-preview`.
+pub fn twin_name(deployment: &str, track: &str) -> String {
+    format!("{deployment}-{track}")
 }
 
 /// How many canary pods stand for `weight` percent of `stable` pods: at least one.
@@ -138,18 +139,29 @@ pub fn canary_replicas(stable: i64, weight: u32) -> i64 {
         .max(1.0) as i64
 }
 
-/// The canary twin of service Deployment `deployment`, with `replicas` pods.
-pub fn canary_of(deployment: &Value, revision: u32, replicas: i64) -> Value {
+/// The twin of service Deployment `deployment` on `track` (canary or preview), with
+/// `replicas` pods: its own name and selector, the same pod template otherwise.
+pub fn twin(deployment: &Value, track: &str, revision: u32, replicas: i64) -> Value {
     let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
-    let mut canary = deployment.clone();
-    canary["metadata"]["name"] = json!(canary_name(name));
-    canary["metadata"]["labels"][TRACK] = json!("canary");
-    canary["metadata"]["annotations"][CANARY_OF] = json!(name);
-    canary["metadata"]["annotations"][CANARY_REVISION] = json!(revision.to_string());
-    canary["spec"]["replicas"] = json!(replicas);
-    canary["spec"]["selector"]["matchLabels"][TRACK] = json!("canary");
-    canary["spec"]["template"]["metadata"]["labels"][TRACK] = json!("canary");
-    canary
+    let mut twin = deployment.clone();
+    twin["metadata"]["name"] = json!(twin_name(name, track));
+    twin["metadata"]["labels"][TRACK] = json!(track);
+    twin["metadata"]["annotations"][TWIN_OF] = json!(name);
+    twin["metadata"]["annotations"][TWIN_REVISION] = json!(revision.to_string());
+    twin["spec"]["replicas"] = json!(replicas);
+    twin["spec"]["selector"]["matchLabels"][TRACK] = json!(track);
+    twin["spec"]["template"]["metadata"]["labels"][TRACK] = json!(track);
+    twin
+}
+
+/// The preview twin of `service`: the same ports, selecting only preview pods.
+pub fn preview_service(service: &Value) -> Value {
+    let name = service["metadata"]["name"].as_str().unwrap_or_default();
+    let mut preview = service.clone();
+    preview["metadata"]["name"] = json!(twin_name(name, "preview"));
+    preview["metadata"]["labels"][TRACK] = json!("preview");
+    preview["spec"]["selector"][TRACK] = json!("preview");
+    preview
 }
 
 #[cfg(test)]
@@ -246,7 +258,12 @@ mod tests {
 
     #[test]
     fn the_canary_selects_only_canary_pods_and_is_sized_by_weight() {
-        let canary = canary_of(&deployment("backend", "b:2"), 7, canary_replicas(2, 10));
+        let canary = twin(
+            &deployment("backend", "b:2"),
+            "canary",
+            7,
+            canary_replicas(2, 10),
+        );
         assert_eq!(canary["metadata"]["name"], "backend-canary");
         assert_eq!(canary["spec"]["replicas"], 1);
         assert_eq!(canary["spec"]["selector"]["matchLabels"][TRACK], "canary");
@@ -254,7 +271,7 @@ mod tests {
             canary["spec"]["template"]["metadata"]["labels"][TRACK],
             "canary"
         );
-        assert_eq!(canary["metadata"]["annotations"][CANARY_REVISION], "7");
+        assert_eq!(canary["metadata"]["annotations"][TWIN_REVISION], "7");
         // The Service's selector (name and instance) still matches the canary's pods.
         assert_eq!(
             canary["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],

@@ -1,0 +1,218 @@
+//! Blue/green releases on the simulated API server: the preview Service answers with a
+//! real backend process (or a stand-in that fails its listing), so the smoke checks go
+//! through the API server's service proxy as they would on a cluster. A healthy preview is
+//! switched to and switched back from instantly; the next apply finalizes a switched
+//! release; a failing preview is aborted with the stable release untouched.
+
+use serde_json::Value;
+use shopmicro_common::testing::TestDatabase;
+
+use crate::harness::*;
+use crate::support::live::{Process, spawn_service};
+
+const BLUE_GREEN: &[&str] = &[
+    "apply",
+    "--env",
+    "dev",
+    "--strategy",
+    "blue-green",
+    "--timeout",
+    "30s",
+];
+
+/// A real backend on its own database, answering for the cluster's `backend-preview`.
+async fn serve_a_healthy_preview(cluster: &TestCluster) -> (Process, TestDatabase) {
+    let database = TestDatabase::create().await;
+    let backend = spawn_service("backend", &[("DATABASE_URL", database.url().to_owned())]);
+    cluster
+        .sim
+        .serve(NS, "backend-preview", "backend", &backend.url(""));
+    (backend, database)
+}
+
+/// A preview that is ready but cannot list products.
+async fn serve_a_failing_preview(cluster: &TestCluster) {
+    let app = axum::Router::new()
+        .route("/readyz", axum::routing::get(|| async { "ready" }))
+        .route(
+            "/products",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "relation \"products\" does not exist",
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    cluster.sim.serve(NS, "backend-preview", "backend", &url);
+}
+
+fn blue_green(cluster: &TestCluster, tag: &str, code: i32) -> Value {
+    let set = format!("services.backend.tag={tag}");
+    let mut args = BLUE_GREEN.to_vec();
+    args.extend(["--set", &set]);
+    tokio::task::block_in_place(|| cluster.json(&args, code))
+}
+
+fn selector(cluster: &TestCluster, service: &str) -> Value {
+    cluster.get("", "Service", service).unwrap()["spec"]["selector"].clone()
+}
+
+fn release(cluster: &TestCluster, revision: u64) -> Value {
+    let history = cluster.json(&["history", "--env", "dev"], 0);
+    history["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == revision)
+        .cloned()
+        .unwrap_or_else(|| panic!("no release {revision}: {history:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checked_preview_is_switched_to_and_rollback_switches_back_instantly() {
+    let cluster = TestCluster::start();
+    tokio::task::block_in_place(|| cluster.apply(&[]));
+    let _preview = serve_a_healthy_preview(&cluster).await;
+
+    let report = blue_green(&cluster, "0.2.0", 0);
+    let record = &report["blue_green"];
+    assert_eq!(record["phase"], "switched", "{report:#}");
+    assert_eq!(record["services"], serde_json::json!(["backend"]));
+    let checks: Vec<(String, Value)> = record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["request"].as_str().unwrap().to_owned(),
+                c["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("GET /readyz".to_owned(), 200.into()),
+            ("GET /products?limit=1".to_owned(), 200.into())
+        ]
+    );
+    assert!(record["retain_until"].is_string());
+
+    // The Service points at the preview pods, which run the release at full size; the
+    // old pods still run, untouched.
+    assert_eq!(
+        selector(&cluster, "backend")["shopmicro.io/track"],
+        "preview"
+    );
+    assert!(cluster.image("backend-preview").ends_with(":0.2.0"));
+    assert!(cluster.image("backend").ends_with(":0.1.0"));
+    let preview = cluster
+        .get("apps", "Deployment", "backend-preview")
+        .unwrap();
+    assert_eq!(preview["spec"]["replicas"], 2);
+    let status = tokio::task::block_in_place(|| cluster.json(&["status", "--env", "dev"], 0));
+    assert_eq!(status["release"]["revision"], 2);
+    assert_eq!(status["release"]["blue_green"]["phase"], "switched");
+    let table = tokio::task::block_in_place(|| cluster.shopctl(&["status", "--env", "dev"]));
+    assert!(
+        table.stdout.contains("release 1 stays warm until"),
+        "{}",
+        table.stdout
+    );
+
+    // Rollback inside the window: the Service points at the old pods again, nothing rolls
+    // out, nothing new is recorded; release 2 is no longer the current one.
+    let back = tokio::task::block_in_place(|| cluster.json(&["rollback", "--env", "dev"], 0));
+    assert_eq!(
+        back["switched_back"],
+        serde_json::json!({"from": 2, "to": 1}),
+        "{back:#}"
+    );
+    assert_eq!(back["rollout"], serde_json::json!([]));
+    assert_eq!(
+        selector(&cluster, "backend")["shopmicro.io/track"],
+        "stable"
+    );
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-preview")
+            .is_none()
+    );
+    assert!(cluster.get("", "Service", "backend-preview").is_none());
+    assert!(cluster.image("backend").ends_with(":0.1.0"));
+    let history = tokio::task::block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
+    assert_eq!(history["releases"].as_array().unwrap().len(), 2);
+    assert_eq!(history["current"], 1);
+    let switched = tokio::task::block_in_place(|| release(&cluster, 2));
+    assert_eq!(switched["status"], "failed");
+    assert_eq!(switched["blue_green"]["phase"], "switched-back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_aborted() {
+    let cluster = TestCluster::start();
+    tokio::task::block_in_place(|| cluster.apply(&[]));
+    let preview = serve_a_healthy_preview(&cluster).await;
+    blue_green(&cluster, "0.2.0", 0);
+
+    // The same release applied again: release 2 is finalized first — the stable
+    // Deployment moves to it, the Service selects every backend pod, the previews go — and
+    // nothing else changes.
+    let applied =
+        tokio::task::block_in_place(|| cluster.apply(&["--set", "services.backend.tag=0.2.0"]));
+    assert_eq!(applied["finalized"], 2, "{applied:#}");
+    assert!(
+        applied.get("revision").is_none_or(Value::is_null),
+        "{applied:#}"
+    );
+    assert!(cluster.image("backend").ends_with(":0.2.0"));
+    assert!(
+        selector(&cluster, "backend")
+            .get("shopmicro.io/track")
+            .is_none()
+    );
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-preview")
+            .is_none()
+    );
+    let finalized = tokio::task::block_in_place(|| release(&cluster, 2));
+    assert_eq!(finalized["status"], "ready");
+    assert_eq!(finalized["blue_green"]["phase"], "finalized");
+    drop(preview);
+
+    // A preview that cannot list products never gets the traffic.
+    serve_a_failing_preview(&cluster).await;
+    let report = blue_green(&cluster, "0.3.0", 1);
+    let record = &report["blue_green"];
+    assert_eq!(record["phase"], "aborted", "{report:#}");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "the preview failed its smoke checks: backend GET /products?limit=1 answered 500"
+        ),
+        "{reason}"
+    );
+    assert!(
+        selector(&cluster, "backend")
+            .get("shopmicro.io/track")
+            .is_none()
+    );
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-preview")
+            .is_none()
+    );
+    assert!(cluster.image("backend").ends_with(":0.2.0"));
+    let history = tokio::task::block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
+    assert_eq!(history["current"], 2);
+    let table = tokio::task::block_in_place(|| cluster.shopctl(&["history", "--env", "dev"]));
+    assert!(
+        table.stdout.contains("blue-green, aborted"),
+        "{}",
+        table.stdout
+    );
+}
