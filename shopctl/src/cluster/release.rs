@@ -76,7 +76,7 @@ pub struct Contents {
     /// A canary release's steps, measurements and outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Box<super::progressive::canary::CanaryRecord>>,
-    /// A blue/green release's smoke checks, switch and retention.
+    /// A blue/green release's preview checks, switch and retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<Box<super::progressive::blue_green::BlueGreenRecord>>,
     #[serde(skip_serializing)]

@@ -68,8 +68,8 @@ enum StrategyArg {
     /// The changed services' new pods run as canaries beside the stable ones, judged on
     /// their SLIs in Prometheus at each step, then promoted or aborted.
     Canary,
-    /// The changed services' new version runs as a full preview set, is smoke-checked
-    /// through a preview Service, then the Services switch to it; the old pods stay warm
+    /// The changed services' new version runs as a full preview set, passes validate's app
+    /// checks through preview Services, then the Services switch to it; the old pods stay warm
     /// for an instant rollback.
     BlueGreen,
 }
@@ -217,9 +217,13 @@ fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<O
             serde_json::to_string_pretty(&ApplyReport::Canary(report))?
         ),
         OutputFormat::Table => {
-            print_resolved(report.resolved.as_ref());
+            print_settled(report.resolved.as_ref(), report.finalized);
             let canary = &report.canary;
-            if let Some(last) = canary.measurements.last() {
+            if let Some(last) = canary
+                .measurements
+                .last()
+                .filter(|m| !m.services.is_empty())
+            {
                 let mut table =
                     super::new_table(&["SERVICE", "TRACK", "REQUESTS", "5XX", "P95", "STEP"]);
                 for service in &last.services {
@@ -264,22 +268,15 @@ fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::R
             serde_json::to_string_pretty(&ApplyReport::BlueGreen(report))?
         ),
         OutputFormat::Table => {
-            print_resolved(report.resolved.as_ref());
-            if let Some(finalized) = report.finalized {
-                println!("finalized the switched blue/green release {finalized} first");
-            }
+            print_settled(report.resolved.as_ref(), report.finalized);
             let record = &report.blue_green;
             if !record.checks.is_empty() {
-                let mut table = super::new_table(&["SERVICE", "SMOKE CHECK", "STATUS", "RESULT"]);
+                let mut table = super::new_table(&["PREVIEW CHECK", "STATUS", "DETAIL"]);
                 for check in &record.checks {
                     table.add_row([
-                        check.service.clone(),
-                        check.request.clone(),
-                        check.status.map_or("-".into(), |s| s.to_string()),
-                        match &check.detail {
-                            None => "passed".to_owned(),
-                            Some(detail) => format!("failed: {detail}"),
-                        },
+                        check.id.clone(),
+                        format!("{:?}", check.status).to_lowercase(),
+                        check.detail.clone(),
                     ]);
                 }
                 println!("{table}");
@@ -306,12 +303,17 @@ fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::R
     Ok(Outcome::judged(report.succeeded()))
 }
 
-fn print_resolved(resolved: Option<&Resolved>) {
+/// What a command settled before its own work: an interrupted release it aborted, a
+/// switched blue/green release it finalized.
+fn print_settled(resolved: Option<&Resolved>, finalized: Option<u32>) {
     if let Some(resolved) = resolved {
         println!(
             "aborted the interrupted release {} first: {}",
             resolved.revision, resolved.reason
         );
+    }
+    if let Some(finalized) = finalized {
+        println!("finalized the switched blue/green release {finalized} first");
     }
 }
 
@@ -336,10 +338,7 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
             report.base_changes.len()
         );
     }
-    print_resolved(report.resolved.as_ref());
-    if let Some(finalized) = report.finalized {
-        println!("finalized the switched blue/green release {finalized} first");
-    }
+    print_settled(report.resolved.as_ref(), report.finalized);
     if let Some(back) = &report.switched_back {
         println!(
             "switched back: the Services point at the warm pods of release {} again; release {} \

@@ -196,8 +196,12 @@ impl Snapshot {
             snapshot.identity = Some(crate::cluster::access::whoami(cluster).await);
         }
         snapshot.history = history.iter().map(|r| r.revision).collect();
-        // An aborted canary never ran: the release that runs is the newest other one.
-        snapshot.release = history.into_iter().rfind(|r| !r.contents.never_ran());
+        // The release that runs: not an aborted progressive release (it never ran), nor
+        // one still in progress (its canaries or previews run beside the release before).
+        snapshot.release = history.into_iter().rfind(|r| {
+            !r.contents.never_ran()
+                && r.status != crate::cluster::release::ReleaseStatus::InProgress
+        });
         Ok(snapshot)
     }
 }

@@ -1,6 +1,6 @@
 //! Blue/green releases on the simulated API server: the preview Service answers with a
-//! real backend process (or a stand-in that fails its listing), so the smoke checks go
-//! through the API server's service proxy as they would on a cluster. A healthy preview is
+//! real backend process (or a stand-in that fails its listing), so validate's app checks
+//! go through the API server's service proxy as they would on a cluster. A healthy preview is
 //! switched to and switched back from instantly; the next apply finalizes a switched
 //! release; a failing preview is aborted with the stable release untouched.
 
@@ -60,17 +60,6 @@ fn selector(cluster: &TestCluster, service: &str) -> Value {
     cluster.get("", "Service", service).unwrap()["spec"]["selector"].clone()
 }
 
-fn release(cluster: &TestCluster, revision: u64) -> Value {
-    let history = cluster.json(&["history", "--env", "dev"], 0);
-    history["releases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["revision"] == revision)
-        .cloned()
-        .unwrap_or_else(|| panic!("no release {revision}: {history:#}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checked_preview_is_switched_to_and_rollback_switches_back_instantly() {
     let cluster = TestCluster::start();
@@ -81,24 +70,25 @@ async fn a_checked_preview_is_switched_to_and_rollback_switches_back_instantly()
     let record = &report["blue_green"];
     assert_eq!(record["phase"], "switched", "{report:#}");
     assert_eq!(record["services"], serde_json::json!(["backend"]));
-    let checks: Vec<(String, Value)> = record["checks"]
+    // Validate's app checks ran against the preview: the backend's pass, the services the
+    // release does not preview are skipped (their live pods answer for them).
+    let checks: std::collections::BTreeMap<String, String> = record["checks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| {
             (
-                c["request"].as_str().unwrap().to_owned(),
-                c["status"].clone(),
+                c["id"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
-    assert_eq!(
-        checks,
-        [
-            ("GET /readyz".to_owned(), 200.into()),
-            ("GET /products?limit=1".to_owned(), 200.into())
-        ]
-    );
+    for passed in ["app.backend-ready", "app.products", "storage.database"] {
+        assert_eq!(checks[passed], "pass", "{checks:?}");
+    }
+    for skipped in ["app.frontend-ready", "app.ml-ready", "app.storefront"] {
+        assert_eq!(checks[skipped], "skipped", "{checks:?}");
+    }
     assert!(record["retain_until"].is_string());
 
     // The Service points at the preview pods, which run the release at full size; the
@@ -146,7 +136,7 @@ async fn a_checked_preview_is_switched_to_and_rollback_switches_back_instantly()
     let history = tokio::task::block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
     assert_eq!(history["releases"].as_array().unwrap().len(), 2);
     assert_eq!(history["current"], 1);
-    let switched = tokio::task::block_in_place(|| release(&cluster, 2));
+    let switched = tokio::task::block_in_place(|| cluster.release(2)).unwrap();
     assert_eq!(switched["status"], "failed");
     assert_eq!(switched["blue_green"]["phase"], "switched-back");
 }
@@ -179,7 +169,7 @@ async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_ab
             .get("apps", "Deployment", "backend-preview")
             .is_none()
     );
-    let finalized = tokio::task::block_in_place(|| release(&cluster, 2));
+    let finalized = tokio::task::block_in_place(|| cluster.release(2)).unwrap();
     assert_eq!(finalized["status"], "ready");
     assert_eq!(finalized["blue_green"]["phase"], "finalized");
     drop(preview);
@@ -191,9 +181,8 @@ async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_ab
     assert_eq!(record["phase"], "aborted", "{report:#}");
     let reason = record["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with(
-            "the preview failed its smoke checks: backend GET /products?limit=1 answered 500"
-        ),
+        reason.starts_with("the preview failed validate's app checks: ")
+            && reason.contains("app.products: GET /products answered 500 without products"),
         "{reason}"
     );
     assert!(
@@ -215,4 +204,57 @@ async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_ab
         "{}",
         table.stdout
     );
+}
+
+#[test]
+fn an_interrupted_blue_green_release_is_aborted_by_the_next_rollback_before_it_rolls_back() {
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    cluster.apply(&["--set", "services.backend.tag=0.2.0"]);
+    // Previews that never become ready keep the run waiting until it is killed: a lost
+    // runner, nothing cleaned up.
+    let mut run = cluster.spawn(&[
+        "apply",
+        "--env",
+        "dev",
+        "--strategy",
+        "blue-green",
+        "--timeout",
+        "120s",
+        "--set",
+        "services.backend.tag=0.3.0-never-ready",
+    ]);
+    cluster.wait_for_release(3, |r| r["status"] == "in-progress");
+    eventually(
+        "the preview to exist",
+        std::time::Duration::from_secs(10),
+        || {
+            cluster
+                .get("apps", "Deployment", "backend-preview")
+                .ok_or("no backend-preview yet")
+        },
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+
+    let back = cluster.json(&["rollback", "--env", "dev"], 0);
+    assert_eq!(back["resolved"]["revision"], 3, "{back:#}");
+    assert!(
+        back["resolved"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted before its switch")
+    );
+    // Then the rollback itself, from release 2 (the one that ran) to release 1.
+    assert_eq!(back["revision"], 4, "{back:#}");
+    assert!(cluster.image("backend").ends_with(":0.1.0"));
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-preview")
+            .is_none()
+    );
+    assert!(cluster.get("", "Service", "backend-preview").is_none());
+    let aborted = cluster.release(3).unwrap();
+    assert_eq!(aborted["status"], "failed");
+    assert_eq!(aborted["blue_green"]["phase"], "aborted");
 }

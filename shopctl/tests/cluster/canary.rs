@@ -151,14 +151,7 @@ fn canary(cluster: &TestCluster, extra: &[&str], code: i32) -> (Value, String) {
 }
 
 fn release(cluster: &TestCluster, revision: u64) -> Value {
-    let history = block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
-    history["releases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["revision"] == revision)
-        .cloned()
-        .unwrap_or_else(|| panic!("no release {revision} in {history:#}"))
+    block_in_place(|| cluster.release(revision)).expect("the release is kept")
 }
 
 fn canaries_are_gone(cluster: &TestCluster) {
@@ -350,26 +343,6 @@ async fn too_little_canary_traffic_is_waiting_for_data_never_a_verdict() {
     canaries_are_gone(&cluster);
 }
 
-/// The release's record as the history shows it, once `ready(record)` holds.
-fn wait_for_release(cluster: &TestCluster, revision: u64, ready: impl Fn(&Value) -> bool) -> Value {
-    eventually(
-        "the canary release to reach its analysis",
-        Duration::from_secs(30),
-        || {
-            let history = cluster.json(&["history", "--env", "dev"], 0);
-            match history["releases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["revision"] == revision)
-            {
-                Some(record) if ready(record) => Ok(record.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-}
-
 fn analysing(record: &Value) -> bool {
     record["status"] == "in-progress" && record["canary"]["step"].as_u64() >= Some(1)
 }
@@ -406,7 +379,7 @@ fn an_interrupted_canary_is_shown_by_status_and_resolved_by_the_next_command() {
 
     // Ctrl-C: shopctl aborts the canary itself and says so.
     let child = spawn("0.2.0");
-    wait_for_release(&cluster, 2, analysing);
+    cluster.wait_for_release(2, analysing);
     assert!(
         cluster
             .get("apps", "Deployment", "backend-canary")
@@ -432,7 +405,7 @@ fn an_interrupted_canary_is_shown_by_status_and_resolved_by_the_next_command() {
 
     // A lost runner (SIGKILL): nothing is cleaned up, and the record says in progress.
     let mut child = spawn("0.3.0");
-    wait_for_release(&cluster, 3, analysing);
+    cluster.wait_for_release(3, analysing);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

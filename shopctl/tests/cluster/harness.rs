@@ -257,6 +257,29 @@ impl TestCluster {
         self.json(&args, 0)
     }
 
+    /// Release `revision` of dev as `history --output json` shows it, if it is kept.
+    pub fn release(&self, revision: u64) -> Option<Value> {
+        let history = self.json(&["history", "--env", "dev"], 0);
+        history["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["revision"] == revision)
+            .cloned()
+    }
+
+    /// Release `revision` once `ready` holds for it (a run in another process moving on).
+    pub fn wait_for_release(&self, revision: u64, ready: impl Fn(&Value) -> bool) -> Value {
+        eventually(
+            &format!("release {revision} to reach the state the test waits for"),
+            Duration::from_secs(30),
+            || match self.release(revision) {
+                Some(record) if ready(&record) => Ok(record),
+                other => Err(format!("{other:?}")),
+            },
+        )
+    }
+
     pub fn get(&self, group: &str, kind: &str, name: &str) -> Option<Value> {
         self.sim.store().get(lookup(group, kind), NS, name).ok()
     }

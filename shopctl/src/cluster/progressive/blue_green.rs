@@ -1,7 +1,7 @@
 //! Blue/green releases: the changed services' new version runs as a full preview set
 //! (`backend-preview`, as many pods as the stable Deployment) behind its own preview
-//! Service, is smoke-checked through the API server's service proxy, and then the
-//! services' Services switch to it at once. The old pods stay warm: until the release is
+//! Service, passes validate's app checks through the API server's service proxy, and
+//! then the services' Services switch to it at once. The old pods stay warm: until the release is
 //! finalized (by the next `apply`, or once `--retention` has passed) `rollback` switches
 //! back instantly. Finalizing moves the stable Deployments to the release while the
 //! Services still point at the preview pods, then points the Services at both (now
@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::preview::PreviewTarget;
 use super::workloads::{self, TRACK};
 use super::{
     Abort, Note, Prepared, Resolved, Strategy, apply_object, interrupted, live_replicas,
@@ -25,6 +26,7 @@ use crate::cluster::base;
 use crate::cluster::deploy::{BasePolicy, DeployOptions, Deployer};
 use crate::cluster::release::{Release, ReleaseStatus};
 use crate::cluster::rollout::{self, Workload};
+use crate::validate::Status;
 
 /// Where a blue/green release stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -38,23 +40,16 @@ pub enum Phase {
     Finalized,
     /// `rollback` pointed the Services back at the old pods.
     SwitchedBack,
-    /// A smoke check failed, the previews never became ready, or the run was interrupted.
+    /// A check failed, the previews never became ready, or the run was interrupted.
     Aborted,
 }
 
-/// One smoke check of a preview Service.
+/// One of validate's checks, run against the previews.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SmokeCheck {
-    pub service: String,
-    /// The request: `GET /readyz`.
-    pub request: String,
-    /// The answer's status; absent when the preview could not be reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    pub passed: bool,
-    /// Why not, when it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+pub struct PreviewCheck {
+    pub id: String,
+    pub status: crate::validate::Status,
+    pub detail: String,
 }
 
 /// A blue/green release as its record keeps it.
@@ -68,7 +63,8 @@ pub struct BlueGreenRecord {
     #[serde(default)]
     pub unjudged: Vec<String>,
     pub phase: Phase,
-    pub checks: Vec<SmokeCheck>,
+    /// Validate's app checks on the previews.
+    pub checks: Vec<PreviewCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switched_at: Option<String>,
     /// Until when `rollback` switches back instantly (RFC 3339).
@@ -130,17 +126,6 @@ pub struct SwitchedBack {
     pub to: u32,
 }
 
-/// The requests that show a preview serves: ready, and its main page or listing.
-fn smoke_requests(service: &str) -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
-    let mut requests: Vec<(&str, &[(&str, &str)])> = vec![("/readyz", &[])];
-    match service {
-        "backend" => requests.push(("/products", &[("limit", "1")])),
-        "frontend" => requests.push(("/", &[])),
-        _ => {}
-    }
-    requests
-}
-
 /// The rendered Service in front of service Deployment `name`.
 fn service_of<'a>(release: &'a [Value], name: &str) -> Option<&'a Value> {
     release
@@ -155,12 +140,12 @@ pub async fn run(
     options: &BlueGreenOptions,
     note: Note,
 ) -> anyhow::Result<BlueGreenReport> {
-    let finalized = finalize_switched(deployer, options.timeout, &note).await?;
     let prepared = Prepared::new(
         deployer,
         manifests,
-        "apply --strategy blue-green",
-        "a blue/green release",
+        ("apply --strategy blue-green", "a blue/green release"),
+        options.timeout,
+        &note,
     )
     .await?;
     let names = prepared.service_names();
@@ -245,13 +230,13 @@ pub async fn run(
             .map(|record| *record)
             .context("the release's blue/green record is gone")?,
         resolved: prepared.resolved,
-        finalized,
+        finalized: prepared.finalized,
     })
 }
 
 /// What a blue/green run needs: preview Deployments and Services created, watched and
-/// deleted, the live Services switched, the previews asked through the service proxy, the
-/// release recorded and updated.
+/// deleted, the live Services switched, the previews checked through the service proxy,
+/// the release recorded and updated.
 fn needs(deployer: &Deployer<'_>) -> BTreeSet<Permission> {
     let ns = Some(deployer.namespace.as_str());
     let verbs = ["get", "list", "watch", "create", "patch", "delete"];
@@ -270,8 +255,8 @@ fn needs(deployer: &Deployer<'_>) -> BTreeSet<Permission> {
     needs
 }
 
-/// Starts the previews, waits for them, smoke-checks them, switches the Services. Err says
-/// why to abort.
+/// Starts the previews, waits for them, checks them, switches the Services. Err says why
+/// to abort.
 async fn preview_and_switch(
     deployer: &Deployer<'_>,
     prepared: &Prepared,
@@ -308,9 +293,24 @@ async fn preview_and_switch(
             stuck.reason.clone().unwrap_or_default()
         ))));
     }
-    let checks = smoke_check(deployer, prepared).await;
-    let store = deployer.store();
-    store
+    let services: Vec<&Value> = prepared
+        .service_names()
+        .iter()
+        .filter_map(|name| service_of(&prepared.release, name))
+        .collect();
+    let target = PreviewTarget::new(deployer.cluster, &deployer.namespace, &services);
+    let report = target.validate(&deployer.environment).await;
+    let checks: Vec<PreviewCheck> = report
+        .checks
+        .iter()
+        .map(|check| PreviewCheck {
+            id: check.id.to_string(),
+            status: check.verdict.status,
+            detail: check.verdict.detail.clone(),
+        })
+        .collect();
+    deployer
+        .store()
         .update(revision, |r| {
             if let Some(record) = &mut r.contents.blue_green {
                 record.checks = checks.clone();
@@ -319,25 +319,18 @@ async fn preview_and_switch(
         .await?;
     let failed: Vec<String> = checks
         .iter()
-        .filter(|c| !c.passed)
-        .map(|c| {
-            format!(
-                "{} {} answered {}",
-                c.service,
-                c.request,
-                c.detail.clone().unwrap_or_default()
-            )
-        })
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| format!("{}: {}", c.id, c.detail))
         .collect();
     if !failed.is_empty() {
         return Ok(Err(Abort(format!(
-            "the preview failed its smoke checks: {}",
+            "the preview failed validate's app checks: {}",
             failed.join("; ")
         ))));
     }
     note(&format!(
-        "{} smoke checks passed on the previews; switching the Services",
-        checks.len()
+        "the previews passed validate's app checks ({} passed, {} skipped); switching the Services",
+        report.passed, report.skipped
     ));
     for name in prepared.service_names() {
         if let Some(service) = service_of(&prepared.release, &name) {
@@ -347,63 +340,6 @@ async fn preview_and_switch(
         }
     }
     Ok(Ok(()))
-}
-
-/// Asks every preview Service what `smoke_requests` lists, through the service proxy.
-async fn smoke_check(deployer: &Deployer<'_>, prepared: &Prepared) -> Vec<SmokeCheck> {
-    let mut checks = Vec::new();
-    for name in prepared.service_names() {
-        let Some(service) = service_of(&prepared.release, &name) else {
-            continue;
-        };
-        let port = service["spec"]["ports"][0]["name"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| service["spec"]["ports"][0]["port"].to_string());
-        let preview = workloads::twin_name(&name, "preview");
-        for (path, query) in smoke_requests(&name) {
-            let answer = crate::cluster::proxy::get(
-                &deployer.cluster.client,
-                &deployer.namespace,
-                &preview,
-                &port,
-                path,
-                query,
-            )
-            .await;
-            let request = match query {
-                [] => format!("GET {path}"),
-                _ => format!(
-                    "GET {path}?{}",
-                    query
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("&")
-                ),
-            };
-            let (status, passed, detail) = match answer {
-                Ok((status, _)) if status == 200 => (Some(status), true, None),
-                Ok((status, body)) => (
-                    Some(status),
-                    false,
-                    Some(format!(
-                        "{status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    )),
-                ),
-                Err(cause) => (None, false, Some(cause)),
-            };
-            checks.push(SmokeCheck {
-                service: name.clone(),
-                request,
-                status,
-                passed,
-                detail,
-            });
-        }
-    }
-    checks
 }
 
 /// The switched blue/green release, if the newest release that runs is one.

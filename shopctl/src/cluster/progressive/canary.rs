@@ -94,9 +94,12 @@ pub struct CanaryReport {
     /// The promotion's deploy: the stable Deployments moving to the release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<DeployReport>,
-    /// An interrupted canary this run aborted first.
+    /// An interrupted progressive release this run aborted first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<Resolved>,
+    /// A switched blue/green release this run finalized first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalized: Option<u32>,
 }
 
 impl CanaryReport {
@@ -136,8 +139,14 @@ pub async fn run(
     options: &CanaryOptions,
     note: Note,
 ) -> anyhow::Result<CanaryReport> {
-    let prepared =
-        Prepared::new(deployer, manifests, "apply --strategy canary", "a canary").await?;
+    let prepared = Prepared::new(
+        deployer,
+        manifests,
+        ("apply --strategy canary", "a canary"),
+        options.step_timeout,
+        &note,
+    )
+    .await?;
     access::preflight(deployer.cluster, &needs(deployer, options)).await?;
     let services = &prepared.split.services;
     let unjudged = &prepared.split.unjudged;
@@ -194,6 +203,7 @@ pub async fn run(
             .context("the release's canary record is gone")?,
         promotion: None,
         resolved: prepared.resolved.clone(),
+        finalized: prepared.finalized,
     };
     if let Err(Abort(reason)) = judged {
         remove_track_objects(deployer).await?;
@@ -388,9 +398,14 @@ async fn steps(
                         "step {step}/{total} ({weight}%) waiting for data: {reason}"
                     ));
                     if tokio::time::Instant::now() >= deadline {
+                        let advice = if measurement.services.is_empty() {
+                            "is Prometheus up? `shopctl validate --only obs` says"
+                        } else {
+                            "send traffic or lower --min-requests"
+                        };
                         return Ok(Err(Abort(format!(
                             "inconclusive at step {step} ({weight}%): still waiting for data after {}s ({reason}); \
-                             nothing was judged, send traffic or lower --min-requests",
+                             nothing was judged, {advice}",
                             options.step_timeout.as_secs()
                         ))));
                     }

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod blue_green;
 pub mod canary;
+pub mod preview;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -33,7 +34,8 @@ pub enum Strategy {
     Rolling,
     /// Canaries first, judged step by step, then promoted or aborted.
     Canary,
-    /// A full preview set, smoke-checked, then the Services switch to it.
+    /// A full preview set, checked as `validate` checks the services, then the Services
+    /// switch to it.
     BlueGreen,
 }
 
@@ -215,18 +217,23 @@ struct Prepared {
     release: Vec<Value>,
     split: workloads::Split,
     resolved: Option<Resolved>,
+    /// A switched blue/green release finalized first.
+    finalized: Option<u32>,
 }
 
 impl Prepared {
-    /// Resolves an interrupted run first, then splits the release against the one that
-    /// runs; `how` names the strategy in errors ("a canary").
+    /// Settles what an earlier progressive release left (an interrupted one aborted, a
+    /// switched blue/green one finalized within `timeout`), then splits the release against
+    /// the one that runs; `how` names the strategy in errors ("a canary").
     async fn new(
         deployer: &Deployer<'_>,
         manifests: &[Value],
-        by: &str,
-        how: &str,
+        (by, how): (&str, &str),
+        timeout: std::time::Duration,
+        note: &Note,
     ) -> anyhow::Result<Self> {
         let resolved = resolve_interrupted(deployer, by).await?;
+        let finalized = blue_green::finalize_switched(deployer, timeout, note).await?;
         let history = deployer.store().list().await?;
         let stable = running(&history).cloned().ok_or_else(|| {
             anyhow::anyhow!(
@@ -243,6 +250,7 @@ impl Prepared {
             release,
             split,
             resolved,
+            finalized,
         })
     }
 
