@@ -159,8 +159,8 @@ pub struct History {
     pub environment: String,
     pub target: Target,
     /// The revision in effect: locally the one running (absent when stopped); on a
-    /// cluster the newest applied (its `status` says whether it became ready; an aborted
-    /// canary never ran and is not it).
+    /// cluster the newest applied (its `status` says whether it became ready; a progressive
+    /// release is not it while in progress, nor when aborted or switched back from).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<u32>,
     pub releases: Vec<crate::release::ReleaseRecord>,

@@ -212,10 +212,7 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
 
 fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<Outcome> {
     match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&ApplyReport::Canary(report))?
-        ),
+        OutputFormat::Json => print_json(&ApplyReport::Canary(report))?,
         OutputFormat::Table => {
             print_settled(report.resolved.as_ref(), report.finalized);
             let canary = &report.canary;
@@ -263,10 +260,7 @@ fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<O
 
 fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::Result<Outcome> {
     match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&ApplyReport::BlueGreen(report))?
-        ),
+        OutputFormat::Json => print_json(&ApplyReport::BlueGreen(report))?,
         OutputFormat::Table => {
             print_settled(report.resolved.as_ref(), report.finalized);
             let record = &report.blue_green;
@@ -303,6 +297,11 @@ fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::R
     Ok(Outcome::judged(report.succeeded()))
 }
 
+fn print_json(report: &ApplyReport) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(())
+}
+
 /// What a command settled before its own work: an interrupted release it aborted, a
 /// switched blue/green release it finalized.
 fn print_settled(resolved: Option<&Resolved>, finalized: Option<u32>) {
@@ -319,7 +318,7 @@ fn print_settled(resolved: Option<&Resolved>, finalized: Option<u32>) {
 
 fn print_deploy(report: &DeployReport, output: OutputFormat) -> anyhow::Result<Outcome> {
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Json => print_json(&ApplyReport::Rolling(report))?,
         OutputFormat::Table => print_deploy_table(report),
     }
     Ok(if report.rollout_failed() {

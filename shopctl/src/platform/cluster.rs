@@ -264,11 +264,7 @@ impl Platform for ClusterPlatform {
             Ok(History {
                 environment: self.environment.name.clone(),
                 target: Target::Cluster,
-                current: releases
-                    .iter()
-                    .filter(|r| !r.contents.never_ran())
-                    .map(|r| r.revision)
-                    .max(),
+                current: crate::cluster::progressive::running(&releases).map(|r| r.revision),
                 releases: releases
                     .into_iter()
                     .map(ReleaseRecord::Cluster)

@@ -196,12 +196,9 @@ impl Snapshot {
             snapshot.identity = Some(crate::cluster::access::whoami(cluster).await);
         }
         snapshot.history = history.iter().map(|r| r.revision).collect();
-        // The release that runs: not an aborted progressive release (it never ran), nor
-        // one still in progress (its canaries or previews run beside the release before).
-        snapshot.release = history.into_iter().rfind(|r| {
-            !r.contents.never_ran()
-                && r.status != crate::cluster::release::ReleaseStatus::InProgress
-        });
+        // Not an aborted progressive release (it never ran), nor one in progress (its
+        // canaries or previews run beside the release before it).
+        snapshot.release = crate::cluster::progressive::running(&history).cloned();
         Ok(snapshot)
     }
 }

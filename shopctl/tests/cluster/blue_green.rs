@@ -56,6 +56,21 @@ fn blue_green(cluster: &TestCluster, tag: &str, code: i32) -> Value {
     tokio::task::block_in_place(|| cluster.json(&args, code))
 }
 
+/// No preview is left, and the backend Service selects every backend pod again.
+fn back_to_one_backend_service(cluster: &TestCluster) {
+    assert!(
+        selector(cluster, "backend")
+            .get("shopmicro.io/track")
+            .is_none()
+    );
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-preview")
+            .is_none()
+    );
+    assert!(cluster.get("", "Service", "backend-preview").is_none());
+}
+
 fn selector(cluster: &TestCluster, service: &str) -> Value {
     cluster.get("", "Service", service).unwrap()["spec"]["selector"].clone()
 }
@@ -159,16 +174,7 @@ async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_ab
         "{applied:#}"
     );
     assert!(cluster.image("backend").ends_with(":0.2.0"));
-    assert!(
-        selector(&cluster, "backend")
-            .get("shopmicro.io/track")
-            .is_none()
-    );
-    assert!(
-        cluster
-            .get("apps", "Deployment", "backend-preview")
-            .is_none()
-    );
+    back_to_one_backend_service(&cluster);
     let finalized = tokio::task::block_in_place(|| cluster.release(2)).unwrap();
     assert_eq!(finalized["status"], "ready");
     assert_eq!(finalized["blue_green"]["phase"], "finalized");
@@ -185,16 +191,7 @@ async fn the_next_apply_finalizes_a_switched_release_and_a_failing_preview_is_ab
             && reason.contains("app.products: GET /products answered 500 without products"),
         "{reason}"
     );
-    assert!(
-        selector(&cluster, "backend")
-            .get("shopmicro.io/track")
-            .is_none()
-    );
-    assert!(
-        cluster
-            .get("apps", "Deployment", "backend-preview")
-            .is_none()
-    );
+    back_to_one_backend_service(&cluster);
     assert!(cluster.image("backend").ends_with(":0.2.0"));
     let history = tokio::task::block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
     assert_eq!(history["current"], 2);

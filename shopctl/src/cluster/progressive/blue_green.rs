@@ -18,14 +18,14 @@ use serde_json::Value;
 use super::preview::PreviewTarget;
 use super::workloads::{self, TRACK};
 use super::{
-    Abort, Note, Prepared, Resolved, Strategy, apply_object, interrupted, live_replicas,
-    record_abort, remove_track_objects, restore_services, running,
+    Abort, Note, Prepared, Resolved, Strategy, apply_object, first_unready, interrupted,
+    live_replicas, record_abort, remove_track_objects, restore_services, running,
 };
 use crate::cluster::access::{self, Permission};
 use crate::cluster::base;
 use crate::cluster::deploy::{BasePolicy, DeployOptions, Deployer};
 use crate::cluster::release::{Release, ReleaseStatus};
-use crate::cluster::rollout::{self, Workload};
+use crate::cluster::rollout::Workload;
 use crate::validate::Status;
 
 /// Where a blue/green release stands.
@@ -279,18 +279,11 @@ async fn preview_and_switch(
         ));
         previews.extend(Workload::of(&preview));
     }
-    let waited = rollout::wait_all(
-        deployer.cluster,
-        &previews,
-        options.timeout,
-        deployer.on_progress.clone(),
-    )
-    .await?;
-    if let Some(stuck) = waited.iter().find(|w| !w.ready) {
+    if let Some(stuck) = first_unready(deployer, &previews, options.timeout).await? {
         return Ok(Err(Abort(format!(
             "{} did not become ready: {}",
             stuck.workload,
-            stuck.reason.clone().unwrap_or_default()
+            stuck.reason.unwrap_or_default()
         ))));
     }
     let services: Vec<&Value> = prepared
@@ -422,21 +415,14 @@ pub async fn finalize_switched(
         apply_object(deployer, deployment).await?;
     }
     let workloads: Vec<Workload> = deployments.iter().filter_map(|d| Workload::of(d)).collect();
-    let waited = rollout::wait_all(
-        deployer.cluster,
-        &workloads,
-        timeout,
-        deployer.on_progress.clone(),
-    )
-    .await?;
-    if let Some(stuck) = waited.iter().find(|w| !w.ready) {
+    if let Some(stuck) = first_unready(deployer, &workloads, timeout).await? {
         anyhow::bail!(
             "finalizing blue/green release {}: {} did not become ready on it ({}); the \
              Services still point at its preview pods, which serve it; fix that and run the \
              command again, or `shopctl rollback --env {}` to switch back",
             release.revision,
             stuck.workload,
-            stuck.reason.clone().unwrap_or_default(),
+            stuck.reason.unwrap_or_default(),
             deployer.environment
         );
     }

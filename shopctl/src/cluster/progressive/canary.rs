@@ -11,13 +11,13 @@ use serde_json::Value;
 
 use super::analysis::{self, Prometheus, ServiceSli, Thresholds, Verdict};
 use super::{
-    Abort, Note, Prepared, Resolved, Strategy, apply_object, interrupted, live_replicas,
-    record_abort, remove_track_objects, workloads,
+    Abort, Note, Prepared, Resolved, Strategy, apply_object, first_unready, interrupted,
+    live_replicas, record_abort, remove_track_objects, workloads,
 };
 use crate::cluster::access::{self, Permission};
 use crate::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
 use crate::cluster::release::ReleaseStore;
-use crate::cluster::rollout::{self, Workload};
+use crate::cluster::rollout::Workload;
 
 /// Where a canary release stands or how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -190,71 +190,60 @@ pub async fn run(
         }
         signal = interrupted() => Err(Abort(format!("interrupted by {signal}"))),
     };
-    let mut report = CanaryReport {
+    let (finished, promotion) = match judged {
+        Err(Abort(reason)) => {
+            remove_track_objects(deployer).await?;
+            note(&format!(
+                "release {revision} aborted: {reason}; canaries removed, the stable release {} never changed",
+                stable.revision
+            ));
+            (record_abort(&store, revision, &reason).await?, None)
+        }
+        Ok(()) => {
+            note(&format!(
+                "release {revision} passed every step; promoting: the stable Deployments move to it"
+            ));
+            let promote = DeployOptions {
+                apply: Default::default(),
+                wait: Some(options.step_timeout),
+                atomic: true,
+                keep: options.keep,
+                cause: "apply (canary)".into(),
+                base: BasePolicy::Current,
+                completes: Some(revision),
+            };
+            let promotion = deployer.deploy(manifests, &promote).await?;
+            // Only now, with the stable pods on the new version, do the canaries go:
+            // capacity never dips below the stable's.
+            remove_track_objects(deployer).await?;
+            let finished = if promotion.rollout_failed() {
+                let reason = "the stable Deployments did not become ready on the promoted release";
+                record_abort(&store, revision, reason).await?
+            } else {
+                store
+                    .update(revision, |r| {
+                        if let Some(canary) = &mut r.contents.canary {
+                            canary.outcome = CanaryOutcome::Promoted;
+                        }
+                    })
+                    .await?
+            };
+            (finished, Some(promotion))
+        }
+    };
+    Ok(CanaryReport {
         environment: deployer.environment.clone(),
         namespace: deployer.namespace.clone(),
         revision,
-        canary: store
-            .get(revision)
-            .await?
+        canary: finished
             .contents
             .canary
             .map(|record| *record)
             .context("the release's canary record is gone")?,
-        promotion: None,
+        promotion,
         resolved: prepared.resolved.clone(),
         finalized: prepared.finalized,
-    };
-    if let Err(Abort(reason)) = judged {
-        remove_track_objects(deployer).await?;
-        let aborted = record_abort(&store, revision, &reason).await?;
-        note(&format!(
-            "release {revision} aborted: {reason}; canaries removed, the stable release {} never changed",
-            stable.revision
-        ));
-        report.canary = aborted
-            .contents
-            .canary
-            .map(|record| *record)
-            .context("the release's canary record is gone")?;
-        return Ok(report);
-    }
-    note(&format!(
-        "release {revision} passed every step; promoting: the stable Deployments move to it"
-    ));
-    let promote = DeployOptions {
-        apply: Default::default(),
-        wait: Some(options.step_timeout),
-        atomic: true,
-        keep: options.keep,
-        cause: "apply (canary)".into(),
-        base: BasePolicy::Current,
-        completes: Some(revision),
-    };
-
-    let promotion = deployer.deploy(manifests, &promote).await?;
-    // Only now, with the stable pods on the new version, do the canaries go: capacity
-    // never dips below the stable's.
-    remove_track_objects(deployer).await?;
-    let finished = if promotion.rollout_failed() {
-        let reason = "the stable Deployments did not become ready on the promoted release";
-        record_abort(&store, revision, reason).await?
-    } else {
-        store
-            .update(revision, |r| {
-                if let Some(canary) = &mut r.contents.canary {
-                    canary.outcome = CanaryOutcome::Promoted;
-                }
-            })
-            .await?
-    };
-    report.canary = finished
-        .contents
-        .canary
-        .map(|record| *record)
-        .context("the release's canary record is gone")?;
-    report.promotion = Some(promotion);
-    Ok(report)
+    })
 }
 
 /// What a canary run needs beyond reading the history: canary Deployments applied,
@@ -317,18 +306,11 @@ async fn steps(
             ));
             canaries.extend(Workload::of(&canary));
         }
-        let waited = rollout::wait_all(
-            deployer.cluster,
-            &canaries,
-            options.step_timeout,
-            deployer.on_progress.clone(),
-        )
-        .await?;
-        if let Some(stuck) = waited.iter().find(|w| !w.ready) {
+        if let Some(stuck) = first_unready(deployer, &canaries, options.step_timeout).await? {
             return Ok(Err(Abort(format!(
                 "{} did not become ready at step {step}: {}",
                 stuck.workload,
-                stuck.reason.clone().unwrap_or_default()
+                stuck.reason.unwrap_or_default()
             ))));
         }
         store

@@ -52,13 +52,13 @@ pub type Note = Arc<dyn Fn(&str) + Send + Sync>;
 /// Why a progressive release stopped short of taking all the traffic.
 struct Abort(String);
 
-/// The release that runs: the newest that did not fail (an aborted progressive release
-/// never ran).
-fn running(history: &[Release]) -> Option<&Release> {
+/// The release that runs: the newest one neither in progress nor aborted before it ran (a
+/// rolling release whose rollout failed without --atomic does run).
+pub fn running(history: &[Release]) -> Option<&Release> {
     history
         .iter()
         .rev()
-        .find(|r| r.status != ReleaseStatus::Failed && r.status != ReleaseStatus::InProgress)
+        .find(|r| r.status != ReleaseStatus::InProgress && !r.contents.never_ran())
 }
 
 /// Server-side applies `object` as shopctl (taking over fields a previous run left).
@@ -73,6 +73,22 @@ async fn apply_object(deployer: &Deployer<'_>, object: &Value) -> anyhow::Result
     .await
     .map_err(|err| deployer.cluster.explain(err))?;
     Ok(())
+}
+
+/// Waits for `twins` (canaries or previews) to become ready: the first that did not.
+async fn first_unready(
+    deployer: &Deployer<'_>,
+    twins: &[super::rollout::Workload],
+    timeout: std::time::Duration,
+) -> anyhow::Result<Option<super::rollout::WaitResult>> {
+    let waited = super::rollout::wait_all(
+        deployer.cluster,
+        twins,
+        timeout,
+        deployer.on_progress.clone(),
+    )
+    .await?;
+    Ok(waited.into_iter().find(|w| !w.ready))
 }
 
 /// The live replica count of Deployment `name` (what an autoscaler set, if one does).
