@@ -45,4 +45,48 @@ mod tests {
             format!("< {:.0}%", ERROR_RATE * 100.0)
         );
     }
+
+    /// The alerts fire at the thresholds these constants hold, so a canary is judged by
+    /// the same numbers that page someone.
+    #[test]
+    fn the_alert_rules_use_these_thresholds() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../templates/observability/rules/alerts.yaml"
+        );
+        let rules: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let expr = |alert: &str| -> String {
+            rules["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_array().unwrap())
+                .find(|r| r["alert"] == alert)
+                .unwrap_or_else(|| panic!("no alert {alert}"))["expr"]
+                .as_str()
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let budget = format!("{:.3}", 1.0 - AVAILABILITY);
+        assert!(
+            expr("HighErrorRate").ends_with(&format!("> {ERROR_RATE}")),
+            "{}",
+            expr("HighErrorRate")
+        );
+        assert!(
+            expr("ProductReadLatencyHigh")
+                .ends_with(&format!("> {}", PRODUCT_READ_P95.as_secs_f64())),
+            "{}",
+            expr("ProductReadLatencyHigh")
+        );
+        for burn in ["ApiErrorBudgetFastBurn", "ApiErrorBudgetSlowBurn"] {
+            assert!(
+                expr(burn).contains(&format!(" * {budget})")),
+                "{burn} burns a budget other than {budget}: {}",
+                expr(burn)
+            );
+        }
+    }
 }
