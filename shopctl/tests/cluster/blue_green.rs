@@ -255,3 +255,86 @@ fn an_interrupted_blue_green_release_is_aborted_by_the_next_rollback_before_it_r
     assert_eq!(aborted["status"], "failed");
     assert_eq!(aborted["blue_green"]["phase"], "aborted");
 }
+
+/// Progressive releases as the deploy identity Terraform creates (its EKS access entry:
+/// edit in the platform's and the monitoring namespaces) — and refused, before anything
+/// changes, for a deployer who may not ask Prometheus.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_identity_may_run_canaries_and_blue_green_releases_and_less_is_refused_first() {
+    let cluster = TestCluster::start();
+    tokio::task::block_in_place(|| cluster.apply(&[]));
+    let _preview = serve_a_healthy_preview(&cluster).await;
+    let identities = crate::identities::cluster_identities("dev");
+    let deployer = cluster
+        .sim
+        .add_access_entry(identities.deployer.clone())
+        .unwrap();
+    cluster.switch_to(&deployer);
+
+    // No Prometheus answers: the canary runs, waits for data and is aborted as
+    // inconclusive — every step of it allowed.
+    let canary = tokio::task::block_in_place(|| {
+        cluster.json(
+            &[
+                "apply",
+                "--env",
+                "dev",
+                "--strategy",
+                "canary",
+                "--interval",
+                "1s",
+                "--timeout",
+                "3s",
+                "--set",
+                "services.backend.tag=0.2.0",
+            ],
+            1,
+        )
+    });
+    let reason = canary["canary"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("inconclusive at step 1"), "{reason}");
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-canary")
+            .is_none()
+    );
+    let switched = blue_green(&cluster, "0.2.0", 0);
+    assert_eq!(switched["blue_green"]["phase"], "switched", "{switched:#}");
+    let back = tokio::task::block_in_place(|| cluster.json(&["rollback", "--env", "dev"], 0));
+    assert_eq!(back["switched_back"]["to"], 1, "{back:#}");
+
+    // Edit in the platform's namespace only: the canary cannot ask Prometheus, and says so
+    // before it records or starts anything.
+    let narrow = cluster.user_in_namespaces("narrow-deployer", &[NS]);
+    cluster.switch_to(&narrow);
+    let refused = tokio::task::block_in_place(|| {
+        cluster.shopctl(&[
+            "apply",
+            "--env",
+            "dev",
+            "--strategy",
+            "canary",
+            "--set",
+            "services.backend.tag=0.4.0",
+        ])
+    });
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("narrow-deployer may not")
+            && refused.stderr.contains("get services/proxy")
+            && refused.stderr.contains(MONITORING),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        cluster
+            .get("apps", "Deployment", "backend-canary")
+            .is_none()
+    );
+    let history = tokio::task::block_in_place(|| cluster.json(&["history", "--env", "dev"], 0));
+    assert_eq!(
+        history["releases"].as_array().unwrap().len(),
+        3,
+        "{history:#}"
+    );
+}
