@@ -16,11 +16,12 @@ pub enum ReleaseStatus {
     Applied,
     /// Applied, and everything it runs became ready.
     Ready,
-    /// Applied, but something it runs did not become ready; or a canary of it was aborted.
+    /// Applied, but something it runs did not become ready; or a progressive release that
+    /// was aborted or switched back from.
     Failed,
-    /// A progressive release under way: its canaries run beside the stable release until
-    /// it is promoted or aborted (or, when shopctl was interrupted, until the next `apply`
-    /// or `rollback` aborts it).
+    /// A progressive release under way: its canaries or previews run beside the release
+    /// before it until it is promoted, switched to or aborted (or, when shopctl was
+    /// interrupted, until the next `apply` or `rollback` aborts it).
     InProgress,
 }
 

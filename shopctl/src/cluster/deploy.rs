@@ -55,8 +55,8 @@ pub struct DeployOptions {
     /// Why: "apply", "rollback to 3", …
     pub cause: String,
     pub base: BasePolicy,
-    /// Completes release N, recorded in progress by a canary run, instead of recording a
-    /// new revision.
+    /// Completes release N, recorded in progress by a progressive run (a canary's
+    /// promotion, a blue/green release's finalizing), instead of recording a new revision.
     pub completes: Option<u32>,
 }
 
@@ -77,7 +77,7 @@ pub struct DeployReport {
     /// With atomic: the revision recorded by the automatic rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<AutomaticRollback>,
-    /// An interrupted canary release this deploy aborted first.
+    /// An interrupted progressive release this deploy aborted first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<super::progressive::Resolved>,
     /// A switched blue/green release this deploy finalized first.
@@ -382,8 +382,8 @@ impl Deployer<'_> {
         to: Option<u32>,
         options: &DeployOptions,
     ) -> anyhow::Result<DeployReport> {
-        // An interrupted canary is aborted first, so "the one before" counts from the
-        // release that runs.
+        // An interrupted progressive release is aborted first, so "the one before" counts
+        // from the release that runs.
         let resolved = super::progressive::resolve_interrupted(self, "rollback").await?;
         // Within a blue/green release's retention window its old pods are still warm:
         // going back is pointing the Services at them.
@@ -408,8 +408,8 @@ impl Deployer<'_> {
         let target = match to {
             Some(revision) => store.get(revision).await?,
             None => {
-                // A canary that was aborted never ran: "the one before" is the one before
-                // the release that runs.
+                // A progressive release aborted or switched back from never ran: "the one
+                // before" is the one before the release that runs.
                 let ran: Vec<&Release> = releases
                     .iter()
                     .filter(|r| !r.contents.never_ran())
@@ -418,8 +418,7 @@ impl Deployer<'_> {
                 ran.iter()
                     .rev()
                     .find(|r| r.digest != newest.digest)
-                    .copied()
-                    .cloned()
+                    .map(|r| (*r).clone())
                     .ok_or_else(|| anyhow::anyhow!("there is no earlier release to roll back to (history: {}); `shopctl history --env {}` lists them", releases.iter().map(|r| r.revision.to_string()).collect::<Vec<_>>().join(", "), self.environment))?
             }
         };

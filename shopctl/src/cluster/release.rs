@@ -98,9 +98,7 @@ impl Contents {
                 .as_ref()
                 .is_some_and(|b| matches!(b.phase, Phase::Aborted | Phase::SwitchedBack))
     }
-}
 
-impl Contents {
     /// Why a progressive release was aborted or switched back from.
     pub fn progressive_reason(&self) -> Option<&str> {
         self.canary

@@ -126,7 +126,8 @@ pub async fn status(
     let mut report = StatusReport {
         environment: environment.to_string(),
         server: cluster.server.clone(),
-        // The release that runs (or is being rolled out): an aborted canary never ran.
+        // The release that runs or is being rolled out: an aborted or switched-back
+        // progressive release never ran.
         release: ReleaseStore::new(cluster, &namespaces[0], environment)
             .list()
             .await?

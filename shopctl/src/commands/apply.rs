@@ -1,6 +1,7 @@
 //! `shopctl apply`: render an environment's release and apply it to its cluster with
-//! server-side apply — prune, history, optional wait and automatic rollback; `--base`
-//! applies only the cluster-wide base.
+//! server-side apply — prune, history, optional wait and automatic rollback — or send it
+//! out progressively (`--strategy canary` or `blue-green`); `--base` applies only the
+//! cluster-wide base.
 
 use std::path::PathBuf;
 use std::sync::Arc;

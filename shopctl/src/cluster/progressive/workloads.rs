@@ -1,9 +1,11 @@
-//! Canary workloads: the new release's version of each changed service Deployment, run
-//! next to the stable one behind the same Service. The Service selects both tracks, so a
-//! canary's share of the traffic is its share of the ready pods (a replica ratio); its own
-//! selector adds `shopmicro.io/track: canary`, so it never adopts a stable pod. The stable
-//! Deployment's selector (immutable) still matches canary pods, but controllers only
-//! manage the pods and ReplicaSets they own, so it leaves them alone.
+//! What a progressive release runs: which service Deployments it changes (and whether it
+//! may go out progressively at all), and their twins — the new version of each as
+//! `backend-canary` or `backend-preview`, beside the stable Deployment. A twin's selector
+//! adds its `shopmicro.io/track`, so it never adopts a stable pod; the stable Deployment's
+//! selector (immutable) still matches twin pods, but controllers only manage the pods and
+//! ReplicaSets they own, so it leaves them alone. The Service selects every track, so a
+//! canary's share of the traffic is its share of the ready pods (a replica ratio); a
+//! preview gets its own Service, selecting only its track.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,12 +25,12 @@ fn is_service_deployment(object: &Value) -> bool {
         && object["spec"]["template"]["metadata"]["labels"][TRACK] == "stable"
 }
 
-/// Why a release cannot go out as a canary.
+/// Why a release cannot go out as a canary or blue/green.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum NotACanary {
+pub enum NotProgressive {
     #[error(
-        "this release changes {}, which the services' pods read; canary pods would run with \
-         the old values and be judged on them — apply it without --strategy (a rolling \
+        "this release changes {}, which the services' pods read; canary or preview pods would \
+         run with the old values and be judged on them — apply it without --strategy (a rolling \
          update), or release the configuration and the code separately",
         .0.join(", ")
     )]
@@ -40,8 +42,9 @@ pub enum NotACanary {
     NoServiceChanged,
 }
 
-/// What a canary release does: the service Deployments it changes, judged as canaries,
-/// and the other objects it changes, applied only at promotion and never judged.
+/// What a progressive release does: the service Deployments it changes, judged as twins,
+/// and the other objects it changes, applied only at promotion (or when a blue/green
+/// release is finalized) and never judged.
 #[derive(Debug, PartialEq)]
 pub struct Split {
     pub services: Vec<Value>,
@@ -85,7 +88,7 @@ fn values(object: Option<&Value>) -> Option<[&Value; 3]> {
 
 /// Splits `release` against `stable`: refused when it changes no service Deployment, or
 /// changes a ConfigMap or Secret a service reads.
-pub fn split(release: &[Value], stable: &[Value]) -> Result<Split, NotACanary> {
+pub fn split(release: &[Value], stable: &[Value]) -> Result<Split, NotProgressive> {
     let index = |objects: &[Value]| -> BTreeMap<ObjectRef, Value> {
         objects
             .iter()
@@ -119,10 +122,10 @@ pub fn split(release: &[Value], stable: &[Value]) -> Result<Split, NotACanary> {
         }
     }
     if !refused.is_empty() {
-        return Err(NotACanary::ChangesWhatServicesRead(refused));
+        return Err(NotProgressive::ChangesWhatServicesRead(refused));
     }
     if services.is_empty() {
-        return Err(NotACanary::NoServiceChanged);
+        return Err(NotProgressive::NoServiceChanged);
     }
     Ok(Split { services, unjudged })
 }
@@ -220,7 +223,10 @@ mod tests {
                 unjudged: vec!["CronJob/shop/db-backup".into()],
             }
         );
-        assert_eq!(split(&stable, &stable), Err(NotACanary::NoServiceChanged));
+        assert_eq!(
+            split(&stable, &stable),
+            Err(NotProgressive::NoServiceChanged)
+        );
         let without_backup = &release[..3];
         assert_eq!(
             split(without_backup, &stable).unwrap().unjudged,
@@ -234,7 +240,7 @@ mod tests {
         let release = [reading_config("b:2"), config("2")];
         assert_eq!(
             split(&release, &stable),
-            Err(NotACanary::ChangesWhatServicesRead(vec![
+            Err(NotProgressive::ChangesWhatServicesRead(vec![
                 "ConfigMap/shop/backend-config".into()
             ]))
         );
