@@ -64,15 +64,28 @@ fn writers(namespace: &str, names: &BTreeMap<String, i32>) -> Vec<Workload> {
 }
 
 /// Asks for every permission a restore needs: scaling the writers down and back, and
-/// running the restore Job.
+/// running the restore Job. Then refuses while a canary or blue/green release runs twins
+/// of the writers: scaling the writers to zero would leave those pods writing.
 pub async fn preflight(cluster: &Cluster, namespace: &str) -> anyhow::Result<()> {
     let ns = Some(namespace);
     let mut needs = jobs::needs(namespace, "db-backup", true);
-    for verb in ["get", "watch"] {
+    for verb in ["get", "list", "watch"] {
         needs.insert(Permission::new(verb, "apps", "deployments", ns));
     }
     needs.insert(Permission::new("patch", "apps", "deployments/scale", ns));
-    access::preflight(cluster, &needs).await
+    access::preflight(cluster, &needs).await?;
+    let twins = super::progressive::twins(cluster, namespace).await?;
+    if !twins.is_empty() {
+        anyhow::bail!(
+            "a canary or blue/green release is running {} beside the services; their pods \
+             write to the database too, and a restore stops only the services: finish it \
+             first (`shopctl apply` finalizes a switched blue/green release, `shopctl \
+             rollback` switches back or aborts an interrupted one), then restore; nothing \
+             was changed",
+            twins.join(", ")
+        );
+    }
+    Ok(())
 }
 
 pub async fn restore(

@@ -363,3 +363,58 @@ async fn restore_stops_the_writers_runs_a_restore_job_and_brings_them_back() {
     assert_eq!(cluster.jobs().len(), jobs_before);
     assert_eq!(replicas(&cluster, "frontend"), before[0]);
 }
+
+/// A canary's (or a preview's) pods write to the database beside the services, and a
+/// restore stops only the services: it is refused until the release is finished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_is_refused_while_a_canary_runs_beside_the_writers() {
+    let moto = moto_with_bucket(BACKUP_BUCKET).await;
+    let database = TestDatabase::create().await;
+    let cluster = TestCluster::start();
+    cluster.apply(&[]);
+    let backup = backed_up(&cluster, &moto, &database);
+    // What an interrupted canary leaves: its Deployment, labelled with its track.
+    let labels = json!({"app.kubernetes.io/name": "backend", "shopmicro.io/track": "canary"});
+    cluster.sim.create_as_admin(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "backend-canary", "namespace": NS, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "backend", "image": "shopmicro-backend:0.2.0"}]},
+            },
+        },
+    }));
+    let before = replicas(&cluster, "backend");
+
+    let run = cluster.shopctl_aws(
+        &moto,
+        &[
+            "restore",
+            "--env",
+            "dev",
+            "--backup",
+            &backup,
+            "--yes",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("running backend-canary beside the services")
+            && run.stderr.contains("nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(replicas(&cluster, "backend"), before);
+    assert!(!cluster.jobs().iter().any(|j| {
+        j["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("db-restore-")
+    }));
+}

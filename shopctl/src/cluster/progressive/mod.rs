@@ -102,6 +102,22 @@ async fn live_replicas(deployer: &Deployer<'_>, deployment: &Value) -> anyhow::R
     Ok(live.data["spec"]["replicas"].as_i64().unwrap_or(1))
 }
 
+/// The canary and preview Deployments running in `namespace`: their pods serve, and
+/// write to the database, beside the stable ones.
+pub async fn twins(cluster: &super::Cluster, namespace: &str) -> anyhow::Result<Vec<String>> {
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(cluster.client.clone(), namespace);
+    let listed = deployments
+        .list(&ListParams::default().labels(&format!("{TRACK} in (canary,preview)")))
+        .await
+        .map_err(|err| cluster.explain(err))?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect())
+}
+
 /// Deletes every canary and preview object of the environment (Deployments, whose
 /// ReplicaSets and pods follow, and preview Services).
 async fn remove_track_objects(deployer: &Deployer<'_>) -> anyhow::Result<()> {
