@@ -359,6 +359,37 @@ fn prometheus_has_no_lifecycle_api_and_rolls_when_its_configuration_changes() {
     }
 }
 
+/// A canary's analysis asks Prometheus through the service proxy at a Service and port
+/// it names; every cluster environment renders exactly that, where it looks.
+#[test]
+fn the_prometheus_a_canary_asks_is_the_rendered_one() {
+    let (service, port) = shopctl::cluster::progressive::analysis::PROMETHEUS_SERVICE;
+    for env in ["dev", "prod"] {
+        let templates = shopctl::templates::Templates::embedded();
+        let namespace = shopctl::env::load(&templates, env, &[])
+            .unwrap()
+            .observability
+            .namespace;
+        let objects = parse_stream(env, &render(env)).unwrap();
+        let rendered = objects
+            .iter()
+            .find(|o| {
+                o.kind() == "Service"
+                    && o.name() == service
+                    && o.value["metadata"]["namespace"] == namespace.as_str()
+            })
+            .unwrap_or_else(|| panic!("{env}: no Service {namespace}/{service}"));
+        assert!(
+            rendered.value["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == port),
+            "{env}: {namespace}/{service} has no port named {port}"
+        );
+    }
+}
+
 #[test]
 fn set_flags_win_over_environment_variables_which_win_over_the_file() {
     let tag_of = |yaml: &str| {

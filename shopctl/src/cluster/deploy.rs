@@ -77,12 +77,8 @@ pub struct DeployReport {
     /// With atomic: the revision recorded by the automatic rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<AutomaticRollback>,
-    /// An interrupted progressive release this deploy aborted first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved: Option<super::progressive::Resolved>,
-    /// A switched blue/green release this deploy finalized first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finalized: Option<u32>,
+    #[serde(flatten)]
+    pub settled: super::progressive::Settled,
     /// A rollback that switched the Services back to the warm pods of the release before a
     /// blue/green one (nothing rolled out, nothing recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,20 +147,15 @@ impl Deployer<'_> {
         let (base, release) = base::split(manifests);
         // A progressive release left behind is settled before anything else: an
         // interrupted one aborted, a switched blue/green one finalized.
-        let (resolved, finalized) = match options.completes {
+        let store = self.store();
+        let (settled, history) = match options.completes {
             None if !options.apply.dry_run => {
                 let quiet: super::progressive::Note = std::sync::Arc::new(|_| {});
                 let timeout = options.wait.unwrap_or(Duration::from_secs(300));
-                (
-                    super::progressive::resolve_interrupted(self, &options.cause).await?,
-                    super::progressive::blue_green::finalize_switched(self, timeout, &quiet)
-                        .await?,
-                )
+                super::progressive::settle(self, &options.cause, timeout, &quiet).await?
             }
-            _ => (None, None),
+            _ => (Default::default(), store.list().await?),
         };
-        let store = self.store();
-        let history = store.list().await?;
         let completing = |r: &Release| Some(r.revision) == options.completes;
         let previous = history.iter().rev().find(|r| !completing(r)).cloned();
         // What --atomic returns to: the newest release that did not fail its rollout.
@@ -204,8 +195,7 @@ impl Deployer<'_> {
             changes: Vec::new(),
             rollout: Vec::new(),
             rolled_back: None,
-            resolved,
-            finalized,
+            settled,
             switched_back: None,
         };
         if options.apply.dry_run {
@@ -384,7 +374,8 @@ impl Deployer<'_> {
     ) -> anyhow::Result<DeployReport> {
         // An interrupted progressive release is aborted first, so "the one before" counts
         // from the release that runs.
-        let resolved = super::progressive::resolve_interrupted(self, "rollback").await?;
+        let history = self.store().list().await?;
+        let resolved = super::progressive::resolve_interrupted(self, &history, "rollback").await?;
         // Within a blue/green release's retention window its old pods are still warm:
         // going back is pointing the Services at them.
         if let Some(back) = super::progressive::blue_green::switch_back(self, to).await? {
@@ -398,8 +389,10 @@ impl Deployer<'_> {
                 changes: Vec::new(),
                 rollout: Vec::new(),
                 rolled_back: None,
-                resolved,
-                finalized: None,
+                settled: super::progressive::Settled {
+                    resolved,
+                    finalized: None,
+                },
                 switched_back: Some(back),
             });
         }
@@ -429,7 +422,7 @@ impl Deployer<'_> {
             ..options.clone()
         };
         let mut report = self.deploy(&target.contents.manifests, &options).await?;
-        report.resolved = report.resolved.take().or(resolved);
+        report.settled.resolved = report.settled.resolved.take().or(resolved);
         Ok(report)
     }
 }

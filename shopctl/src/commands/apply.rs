@@ -14,7 +14,7 @@ use shopctl::cluster::apply::{ApplyOptions, Change};
 use shopctl::cluster::deploy::{BasePolicy, DeployOptions, DeployReport, Deployer};
 use shopctl::cluster::progressive::blue_green::{self, BlueGreenOptions, BlueGreenReport};
 use shopctl::cluster::progressive::canary::{self, CanaryOptions, CanaryOutcome, CanaryReport};
-use shopctl::cluster::progressive::{Note, Resolved};
+use shopctl::cluster::progressive::{Note, Settled};
 use shopctl::env::Environment;
 use shopctl::render::{self, SecretMode};
 use shopctl::reports::ApplyReport;
@@ -170,8 +170,7 @@ pub fn exec(args: ApplyArgs) -> anyhow::Result<Outcome> {
             changes: Vec::new(),
             rollout: Vec::new(),
             rolled_back: None,
-            resolved: None,
-            finalized: None,
+            settled: Default::default(),
             switched_back: None,
         };
         return print_deploy(&report, args.output);
@@ -215,7 +214,7 @@ fn print_canary(report: &CanaryReport, output: OutputFormat) -> anyhow::Result<O
     match output {
         OutputFormat::Json => print_json(&ApplyReport::Canary(report))?,
         OutputFormat::Table => {
-            print_settled(report.resolved.as_ref(), report.finalized);
+            print_settled(&report.settled);
             let canary = &report.canary;
             if let Some(last) = canary
                 .measurements
@@ -263,7 +262,7 @@ fn print_blue_green(report: &BlueGreenReport, output: OutputFormat) -> anyhow::R
     match output {
         OutputFormat::Json => print_json(&ApplyReport::BlueGreen(report))?,
         OutputFormat::Table => {
-            print_settled(report.resolved.as_ref(), report.finalized);
+            print_settled(&report.settled);
             let record = &report.blue_green;
             if !record.checks.is_empty() {
                 let mut table = super::new_table(&["PREVIEW CHECK", "STATUS", "DETAIL"]);
@@ -305,14 +304,14 @@ fn print_json(report: &ApplyReport) -> anyhow::Result<()> {
 
 /// What a command settled before its own work: an interrupted release it aborted, a
 /// switched blue/green release it finalized.
-fn print_settled(resolved: Option<&Resolved>, finalized: Option<u32>) {
-    if let Some(resolved) = resolved {
+fn print_settled(settled: &Settled) {
+    if let Some(resolved) = &settled.resolved {
         println!(
             "aborted the interrupted release {} first: {}",
             resolved.revision, resolved.reason
         );
     }
-    if let Some(finalized) = finalized {
+    if let Some(finalized) = settled.finalized {
         println!("finalized the switched blue/green release {finalized} first");
     }
 }
@@ -338,7 +337,7 @@ pub(super) fn print_deploy_table(report: &DeployReport) {
             report.base_changes.len()
         );
     }
-    print_settled(report.resolved.as_ref(), report.finalized);
+    print_settled(&report.settled);
     if let Some(back) = &report.switched_back {
         println!(
             "switched back: the Services point at the warm pods of release {} again; release {} \

@@ -338,3 +338,42 @@ async fn the_deploy_identity_may_run_canaries_and_blue_green_releases_and_less_i
         "{history:#}"
     );
 }
+
+/// Past the retention window the old pods are no promise: `rollback` finalizes the switched
+/// release first, then rolls back as it always does (a new revision, a rollout).
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_retention_window_rollback_finalizes_then_rolls_back() {
+    let cluster = TestCluster::start();
+    tokio::task::block_in_place(|| cluster.apply(&[]));
+    let _preview = serve_a_healthy_preview(&cluster).await;
+    let switched = tokio::task::block_in_place(|| {
+        cluster.json(
+            &[
+                "apply",
+                "--env",
+                "dev",
+                "--strategy",
+                "blue-green",
+                "--timeout",
+                "30s",
+                "--retention",
+                "1s",
+                "--set",
+                "services.backend.tag=0.2.0",
+            ],
+            0,
+        )
+    });
+    assert_eq!(switched["blue_green"]["phase"], "switched");
+    // The window is one second long: let it pass.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let back = tokio::task::block_in_place(|| cluster.json(&["rollback", "--env", "dev"], 0));
+    assert!(back.get("switched_back").is_none(), "{back:#}");
+    assert_eq!(back["finalized"], 2, "{back:#}");
+    assert_eq!(back["revision"], 3, "{back:#}");
+    assert!(cluster.image("backend").ends_with(":0.1.0"));
+    back_to_one_backend_service(&cluster);
+    let finalized = tokio::task::block_in_place(|| cluster.release(2)).unwrap();
+    assert_eq!(finalized["blue_green"]["phase"], "finalized");
+}

@@ -254,7 +254,17 @@ async fn a_canary_answering_errors_is_aborted_at_the_first_step_and_the_stable_n
     tracks.break_canary().await;
     let _traffic = tracks.traffic(true);
 
-    let (report, _) = canary(&cluster, &["--set", "services.backend.tag=0.2.0"], 1);
+    // One failure tolerated: the second failed analysis aborts.
+    let (report, progress) = canary(
+        &cluster,
+        &["--max-failures", "1", "--set", "services.backend.tag=0.2.0"],
+        1,
+    );
+    assert!(
+        progress.contains("(1 failure(s), 1 tolerated)")
+            && progress.contains("(2 failure(s), 1 tolerated)"),
+        "{progress}"
+    );
     let canary = &report["canary"];
     assert_eq!(canary["outcome"], "aborted", "{report:#}");
     let reason = canary["reason"].as_str().unwrap();
@@ -266,15 +276,17 @@ async fn a_canary_answering_errors_is_aborted_at_the_first_step_and_the_stable_n
         reason.contains("5xx (limit 5.00%; stable 0.00%)"),
         "{reason}"
     );
-    // One failed analysis (--max-failures 0), with the values it judged.
+    // Two failed analyses at step 1, with the values each judged.
     let measurements = canary["measurements"].as_array().unwrap();
     let judged: Vec<&Value> = measurements
         .iter()
         .filter(|m| m["verdict"]["result"] != "waiting-for-data")
         .collect();
-    assert_eq!(judged.len(), 1, "{measurements:#?}");
-    assert_eq!(judged[0]["verdict"]["result"], "fail");
-    assert_eq!(judged[0]["step"], 1);
+    assert_eq!(judged.len(), 2, "{measurements:#?}");
+    for analysis in &judged {
+        assert_eq!(analysis["verdict"]["result"], "fail");
+        assert_eq!(analysis["step"], 1);
+    }
     let backend = &judged[0]["services"][0];
     assert!(
         backend["canary"]["error_ratio"].as_f64().unwrap() > 0.05,

@@ -145,7 +145,11 @@ pub fn judge(services: &[ServiceSli], limits: &Thresholds) -> Verdict {
     }
 }
 
-/// Where Prometheus answers: its Service in the monitoring namespace, port `http`.
+/// The Service (and its port) Prometheus answers on, in the monitoring namespace; a
+/// render test holds it to the rendered manifests.
+pub const PROMETHEUS_SERVICE: (&str, &str) = ("prometheus", "http");
+
+/// Where Prometheus answers: its Service in the monitoring namespace.
 pub struct Prometheus<'a> {
     pub cluster: &'a Cluster,
     pub namespace: String,
@@ -157,8 +161,8 @@ impl Prometheus<'_> {
         let (status, body) = crate::cluster::proxy::get(
             &self.cluster.client,
             &self.namespace,
-            "prometheus",
-            "http",
+            PROMETHEUS_SERVICE.0,
+            PROMETHEUS_SERVICE.1,
             "/api/v1/query",
             &[("query", expr)],
         )

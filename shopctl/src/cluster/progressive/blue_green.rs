@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::preview::PreviewTarget;
 use super::workloads::{self, TRACK};
 use super::{
-    Abort, Note, Prepared, Resolved, Strategy, apply_object, first_unready, interrupted,
+    Abort, Note, Prepared, Settled, Strategy, apply_object, first_unready, interrupted,
     live_replicas, record_abort, remove_track_objects, restore_services, running,
 };
 use crate::cluster::access::{self, Permission};
@@ -103,12 +103,8 @@ pub struct BlueGreenReport {
     pub namespace: String,
     pub revision: u32,
     pub blue_green: BlueGreenRecord,
-    /// An interrupted progressive release this run aborted first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved: Option<Resolved>,
-    /// A switched blue/green release this run finalized first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finalized: Option<u32>,
+    #[serde(flatten)]
+    pub settled: Settled,
 }
 
 impl BlueGreenReport {
@@ -229,8 +225,7 @@ pub async fn run(
             .blue_green
             .map(|record| *record)
             .context("the release's blue/green record is gone")?,
-        resolved: prepared.resolved,
-        finalized: prepared.finalized,
+        settled: prepared.settled,
     })
 }
 
@@ -386,12 +381,12 @@ pub async fn switch_back(
 /// tracks (identical by then) and the previews go. Returns its revision.
 pub async fn finalize_switched(
     deployer: &Deployer<'_>,
+    history: &[Release],
     timeout: Duration,
     note: &Note,
 ) -> anyhow::Result<Option<u32>> {
     let store = deployer.store();
-    let history = store.list().await?;
-    let Some((release, record)) = switched(&history) else {
+    let Some((release, record)) = switched(history) else {
         return Ok(None);
     };
     let (_, objects) = base::split(&release.contents.manifests);

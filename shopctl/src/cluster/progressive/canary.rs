@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::analysis::{self, Prometheus, ServiceSli, Thresholds, Verdict};
 use super::{
-    Abort, Note, Prepared, Resolved, Strategy, apply_object, first_unready, interrupted,
+    Abort, Note, Prepared, Settled, Strategy, apply_object, first_unready, interrupted,
     live_replicas, record_abort, remove_track_objects, workloads,
 };
 use crate::cluster::access::{self, Permission};
@@ -94,12 +94,8 @@ pub struct CanaryReport {
     /// The promotion's deploy: the stable Deployments moving to the release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<DeployReport>,
-    /// An interrupted progressive release this run aborted first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved: Option<Resolved>,
-    /// A switched blue/green release this run finalized first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finalized: Option<u32>,
+    #[serde(flatten)]
+    pub settled: Settled,
 }
 
 impl CanaryReport {
@@ -241,8 +237,7 @@ pub async fn run(
             .map(|record| *record)
             .context("the release's canary record is gone")?,
         promotion,
-        resolved: prepared.resolved.clone(),
-        finalized: prepared.finalized,
+        settled: prepared.settled.clone(),
     })
 }
 

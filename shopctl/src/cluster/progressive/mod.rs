@@ -46,6 +46,41 @@ pub struct Resolved {
     pub reason: String,
 }
 
+/// What a command settled before its own work, as its report shows it.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct Settled {
+    /// An interrupted progressive release it aborted first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolved>,
+    /// A switched blue/green release it finalized first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalized: Option<u32>,
+}
+
+/// Settles what an earlier progressive release left: an interrupted one aborted (`by`
+/// names the command), a switched blue/green one finalized within `timeout`. Returns what
+/// it did and the history as it is afterwards (listed once when there was nothing to do).
+pub async fn settle(
+    deployer: &Deployer<'_>,
+    by: &str,
+    timeout: std::time::Duration,
+    note: &Note,
+) -> anyhow::Result<(Settled, Vec<Release>)> {
+    let history = deployer.store().list().await?;
+    let settled = Settled {
+        resolved: resolve_interrupted(deployer, &history, by).await?,
+        finalized: blue_green::finalize_switched(deployer, &history, timeout, note).await?,
+    };
+    let history = match settled {
+        Settled {
+            resolved: None,
+            finalized: None,
+        } => history,
+        _ => deployer.store().list().await?,
+    };
+    Ok((settled, history))
+}
+
 /// Where progress lines go (stderr for the CLI).
 pub type Note = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -196,10 +231,10 @@ async fn record_abort(
 /// the release recorded failed). `by` names the command that found it.
 pub async fn resolve_interrupted(
     deployer: &Deployer<'_>,
+    history: &[Release],
     by: &str,
 ) -> anyhow::Result<Option<Resolved>> {
     let store = deployer.store();
-    let history = store.list().await?;
     let Some(stuck) = history
         .iter()
         .rev()
@@ -248,9 +283,7 @@ struct Prepared {
     stable: Release,
     release: Vec<Value>,
     split: workloads::Split,
-    resolved: Option<Resolved>,
-    /// A switched blue/green release finalized first.
-    finalized: Option<u32>,
+    settled: Settled,
 }
 
 impl Prepared {
@@ -264,9 +297,7 @@ impl Prepared {
         timeout: std::time::Duration,
         note: &Note,
     ) -> anyhow::Result<Self> {
-        let resolved = resolve_interrupted(deployer, by).await?;
-        let finalized = blue_green::finalize_switched(deployer, timeout, note).await?;
-        let history = deployer.store().list().await?;
+        let (settled, history) = settle(deployer, by, timeout, note).await?;
         let stable = running(&history).cloned().ok_or_else(|| {
             anyhow::anyhow!(
                 "environment {} has no release to judge {how} against; apply the first \
@@ -281,8 +312,7 @@ impl Prepared {
             stable,
             release,
             split,
-            resolved,
-            finalized,
+            settled,
         })
     }
 
