@@ -7,6 +7,9 @@
 #   nginx, same bytes          nginx serving that very response body from a file
 #   backend listing, uncached  a second backend on the same database, no Redis, no memory
 #   pgbench, same SQL          the listing's SQL, prepared, 16 clients
+#   pgbench, pipelined         the same, 2 clients sending 16 queries per pipeline (what
+#                              PostgreSQL answers when queries share round trips, as the
+#                              backend's catalogue reads do; for reference, not a goal)
 #   Node peer                  Express + pg + ioredis, listing cached in Redis (peers/node)
 #   ml                         GET /recommendations?product_id=7&k=5
 #   Flask peer                 Flask + gunicorn (2 workers), the same model (peers/flask)
@@ -17,7 +20,8 @@
 #                              (ACCESS_LOG_SAMPLE=100), stdout to /dev/null
 #
 # With BEFORE_BACKEND=path/to/an/older/shopmicro-backend it also runs that binary on the same
-# database and Redis (keys of its own) and measures its listing beside the current one.
+# database and Redis (keys of its own) and measures its listing beside the current one, then
+# once more with no cache.
 #
 # It also reads each service's RSS idle and at the end of its load. Installs what it lacks
 # (wrk, nginx, the peers' packages under ~/.cache/shopmicro-bench). Prints a Markdown table.
@@ -151,7 +155,12 @@ if [ -n "${BEFORE_BACKEND:-}" ]; then
     env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
         REDIS_URL="$redis_url" CACHE_PREFIX=before: PORT="$before_port" ADMIN_PORT="$(free_port)" \
         RUST_LOG=warn "$BEFORE_BACKEND" >"$work/before.log" 2>&1 & pids+=($!)
+    before_uncached_port=$(free_port)
+    env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
+        CATALOGUE_MEMORY_MB=0 PORT="$before_uncached_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
+        "$BEFORE_BACKEND" >"$work/before-uncached.log" 2>&1 & pids+=($!)
     wait_for "http://127.0.0.1:$before_port/products?limit=20"
+    wait_for "http://127.0.0.1:$before_uncached_port/products?limit=20"
 fi
 wait_for "http://127.0.0.1:$nginx_port/products"
 for sample in 1 100; do wait_for "http://127.0.0.1:${logged_port[$sample]}/products?limit=20"; done
@@ -180,6 +189,14 @@ echo "SELECT id, name, category, description, price_cents, stock FROM products W
 pgbench -n -M prepared -c16 -j2 -T10 -f "$work/listing.sql" "$database" >"$work/pgbench.out" 2>&1
 pgbench_tps=$(awk -F'= ' '/^tps/ {printf "%d", $2}' "$work/pgbench.out")
 row "pgbench, same SQL (16 clients)" "$pgbench_tps" "–" "–"
+if [ -n "${BEFORE_BACKEND:-}" ]; then
+    read -r before_uncached before_uncached_p99 _ < <(measure "http://127.0.0.1:$before_uncached_port/products?limit=20")
+    row "backend listing, no cache, BEFORE_BACKEND" "$before_uncached" "$before_uncached_p99" "–"
+fi
+{ echo '\startpipeline'; for _ in $(seq 16); do cat "$work/listing.sql"; done; echo '\endpipeline'; } >"$work/pipelined.sql"
+pgbench -n -M prepared -c2 -j2 -T10 -f "$work/pipelined.sql" "$database" >"$work/pgbench-pipelined.out" 2>&1
+pipelined_qps=$(awk -F'= ' '/^tps/ {printf "%d", $2 * 16}' "$work/pgbench-pipelined.out")
+row "pgbench, same SQL, pipelined (2 clients, 16 per pipeline; queries/s)" "$pipelined_qps" "–" "–"
 read -r node node_p99 node_rss < <(measure "http://127.0.0.1:$node_port/products?limit=20" "$node_pid")
 row "Node/Express + pg + ioredis peer" "$node" "$node_p99" "$node_rss"
 read -r mlrate ml_p99 _ < <(measure "$ml/recommendations?product_id=7&k=5" "$(field ml pid)")

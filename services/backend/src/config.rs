@@ -1,5 +1,6 @@
 //! Backend configuration, read once from the environment.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use shopmicro_common::config::{
@@ -13,6 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
+    /// Pipelined connections for catalogue reads, beside the pool.
+    pub database_read_connections: NonZeroUsize,
     /// No cache when unset.
     pub redis_url: Option<Secret<String>>,
     /// Prefix for every cache key, so several deployments (or tests) can share a Redis.
@@ -61,6 +64,11 @@ impl Config {
                 "DATABASE_MAX_CONNECTIONS",
                 "a positive number of connections",
                 10,
+            )?,
+            database_read_connections: env.or_default(
+                "DATABASE_READ_CONNECTIONS",
+                "a positive number of connections",
+                NonZeroUsize::new(2).expect("not zero"),
             )?,
             redis_url: env
                 .optional::<RedisUrl>("REDIS_URL", "a Redis URL like redis://host:6379")?

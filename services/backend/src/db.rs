@@ -1,4 +1,6 @@
-//! The PostgreSQL pool and embedded migrations.
+//! The PostgreSQL pool and embedded migrations; catalogue reads go through [`reads`].
+
+pub mod reads;
 
 use std::time::Duration;
 
@@ -10,12 +12,15 @@ use sqlx::postgres::PgPoolOptions;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a connection may take, for the pool and the catalogue reads alike.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connects lazily: the service starts (and answers `/healthz`) while PostgreSQL is still
 /// coming up; `/readyz` reports when it is reachable.
 pub fn pool(url: &DatabaseUrl, max_connections: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .connect_lazy(url.expose())
         .with_context(|| format!("invalid database URL for {}", url.redacted()))
 }

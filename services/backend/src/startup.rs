@@ -14,6 +14,7 @@ use shopmicro_common::server::{self, Server};
 use crate::cache::Cache;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Migrations};
+use crate::db::reads::Reads;
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
 use crate::routes::{AppState, Shared, health, openapi, orders, products, recommendations};
@@ -27,6 +28,11 @@ impl Application {
     /// Connects, migrates, seeds (when configured) and binds. Port 0 binds a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::pool(&config.database_url, config.database_max_connections)?;
+        let reads = Reads::new(
+            &config.database_url,
+            config.database_read_connections,
+            db::CONNECT_TIMEOUT,
+        )?;
         match config.migrations {
             Migrations::Apply => db::migrate(&pool).await,
             Migrations::Verify => db::verify_migrated(&pool).await,
@@ -73,6 +79,7 @@ impl Application {
         );
         let state = AppState::new(Shared {
             db: pool,
+            reads,
             cache,
             catalogue,
             ml,

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::cache::Cache;
 use crate::catalogue::Catalogue;
+use crate::db::reads::Reads;
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
 
@@ -36,7 +37,10 @@ impl Deref for AppState {
 }
 
 pub struct Shared {
+    /// Writes (orders) and the reads that are not the catalogue's.
     pub db: PgPool,
+    /// Catalogue reads, pipelined.
+    pub reads: Reads,
     /// Redis, for `/readyz`; reads go through `catalogue`.
     pub cache: Cache,
     pub catalogue: Catalogue,

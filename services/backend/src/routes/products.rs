@@ -8,11 +8,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use tokio_postgres::Row;
 use tracing::Instrument;
 
 use super::AppState;
 use crate::db;
+use crate::db::reads::{Reads, Sql};
 use crate::domain::{Cursor, ProductId, ProductListParams, ProductQuery, Sort};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -33,11 +34,28 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Category {
     pub slug: String,
     pub name: String,
     pub product_count: i64,
+}
+
+impl Product {
+    /// A row of `PRODUCT_COLUMNS`, in that order.
+    fn from_row(row: &Row) -> Result<Self, ApiError> {
+        let decode = || {
+            Ok::<_, tokio_postgres::Error>(Self {
+                id: row.try_get(0)?,
+                name: row.try_get(1)?,
+                category: row.try_get(2)?,
+                description: row.try_get(3)?,
+                price_cents: row.try_get(4)?,
+                stock: row.try_get(5)?,
+            })
+        };
+        decode().map_err(ApiError::internal)
+    }
 }
 
 const PRODUCT_COLUMNS: &str = "id, name, category, description, price_cents, stock";
@@ -66,29 +84,30 @@ pub async fn list(
     let page = state
         .catalogue
         .read(&key, || async {
-            Some(json(&load_page(&state.db, &query).await?)).transpose()
+            Some(json(&load_page(&state.reads, &query).await?)).transpose()
         })
         .await?;
     present(page, "a listing")
 }
 
-async fn load_page(db: &PgPool, query: &ProductQuery) -> Result<ProductPage, ApiError> {
-    let mut rows = list_query(query)
-        .build_query_as::<Product>()
-        .fetch_all(db)
+async fn load_page(reads: &Reads, query: &ProductQuery) -> Result<ProductPage, ApiError> {
+    // One extra row tells us whether there is a next page.
+    let fetch_limit = query.limit + 1;
+    let rows = list_query(query, &fetch_limit)
+        .fetch(reads)
         .instrument(db::span("SELECT products page"))
-        .await
-        .map_err(ApiError::internal)?;
-    let has_more = rows.len() as i64 > query.limit;
-    rows.truncate(query.limit as usize);
-    let next_cursor = match rows.last() {
+        .await?;
+    let mut items = rows
+        .iter()
+        .map(Product::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = items.len() as i64 > query.limit;
+    items.truncate(query.limit as usize);
+    let next_cursor = match items.last() {
         Some(last) if has_more => Some(cursor_after(query.sort, last).encode()),
         _ => None,
     };
-    Ok(ProductPage {
-        items: rows,
-        next_cursor,
-    })
+    Ok(ProductPage { items, next_cursor })
 }
 
 fn json(value: &impl Serialize) -> Result<Bytes, ApiError> {
@@ -109,45 +128,47 @@ fn answer(body: Bytes) -> Response {
 
 /// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
 /// pushed as text.
-fn list_query(query: &ProductQuery) -> QueryBuilder<'_, Postgres> {
-    let mut sql = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"));
+fn list_query<'a>(query: &'a ProductQuery, fetch_limit: &'a i64) -> Sql<'a> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"
+    ));
     if let Some(category) = &query.category {
-        sql.push(" AND category = ").push_bind(category);
+        sql.push(" AND category = ").bind(category);
     }
     if let Some(ids) = &query.ids {
-        sql.push(" AND id = ANY(").push_bind(ids).push(")");
+        sql.push(" AND id = ANY(").bind(ids).push(")");
     }
     if let Some(search) = &query.search {
         sql.push(" AND search_vector @@ to_tsquery('english', ")
-            .push_bind(search)
+            .bind(search)
             .push(")");
     }
     if let Some(after) = &query.after {
         match query.sort {
             Sort::Id => {
-                sql.push(" AND id > ").push_bind(after.id);
+                sql.push(" AND id > ").bind(&after.id);
             }
             Sort::PriceAsc => {
                 sql.push(" AND (price_cents, id) > (")
-                    .push_bind(after.price_cents)
+                    .bind(&after.price_cents)
                     .push(", ")
-                    .push_bind(after.id)
+                    .bind(&after.id)
                     .push(")");
             }
             Sort::PriceDesc => {
                 sql.push(" AND (price_cents < ")
-                    .push_bind(after.price_cents)
+                    .bind(&after.price_cents)
                     .push(" OR (price_cents = ")
-                    .push_bind(after.price_cents)
+                    .bind(&after.price_cents)
                     .push(" AND id > ")
-                    .push_bind(after.id)
+                    .bind(&after.id)
                     .push("))");
             }
             Sort::Name => {
                 sql.push(" AND (name, id) > (")
-                    .push_bind(after.name.as_deref())
+                    .bind(&after.name)
                     .push(", ")
-                    .push_bind(after.id)
+                    .bind(&after.id)
                     .push(")");
             }
         }
@@ -158,8 +179,7 @@ fn list_query(query: &ProductQuery) -> QueryBuilder<'_, Postgres> {
         Sort::PriceDesc => " ORDER BY price_cents DESC, id",
         Sort::Name => " ORDER BY name, id",
     });
-    // One extra row tells us whether there is a next page.
-    sql.push(" LIMIT ").push_bind(query.limit + 1);
+    sql.push(" LIMIT ").bind(fetch_limit);
     sql
 }
 
@@ -193,7 +213,11 @@ async fn find_json(state: &AppState, id: ProductId) -> Result<Bytes, ApiError> {
     let product = state
         .catalogue
         .read(&format!("product:{}", id.get()), || async {
-            fetch(&state.db, id).await?.as_ref().map(json).transpose()
+            fetch(&state.reads, id)
+                .await?
+                .as_ref()
+                .map(json)
+                .transpose()
         })
         .await?;
     product.ok_or_else(|| {
@@ -204,30 +228,33 @@ async fn find_json(state: &AppState, id: ProductId) -> Result<Bytes, ApiError> {
     })
 }
 
-async fn fetch(db: &PgPool, id: ProductId) -> Result<Option<Product>, ApiError> {
-    sqlx::query_as::<_, Product>(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
-    ))
-    .bind(id.get())
-    .fetch_optional(db)
-    .instrument(db::span("SELECT product"))
-    .await
-    .map_err(ApiError::internal)
+async fn fetch(reads: &Reads, id: ProductId) -> Result<Option<Product>, ApiError> {
+    let rows = reads
+        .query(
+            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
+            &[&id.get()],
+        )
+        .instrument(db::span("SELECT product"))
+        .await?;
+    Ok(rows.first().map(Product::from_row).transpose()?)
 }
 
 /// Products by id in one query, in the order of `ids`, skipping ids that do not exist.
-pub async fn fetch_many(db: &PgPool, ids: &[i64]) -> Result<Vec<Product>, ApiError> {
-    let rows = sqlx::query_as::<_, Product>(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)"
-    ))
-    .bind(ids)
-    .fetch_all(db)
-    .instrument(db::span("SELECT products by id"))
-    .await
-    .map_err(ApiError::internal)?;
+pub async fn fetch_many(reads: &Reads, ids: &[i64]) -> Result<Vec<Product>, ApiError> {
+    let rows = reads
+        .query(
+            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)"),
+            &[&ids],
+        )
+        .instrument(db::span("SELECT products by id"))
+        .await?;
+    let found = rows
+        .iter()
+        .map(Product::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ids
         .iter()
-        .filter_map(|id| rows.iter().find(|p| p.id == *id).cloned())
+        .filter_map(|id| found.iter().find(|p| p.id == *id).cloned())
         .collect())
 }
 
@@ -237,15 +264,27 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiEr
     let categories = state
         .catalogue
         .read("categories", || async {
-            let categories = sqlx::query_as::<_, Category>(
-                "SELECT c.slug, c.name, count(p.id) AS product_count
-                 FROM categories c LEFT JOIN products p ON p.category = c.slug
-                 GROUP BY c.slug, c.name ORDER BY c.name",
-            )
-            .fetch_all(&state.db)
-            .instrument(db::span("SELECT categories"))
-            .await
-            .map_err(ApiError::internal)?;
+            let rows = state
+                .reads
+                .query(
+                    "SELECT c.slug, c.name, count(p.id) AS product_count
+                     FROM categories c LEFT JOIN products p ON p.category = c.slug
+                     GROUP BY c.slug, c.name ORDER BY c.name",
+                    &[],
+                )
+                .instrument(db::span("SELECT categories"))
+                .await?;
+            let categories = rows
+                .iter()
+                .map(|row| {
+                    Ok::<_, tokio_postgres::Error>(Category {
+                        slug: row.try_get(0)?,
+                        name: row.try_get(1)?,
+                        product_count: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ApiError::internal)?;
             json(&categories).map(Some)
         })
         .await?;

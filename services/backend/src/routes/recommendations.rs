@@ -70,7 +70,7 @@ pub async fn recommend(
                     .filter(|candidate| *candidate != id.get())
                     .take(k as usize)
                     .collect();
-                let found = products::fetch_many(&state.db, &ids).await?;
+                let found = products::fetch_many(&state.reads, &ids).await?;
                 if found.is_empty() {
                     "ml_no_known_products"
                 } else {

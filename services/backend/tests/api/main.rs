@@ -7,5 +7,6 @@ mod helpers;
 mod orders;
 mod products;
 mod query_counter;
+mod reads;
 mod recommendations;
 mod shutdown;
