@@ -8,6 +8,10 @@
 //! `shopctl/benches/RESULTS.md`. Writes (orders) stay on sqlx transactions: a transaction
 //! needs a connection to itself.
 //!
+//! Answers come back in the order the queries were sent, so a slow query (a search) holds up
+//! the reads queued behind it on its connection. Each read therefore goes to the connection
+//! with the fewest reads in flight: the others pass a slow one on another connection.
+//!
 //! A read never waits for another connection to come free, and a connection that died (the
 //! server restarted, an operator terminated it) is replaced on the next read; the read that
 //! found it dead is retried once on the new one, since reads change nothing.
@@ -38,6 +42,7 @@ struct Inner {
     /// Where we connect, without the password, for errors.
     redacted: String,
     lanes: Box<[Lane]>,
+    /// Where the search for the least busy lane starts, so equally busy lanes take turns.
     next: AtomicUsize,
 }
 
@@ -46,6 +51,7 @@ struct Lane {
     live: ArcSwapOption<Connection>,
     /// One connect at a time per lane; readers that find it empty wait for that one.
     connecting: tokio::sync::Mutex<()>,
+    in_flight: AtomicUsize,
 }
 
 struct Connection {
@@ -96,6 +102,7 @@ impl Reads {
             .map(|_| Lane {
                 live: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
+                in_flight: AtomicUsize::new(0),
             })
             .collect();
         Ok(Self {
@@ -108,14 +115,16 @@ impl Reads {
         })
     }
 
-    /// The rows `sql` gives for `params`, as a prepared statement on the next connection.
+    /// The rows `sql` gives for `params`, as a prepared statement on the least busy
+    /// connection.
     pub async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ReadError> {
         let inner = &self.inner;
-        let lane = &inner.lanes[inner.next.fetch_add(1, Ordering::Relaxed) % inner.lanes.len()];
+        let lane = inner.least_busy();
+        let _in_flight = InFlight::on(lane);
         let mut retried = false;
         loop {
             let connection = lane.connection(inner).await?;
@@ -135,6 +144,32 @@ impl Reads {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+}
+
+impl Inner {
+    fn least_busy(&self) -> &Lane {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..self.lanes.len())
+            .map(|offset| &self.lanes[(start + offset) % self.lanes.len()])
+            .min_by_key(|lane| lane.in_flight.load(Ordering::Relaxed))
+            .expect("at least one lane")
+    }
+}
+
+/// Counts a read on its lane until it ends, however it ends (a cancelled request included).
+struct InFlight<'a>(&'a Lane);
+
+impl<'a> InFlight<'a> {
+    fn on(lane: &'a Lane) -> Self {
+        lane.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(lane)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -254,6 +289,40 @@ mod tests {
         let api = ApiError::from(err);
         assert_eq!(api.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(api.code(), "database_unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_slow_read_holds_up_no_read_sent_after_it() {
+        let database = shopmicro_common::testing::TestDatabase::create().await;
+        let url: DatabaseUrl = database.url().parse().unwrap();
+        let reads =
+            Reads::new(&url, NonZeroUsize::new(2).unwrap(), Duration::from_secs(3)).unwrap();
+        // Both lanes connected and idle.
+        for _ in 0..2 {
+            reads.query("SELECT 1", &[]).await.unwrap();
+        }
+        let slow = tokio::spawn({
+            let reads = reads.clone();
+            async move { reads.query("SELECT pg_sleep(5)", &[]).await }
+        });
+        // Sent once its lane counts it.
+        while reads
+            .inner
+            .lanes
+            .iter()
+            .all(|lane| lane.in_flight.load(Ordering::Relaxed) == 0)
+        {
+            tokio::task::yield_now().await;
+        }
+        for n in 0..10_i32 {
+            let rows = reads.query("SELECT $1::int4", &[&n]).await.unwrap();
+            assert_eq!(rows[0].get::<_, i32>(0), n);
+        }
+        assert!(
+            !slow.is_finished(),
+            "ten reads sent after the slow one were answered while it still ran"
+        );
+        slow.abort();
     }
 
     #[test]
