@@ -292,7 +292,7 @@ async fn fetch(reads: &Reads, id: ProductId) -> Result<Option<Product>, ApiError
         )
         .instrument(db::span("SELECT product"))
         .await?;
-    Ok(rows.first().map(Product::from_row).transpose()?)
+    rows.first().map(Product::from_row).transpose()
 }
 
 /// Products by id in one query, in the order of `ids`, skipping ids that do not exist.
