@@ -147,6 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn read_connections_default_to_two_and_zero_is_refused() {
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
+        let config = Config::from_env(&Env::from_pairs([url])).unwrap();
+        assert_eq!(config.database_read_connections.get(), 2);
+        let none = Env::from_pairs([url, ("DATABASE_READ_CONNECTIONS", "0")]);
+        assert_eq!(
+            Config::from_env(&none).unwrap_err().var,
+            "DATABASE_READ_CONNECTIONS"
+        );
+    }
+
+    #[test]
     fn malformed_redis_url_names_the_variable() {
         let env = Env::from_pairs([
             ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),

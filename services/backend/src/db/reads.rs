@@ -246,9 +246,9 @@ pub struct Sql<'a> {
 }
 
 impl<'a> Sql<'a> {
-    pub fn new(text: &str) -> Self {
+    pub fn new(text: impl Into<String>) -> Self {
         Self {
-            text: text.to_owned(),
+            text: text.into(),
             params: Vec::new(),
         }
     }

@@ -83,7 +83,7 @@ impl<'r> ListedProduct<'r> {
         100 + (self.name.len() + self.category.len() + self.description.len()) * 9 / 8
     }
 
-    fn to_owned(&self) -> Product {
+    fn to_product(&self) -> Product {
         Product {
             id: self.id,
             name: self.name.to_owned(),
@@ -97,7 +97,7 @@ impl<'r> ListedProduct<'r> {
 
 impl Product {
     fn from_row(row: &Row) -> Result<Self, ApiError> {
-        ListedProduct::from_row(row).map(|listed| listed.to_owned())
+        ListedProduct::from_row(row).map(|listed| listed.to_product())
     }
 }
 
@@ -185,9 +185,7 @@ fn answer(body: Bytes) -> Response {
 /// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
 /// pushed as text.
 fn list_query<'a>(query: &'a ProductQuery, fetch_limit: &'a i64) -> Sql<'a> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"
-    ));
+    let mut sql = Sql::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"));
     if let Some(category) = &query.category {
         sql.push(" AND category = ").bind(category);
     }
@@ -384,11 +382,11 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&listed).unwrap(),
-            serde_json::to_value(listed.to_owned()).unwrap()
+            serde_json::to_value(listed.to_product()).unwrap()
         );
         assert_eq!(
             serde_json::to_string(&listed).unwrap(),
-            serde_json::to_string(&listed.to_owned()).unwrap(),
+            serde_json::to_string(&listed.to_product()).unwrap(),
             "the same fields in the same order"
         );
         let page = ListedPage {
@@ -396,7 +394,7 @@ mod tests {
             next_cursor: Some("abc".into()),
         };
         let owned = ProductPage {
-            items: page.items.iter().map(ListedProduct::to_owned).collect(),
+            items: page.items.iter().map(ListedProduct::to_product).collect(),
             next_cursor: page.next_cursor.clone(),
         };
         assert_eq!(
