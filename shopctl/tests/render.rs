@@ -929,3 +929,70 @@ fn every_config_map_key_is_a_variable_the_service_reads() {
         }
     }
 }
+
+/// PostgreSQL refuses connections past `max_connections`, so it must admit every connection
+/// the services can open at once: each database client's pods at full scale (the
+/// autoscaler's maximum plus the rollout's surge), doubled for a canary or blue/green
+/// release's twins, times the connections each pod opens; plus the backup's two, a
+/// migration, the superuser's reserved three and a few for an operator.
+#[test]
+fn postgres_admits_every_connection_its_clients_can_open_at_full_scale() {
+    /// ml's pool (`services/ml/src/startup.rs`); it has no setting.
+    const ML_CONNECTIONS: u64 = 4;
+    const RESERVED: u64 = 2 + 1 + 3 + 4;
+    for env in ["dev", "prod"] {
+        let objects = parse_stream(env, &render(env)).unwrap();
+        let find = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .find(|o| o.kind() == kind && o.name() == name)
+                .unwrap_or_else(|| panic!("{env}: no {kind} {name}"))
+        };
+        let postgres =
+            &find("StatefulSet", "postgres").value["spec"]["template"]["spec"]["containers"][0];
+        let max_connections: u64 = postgres["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find_map(|arg| arg.strip_prefix("max_connections="))
+            .map_or(100, |n| n.parse().unwrap());
+
+        let backend_config = &find("ConfigMap", "backend-config").value["data"];
+        let setting = |name: &str| -> u64 {
+            backend_config[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{env}: backend-config sets no {name}"))
+                .parse()
+                .unwrap()
+        };
+        let backend_connections =
+            setting("DATABASE_MAX_CONNECTIONS") + setting("DATABASE_READ_CONNECTIONS");
+        let most_pods = |service: &str| -> u64 {
+            let deployment = &find("Deployment", service).value["spec"];
+            let replicas = objects
+                .iter()
+                .find(|o| {
+                    o.kind() == "HorizontalPodAutoscaler"
+                        && o.value["spec"]["scaleTargetRef"]["name"] == service
+                })
+                .map_or(
+                    &deployment["replicas"],
+                    |hpa| &hpa.value["spec"]["maxReplicas"],
+                )
+                .as_u64()
+                .unwrap();
+            let surge = deployment["strategy"]["rollingUpdate"]["maxSurge"]
+                .as_u64()
+                .expect("maxSurge as a number of pods");
+            2 * (replicas + surge)
+        };
+        let needed = most_pods("backend") * backend_connections
+            + most_pods("ml") * ML_CONNECTIONS
+            + RESERVED;
+        assert!(
+            needed <= max_connections,
+            "{env}: the services can open {needed} connections, PostgreSQL admits {max_connections}"
+        );
+    }
+}
