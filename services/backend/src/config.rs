@@ -1,6 +1,6 @@
 //! Backend configuration, read once from the environment.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use shopmicro_common::config::{
@@ -16,6 +16,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Pipelined connections for catalogue reads, beside the pool.
     pub database_read_connections: NonZeroUsize,
+    /// How long a catalogue read may take; PostgreSQL cancels it past that.
+    pub database_read_timeout: Duration,
     /// No cache when unset.
     pub redis_url: Option<Secret<String>>,
     /// Prefix for every cache key, so several deployments (or tests) can share a Redis.
@@ -70,6 +72,15 @@ impl Config {
                 "a positive number of connections",
                 NonZeroUsize::new(2).expect("not zero"),
             )?,
+            // Not zero: PostgreSQL reads a statement_timeout of 0 as no limit at all.
+            database_read_timeout: Duration::from_millis(
+                env.or_default::<NonZeroU64>(
+                    "DATABASE_READ_TIMEOUT_MS",
+                    "a positive whole number of milliseconds",
+                    NonZeroU64::new(5000).expect("not zero"),
+                )?
+                .get(),
+            ),
             redis_url: env
                 .optional::<RedisUrl>("REDIS_URL", "a Redis URL like redis://host:6379")?
                 .map(|url| url.0),
@@ -147,15 +158,15 @@ mod tests {
     }
 
     #[test]
-    fn read_connections_default_to_two_and_zero_is_refused() {
+    fn read_connections_and_timeout_have_defaults_and_zero_is_refused() {
         let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
         let config = Config::from_env(&Env::from_pairs([url])).unwrap();
         assert_eq!(config.database_read_connections.get(), 2);
-        let none = Env::from_pairs([url, ("DATABASE_READ_CONNECTIONS", "0")]);
-        assert_eq!(
-            Config::from_env(&none).unwrap_err().var,
-            "DATABASE_READ_CONNECTIONS"
-        );
+        assert_eq!(config.database_read_timeout, Duration::from_secs(5));
+        for var in ["DATABASE_READ_CONNECTIONS", "DATABASE_READ_TIMEOUT_MS"] {
+            let zero = Env::from_pairs([url, (var, "0")]);
+            assert_eq!(Config::from_env(&zero).unwrap_err().var, var);
+        }
     }
 
     #[test]

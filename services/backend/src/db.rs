@@ -111,13 +111,18 @@ pub fn span(operation: &'static str) -> tracing::Span {
     )
 }
 
-/// Keeps the pool gauges current between scrapes.
-pub fn report_pool_usage(pool: PgPool, metrics: crate::metrics::BackendMetrics) {
+/// Keeps the pool's and the read connections' gauges current between scrapes.
+pub fn report_connection_usage(
+    pool: PgPool,
+    reads: reads::Reads,
+    metrics: crate::metrics::BackendMetrics,
+) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));
         loop {
             ticks.tick().await;
             metrics.record_pool(&pool);
+            metrics.record_reads(reads.usage());
         }
     });
 }

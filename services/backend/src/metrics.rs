@@ -8,6 +8,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use shopmicro_common::metrics::latency_histogram;
 
+use crate::db::reads::ReadUsage;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     pub operation: &'static str,
@@ -35,6 +37,19 @@ pub struct BackendMetrics {
     pub catalogue_reads: Family<SourceLabels, Counter>,
     pub ml_request_duration: Histogram,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
+    /// The catalogue's pipelined read connections (`db::reads`).
+    pub db_read_connections: Family<PoolLabels, Gauge>,
+    pub db_reads_in_flight: Gauge,
+    pub reads: ReadMetrics,
+}
+
+/// What the catalogue's read connections count as it happens; `db::reads` holds a copy.
+#[derive(Clone, Default)]
+pub struct ReadMetrics {
+    /// Connections dropped because they died or stopped answering, to be opened again.
+    pub replaced: Counter,
+    /// Reads that ran out of time, on the server (`statement_timeout`) or waiting for it.
+    pub timed_out: Counter,
 }
 
 impl BackendMetrics {
@@ -48,6 +63,9 @@ impl BackendMetrics {
             catalogue_reads: Family::default(),
             ml_request_duration: latency_histogram(),
             db_pool_connections: Family::default(),
+            db_read_connections: Family::default(),
+            db_reads_in_flight: Gauge::default(),
+            reads: ReadMetrics::default(),
         };
         registry.register(
             "shop_orders_created",
@@ -91,6 +109,26 @@ impl BackendMetrics {
             "PostgreSQL pool connections by state (idle, in_use, max)",
             metrics.db_pool_connections.clone(),
         );
+        registry.register(
+            "db_read_connections",
+            "Pipelined catalogue read connections by state (live, max)",
+            metrics.db_read_connections.clone(),
+        );
+        registry.register(
+            "db_reads_in_flight",
+            "Catalogue reads sent on the read connections and not yet answered",
+            metrics.db_reads_in_flight.clone(),
+        );
+        registry.register(
+            "db_read_connections_replaced",
+            "Read connections dropped because they died or stopped answering",
+            metrics.reads.replaced.clone(),
+        );
+        registry.register(
+            "db_read_timeouts",
+            "Catalogue reads that ran out of time (DATABASE_READ_TIMEOUT_MS)",
+            metrics.reads.timed_out.clone(),
+        );
         metrics
     }
 
@@ -119,5 +157,14 @@ impl BackendMetrics {
         self.db_pool_connections
             .get_or_create(&PoolLabels { state: "max" })
             .set(max);
+    }
+
+    pub fn record_reads(&self, usage: ReadUsage) {
+        for (state, count) in [("live", usage.live), ("max", usage.max)] {
+            self.db_read_connections
+                .get_or_create(&PoolLabels { state })
+                .set(count as i64);
+        }
+        self.db_reads_in_flight.set(usage.in_flight as i64);
     }
 }

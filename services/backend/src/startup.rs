@@ -14,7 +14,7 @@ use shopmicro_common::server::{self, Server};
 use crate::cache::Cache;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Migrations};
-use crate::db::reads::Reads;
+use crate::db::reads::{Limits, Reads};
 use crate::metrics::BackendMetrics;
 use crate::ml_client::MlClient;
 use crate::routes::{AppState, Shared, health, openapi, orders, products, recommendations};
@@ -28,11 +28,6 @@ impl Application {
     /// Connects, migrates, seeds (when configured) and binds. Port 0 binds a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::pool(&config.database_url, config.database_max_connections)?;
-        let reads = Reads::new(
-            &config.database_url,
-            config.database_read_connections,
-            db::CONNECT_TIMEOUT,
-        )?;
         match config.migrations {
             Migrations::Apply => db::migrate(&pool).await,
             Migrations::Verify => db::verify_migrated(&pool).await,
@@ -49,6 +44,15 @@ impl Application {
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
         let metrics = BackendMetrics::register(&mut registry);
+        let reads = Reads::new(
+            &config.database_url,
+            Limits {
+                connections: config.database_read_connections,
+                connect_timeout: db::CONNECT_TIMEOUT,
+                read_timeout: config.database_read_timeout,
+            },
+            metrics.reads.clone(),
+        )?;
         let cache = match &config.redis_url {
             Some(url) => Cache::new(
                 url.expose(),
@@ -69,7 +73,7 @@ impl Application {
         if ml.is_none() {
             tracing::info!("ML_URL not set: serving fallback recommendations only");
         }
-        db::report_pool_usage(pool.clone(), metrics.clone());
+        db::report_connection_usage(pool.clone(), reads.clone(), metrics.clone());
         let catalogue = Catalogue::start(
             cache.clone(),
             pool.clone(),

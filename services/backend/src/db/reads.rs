@@ -15,6 +15,12 @@
 //! A read never waits for another connection to come free, and a connection that died (the
 //! server restarted, an operator terminated it) is replaced on the next read; the read that
 //! found it dead is retried once on the new one, since reads change nothing.
+//!
+//! A read has `read_timeout`. The server enforces it (`statement_timeout`, so a runaway
+//! search stops using PostgreSQL's CPU too) and the connection stays. A read that gets no
+//! answer at all a grace period later means the connection stopped answering (a network
+//! partition, a frozen server): it is dropped so the next read opens another, instead of
+//! every read queueing behind it until TCP gives up.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -26,11 +32,34 @@ use anyhow::Context;
 use arc_swap::ArcSwapOption;
 use shopmicro_common::config::DatabaseUrl;
 use shopmicro_common::error::ApiError;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
+use crate::metrics::ReadMetrics;
+
 /// What the server's `pg_stat_activity` shows for these connections.
 pub const APPLICATION_NAME: &str = "shopmicro-backend-reads";
+
+/// How long past `read_timeout` a read waits for the server's own cancellation before it
+/// takes the connection for dead: long enough that a server that answers is never
+/// mistaken for one that does not.
+const SILENT_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connections: NonZeroUsize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// The read connections at a glance, for the gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadUsage {
+    pub live: usize,
+    pub max: usize,
+    pub in_flight: usize,
+}
 
 #[derive(Clone)]
 pub struct Reads {
@@ -42,6 +71,8 @@ struct Inner {
     /// Where we connect, without the password, for errors.
     redacted: String,
     lanes: Box<[Lane]>,
+    read_timeout: Duration,
+    metrics: ReadMetrics,
     /// Where the search for the least busy lane starts, so equally busy lanes take turns.
     next: AtomicUsize,
 }
@@ -70,6 +101,8 @@ pub enum ReadError {
         #[source]
         cause: anyhow::Error,
     },
+    #[error("the database did not answer within {0:?} (DATABASE_READ_TIMEOUT_MS)")]
+    TimedOut(Duration),
     #[error("database read")]
     Failed(#[from] tokio_postgres::Error),
 }
@@ -78,6 +111,7 @@ impl From<ReadError> for ApiError {
     fn from(err: ReadError) -> Self {
         match err {
             ReadError::Unreachable { .. } => ApiError::unavailable("database_unavailable", err),
+            ReadError::TimedOut(_) => ApiError::unavailable("database_timeout", err),
             ReadError::Failed(_) => ApiError::internal(err),
         }
     }
@@ -86,19 +120,22 @@ impl From<ReadError> for ApiError {
 impl Reads {
     /// Connects lazily, on the first read, as the sqlx pool does: the service starts while
     /// PostgreSQL is still coming up.
-    pub fn new(
-        url: &DatabaseUrl,
-        connections: NonZeroUsize,
-        connect_timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn new(url: &DatabaseUrl, limits: Limits, metrics: ReadMetrics) -> anyhow::Result<Self> {
         let mut config: tokio_postgres::Config = url
             .expose()
             .parse()
             .with_context(|| format!("invalid database URL for {}", url.redacted()))?;
+        // Kept beside any options the URL sets; the last setting wins, so ours does.
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            limits.read_timeout.as_millis()
+        );
         config
             .application_name(APPLICATION_NAME)
-            .connect_timeout(connect_timeout);
-        let lanes = (0..connections.get())
+            .connect_timeout(limits.connect_timeout)
+            .options(options.trim_start());
+        let lanes = (0..limits.connections.get())
             .map(|_| Lane {
                 live: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
@@ -110,6 +147,8 @@ impl Reads {
                 config,
                 redacted: url.redacted(),
                 lanes,
+                read_timeout: limits.read_timeout,
+                metrics,
                 next: AtomicUsize::new(0),
             }),
         })
@@ -128,14 +167,24 @@ impl Reads {
         let mut retried = false;
         loop {
             let connection = lane.connection(inner).await?;
-            let outcome = match connection.statement(sql).await {
-                Ok(statement) => connection.client.query(&statement, params).await,
-                Err(err) => Err(err),
+            let answer = async {
+                let statement = connection.statement(sql).await?;
+                connection.client.query(&statement, params).await
+            };
+            let Ok(outcome) = tokio::time::timeout(inner.read_timeout + SILENT_AFTER, answer).await
+            else {
+                lane.discard(&connection, inner);
+                inner.metrics.timed_out.inc();
+                return Err(ReadError::TimedOut(inner.read_timeout));
             };
             match outcome {
                 Ok(rows) => return Ok(rows),
+                Err(err) if err.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    inner.metrics.timed_out.inc();
+                    return Err(ReadError::TimedOut(inner.read_timeout));
+                }
                 Err(err) if connection.lost(&err) => {
-                    lane.discard(&connection);
+                    lane.discard(&connection, inner);
                     if retried {
                         return Err(err.into());
                     }
@@ -143,6 +192,26 @@ impl Reads {
                 }
                 Err(err) => return Err(err.into()),
             }
+        }
+    }
+
+    pub fn usage(&self) -> ReadUsage {
+        let lanes = &self.inner.lanes;
+        ReadUsage {
+            live: lanes
+                .iter()
+                .filter(|lane| {
+                    lane.live
+                        .load()
+                        .as_ref()
+                        .is_some_and(|c| !c.client.is_closed())
+                })
+                .count(),
+            max: lanes.len(),
+            in_flight: lanes
+                .iter()
+                .map(|lane| lane.in_flight.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 }
@@ -207,10 +276,15 @@ impl Lane {
         Ok(live)
     }
 
-    /// Drops `dead` from the lane unless another read already replaced it.
-    fn discard(&self, dead: &Arc<Connection>) {
-        self.live
+    /// Drops `dead` from the lane unless another read already replaced it. Reads still
+    /// waiting on it keep it until they end.
+    fn discard(&self, dead: &Arc<Connection>, inner: &Inner) {
+        let was = self
+            .live
             .compare_and_swap(&Some(dead.clone()), None::<Arc<Connection>>);
+        if was.as_ref().is_some_and(|was| Arc::ptr_eq(was, dead)) {
+            inner.metrics.replaced.inc();
+        }
     }
 }
 
@@ -274,13 +348,26 @@ impl<'a> Sql<'a> {
 mod tests {
     use super::*;
 
+    fn limits(connections: usize, read_timeout: Duration) -> Limits {
+        Limits {
+            connections: NonZeroUsize::new(connections).unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout,
+        }
+    }
+
     #[tokio::test]
     async fn an_unreachable_database_is_a_503_that_names_where_and_hides_the_password() {
         let port = shopmicro_common::testing::closed_port();
         let url: DatabaseUrl = format!("postgres://shop:hunter2-secret@127.0.0.1:{port}/shop")
             .parse()
             .unwrap();
-        let reads = Reads::new(&url, NonZeroUsize::MIN, Duration::from_secs(1)).unwrap();
+        let reads = Reads::new(
+            &url,
+            limits(1, Duration::from_secs(1)),
+            ReadMetrics::default(),
+        )
+        .unwrap();
         let err = reads.query("SELECT 1", &[]).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(matches!(err, ReadError::Unreachable { .. }), "{message}");
@@ -295,8 +382,12 @@ mod tests {
     async fn a_slow_read_holds_up_no_read_sent_after_it() {
         let database = shopmicro_common::testing::TestDatabase::create().await;
         let url: DatabaseUrl = database.url().parse().unwrap();
-        let reads =
-            Reads::new(&url, NonZeroUsize::new(2).unwrap(), Duration::from_secs(3)).unwrap();
+        let reads = Reads::new(
+            &url,
+            limits(2, Duration::from_secs(30)),
+            ReadMetrics::default(),
+        )
+        .unwrap();
         // Both lanes connected and idle.
         for _ in 0..2 {
             reads.query("SELECT 1", &[]).await.unwrap();
@@ -325,6 +416,111 @@ mod tests {
         slow.abort();
     }
 
+    async fn backend_pid(reads: &Reads) -> i32 {
+        reads.query("SELECT pg_backend_pid()", &[]).await.unwrap()[0].get(0)
+    }
+
+    #[tokio::test]
+    async fn the_server_cancels_a_read_past_its_timeout_and_keeps_the_connection() {
+        let database = shopmicro_common::testing::TestDatabase::create().await;
+        let url: DatabaseUrl = database.url().parse().unwrap();
+        let metrics = ReadMetrics::default();
+        let reads =
+            Reads::new(&url, limits(1, Duration::from_millis(300)), metrics.clone()).unwrap();
+        let pid = backend_pid(&reads).await;
+
+        let err = reads.query("SELECT pg_sleep(10)", &[]).await.unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut(_)), "{err:#}");
+        let api = ApiError::from(err);
+        assert_eq!(api.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.code(), "database_timeout");
+        assert_eq!(metrics.timed_out.get(), 1);
+
+        assert_eq!(backend_pid(&reads).await, pid, "the connection was kept");
+        assert_eq!(metrics.replaced.get(), 0);
+    }
+
+    /// Forwards TCP to `target` until told to stall; then it holds every byte, as a
+    /// network partition or a frozen server does, without closing anything.
+    struct StallingProxy {
+        port: u16,
+        stalled: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl StallingProxy {
+        async fn start(target: String) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (stalled, _) = tokio::sync::watch::channel(false);
+            let watch = stalled.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+                    let (client_in, client_out) = client.into_split();
+                    let (server_in, server_out) = server.into_split();
+                    tokio::spawn(Self::forward(client_in, server_out, watch.subscribe()));
+                    tokio::spawn(Self::forward(server_in, client_out, watch.subscribe()));
+                }
+            });
+            Self { port, stalled }
+        }
+
+        async fn forward(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut to: tokio::net::tcp::OwnedWriteHalf,
+            mut stalled: tokio::sync::watch::Receiver<bool>,
+        ) {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buffer = vec![0; 16 * 1024];
+            while let Ok(read @ 1..) = from.read(&mut buffer).await {
+                if stalled.wait_for(|stalled| !stalled).await.is_err()
+                    || to.write_all(&buffer[..read]).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+
+        fn stall(&self, stalled: bool) {
+            self.stalled.send_replace(stalled);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stops_answering_is_dropped_and_the_next_read_opens_another() {
+        let database = shopmicro_common::testing::TestDatabase::create().await;
+        let mut through = url::Url::parse(database.url()).unwrap();
+        let target = format!(
+            "{}:{}",
+            through.host_str().unwrap(),
+            through.port().unwrap_or(5432)
+        );
+        let proxy = StallingProxy::start(target).await;
+        through.set_host(Some("127.0.0.1")).unwrap();
+        through.set_port(Some(proxy.port)).unwrap();
+        let url: DatabaseUrl = through.as_str().parse().unwrap();
+        let metrics = ReadMetrics::default();
+        let reads =
+            Reads::new(&url, limits(1, Duration::from_millis(200)), metrics.clone()).unwrap();
+        let before = backend_pid(&reads).await;
+
+        proxy.stall(true);
+        let err = reads.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut(_)), "{err:#}");
+        assert_eq!(
+            metrics.replaced.get(),
+            1,
+            "the silent connection was dropped"
+        );
+        assert_eq!(reads.usage().live, 0);
+
+        proxy.stall(false);
+        let after = backend_pid(&reads).await;
+        assert_ne!(after, before, "the read after went over a new connection");
+        assert_eq!(reads.usage().live, 1);
+        assert_eq!(metrics.timed_out.get(), 1);
+    }
+
     #[test]
     fn parameters_are_numbered_in_the_order_they_are_bound() {
         let (category, limit) = ("toys".to_owned(), 21_i64);
@@ -343,9 +539,13 @@ mod tests {
             "postgres://shop:hunter2-secret@127.0.0.1:5432/shop?sslmode=sometimes"
                 .parse()
                 .unwrap();
-        let err = Reads::new(&url, NonZeroUsize::MIN, Duration::from_secs(1))
-            .err()
-            .unwrap();
+        let err = Reads::new(
+            &url,
+            limits(1, Duration::from_secs(1)),
+            ReadMetrics::default(),
+        )
+        .err()
+        .unwrap();
         let message = format!("{err:#}");
         assert!(message.contains("invalid database URL"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use serde_json::Value;
 use shopmicro_backend::db::reads::APPLICATION_NAME;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, metric_value, spawn_app_with};
 
 /// A backend that caches nothing, so every listing is a query, on `connections` lanes.
 async fn uncached_app(connections: usize) -> TestApp {
@@ -109,6 +109,18 @@ async fn read_connections_terminated_by_the_server_are_replaced_without_a_failed
         after.iter().all(|pid| !before.contains(pid)),
         "new server processes: {before:?} then {after:?}"
     );
+
+    // What an operator sees: two connections replaced, both live again, none timed out.
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
+    let metrics = app.metrics().await;
+    let value = |name, labels: &[(&str, &str)]| metric_value(&metrics, name, labels);
+    assert_eq!(value("db_read_connections_replaced_total", &[]), Some(2.0));
+    assert_eq!(value("db_read_timeouts_total", &[]), Some(0.0));
+    assert_eq!(
+        value("db_read_connections", &[("state", "live")]),
+        Some(2.0)
+    );
+    assert_eq!(value("db_read_connections", &[("state", "max")]), Some(2.0));
 }
 
 #[tokio::test]
