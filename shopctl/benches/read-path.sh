@@ -83,20 +83,61 @@ wait_for() { for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return; sleep
 idle_backend=$(rss_mb "$(field backend pid)"); idle_ml=$(rss_mb "$(field ml pid)")
 idle_frontend=$(rss_mb "$(field frontend pid)")
 
-# One wrk run: "requests/s p99_ms rss_mb_at_end" (RSS of the given pid, or "-").
+# One wrk run: "requests/s p99_ms rss_mb_at_end" (RSS of the given pid, or "-"). With a
+# third argument, also the CPU it took per request (the pid as the server) in cpu.rows.
 measure() {
-    local url=$1 pid=${2:-}
+    local url=$1 pid=${2:-} cpu_label=${3:-}
     wrk -t2 -c64 -d2s "$url" >/dev/null
-    local out rss=-
+    local out rss=- before after
+    [ -n "$cpu_label" ] && before=$(cpu_snapshot "$pid")
     out=$(wrk -t2 -c64 -d10s --latency "$url")
+    [ -n "$cpu_label" ] && after=$(cpu_snapshot "$pid")
     [ -n "$pid" ] && rss=$(rss_mb "$pid")
     grep -q "Non-2xx" <<<"$out" && { echo "$url answered errors under load:" >&2; echo "$out" >&2; exit 1; }
     local rate p99
     rate=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.1f", v}' <<<"$out")
+    if [ -n "$cpu_label" ]; then
+        echo "$cpu_label|$rate|$(cpu_per_request "$before" "$after" "$(awk '/requests in/ {print $1}' <<<"$out")")" >>"$work/cpu.rows"
+    fi
     echo "$rate $p99 $rss"
 }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
+
+# Where the CPU goes, for the uncached goal: CPU used so far in clock ticks, as "machine
+# server postgres". machine: every core's busy time; server: the process tree under $1 (0 for
+# none); postgres: the postmaster's tree, with the backends it has already reaped.
+pg_pid=$(field postgres pid)
+cpu_snapshot() {
+    python3 - "$1" "$pg_pid" <<'PY'
+import os, sys
+def tree(pid):
+    if pid == "0":
+        return 0
+    stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    total = sum(map(int, stat[11:15]))  # utime, stime, and the reaped children's
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+            try:
+                total += tree(child)
+            except FileNotFoundError:
+                pass
+    return total
+cpu = list(map(int, open("/proc/stat").readline().split()[1:9]))
+print(sum(cpu) - cpu[3] - cpu[4], tree(sys.argv[1]), tree(sys.argv[2]))
+PY
+}
+# "machine server postgres rest" in µs of CPU per request between two snapshots; rest is the
+# load generator, softirq and anything else running.
+cpu_per_request() {
+    python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY'
+import sys
+before, after = (list(map(int, s.split())) for s in sys.argv[1:3])
+requests, tick = int(sys.argv[3]), int(sys.argv[4])
+machine, server, postgres = ((a - b) / tick / requests * 1e6 for a, b in zip(after, before))
+print(f"{machine:.0f} {server:.0f} {postgres:.0f} {machine - server - postgres:.0f}")
+PY
+}
 
 # nginx with the identical bytes.
 mkdir -p "$work/www"
@@ -118,7 +159,7 @@ http {
     }
 }
 CONF
-"$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx-error.log" & pids+=($!)
+"$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx-error.log" & nginx_pid=$!; pids+=($nginx_pid)
 
 # The backend without any cache, on the same database.
 uncached_port=$(free_port)
@@ -158,7 +199,7 @@ if [ -n "${BEFORE_BACKEND:-}" ]; then
     before_uncached_port=$(free_port)
     env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
         CATALOGUE_MEMORY_MB=0 PORT="$before_uncached_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
-        "$BEFORE_BACKEND" >"$work/before-uncached.log" 2>&1 & pids+=($!)
+        "$BEFORE_BACKEND" >"$work/before-uncached.log" 2>&1 & before_uncached_pid=$!; pids+=($before_uncached_pid)
     wait_for "http://127.0.0.1:$before_port/products?limit=20"
     wait_for "http://127.0.0.1:$before_uncached_port/products?limit=20"
 fi
@@ -181,16 +222,20 @@ read -r logged logged_p99 _ < <(measure "http://127.0.0.1:${logged_port[1]}/prod
 row "backend listing, cached, access log on (every line)" "$logged" "$logged_p99" "–"
 read -r sampled sampled_p99 _ < <(measure "http://127.0.0.1:${logged_port[100]}/products?limit=20")
 row "backend listing, cached, access log 1 in 100 (ACCESS_LOG_SAMPLE=100)" "$sampled" "$sampled_p99" "–"
-read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products")
+read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products" "$nginx_pid" "nginx, same bytes")
 row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
-read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid")
+read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid" "backend listing, no cache")
 row "backend listing, no cache" "$uncached" "$uncached_p99" "–"
 echo "SELECT id, name, category, description, price_cents, stock FROM products WHERE TRUE ORDER BY id LIMIT 21;" >"$work/listing.sql"
+pg_before=$(cpu_snapshot 0)
 pgbench -n -M prepared -c16 -j2 -T10 -f "$work/listing.sql" "$database" >"$work/pgbench.out" 2>&1
+pg_after=$(cpu_snapshot 0)
 pgbench_tps=$(awk -F'= ' '/^tps/ {printf "%d", $2}' "$work/pgbench.out")
 row "pgbench, same SQL (16 clients)" "$pgbench_tps" "–" "–"
+pgbench_done=$(awk -F': ' '/actually processed/ {print $2}' "$work/pgbench.out" | cut -d/ -f1)
+echo "pgbench, same SQL|$pgbench_tps|$(cpu_per_request "$pg_before" "$pg_after" "$pgbench_done")" >>"$work/cpu.rows"
 if [ -n "${BEFORE_BACKEND:-}" ]; then
-    read -r before_uncached before_uncached_p99 _ < <(measure "http://127.0.0.1:$before_uncached_port/products?limit=20")
+    read -r before_uncached before_uncached_p99 _ < <(measure "http://127.0.0.1:$before_uncached_port/products?limit=20" "$before_uncached_pid" "backend listing, no cache, BEFORE_BACKEND")
     row "backend listing, no cache, BEFORE_BACKEND" "$before_uncached" "$before_uncached_p99" "–"
 fi
 { echo '\startpipeline'; for _ in $(seq 16); do cat "$work/listing.sql"; done; echo '\endpipeline'; } >"$work/pipelined.sql"
@@ -210,6 +255,30 @@ row "storefront catalogue page, PAGE_CACHE_MB=0 (rendered every time)" "$rendere
 
 echo
 echo "Idle RSS, MB: backend $idle_backend, ml $idle_ml, frontend $idle_frontend"
+
+# Whether the uncached goal fits this machine: a backend whose own work per request cost no
+# more than nginx's serving of the same bytes would still need the PostgreSQL and the rest
+# (load generator, softirq) its listing costs. Every core busy at that cost is its ceiling.
+python3 - "$work/cpu.rows" "$(nproc)" <<'PY'
+import sys
+rows = {}
+print("\nCPU per request, µs (machine: every core's busy time over the requests served)\n")
+print("| side | requests/s | machine | server | PostgreSQL | load generator and the rest |")
+print("|---|---:|---:|---:|---:|---:|")
+for line in open(sys.argv[1]):
+    label, rate, cpu = line.strip().split("|")
+    machine, server, postgres, rest = map(int, cpu.split())
+    rows[label] = (int(rate), server, postgres, rest)
+    server_cell = "–" if label.startswith("pgbench") else server
+    print(f"| {label} | {rate} | {machine} | {server_cell} | {postgres} | {rest} |")
+_, nginx_server, _, _ = rows["nginx, same bytes"]
+_, _, postgres, rest = rows["backend listing, no cache"]
+pgbench = rows["pgbench, same SQL"][0]
+ceiling = int(sys.argv[2]) * 1e6 / (nginx_server + postgres + rest)
+print(f"\nUncached ceiling: nginx's {nginx_server} µs + PostgreSQL's {postgres} µs + the rest's "
+      f"{rest} µs per request = {ceiling:,.0f}/s with every core busy, "
+      f"{ceiling / pgbench:.2f} x pgbench")
+PY
 python3 - "$cached" "$nginx" "$cached_p99" "$uncached" "$pgbench_tps" "$node" "$cached_rss" "$node_rss" "$mlrate" "$flask" "$store" <<'PY'
 import sys
 cached, nginx, p99, uncached, pgbench, node, rss, node_rss, ml, flask, store = map(float, sys.argv[1:])
