@@ -1,6 +1,10 @@
 //! An in-process cache of serialised answers for the current version of their data only
 //! (the catalogue's, say), bounded in bytes. A new version empties it, since nothing stored
 //! for an older one may be served.
+//!
+//! The budget counts each entry's key and bookkeeping as well as its value: an empty value
+//! (a cached "no such thing") still takes memory, and requests for a million missing keys
+//! must not grow the process without bound.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
@@ -23,6 +27,14 @@ struct Generation {
 struct Entry {
     stored: Instant,
     value: Bytes,
+}
+
+/// What an entry takes beside its key's and value's bytes: the map's slot, the key's and the
+/// value's headers, the timestamp (about 80 bytes on 64-bit targets), rounded up.
+const ENTRY_OVERHEAD: usize = 96;
+
+fn cost(key: &str, value: &Bytes) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
 }
 
 impl Memory {
@@ -66,23 +78,29 @@ impl Memory {
                 entries: HashMap::new(),
             };
         }
-        if generation.bytes + value.len() > self.budget_bytes {
+        let added = cost(&key, &value);
+        if generation.bytes + added > self.budget_bytes {
             let ttl = self.ttl;
             generation
                 .entries
                 .retain(|_, entry| entry.stored.elapsed() < ttl);
-            generation.bytes = generation.entries.values().map(|e| e.value.len()).sum();
-            if generation.bytes + value.len() > self.budget_bytes {
+            generation.bytes = generation
+                .entries
+                .iter()
+                .map(|(key, entry)| cost(key, &entry.value))
+                .sum();
+            if generation.bytes + added > self.budget_bytes {
                 return;
             }
         }
-        generation.bytes += value.len();
+        generation.bytes += added;
         let entry = Entry {
             stored: Instant::now(),
             value,
         };
+        let key_cost = added - entry.value.len();
         if let Some(replaced) = generation.entries.insert(key, entry) {
-            generation.bytes -= replaced.value.len();
+            generation.bytes -= key_cost + replaced.value.len();
         }
     }
 }
@@ -106,7 +124,7 @@ mod tests {
 
     #[test]
     fn the_byte_budget_is_kept_and_replacing_frees_the_old_value() {
-        let memory = Memory::new(10, HOUR);
+        let memory = Memory::new(2 * ENTRY_OVERHEAD + 12, HOUR);
         memory.insert(1, "a".into(), Bytes::from_static(b"123456"));
         memory.insert(1, "b".into(), Bytes::from_static(b"123456"));
         assert!(memory.get(1, "b").is_none(), "over budget: not kept");
@@ -117,11 +135,26 @@ mod tests {
     }
 
     #[test]
+    fn empty_answers_and_their_keys_count_against_the_budget() {
+        let memory = Memory::new(100 * ENTRY_OVERHEAD, HOUR);
+        for id in 0..1000 {
+            memory.insert(1, format!("product:{id}"), Bytes::new());
+        }
+        let generation = memory.generation.read().unwrap();
+        assert!(generation.bytes <= 100 * ENTRY_OVERHEAD);
+        assert!(
+            generation.entries.len() < 100,
+            "{} empty answers kept",
+            generation.entries.len()
+        );
+    }
+
+    #[test]
     fn expired_answers_are_not_served_and_make_room() {
-        let memory = Memory::new(6, Duration::ZERO);
+        let memory = Memory::new(ENTRY_OVERHEAD + 7, Duration::ZERO);
         memory.insert(1, "a".into(), Bytes::from_static(b"123456"));
         assert_eq!(memory.get(1, "a"), None);
         memory.insert(1, "b".into(), Bytes::from_static(b"123456"));
-        assert_eq!(memory.generation.read().unwrap().bytes, 6);
+        assert_eq!(memory.generation.read().unwrap().bytes, ENTRY_OVERHEAD + 7);
     }
 }

@@ -28,9 +28,20 @@ use self::version::VersionWatch;
 use crate::cache::Cache;
 use crate::metrics::BackendMetrics;
 
-/// What a load gives: the answer's JSON, or `None` for "no such thing" (never cached).
+/// What a load gives: the answer's JSON, or `None` for "no such thing".
 /// A failed load is `Err(())` to the readers that shared it; its own reader has the error.
 type Loaded = Result<Option<Bytes>, ()>;
+
+/// "No such thing" is cached too, as an empty value (no answer is empty JSON), so asking for
+/// products that do not exist costs a query per key and version, not one per request. A
+/// product created later changes the version, so it is never hidden by an old absence.
+fn stored(answer: &Option<Bytes>) -> Bytes {
+    answer.clone().unwrap_or_default()
+}
+
+fn answer_of(stored: Bytes) -> Option<Bytes> {
+    (!stored.is_empty()).then_some(stored)
+}
 
 #[derive(Clone)]
 pub struct Catalogue {
@@ -82,9 +93,9 @@ impl Catalogue {
             inner.metrics.catalogue_read("database");
             return load().await;
         };
-        if let Some(answer) = inner.memory.get(version, key) {
+        if let Some(kept) = inner.memory.get(version, key) {
             inner.metrics.catalogue_read("memory");
-            return Ok(Some(answer));
+            return Ok(answer_of(kept));
         }
         let shared_key = format!("catalogue:{version}:{}", digest(key));
         let mut source = "shared";
@@ -92,16 +103,14 @@ impl Catalogue {
         let (loaded, loaded_here) = inner
             .flights
             .run(shared_key.clone(), || async {
-                if let Some(answer) = inner.cache.get(&shared_key).await {
+                if let Some(kept) = inner.cache.get(&shared_key).await {
                     source = "redis";
-                    return Ok(Some(answer));
+                    return Ok(answer_of(kept));
                 }
                 source = "database";
                 match load().await {
                     Ok(answer) => {
-                        if let Some(answer) = &answer {
-                            inner.cache.put(&shared_key, answer).await;
-                        }
+                        inner.cache.put(&shared_key, &stored(&answer)).await;
                         Ok(answer)
                     }
                     Err(err) => {
@@ -114,8 +123,10 @@ impl Catalogue {
         inner.metrics.catalogue_read(source);
         match loaded {
             Ok(answer) => {
-                if loaded_here && let Some(answer) = &answer {
-                    inner.memory.insert(version, key.to_owned(), answer.clone());
+                if loaded_here {
+                    inner
+                        .memory
+                        .insert(version, key.to_owned(), stored(&answer));
                 }
                 Ok(answer)
             }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shopmicro_common::secret::Secret;
 use shopmicro_common::testing::closed_port;
 
-use crate::helpers::{Running, TestApp, metric_value, spawn_app, spawn_app_with};
+use crate::helpers::{Running, TestApp, error_code, metric_value, spawn_app, spawn_app_with};
 use crate::query_counter::QueryCounter;
 
 /// A redis-server of this test's own, so stopping it affects no other test.
@@ -215,6 +215,47 @@ async fn a_price_changed_in_sql_shows_within_the_sync_interval() {
         assert!(
             price_becomes(&app, base, 9, 4242).await,
             "{base} still serves the old price"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_product_costs_one_query_until_the_catalogue_changes() {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let missing = "/products/999999";
+    for _ in 0..3 {
+        let (status, body) = app.get_json(missing).await;
+        assert_eq!((status, error_code(&body)), (404, "product_not_found"));
+    }
+    let metrics = app.metrics().await;
+    assert_eq!(reads_from(&metrics, "database"), 1.0, "{metrics}");
+    assert_eq!(reads_from(&metrics, "memory"), 2.0, "{metrics}");
+
+    let (status, body) = app.get_json_from(&replica.address, missing).await;
+    assert_eq!((status, error_code(&body)), (404, "product_not_found"));
+    let metrics = app.metrics_from(&replica.admin_address).await;
+    assert_eq!(
+        reads_from(&metrics, "redis"),
+        1.0,
+        "the absence is shared: {metrics}"
+    );
+    assert_eq!(reads_from(&metrics, "database"), 0.0, "{metrics}");
+
+    // A product created afterwards is a change of version, so no replica keeps hiding it.
+    sqlx::query(
+        "INSERT INTO products (id, name, category, description, price_cents, stock)
+         OVERRIDING SYSTEM VALUE
+         SELECT 999999, 'Late arrival', slug, 'Arrived after it was asked for', 1234, 3
+         FROM categories LIMIT 1",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for base in [&app.address, &replica.address] {
+        assert!(
+            price_becomes(&app, base, 999999, 1234).await,
+            "{base} still answers 404"
         );
     }
 }
