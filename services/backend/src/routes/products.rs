@@ -41,6 +41,20 @@ pub struct Category {
     pub product_count: i64,
 }
 
+impl Category {
+    /// A row of slug, name, product count, in that order.
+    fn from_row(row: &Row) -> Result<Self, ApiError> {
+        let decode = || {
+            Ok::<_, tokio_postgres::Error>(Self {
+                slug: row.try_get(0)?,
+                name: row.try_get(1)?,
+                product_count: row.try_get(2)?,
+            })
+        };
+        decode().map_err(ApiError::internal)
+    }
+}
+
 /// A [`Product`] borrowed from the row PostgreSQL sent, so a listing is serialised straight
 /// from the rows without copying every string first. Same fields, same order, same JSON as
 /// `Product` (and `ListedPage` as `ProductPage`): `serialises_as_the_product_does` holds
@@ -62,7 +76,7 @@ struct ListedPage<'r> {
 }
 
 impl<'r> ListedProduct<'r> {
-    /// A row of `PRODUCT_COLUMNS`, in that order.
+    /// A row of `select_products!`'s columns, in that order.
     fn from_row(row: &'r Row) -> Result<Self, ApiError> {
         let decode = || {
             Ok::<_, tokio_postgres::Error>(Self {
@@ -101,7 +115,16 @@ impl Product {
     }
 }
 
-const PRODUCT_COLUMNS: &str = "id, name, category, description, price_cents, stock";
+/// `SELECT <a product's columns> FROM products <rest>`, as one literal: the text is built
+/// at compile time, not on every read.
+macro_rules! select_products {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, category, description, price_cents, stock FROM products ",
+            $rest
+        )
+    };
+}
 
 /// List products.
 #[utoipa::path(get, path = "/products", tag = "products", params(ProductListParams), responses(
@@ -185,7 +208,7 @@ fn answer(body: Bytes) -> Response {
 /// Every value is bound as a parameter; only fixed SQL fragments chosen by `Sort` are
 /// pushed as text.
 fn list_query<'a>(query: &'a ProductQuery, fetch_limit: &'a i64) -> Sql<'a> {
-    let mut sql = Sql::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"));
+    let mut sql = Sql::new(select_products!("WHERE TRUE"));
     if let Some(category) = &query.category {
         sql.push(" AND category = ").bind(category);
     }
@@ -284,10 +307,7 @@ async fn find_json(state: &AppState, id: ProductId) -> Result<Bytes, ApiError> {
 
 async fn fetch(reads: &Reads, id: ProductId) -> Result<Option<Product>, ApiError> {
     let rows = reads
-        .query(
-            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
-            &[&id.get()],
-        )
+        .query(select_products!("WHERE id = $1"), &[&id.get()])
         .instrument(db::span("SELECT product"))
         .await?;
     rows.first().map(Product::from_row).transpose()
@@ -296,10 +316,7 @@ async fn fetch(reads: &Reads, id: ProductId) -> Result<Option<Product>, ApiError
 /// Products by id in one query, in the order of `ids`, skipping ids that do not exist.
 pub async fn fetch_many(reads: &Reads, ids: &[i64]) -> Result<Vec<Product>, ApiError> {
     let rows = reads
-        .query(
-            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)"),
-            &[&ids],
-        )
+        .query(select_products!("WHERE id = ANY($1)"), &[&ids])
         .instrument(db::span("SELECT products by id"))
         .await?;
     let found = rows
@@ -330,15 +347,8 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiEr
                 .await?;
             let categories = rows
                 .iter()
-                .map(|row| {
-                    Ok::<_, tokio_postgres::Error>(Category {
-                        slug: row.try_get(0)?,
-                        name: row.try_get(1)?,
-                        product_count: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(ApiError::internal)?;
+                .map(Category::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
             json(&categories).map(Some)
         })
         .await?;
