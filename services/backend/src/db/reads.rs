@@ -101,7 +101,9 @@ pub enum ReadError {
         #[source]
         cause: anyhow::Error,
     },
-    #[error("the database did not answer within {0:?} (DATABASE_READ_TIMEOUT_MS)")]
+    #[error(
+        "the database read was cancelled, or took longer than {0:?} (DATABASE_READ_TIMEOUT_MS)"
+    )]
     TimedOut(Duration),
     #[error("database read")]
     Failed(#[from] tokio_postgres::Error),
