@@ -44,7 +44,7 @@ pub const APPLICATION_NAME: &str = "shopmicro-backend-reads";
 /// How long past `read_timeout` a read waits for the server's own cancellation before it
 /// takes the connection for dead: long enough that a server that answers is never
 /// mistaken for one that does not.
-const SILENT_AFTER: Duration = Duration::from_secs(1);
+pub const SILENT_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -350,12 +350,19 @@ impl<'a> Sql<'a> {
 mod tests {
     use super::*;
 
-    fn limits(connections: usize, read_timeout: Duration) -> Limits {
-        Limits {
+    /// Reads on `connections` lanes with `read_timeout`, and the counters they keep.
+    fn open(
+        url: &DatabaseUrl,
+        connections: usize,
+        read_timeout: Duration,
+    ) -> anyhow::Result<(Reads, ReadMetrics)> {
+        let limits = Limits {
             connections: NonZeroUsize::new(connections).unwrap(),
             connect_timeout: Duration::from_secs(1),
             read_timeout,
-        }
+        };
+        let metrics = ReadMetrics::default();
+        Reads::new(url, limits, metrics.clone()).map(|reads| (reads, metrics))
     }
 
     #[tokio::test]
@@ -364,12 +371,7 @@ mod tests {
         let url: DatabaseUrl = format!("postgres://shop:hunter2-secret@127.0.0.1:{port}/shop")
             .parse()
             .unwrap();
-        let reads = Reads::new(
-            &url,
-            limits(1, Duration::from_secs(1)),
-            ReadMetrics::default(),
-        )
-        .unwrap();
+        let (reads, _) = open(&url, 1, Duration::from_secs(1)).unwrap();
         let err = reads.query("SELECT 1", &[]).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(matches!(err, ReadError::Unreachable { .. }), "{message}");
@@ -384,12 +386,7 @@ mod tests {
     async fn a_slow_read_holds_up_no_read_sent_after_it() {
         let database = shopmicro_common::testing::TestDatabase::create().await;
         let url: DatabaseUrl = database.url().parse().unwrap();
-        let reads = Reads::new(
-            &url,
-            limits(2, Duration::from_secs(30)),
-            ReadMetrics::default(),
-        )
-        .unwrap();
+        let (reads, _) = open(&url, 2, Duration::from_secs(30)).unwrap();
         // Both lanes connected and idle.
         for _ in 0..2 {
             reads.query("SELECT 1", &[]).await.unwrap();
@@ -426,9 +423,7 @@ mod tests {
     async fn the_server_cancels_a_read_past_its_timeout_and_keeps_the_connection() {
         let database = shopmicro_common::testing::TestDatabase::create().await;
         let url: DatabaseUrl = database.url().parse().unwrap();
-        let metrics = ReadMetrics::default();
-        let reads =
-            Reads::new(&url, limits(1, Duration::from_millis(300)), metrics.clone()).unwrap();
+        let (reads, metrics) = open(&url, 1, Duration::from_millis(300)).unwrap();
         let pid = backend_pid(&reads).await;
 
         let err = reads.query("SELECT pg_sleep(10)", &[]).await.unwrap_err();
@@ -501,9 +496,7 @@ mod tests {
         through.set_host(Some("127.0.0.1")).unwrap();
         through.set_port(Some(proxy.port)).unwrap();
         let url: DatabaseUrl = through.as_str().parse().unwrap();
-        let metrics = ReadMetrics::default();
-        let reads =
-            Reads::new(&url, limits(1, Duration::from_millis(200)), metrics.clone()).unwrap();
+        let (reads, metrics) = open(&url, 1, Duration::from_millis(200)).unwrap();
         let before = backend_pid(&reads).await;
 
         proxy.stall(true);
@@ -541,13 +534,7 @@ mod tests {
             "postgres://shop:hunter2-secret@127.0.0.1:5432/shop?sslmode=sometimes"
                 .parse()
                 .unwrap();
-        let err = Reads::new(
-            &url,
-            limits(1, Duration::from_secs(1)),
-            ReadMetrics::default(),
-        )
-        .err()
-        .unwrap();
+        let err = open(&url, 1, Duration::from_secs(1)).err().unwrap();
         let message = format!("{err:#}");
         assert!(message.contains("invalid database URL"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");

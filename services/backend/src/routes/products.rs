@@ -44,15 +44,19 @@ pub struct Category {
 impl Category {
     /// A row of slug, name, product count, in that order.
     fn from_row(row: &Row) -> Result<Self, ApiError> {
-        let decode = || {
-            Ok::<_, tokio_postgres::Error>(Self {
+        decoded(|| {
+            Ok(Self {
                 slug: row.try_get(0)?,
                 name: row.try_get(1)?,
                 product_count: row.try_get(2)?,
             })
-        };
-        decode().map_err(ApiError::internal)
+        })
     }
+}
+
+/// A row decoded by `decode`; a column of an unexpected type is a fault of ours (500).
+fn decoded<T>(decode: impl FnOnce() -> Result<T, tokio_postgres::Error>) -> Result<T, ApiError> {
+    decode().map_err(ApiError::internal)
 }
 
 /// A [`Product`] borrowed from the row PostgreSQL sent, so a listing is serialised straight
@@ -78,8 +82,8 @@ struct ListedPage<'r> {
 impl<'r> ListedProduct<'r> {
     /// A row of `select_products!`'s columns, in that order.
     fn from_row(row: &'r Row) -> Result<Self, ApiError> {
-        let decode = || {
-            Ok::<_, tokio_postgres::Error>(Self {
+        decoded(|| {
+            Ok(Self {
                 id: row.try_get(0)?,
                 name: row.try_get(1)?,
                 category: row.try_get(2)?,
@@ -87,8 +91,7 @@ impl<'r> ListedProduct<'r> {
                 price_cents: row.try_get(4)?,
                 stock: row.try_get(5)?,
             })
-        };
-        decode().map_err(ApiError::internal)
+        })
     }
 
     /// The field names, punctuation and numbers take under 100 bytes; the strings may grow
