@@ -4,10 +4,12 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use shopmicro_common::config::{
-    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, SERVICE_URL_EXPECTED, ServerConfig,
-    ServiceUrl,
+    ConfigError, DATABASE_URL_EXPECTED, DatabaseUrl, Env, Problem, SERVICE_URL_EXPECTED,
+    ServerConfig, ServiceUrl,
 };
 use shopmicro_common::secret::Secret;
+
+use crate::db::reads;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +61,24 @@ impl std::str::FromStr for Migrations {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let config = Self::read(env)?;
+        // A read that outlives its request is dropped with it, before its own deadline
+        // fires: its 503 would never be sent, and a connection that stopped answering would
+        // never be noticed and replaced.
+        if config.database_read_timeout + reads::SILENT_AFTER
+            >= config.server.limits.request_timeout
+        {
+            return Err(ConfigError {
+                var: "DATABASE_READ_TIMEOUT_MS".into(),
+                problem: Problem::Malformed,
+                expected: "at least a second less than REQUEST_TIMEOUT_MS (30000 by default), \
+                           so a read's deadline fires before its request's",
+            });
+        }
+        Ok(config)
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             server: ServerConfig::from_env(env, 8080)?,
             database_url: env.required("DATABASE_URL", DATABASE_URL_EXPECTED)?,
@@ -167,6 +187,18 @@ mod tests {
             let zero = Env::from_pairs([url, (var, "0")]);
             assert_eq!(Config::from_env(&zero).unwrap_err().var, var);
         }
+    }
+
+    #[test]
+    fn a_read_timeout_must_end_a_second_before_its_request_does() {
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
+        let request = ("REQUEST_TIMEOUT_MS", "6000");
+        let fits = Env::from_pairs([url, request, ("DATABASE_READ_TIMEOUT_MS", "4999")]);
+        assert!(Config::from_env(&fits).is_ok());
+        let outlives = Env::from_pairs([url, request, ("DATABASE_READ_TIMEOUT_MS", "5000")]);
+        let err = Config::from_env(&outlives).unwrap_err();
+        assert_eq!(err.var, "DATABASE_READ_TIMEOUT_MS");
+        assert!(err.expected.contains("REQUEST_TIMEOUT_MS"), "{err}");
     }
 
     #[test]
