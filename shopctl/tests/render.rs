@@ -937,8 +937,6 @@ fn every_config_map_key_is_a_variable_the_service_reads() {
 /// migration, the superuser's reserved three and a few for an operator.
 #[test]
 fn postgres_admits_every_connection_its_clients_can_open_at_full_scale() {
-    /// ml's pool (`services/ml/src/startup.rs`); it has no setting.
-    const ML_CONNECTIONS: u64 = 4;
     const RESERVED: u64 = 2 + 1 + 3 + 4;
     for env in ["dev", "prod"] {
         let objects = parse_stream(env, &render(env)).unwrap();
@@ -958,16 +956,16 @@ fn postgres_admits_every_connection_its_clients_can_open_at_full_scale() {
             .find_map(|arg| arg.strip_prefix("max_connections="))
             .map_or(100, |n| n.parse().unwrap());
 
-        let backend_config = &find("ConfigMap", "backend-config").value["data"];
-        let setting = |name: &str| -> u64 {
-            backend_config[name]
+        let setting = |config_map: &str, name: &str| -> u64 {
+            find("ConfigMap", config_map).value["data"][name]
                 .as_str()
-                .unwrap_or_else(|| panic!("{env}: backend-config sets no {name}"))
+                .unwrap_or_else(|| panic!("{env}: {config_map} sets no {name}"))
                 .parse()
                 .unwrap()
         };
-        let backend_connections =
-            setting("DATABASE_MAX_CONNECTIONS") + setting("DATABASE_READ_CONNECTIONS");
+        let backend_connections = setting("backend-config", "DATABASE_MAX_CONNECTIONS")
+            + setting("backend-config", "DATABASE_READ_CONNECTIONS");
+        let ml_connections = setting("ml-config", "DATABASE_MAX_CONNECTIONS");
         let most_pods = |service: &str| -> u64 {
             let deployment = &find("Deployment", service).value["spec"];
             let replicas = objects
@@ -988,7 +986,7 @@ fn postgres_admits_every_connection_its_clients_can_open_at_full_scale() {
             2 * (replicas + surge)
         };
         let needed = most_pods("backend") * backend_connections
-            + most_pods("ml") * ML_CONNECTIONS
+            + most_pods("ml") * ml_connections
             + RESERVED;
         assert!(
             needed <= max_connections,

@@ -12,6 +12,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Read-only use: order history and product attributes.
     pub database_url: DatabaseUrl,
+    /// Pool size; PostgreSQL's `max_connections` is sized for it (a render test adds up
+    /// every client's connections at full scale).
+    pub database_max_connections: u32,
     /// Pause between start-up training attempts while the database is unreachable.
     pub training_retry: Duration,
     /// The bearer token `POST /model/retrain` requires; unset, nobody may retrain.
@@ -23,6 +26,11 @@ impl Config {
         Ok(Self {
             server: ServerConfig::from_env(env, 8081)?,
             database_url: env.required("DATABASE_URL", DATABASE_URL_EXPECTED)?,
+            database_max_connections: env.or_default(
+                "DATABASE_MAX_CONNECTIONS",
+                "a positive number of connections",
+                4,
+            )?,
             training_retry: env.millis_or("TRAINING_RETRY_MS", Duration::from_secs(2))?,
             retrain_token: env
                 .optional::<String>("ML_RETRAIN_TOKEN", "a token of at least 32 characters")?
