@@ -121,7 +121,11 @@ async fn read_connections_terminated_by_the_server_are_replaced_without_a_failed
         Some(2.0)
     );
     assert_eq!(value("db_read_connections", &[("state", "max")]), Some(2.0));
-    assert_eq!(value("db_reads_in_flight", &[]), Some(0.0), "every read counted out");
+    assert_eq!(
+        value("db_reads_in_flight", &[]),
+        Some(0.0),
+        "every read counted out"
+    );
 }
 
 #[tokio::test]
