@@ -994,3 +994,40 @@ fn postgres_admits_every_connection_its_clients_can_open_at_full_scale() {
         );
     }
 }
+
+/// Each service's runtime gets as many threads as its pod's CPU limit, rounded up (one CPU:
+/// a single-threaded runtime, see services/common/src/runtime.rs), from the container's own
+/// limit: one that names another container, or a container with no CPU limit (the downward
+/// API would then pass the node's CPU count), would size the runtime for CPU it cannot use.
+#[test]
+fn every_service_sizes_its_runtime_from_its_own_cpu_limit() {
+    for env in ENVIRONMENTS {
+        let objects = parse_stream(env, &render(env)).unwrap();
+        for service in ["frontend", "backend", "ml"] {
+            let deployment = objects
+                .iter()
+                .find(|o| o.kind() == "Deployment" && o.name() == service)
+                .unwrap_or_else(|| panic!("{env}: no Deployment {service}"));
+            let container = &deployment.value["spec"]["template"]["spec"]["containers"][0];
+            assert!(
+                container["resources"]["limits"]["cpu"].is_string(),
+                "{env}/{service}: no CPU limit"
+            );
+            let threads = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|var| var["name"] == "WORKER_THREADS")
+                .unwrap_or_else(|| panic!("{env}/{service}: WORKER_THREADS is not set"));
+            assert_eq!(
+                threads["valueFrom"]["resourceFieldRef"],
+                serde_json::json!({
+                    "containerName": container["name"],
+                    "resource": "limits.cpu",
+                    "divisor": "1",
+                }),
+                "{env}/{service}"
+            );
+        }
+    }
+}

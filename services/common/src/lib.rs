@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod observe;
 pub mod overload;
 pub mod propagation;
+pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod single_flight;

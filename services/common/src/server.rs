@@ -80,7 +80,14 @@ impl Server {
         };
         let port = listener.local_addr()?.port();
         let admin_port = admin_listener.local_addr()?.port();
-        tracing::info!(port, admin_port, "{service} listening");
+        let runtime = tokio::runtime::Handle::current();
+        tracing::info!(
+            port,
+            admin_port,
+            worker_threads = runtime.metrics().num_workers(),
+            runtime = crate::runtime::describe(&runtime),
+            "{service} listening"
+        );
         Ok(Self {
             listener,
             router,
@@ -249,8 +256,9 @@ async fn next_signal(stream: Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Runs a service binary's async `main` on a runtime that is fully shut down before the
-/// telemetry guard drops (the OTLP exporter flushes with a blocking client).
+/// Runs a service binary's async `main` on a runtime sized by [`crate::runtime`], fully
+/// shut down before the telemetry guard drops (the OTLP exporter flushes with a blocking
+/// client).
 pub fn run_service<F, Fut>(service: &'static str, main: F) -> std::process::ExitCode
 where
     F: FnOnce() -> Fut,
@@ -263,15 +271,13 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("{service}: starting the async runtime failed: {err}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let outcome = runtime.block_on(main());
-    drop(runtime);
+    // A WORKER_THREADS that will not do is a configuration error like any other.
+    let outcome = crate::runtime::worker_threads(&crate::config::Env::from_process())
+        .map_err(anyhow::Error::from)
+        .and_then(|threads| {
+            crate::runtime::build(threads).context("starting the async runtime failed")
+        })
+        .and_then(|runtime| runtime.block_on(main()));
     let code = match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

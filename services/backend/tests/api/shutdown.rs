@@ -11,7 +11,7 @@ use shopmicro_common::testing::{TestDatabase, eventually_status};
 use tokio::sync::mpsc;
 
 #[tokio::test]
-async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+async fn sigterm_lets_in_flight_requests_finish_then_exits_zero_on_a_single_threaded_runtime() {
     // Arrange: an ml stand-in that tells us when the backend's request is in flight and
     // answers a second later, so the request is mid-way when SIGTERM arrives.
     let (arrived_tx, mut arrived) = mpsc::channel::<()>(1);
@@ -32,15 +32,20 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let ml_port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, ml).await });
 
+    // On one thread, as a pod limited to one CPU runs it: the drain must not need a second.
     let database = TestDatabase::create().await;
-    let (mut child, port) = spawn_backend(
+    let (mut child, listening) = spawn_backend_announcing(
         &database,
         &[
             ("ML_URL", &format!("http://127.0.0.1:{ml_port}")),
             ("ML_TIMEOUT_MS", "5000"),
             ("SHUTDOWN_DEADLINE_MS", "10000"),
+            ("WORKER_THREADS", "1"),
         ],
     );
+    assert_eq!(listening["runtime"], "single-threaded", "{listening}");
+    assert_eq!(listening["worker_threads"], 1, "{listening}");
+    let port = listening["port"].as_u64().unwrap() as u16;
 
     // Act
     let request = tokio::spawn(async move {
@@ -85,23 +90,38 @@ fn sigterm(child: &std::process::Child) {
 /// The backend binary on free ports, with `vars` (no Redis, no ml unless given), and the
 /// port it listens on.
 fn spawn_backend(database: &TestDatabase, vars: &[(&str, &str)]) -> (std::process::Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"))
+    let (child, listening) = spawn_backend_announcing(database, vars);
+    (child, listening["port"].as_u64().unwrap() as u16)
+}
+
+/// As [`spawn_backend`], with the whole "listening" log line.
+fn spawn_backend_announcing(
+    database: &TestDatabase,
+    vars: &[(&str, &str)],
+) -> (std::process::Child, serde_json::Value) {
+    let mut child = backend_command(database, vars)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listening = listening_line(child.stdout.take().unwrap());
+    (child, listening)
+}
+
+fn backend_command(database: &TestDatabase, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopmicro-backend"));
+    command
         .env("DATABASE_URL", database.url())
         .env("PORT", "0")
         .env("ADMIN_PORT", "0")
         .env_remove("REDIS_URL")
         .env_remove("ML_URL")
-        .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let port = listening_port(child.stdout.take().unwrap());
-    (child, port)
+        .envs(vars.iter().copied());
+    command
 }
 
-/// Reads the JSON log until the "listening" line and returns its port. A thread keeps
-/// draining stdout afterwards so the child never blocks on a full pipe.
-fn listening_port(stdout: std::process::ChildStdout) -> u16 {
+/// Reads the JSON log until the "listening" line and returns it. A thread keeps draining
+/// stdout afterwards so the child never blocks on a full pipe.
+fn listening_line(stdout: std::process::ChildStdout) -> serde_json::Value {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -110,7 +130,7 @@ fn listening_port(stdout: std::process::ChildStdout) -> u16 {
                 && json["message"] == "backend listening"
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(json["port"].as_u64().unwrap() as u16);
+                let _ = tx.send(json);
             }
         }
     });
@@ -178,4 +198,30 @@ async fn sigterm_right_after_the_port_is_announced_stops_gracefully() {
         status.success(),
         "exit status {status:?} (killed by the signal means no handler was installed yet)"
     );
+}
+
+/// `WORKER_THREADS` sizes the runtime: an explicit count of workers is honoured, and a value
+/// that is no count of threads stops start-up, before any port opens, naming the variable.
+#[tokio::test]
+async fn worker_threads_sizes_the_runtime_and_a_bad_value_stops_start_up() {
+    let database = TestDatabase::create().await;
+    let (mut child, listening) = spawn_backend_announcing(&database, &[("WORKER_THREADS", "3")]);
+    assert_eq!(listening["runtime"], "multi-threaded", "{listening}");
+    assert_eq!(listening["worker_threads"], 3, "{listening}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+
+    for bad in ["0", "1.5"] {
+        let output = backend_command(&database, &[("WORKER_THREADS", bad)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("WORKER_THREADS is malformed; expected a whole number of threads"),
+            "{stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("backend listening"), "{stdout}");
+    }
 }
