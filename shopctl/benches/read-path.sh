@@ -6,6 +6,11 @@
 #   backend listing, cached    GET /products?limit=20 on the platform's backend (Redis on)
 #   nginx, same bytes          nginx serving that very response body from a file
 #   backend listing, uncached  a second backend on the same database, no Redis, no memory
+#                              cache, WORKER_THREADS=1 as every environment's pods run it
+#                              (CPU limit 1); once more with one worker per CPU of this
+#                              machine (the default off Kubernetes). Three rounds alternate
+#                              with pgbench; the goal takes the median round's ratio, since
+#                              one run of each on a shared machine can differ by a third
 #   pgbench, same SQL          the listing's SQL, prepared, 16 clients
 #   pgbench, pipelined         the same, 2 clients sending 16 queries per pipeline (what
 #                              PostgreSQL answers when queries share round trips, as the
@@ -161,11 +166,18 @@ http {
 CONF
 "$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx-error.log" & nginx_pid=$!; pids+=($nginx_pid)
 
-# The backend without any cache, on the same database.
+# The backend without any cache, on the same database: on one thread, as a pod limited to
+# one CPU runs it, and with one worker per CPU of this machine.
 uncached_port=$(free_port)
 env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
     CATALOGUE_MEMORY_MB=0 PORT="$uncached_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
+    WORKER_THREADS=1 \
     "$target/shopmicro-backend" >"$work/uncached.log" 2>&1 & uncached_pid=$!; pids+=($uncached_pid)
+per_cpu_port=$(free_port)
+env DATABASE_URL="$database" DATABASE_MIGRATIONS=verify SEED_DEMO_DATA=false \
+    CATALOGUE_MEMORY_MB=0 PORT="$per_cpu_port" ADMIN_PORT="$(free_port)" RUST_LOG=warn \
+    WORKER_THREADS="$(nproc)" \
+    "$target/shopmicro-backend" >"$work/per-cpu.log" 2>&1 & per_cpu_pid=$!; pids+=($per_cpu_pid)
 
 # The access log's cost: the cached listing writing every line, and one success in 100.
 declare -A logged_port
@@ -207,6 +219,7 @@ wait_for "http://127.0.0.1:$nginx_port/products"
 for sample in 1 100; do wait_for "http://127.0.0.1:${logged_port[$sample]}/products?limit=20"; done
 wait_for "http://127.0.0.1:$rendering_port/"
 wait_for "http://127.0.0.1:$uncached_port/products?limit=20"
+wait_for "http://127.0.0.1:$per_cpu_port/products?limit=20"
 wait_for "http://127.0.0.1:$node_port/products?limit=20"
 wait_for "http://127.0.0.1:$flask_port/recommendations?product_id=7&k=5"
 
@@ -224,16 +237,30 @@ read -r sampled sampled_p99 _ < <(measure "http://127.0.0.1:${logged_port[100]}/
 row "backend listing, cached, access log 1 in 100 (ACCESS_LOG_SAMPLE=100)" "$sampled" "$sampled_p99" "–"
 read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products" "$nginx_pid" "nginx, same bytes")
 row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
-read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid" "backend listing, no cache")
-row "backend listing, no cache" "$uncached" "$uncached_p99" "–"
 echo "SELECT id, name, category, description, price_cents, stock FROM products WHERE TRUE ORDER BY id LIMIT 21;" >"$work/listing.sql"
-pg_before=$(cpu_snapshot 0)
-pgbench -n -M prepared -c16 -j2 -T10 -f "$work/listing.sql" "$database" >"$work/pgbench.out" 2>&1
-pg_after=$(cpu_snapshot 0)
-pgbench_tps=$(awk -F'= ' '/^tps/ {printf "%d", $2}' "$work/pgbench.out")
-row "pgbench, same SQL (16 clients)" "$pgbench_tps" "–" "–"
-pgbench_done=$(awk -F': ' '/actually processed/ {print $2}' "$work/pgbench.out" | cut -d/ -f1)
-echo "pgbench, same SQL|$pgbench_tps|$(cpu_per_request "$pg_before" "$pg_after" "$pgbench_done")" >>"$work/cpu.rows"
+# Three rounds of the uncached listing and pgbench back to back. The round with the median
+# ratio gives the goal its rates and the CPU table its rows.
+: >"$work/rounds"
+for round in 1 2 3; do
+    read -r uncached uncached_p99 _ < <(measure "http://127.0.0.1:$uncached_port/products?limit=20" "$uncached_pid" "backend listing, no cache")
+    row "backend listing, no cache, one thread (round $round)" "$uncached" "$uncached_p99" "–"
+    pg_before=$(cpu_snapshot 0)
+    pgbench -n -M prepared -c16 -j2 -T10 -f "$work/listing.sql" "$database" >"$work/pgbench.out" 2>&1
+    pg_after=$(cpu_snapshot 0)
+    pgbench_tps=$(awk -F'= ' '/^tps/ {printf "%d", $2}' "$work/pgbench.out")
+    row "pgbench, same SQL (16 clients, round $round)" "$pgbench_tps" "–" "–"
+    pgbench_done=$(awk -F': ' '/actually processed/ {print $2}' "$work/pgbench.out" | cut -d/ -f1)
+    echo "pgbench, same SQL|$pgbench_tps|$(cpu_per_request "$pg_before" "$pg_after" "$pgbench_done")" >>"$work/cpu.rows"
+    echo "$uncached $pgbench_tps $(tail -2 "$work/cpu.rows" | tr '\n' '~')" >>"$work/rounds"
+done
+# The median round by ratio: its rates for the goal, its CPU rows for the table.
+read -r uncached pgbench_tps median_rows < <(awk '{print $1/$2, $0}' "$work/rounds" | sort -g | sed -n 2p | cut -d' ' -f2-)
+grep -v "^backend listing, no cache|\|^pgbench, same SQL|" "$work/cpu.rows" >"$work/cpu.other" || true
+tr '~' '\n' <<<"$median_rows" | sed '/^$/d' >>"$work/cpu.other"
+mv "$work/cpu.other" "$work/cpu.rows"
+echo "| median round: uncached / pgbench | $(python3 -c "print(f'{$uncached / $pgbench_tps:.2f}')") | – | – |"
+read -r per_cpu per_cpu_p99 _ < <(measure "http://127.0.0.1:$per_cpu_port/products?limit=20" "$per_cpu_pid" "backend listing, no cache, $(nproc) workers")
+row "backend listing, no cache, $(nproc) worker threads (one per CPU)" "$per_cpu" "$per_cpu_p99" "–"
 if [ -n "${BEFORE_BACKEND:-}" ]; then
     read -r before_uncached before_uncached_p99 _ < <(measure "http://127.0.0.1:$before_uncached_port/products?limit=20" "$before_uncached_pid" "backend listing, no cache, BEFORE_BACKEND")
     row "backend listing, no cache, BEFORE_BACKEND" "$before_uncached" "$before_uncached_p99" "–"
@@ -285,7 +312,7 @@ cached, nginx, p99, uncached, pgbench, node, rss, node_rss, ml, flask, store = m
 goals = [
     ("cached listing / nginx", cached / nginx, ">= 0.5", cached / nginx >= 0.5),
     ("cached listing p99 ms", p99, "<= 10", p99 <= 10),
-    ("uncached listing / pgbench", uncached / pgbench, ">= 0.7", uncached / pgbench >= 0.7),
+    ("uncached listing (one thread) / pgbench, median of 3 rounds", uncached / pgbench, ">= 0.7", uncached / pgbench >= 0.7),
     ("backend / Node", cached / node, ">= 3", cached / node >= 3),
     ("backend RSS / Node RSS", rss / node_rss, "<= 0.33", rss / node_rss <= 1 / 3),
     ("ml / Flask", ml / flask, ">= 10", ml / flask >= 10),
