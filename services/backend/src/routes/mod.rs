@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource.
 
 pub mod health;
+mod listing_json;
 pub mod openapi;
 pub mod orders;
 pub mod products;

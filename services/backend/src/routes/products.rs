@@ -11,7 +11,7 @@ use shopmicro_common::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use tokio_postgres::Row;
 use tracing::Instrument;
 
-use super::AppState;
+use super::{AppState, listing_json};
 use crate::db;
 use crate::db::reads::{Reads, Sql};
 use crate::domain::{Cursor, ProductId, ProductListParams, ProductQuery, Sort};
@@ -59,24 +59,16 @@ fn decoded<T>(decode: impl FnOnce() -> Result<T, tokio_postgres::Error>) -> Resu
     decode().map_err(ApiError::internal)
 }
 
-/// A [`Product`] borrowed from the row PostgreSQL sent, so a listing is serialised straight
-/// from the rows without copying every string first. Same fields, same order, same JSON as
-/// `Product` (and `ListedPage` as `ProductPage`): `serialises_as_the_product_does` holds
-/// them together.
-#[derive(Serialize)]
-struct ListedProduct<'r> {
-    id: i64,
-    name: &'r str,
-    category: &'r str,
-    description: &'r str,
-    price_cents: i64,
-    stock: i32,
-}
-
-#[derive(Serialize)]
-struct ListedPage<'r> {
-    items: Vec<ListedProduct<'r>>,
-    next_cursor: Option<String>,
+/// A [`Product`] borrowed from the row PostgreSQL sent, so a listing is written straight
+/// from the rows without copying every string first ([`super::listing_json`], which writes
+/// the same JSON as `ProductPage`; its tests hold the two together).
+pub(super) struct ListedProduct<'r> {
+    pub(super) id: i64,
+    pub(super) name: &'r str,
+    pub(super) category: &'r str,
+    pub(super) description: &'r str,
+    pub(super) price_cents: i64,
+    pub(super) stock: i32,
 }
 
 impl<'r> ListedProduct<'r> {
@@ -100,7 +92,7 @@ impl<'r> ListedProduct<'r> {
         100 + (self.name.len() + self.category.len() + self.description.len()) * 9 / 8
     }
 
-    fn to_product(&self) -> Product {
+    pub(super) fn to_product(&self) -> Product {
         Product {
             id: self.id,
             name: self.name.to_owned(),
@@ -182,19 +174,14 @@ async fn load_page(reads: &Reads, query: &ProductQuery) -> Result<Bytes, ApiErro
             .iter()
             .map(ListedProduct::json_len_estimate)
             .sum::<usize>();
-    json_sized(&ListedPage { items, next_cursor }, capacity)
+    let mut out = Vec::with_capacity(capacity);
+    listing_json::page(&items, next_cursor.as_deref(), &mut out);
+    Ok(Bytes::from(out))
 }
 
 fn json(value: &impl Serialize) -> Result<Bytes, ApiError> {
-    json_sized(value, 0)
-}
-
-/// `capacity`: about what the JSON will take, so a long answer is written into one
-/// allocation instead of growing through several.
-fn json_sized(value: &impl Serialize, capacity: usize) -> Result<Bytes, ApiError> {
-    let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, value)
-        .map(|()| Bytes::from(out))
+    serde_json::to_vec(value)
+        .map(Bytes::from)
         .map_err(ApiError::internal)
 }
 
@@ -376,43 +363,5 @@ pub async fn catalogue_version(State(state): State<AppState>) -> Result<Response
             "catalogue_version_unknown",
             "the catalogue's version is not kept here (no cache) or could not be read; do not cache",
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serialises_as_the_product_does() {
-        let listed = ListedProduct {
-            id: 7,
-            name: "Tea \"kettle\"",
-            category: "home-kitchen",
-            description: "Boils\nwater",
-            price_cents: 2_499,
-            stock: 3,
-        };
-        assert_eq!(
-            serde_json::to_value(&listed).unwrap(),
-            serde_json::to_value(listed.to_product()).unwrap()
-        );
-        assert_eq!(
-            serde_json::to_string(&listed).unwrap(),
-            serde_json::to_string(&listed.to_product()).unwrap(),
-            "the same fields in the same order"
-        );
-        let page = ListedPage {
-            items: vec![listed],
-            next_cursor: Some("abc".into()),
-        };
-        let owned = ProductPage {
-            items: page.items.iter().map(ListedProduct::to_product).collect(),
-            next_cursor: page.next_cursor.clone(),
-        };
-        assert_eq!(
-            serde_json::to_string(&page).unwrap(),
-            serde_json::to_string(&owned).unwrap()
-        );
     }
 }
