@@ -1,6 +1,6 @@
 //! Backend configuration, read once from the environment.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use shopmicro_common::config::{
@@ -15,7 +15,7 @@ use crate::db::reads;
 pub struct Config {
     pub server: ServerConfig,
     pub database_url: DatabaseUrl,
-    pub database_max_connections: u32,
+    pub database_max_connections: NonZeroU32,
     /// Pipelined connections for catalogue reads, beside the pool.
     pub database_read_connections: NonZeroUsize,
     /// How long a catalogue read may take; PostgreSQL cancels it past that.
@@ -85,7 +85,7 @@ impl Config {
             database_max_connections: env.or_default(
                 "DATABASE_MAX_CONNECTIONS",
                 "a positive number of connections",
-                10,
+                NonZeroU32::new(10).expect("not zero"),
             )?,
             database_read_connections: env.or_default(
                 "DATABASE_READ_CONNECTIONS",
@@ -178,12 +178,17 @@ mod tests {
     }
 
     #[test]
-    fn read_connections_and_timeout_have_defaults_and_zero_is_refused() {
+    fn connections_and_read_timeout_have_defaults_and_zero_is_refused() {
         let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
         let config = Config::from_env(&Env::from_pairs([url])).unwrap();
         assert_eq!(config.database_read_connections.get(), 2);
         assert_eq!(config.database_read_timeout, Duration::from_secs(5));
-        for var in ["DATABASE_READ_CONNECTIONS", "DATABASE_READ_TIMEOUT_MS"] {
+        assert_eq!(config.database_max_connections.get(), 10);
+        for var in [
+            "DATABASE_MAX_CONNECTIONS",
+            "DATABASE_READ_CONNECTIONS",
+            "DATABASE_READ_TIMEOUT_MS",
+        ] {
             let zero = Env::from_pairs([url, (var, "0")]);
             assert_eq!(Config::from_env(&zero).unwrap_err().var, var);
         }

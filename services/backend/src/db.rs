@@ -2,6 +2,7 @@
 
 pub mod reads;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,9 +18,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Connects lazily: the service starts (and answers `/healthz`) while PostgreSQL is still
 /// coming up; `/readyz` reports when it is reachable.
-pub fn pool(url: &DatabaseUrl, max_connections: u32) -> anyhow::Result<PgPool> {
+pub fn pool(url: &DatabaseUrl, max_connections: NonZeroU32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(max_connections.get())
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_lazy(url.expose())
         .with_context(|| format!("invalid database URL for {}", url.redacted()))

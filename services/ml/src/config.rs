@@ -1,5 +1,6 @@
 //! ml configuration, read once from the environment.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use shopmicro_common::config::{
@@ -14,7 +15,7 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Pool size; PostgreSQL's `max_connections` is sized for it (a render test adds up
     /// every client's connections at full scale).
-    pub database_max_connections: u32,
+    pub database_max_connections: NonZeroU32,
     /// Pause between start-up training attempts while the database is unreachable.
     pub training_retry: Duration,
     /// The bearer token `POST /model/retrain` requires; unset, nobody may retrain.
@@ -29,7 +30,7 @@ impl Config {
             database_max_connections: env.or_default(
                 "DATABASE_MAX_CONNECTIONS",
                 "a positive number of connections",
-                4,
+                NonZeroU32::new(4).expect("not zero"),
             )?,
             training_retry: env.millis_or("TRAINING_RETRY_MS", Duration::from_secs(2))?,
             retrain_token: env
@@ -46,5 +47,22 @@ impl Config {
                 })
                 .transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool of no connections would never answer: refused at start-up, naming the variable.
+    #[test]
+    fn the_pool_defaults_to_four_connections_and_zero_is_refused() {
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop");
+        let config = Config::from_env(&Env::from_pairs([url])).unwrap();
+        assert_eq!(config.database_max_connections.get(), 4);
+        let zero = Env::from_pairs([url, ("DATABASE_MAX_CONNECTIONS", "0")]);
+        let err = Config::from_env(&zero).unwrap_err();
+        assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
+        assert_eq!(err.problem, Problem::Malformed);
     }
 }

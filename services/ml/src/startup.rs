@@ -28,7 +28,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
+            .max_connections(config.database_max_connections.get())
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(config.database_url.expose())
             .with_context(|| {

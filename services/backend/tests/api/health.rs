@@ -1,3 +1,4 @@
+use std::num::NonZeroU32;
 use std::process::Command;
 
 use shopmicro_backend::config::Migrations;
@@ -58,7 +59,7 @@ async fn a_backend_that_only_verifies_refuses_an_unmigrated_schema_and_says_what
     assert!(message.contains("shopmicro-backend migrate"), "{message}");
     let tables: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_one(&db::pool(&config.database_url, 1).unwrap())
+            .fetch_one(&db::pool(&config.database_url, NonZeroU32::MIN).unwrap())
             .await
             .unwrap();
     assert_eq!(tables, 0, "verifying changed nothing");
@@ -97,7 +98,11 @@ async fn migrations_and_seeding_are_safe_when_replicas_start_together() {
         started.unwrap().expect("every replica starts");
     }
 
-    let pool = db::pool(&test_config(&database).database_url, 2).unwrap();
+    let pool = db::pool(
+        &test_config(&database).database_url,
+        NonZeroU32::new(2).unwrap(),
+    )
+    .unwrap();
     let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
         .fetch_one(&pool)
         .await

@@ -1,5 +1,7 @@
 //! `spawn_app()` and typed request helpers.
 
+use std::num::NonZeroU32;
+
 use serde_json::Value;
 use shopmicro_backend::{Application, Config};
 use shopmicro_common::config::Env;
@@ -29,7 +31,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
     config.server = shopmicro_common::testing::server_config();
     config.redis_url = Some(shopmicro_common::secret::Secret::new(testing::redis_url()));
     config.cache_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    config.database_max_connections = 20;
+    config.database_max_connections = NonZeroU32::new(20).unwrap();
     config
 }
 
