@@ -542,14 +542,23 @@ async fn every_dashboard_query_and_recording_rule_returns_data_from_a_live_prome
         .await
         .unwrap();
     assert_eq!(up.len(), 3, "{up:?}");
-    // And the per-track rules keep the track apart: one stable series per service.
-    let stable = query(
-        &http,
-        &base,
-        "service_track:http_requests:rate5m{track=\"stable\"}",
-    )
-    .await
-    .unwrap();
+    // And the per-track rules keep the track apart: one stable series per service. The
+    // rule answers as soon as one service has two scrapes, so wait for all three, as above.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stable = loop {
+        let stable = query(
+            &http,
+            &base,
+            "service_track:http_requests:rate5m{track=\"stable\"}",
+        )
+        .await
+        .unwrap();
+        if stable.len() >= 3 || Instant::now() >= deadline {
+            break stable;
+        }
+        platform.drive_traffic().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(stable.len(), 3, "{stable:?}");
 }
 
