@@ -538,28 +538,38 @@ async fn every_dashboard_query_and_recording_rule_returns_data_from_a_live_prome
     );
 
     // All three services were scraped under the labels the rules rely on.
-    let up = query(&http, &base, "up{namespace=\"shopmicro\"} == 1")
-        .await
-        .unwrap();
+    let up =
+        series_of_every_service(&platform, &http, &base, "up{namespace=\"shopmicro\"} == 1").await;
     assert_eq!(up.len(), 3, "{up:?}");
-    // And the per-track rules keep the track apart: one stable series per service. The
-    // rule answers as soon as one service has two scrapes, so wait for all three, as above.
+    // And the per-track rules keep the track apart: one stable series per service.
+    let stable = series_of_every_service(
+        &platform,
+        &http,
+        &base,
+        "service_track:http_requests:rate5m{track=\"stable\"}",
+    )
+    .await;
+    assert_eq!(stable.len(), 3, "{stable:?}");
+}
+
+/// `expr`'s series once there is one per service, or what it has after 30 s. An expression
+/// answers as soon as one service has data (a rate, two scrapes of it), so waiting for any
+/// answer does not wait for all three.
+async fn series_of_every_service(
+    platform: &Platform,
+    http: &reqwest::Client,
+    base: &str,
+    expr: &str,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let stable = loop {
-        let stable = query(
-            &http,
-            &base,
-            "service_track:http_requests:rate5m{track=\"stable\"}",
-        )
-        .await
-        .unwrap();
-        if stable.len() >= 3 || Instant::now() >= deadline {
-            break stable;
+    loop {
+        let series = query(http, base, expr).await.unwrap();
+        if series.len() >= 3 || Instant::now() >= deadline {
+            return series;
         }
         platform.drive_traffic().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert_eq!(stable.len(), 3, "{stable:?}");
+    }
 }
 
 // --- live: one trace across three services ---------------------------------------------------
