@@ -4,7 +4,9 @@
 # -c64 for 10 s after a 2 s warm-up, on the same 2 cores as the servers.
 #
 #   backend listing, cached    GET /products?limit=20 on the platform's backend (Redis on)
-#   nginx, same bytes          nginx serving that very response body from a file
+#   nginx, same bytes          nginx serving that very response body from a file; three
+#                              rounds alternate with the cached listing, and the goal takes
+#                              the median round's ratio
 #   backend listing, uncached  a second backend on the same database, no Redis, no memory
 #                              cache, WORKER_THREADS=1 as every environment's pods run it
 #                              (CPU limit 1); once more with one worker per CPU of this
@@ -51,11 +53,17 @@ rm -rf "$cache/node" && cp -r shopctl/benches/peers/node "$cache/node"
 [ -x "$cache/venv/bin/gunicorn" ] || python3 -m venv "$cache/venv"
 "$cache/venv/bin/pip" install -q -r shopctl/benches/peers/flask/requirements.txt
 
-echo "==> release build" >&2
-cargo build --release --locked --bins >&2
-target="${CARGO_TARGET_DIR:-target}/release"
+echo "==> release build of shopctl, and the services as their images build them (profile service)" >&2
+cargo build --release --locked -p shopctl >&2
+cargo build --profile service --locked -p shopmicro-backend -p shopmicro-ml -p shopmicro-frontend >&2
+built="${CARGO_TARGET_DIR:-target}"
 
 work=$(mktemp -d)
+# shopctl runs the service binaries it finds beside it.
+target="$work/bin"
+mkdir "$target"
+cp "$built/release/shopctl" "$built/service/shopmicro-backend" "$built/service/shopmicro-ml" \
+    "$built/service/shopmicro-frontend" "$target/"
 # As root, shopctl runs PostgreSQL as the postgres user, who must reach the state directory.
 chmod 755 "$work"
 pids=()
@@ -225,8 +233,20 @@ wait_for "http://127.0.0.1:$flask_port/recommendations?product_id=7&k=5"
 
 echo "| side | requests/s | p99 ms | RSS at end of load, MB |"
 echo "|---|---:|---:|---:|"
-read -r cached cached_p99 cached_rss < <(measure "$backend/products?limit=20" "$(field backend pid)")
-row "backend listing, cached" "$cached" "$cached_p99" "$cached_rss"
+# Three rounds of the cached listing and nginx back to back, as for the uncached goal below:
+# the round with the median ratio gives the goal its rates and nginx its CPU row.
+: >"$work/cached-rounds"
+for round in 1 2 3; do
+    read -r one one_p99 one_rss < <(measure "$backend/products?limit=20" "$(field backend pid)")
+    row "backend listing, cached (round $round)" "$one" "$one_p99" "$one_rss"
+    read -r other other_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products" "$nginx_pid" "nginx, same bytes")
+    row "nginx, same bytes from a file (round $round)" "$other" "$other_p99" "–"
+    echo "$one $one_p99 $one_rss $other $(tail -1 "$work/cpu.rows")" >>"$work/cached-rounds"
+done
+read -r cached cached_p99 cached_rss nginx nginx_row < <(awk '{print $1/$4, $0}' "$work/cached-rounds" | sort -g | sed -n 2p | cut -d' ' -f2-)
+{ grep -v "^nginx, same bytes|" "$work/cpu.rows" || true; echo "$nginx_row"; } >"$work/cpu.median"
+mv "$work/cpu.median" "$work/cpu.rows"
+echo "| median round: cached / nginx | $(python3 -c "print(f'{$cached / $nginx:.2f}')") | – | – |"
 if [ -n "${BEFORE_BACKEND:-}" ]; then
     read -r before before_p99 _ < <(measure "http://127.0.0.1:$before_port/products?limit=20")
     row "backend listing, BEFORE_BACKEND (Redis on)" "$before" "$before_p99" "–"
@@ -235,8 +255,6 @@ read -r logged logged_p99 _ < <(measure "http://127.0.0.1:${logged_port[1]}/prod
 row "backend listing, cached, access log on (every line)" "$logged" "$logged_p99" "–"
 read -r sampled sampled_p99 _ < <(measure "http://127.0.0.1:${logged_port[100]}/products?limit=20")
 row "backend listing, cached, access log 1 in 100 (ACCESS_LOG_SAMPLE=100)" "$sampled" "$sampled_p99" "–"
-read -r nginx nginx_p99 _ < <(measure "http://127.0.0.1:$nginx_port/products" "$nginx_pid" "nginx, same bytes")
-row "nginx, same bytes from a file" "$nginx" "$nginx_p99" "–"
 echo "SELECT id, name, category, description, price_cents, stock FROM products WHERE TRUE ORDER BY id LIMIT 21;" >"$work/listing.sql"
 # Three rounds of the uncached listing and pgbench back to back. The round with the median
 # ratio gives the goal its rates and the CPU table its rows.
@@ -310,8 +328,8 @@ python3 - "$cached" "$nginx" "$cached_p99" "$uncached" "$pgbench_tps" "$node" "$
 import sys
 cached, nginx, p99, uncached, pgbench, node, rss, node_rss, ml, flask, store = map(float, sys.argv[1:])
 goals = [
-    ("cached listing / nginx", cached / nginx, ">= 0.5", cached / nginx >= 0.5),
-    ("cached listing p99 ms", p99, "<= 10", p99 <= 10),
+    ("cached listing / nginx, median of 3 rounds", cached / nginx, ">= 0.5", cached / nginx >= 0.5),
+    ("cached listing p99 ms (that round)", p99, "<= 10", p99 <= 10),
     ("uncached listing (one thread) / pgbench, median of 3 rounds", uncached / pgbench, ">= 0.7", uncached / pgbench >= 0.7),
     ("backend / Node", cached / node, ">= 3", cached / node >= 3),
     ("backend RSS / Node RSS", rss / node_rss, "<= 0.33", rss / node_rss <= 1 / 3),

@@ -38,7 +38,9 @@ fn each_service_dockerfile_builds_and_runs_the_workspace_binary_on_the_manifest_
                 .unwrap_or_else(|_| panic!("services/{service}/Dockerfile is missing"));
         for expected in [
             format!("--package {package} --bin {bin}"),
-            format!("COPY --from=build /src/target/release/{bin} /usr/local/bin/{bin}"),
+            // The service profile (whole-program LTO), not plain release.
+            format!("RUN cargo build --profile service --locked --package {package} --bin {bin}"),
+            format!("COPY --from=build /src/target/service/{bin} /usr/local/bin/{bin}"),
             format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]"),
             "USER 65532:65532".to_owned(),
             // The allocator setting the local supervisor also gives (`supervisor/services.rs`).

@@ -78,11 +78,13 @@ impl Catalogue {
         }
     }
 
-    /// The answer for `key` (which must name everything the answer depends on), from the
-    /// nearest layer that has it for the current version, else from `load`.
+    /// The answer for the key `key` makes (which must name everything the answer depends on),
+    /// from the nearest layer that has it for the current version, else from `load`. The key
+    /// is made only when some layer may hold the answer: with nothing caching, a listing
+    /// does not pay for serialising its query into a key no one reads.
     pub async fn read<Fut>(
         &self,
-        key: &str,
+        key: impl FnOnce() -> Result<String, ApiError>,
         load: impl FnOnce() -> Fut,
     ) -> Result<Option<Bytes>, ApiError>
     where
@@ -93,6 +95,8 @@ impl Catalogue {
             inner.metrics.catalogue_read("database");
             return load().await;
         };
+        let key = key()?;
+        let key = key.as_str();
         if let Some(kept) = inner.memory.get(version, key) {
             inner.metrics.catalogue_read("memory");
             return Ok(answer_of(kept));

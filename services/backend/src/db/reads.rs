@@ -322,10 +322,13 @@ pub struct Sql<'a> {
 }
 
 impl<'a> Sql<'a> {
-    pub fn new(text: impl Into<String>) -> Self {
+    pub fn new(text: &str) -> Self {
+        // Room for the clauses a listing adds, so the text is not regrown clause by clause.
+        let mut sql = String::with_capacity(text.len() + 192);
+        sql.push_str(text);
         Self {
-            text: text.into(),
-            params: Vec::new(),
+            text: sql,
+            params: Vec::with_capacity(6),
         }
     }
 
