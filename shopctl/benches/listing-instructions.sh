@@ -30,7 +30,8 @@ fi
 if [ -z "${DATABASE_URL:-}" ]; then
     echo "==> scratch database listing_instructions (demo data)" >&2
     psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS listing_instructions" \
-        -c "CREATE DATABASE listing_instructions" 2>/dev/null
+        -c "CREATE DATABASE listing_instructions" >/dev/null ||
+        { echo "cannot create the scratch database on $server (set PGSERVER or DATABASE_URL)" >&2; exit 1; }
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -323,12 +323,13 @@ pub struct Sql<'a> {
 
 impl<'a> Sql<'a> {
     pub fn new(text: &str) -> Self {
-        // Room for the clauses a listing adds, so the text is not regrown clause by clause.
+        // Room for the clauses and parameters a listing adds (at most seven: category, ids,
+        // search, three cursor values, limit), so neither is regrown clause by clause.
         let mut sql = String::with_capacity(text.len() + 192);
         sql.push_str(text);
         Self {
             text: sql,
-            params: Vec::with_capacity(6),
+            params: Vec::with_capacity(7),
         }
     }
 

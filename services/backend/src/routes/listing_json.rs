@@ -62,7 +62,7 @@ fn string(text: RawText<'_>, out: &mut Vec<u8>) -> Result<(), NotUtf8> {
     let bytes = text.0;
     // ASCII that needs no escaping is UTF-8 and written as it is: one pass for both checks.
     if any_byte(bytes, |b| escaped(b) | (b >= 0x80)) {
-        let text = std::str::from_utf8(bytes).map_err(NotUtf8)?;
+        let text = text.as_str()?;
         if any_byte(bytes, escaped) {
             serde_json::to_writer(out, text).expect("writing to a Vec cannot fail");
             return Ok(());

@@ -79,15 +79,21 @@ impl<'r> FromSql<'r> for RawText<'r> {
 }
 
 impl<'r> RawText<'r> {
-    /// As text; a column that is not UTF-8 is a fault of the database's (500).
-    fn as_str(self) -> Result<&'r str, ApiError> {
-        std::str::from_utf8(self.0).map_err(|err| ApiError::internal(NotUtf8(err)))
+    pub(super) fn as_str(self) -> Result<&'r str, NotUtf8> {
+        std::str::from_utf8(self.0).map_err(NotUtf8)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the database sent a product's text that is not UTF-8")]
-pub(super) struct NotUtf8(#[source] pub(super) std::str::Utf8Error);
+pub(super) struct NotUtf8(#[source] std::str::Utf8Error);
+
+/// Text that is not UTF-8 is a fault of the database's, not the client's (500).
+impl From<NotUtf8> for ApiError {
+    fn from(err: NotUtf8) -> Self {
+        ApiError::internal(err)
+    }
+}
 
 /// A [`Product`] borrowed from the row PostgreSQL sent, so a listing is written straight
 /// from the rows without copying every string first ([`super::listing_json`], which writes
@@ -207,7 +213,7 @@ async fn load_page(reads: &Reads, query: &ProductQuery) -> Result<Bytes, ApiErro
             .map(ListedProduct::json_len_estimate)
             .sum::<usize>();
     let mut out = Vec::with_capacity(capacity);
-    listing_json::page(&items, next_cursor.as_deref(), &mut out).map_err(ApiError::internal)?;
+    listing_json::page(&items, next_cursor.as_deref(), &mut out)?;
     Ok(Bytes::from(out))
 }
 
