@@ -73,14 +73,14 @@ where
 {
     // One semaphore for every route: the limit is the service's, not each route's.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight));
+    // One `route_layer`: axum boxes each layer it applies, and clones the box per request.
     let stack = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(answer))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight))
-        .layer(TimeoutLayer::new(limits.request_timeout));
-    routes
-        .route_layer(stack)
-        .route_layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::new(limits.request_timeout))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    routes.route_layer(stack)
 }
 
 /// The answer to a request the limits turned away.

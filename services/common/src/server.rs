@@ -12,25 +12,29 @@
 //! which the NetworkPolicies open to Prometheus alone.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tower::make::Shared;
+use tower::{Layer, Service};
 
 use crate::config::ServerConfig;
 use crate::error;
 use crate::handover;
 use crate::metrics::metrics_route;
-use crate::observe::{Observer, observe};
+use crate::observe::{ObserveLayer, Observer};
 
 /// Finishes a JSON API router: 404/405 in the shared error shape, then [`observed`].
 pub fn finish_api_router(router: Router, observer: Observer) -> Router {
@@ -44,8 +48,7 @@ pub fn finish_api_router(router: Router, observer: Observer) -> Router {
 
 /// Wraps a router (fallbacks included) in the tracing and metrics middleware.
 pub fn observed(router: Router, observer: Observer) -> Router {
-    // Shared, not cloned: the middleware's state is cloned for every request.
-    router.layer(from_fn_with_state(std::sync::Arc::new(observer), observe))
+    router.layer(ObserveLayer::new(observer))
 }
 
 /// A service bound to its port but not yet serving: what every service's `Application`
@@ -119,9 +122,7 @@ impl Server {
             .fallback(error::route_not_found);
         let admin = tokio::spawn(async move { axum::serve(self.admin_listener, admin).await });
         let draining = Draining::default();
-        let router = self
-            .router
-            .layer(from_fn_with_state(draining.clone(), drain_aware));
+        let router = self.router;
         handover::notify_when_ready(router.clone());
         let drain = Drain {
             draining,
@@ -139,19 +140,88 @@ impl Server {
 struct Draining(Arc<AtomicBool>);
 
 /// While draining: readiness fails at once, and every other answer closes its connection.
-async fn drain_aware(State(draining): State<Draining>, request: Request, next: Next) -> Response {
-    if !draining.0.load(Ordering::Relaxed) {
-        return next.run(request).await;
+/// A hand-written layer rather than `from_fn`, which boxes for every request (see
+/// [`crate::observe::ObserveLayer`]).
+impl<S> Layer<S> for Draining {
+    type Service = DrainAware<S>;
+
+    fn layer(&self, inner: S) -> DrainAware<S> {
+        DrainAware {
+            inner,
+            draining: self.clone(),
+        }
     }
-    if request.uri().path() == "/readyz" {
-        let body = axum::Json(serde_json::json!({"status": "draining"}));
-        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+}
+
+#[derive(Clone)]
+struct DrainAware<S> {
+    inner: S,
+    draining: Draining,
+}
+
+impl<S> Service<Request> for DrainAware<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = DrainAwareFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if !self.draining.0.load(Ordering::Relaxed) {
+            return DrainAwareFuture::Serving {
+                inner: self.inner.call(request),
+            };
+        }
+        if request.uri().path() == "/readyz" {
+            let body = axum::Json(serde_json::json!({"status": "draining"}));
+            return DrainAwareFuture::NotReady {
+                response: Some((StatusCode::SERVICE_UNAVAILABLE, body).into_response()),
+            };
+        }
+        DrainAwareFuture::Closing {
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    #[project = DrainAwareProjection]
+    enum DrainAwareFuture<F> {
+        Serving { #[pin] inner: F },
+        /// Answered with `Connection: close`.
+        Closing { #[pin] inner: F },
+        NotReady { response: Option<Response> },
+    }
+}
+
+impl<F, E> Future for DrainAwareFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            DrainAwareProjection::Serving { inner } => inner.poll(cx),
+            DrainAwareProjection::Closing { inner } => {
+                let mut answer = ready!(inner.poll(cx));
+                if let Ok(response) = &mut answer {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Poll::Ready(answer)
+            }
+            DrainAwareProjection::NotReady { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("a drain-aware future polled after it answered"))),
+        }
+    }
 }
 
 /// How a service drains: `linger` still accepting (answers close their connections),
@@ -181,9 +251,10 @@ async fn serve(
         deadline,
     } = drain;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining_from_signal = draining.clone();
     let signal = async move {
         shutdown.await;
-        draining.0.store(true, Ordering::Relaxed);
+        draining_from_signal.0.store(true, Ordering::Relaxed);
         // The deadline counts from the signal, lingering included.
         let _ = started_tx.send(());
         tracing::info!(
@@ -193,7 +264,10 @@ async fn serve(
         );
         tokio::time::sleep(linger.min(deadline)).await;
     };
-    let serving = axum::serve(listener, router).with_graceful_shutdown(signal);
+    // Around the router, not a layer of it: `Router::layer` boxes the layer into every
+    // route, and each box costs a clone and an allocation per request.
+    let service = Shared::new(draining.layer(router));
+    let serving = axum::serve(listener, service).with_graceful_shutdown(signal);
     let drain_deadline = async move {
         // If the sender is dropped without a signal, the server has already stopped.
         if started_rx.await.is_ok() {

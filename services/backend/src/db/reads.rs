@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
+use futures_util::TryStreamExt;
 use shopmicro_common::config::DatabaseUrl;
 use shopmicro_common::error::ApiError;
 use tokio_postgres::error::SqlState;
@@ -88,8 +89,9 @@ struct Lane {
 struct Connection {
     client: tokio_postgres::Client,
     /// Prepared once per connection and SQL text (the listing's text varies with its
-    /// filters, a few dozen texts in all).
-    statements: RwLock<HashMap<String, Statement>>,
+    /// filters, a few dozen texts in all). Looked up on every read: foldhash, not SipHash,
+    /// since the texts are ours, not a client's.
+    statements: RwLock<HashMap<String, Statement, foldhash::fast::RandomState>>,
 }
 
 /// Why a read failed: the database could not be reached, or it answered with an error.
@@ -163,6 +165,18 @@ impl Reads {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ReadError> {
+        self.query_up_to(sql, params, 0).await
+    }
+
+    /// [`Self::query`] for SQL that gives at most `max_rows` rows: room for them is made up
+    /// front, where collecting a listing's 21 rows one by one regrew the list four times
+    /// (callgrind: 2 % of an uncached listing's instructions).
+    pub async fn query_up_to(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        max_rows: usize,
+    ) -> Result<Vec<Row>, ReadError> {
         let inner = &self.inner;
         let lane = inner.least_busy();
         let _in_flight = InFlight::on(lane);
@@ -171,7 +185,14 @@ impl Reads {
             let connection = lane.connection(inner).await?;
             let answer = async {
                 let statement = connection.statement(sql).await?;
-                connection.client.query(&statement, params).await
+                let params = params.iter().map(|param| *param as &dyn ToSql);
+                let rows = connection.client.query_raw(&statement, params).await?;
+                let mut rows = std::pin::pin!(rows);
+                let mut collected = Vec::with_capacity(max_rows);
+                while let Some(row) = rows.try_next().await? {
+                    collected.push(row);
+                }
+                Ok::<_, tokio_postgres::Error>(collected)
             };
             let Ok(outcome) = tokio::time::timeout(inner.read_timeout + SILENT_AFTER, answer).await
             else {
@@ -341,12 +362,14 @@ impl<'a> Sql<'a> {
     pub fn bind(&mut self, value: &'a (dyn ToSql + Sync)) -> &mut Self {
         self.params.push(value);
         self.text.push('$');
-        self.text.push_str(&self.params.len().to_string());
+        self.text
+            .push_str(itoa::Buffer::new().format(self.params.len()));
         self
     }
 
-    pub async fn fetch(&self, reads: &Reads) -> Result<Vec<Row>, ReadError> {
-        reads.query(&self.text, &self.params).await
+    /// The rows, at most `max_rows` of them (see [`Reads::query_up_to`]).
+    pub async fn fetch(&self, reads: &Reads, max_rows: usize) -> Result<Vec<Row>, ReadError> {
+        reads.query_up_to(&self.text, &self.params, max_rows).await
     }
 }
 

@@ -193,7 +193,7 @@ async fn load_page(reads: &Reads, query: &ProductQuery) -> Result<Bytes, ApiErro
     // One extra row tells us whether there is a next page.
     let fetch_limit = query.limit + 1;
     let rows = list_query(query, &fetch_limit)
-        .fetch(reads)
+        .fetch(reads, usize::try_from(fetch_limit).unwrap_or(0))
         .instrument(db::span("SELECT products page"))
         .await?;
     // Sized up front: collecting `Result`s gives the Vec no size to start from.
