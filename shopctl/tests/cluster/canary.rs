@@ -321,6 +321,20 @@ async fn too_little_canary_traffic_is_waiting_for_data_never_a_verdict() {
     let cluster = TestCluster::start();
     block_in_place(|| cluster.apply(&[]));
     let tracks = Tracks::start(&cluster).await;
+    // An interval under two scrapes (this Prometheus scrapes every second) would never see
+    // an increase: refused before anything is recorded or changed.
+    let mut too_short = CANARY.to_vec();
+    too_short.extend(["--interval", "1s", "--set", "services.backend.tag=0.2.0"]);
+    block_in_place(|| {
+        cluster.refused(
+            &too_short,
+            "--interval 1s is shorter than two of Prometheus's scrapes (1s each)",
+        );
+        assert!(
+            cluster.release(2).is_none(),
+            "the refused canary was recorded"
+        );
+    });
     // Shoppers reach only the stable pods: the canary answers nothing.
     let _traffic = tracks.traffic(false);
 

@@ -187,6 +187,29 @@ impl Prometheus<'_> {
             .collect())
     }
 
+    /// The longest scrape interval in the configuration Prometheus has loaded. Prometheus
+    /// writes every job's own interval into it, the global one filled in where a job sets
+    /// none.
+    pub async fn scrape_interval(&self) -> Result<Duration, String> {
+        let (status, body) = crate::cluster::proxy::get(
+            &self.cluster.client,
+            &self.namespace,
+            PROMETHEUS_SERVICE.0,
+            PROMETHEUS_SERVICE.1,
+            "/api/v1/status/config",
+            &[],
+        )
+        .await?;
+        let reply: Value = serde_json::from_str(&body)
+            .map_err(|_| format!("Prometheus answered {status} with no JSON"))?;
+        match reply["data"]["yaml"].as_str() {
+            Some(yaml) if reply["status"] == "success" => longest_scrape_interval(yaml),
+            _ => Err(format!(
+                "Prometheus answered {status} without its configuration"
+            )),
+        }
+    }
+
     /// Every service's SLIs per track in `namespace` over the last `window`.
     pub async fn measure(
         &self,
@@ -216,6 +239,76 @@ impl Prometheus<'_> {
             .await?;
         Ok(combine(services, &requests, &errors, &p95))
     }
+}
+
+/// What of Prometheus's configuration says how often it scrapes.
+#[derive(Deserialize)]
+struct LoadedConfig {
+    #[serde(default)]
+    global: ScrapeSettings,
+    #[serde(default)]
+    scrape_configs: Vec<ScrapeSettings>,
+}
+
+#[derive(Deserialize, Default)]
+struct ScrapeSettings {
+    scrape_interval: Option<String>,
+}
+
+/// The longest scrape interval in a Prometheus configuration: the jobs' own, else the
+/// global one, else Prometheus's default of a minute.
+fn longest_scrape_interval(yaml: &str) -> Result<Duration, String> {
+    let config: LoadedConfig = serde_saphyr::from_str(yaml)
+        .map_err(|err| format!("Prometheus's configuration did not parse: {err}"))?;
+    let global = match &config.global.scrape_interval {
+        Some(text) => prometheus_duration(text)?,
+        None => Duration::from_secs(60),
+    };
+    config
+        .scrape_configs
+        .iter()
+        .map(|job| {
+            job.scrape_interval
+                .as_deref()
+                .map_or(Ok(global), prometheus_duration)
+        })
+        .try_fold(global, |longest, interval| Ok(longest.max(interval?)))
+}
+
+/// A duration as Prometheus writes one: `15s`, `1m30s`, `500ms`, `1h`, `2d`.
+fn prometheus_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("`{text}` is not a Prometheus duration");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let count: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let after = &rest[digits..];
+        let unit = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let seconds = match &after[..unit] {
+            "ms" => {
+                total += Duration::from_millis(count);
+                0
+            }
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "y" => 31_536_000,
+            _ => return Err(invalid()),
+        };
+        total += Duration::from_secs(count.saturating_mul(seconds));
+        rest = &after[unit..];
+    }
+    Ok(total)
 }
 
 type Series = [(BTreeMap<String, String>, f64)];
@@ -339,6 +432,38 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[test]
+    fn durations_read_as_prometheus_writes_them() {
+        let read = |text| prometheus_duration(text).unwrap();
+        assert_eq!(read("15s"), Duration::from_secs(15));
+        assert_eq!(read("1m30s"), Duration::from_secs(90));
+        assert_eq!(read("500ms"), Duration::from_millis(500));
+        assert_eq!(read("1h"), Duration::from_secs(3_600));
+        assert_eq!(read("2d"), Duration::from_secs(172_800));
+        for bad in ["", "15", "s", "1.5s", "15sec", "-1s"] {
+            assert!(prometheus_duration(bad).is_err(), "{bad:?} was read");
+        }
+    }
+
+    #[test]
+    fn the_longest_scrape_interval_is_a_jobs_own_else_the_global_else_a_minute() {
+        let config = "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_interval: 30s\n  - job_name: b\n";
+        assert_eq!(
+            longest_scrape_interval(config).unwrap(),
+            Duration::from_secs(30)
+        );
+        let global_only = "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n";
+        assert_eq!(
+            longest_scrape_interval(global_only).unwrap(),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            longest_scrape_interval("scrape_configs: []\n").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert!(longest_scrape_interval("global:\n  scrape_interval: often\n").is_err());
     }
 
     #[test]

@@ -144,6 +144,11 @@ pub async fn run(
     )
     .await?;
     access::preflight(deployer.cluster, &needs(deployer, options)).await?;
+    let prometheus = Prometheus {
+        cluster: deployer.cluster,
+        namespace: options.monitoring_namespace.clone(),
+    };
+    check_interval(&prometheus, options.interval, &note).await?;
     let services = &prepared.split.services;
     let unjudged = &prepared.split.unjudged;
     let stable = &prepared.stable;
@@ -179,7 +184,7 @@ pub async fn run(
     }
 
     let judged = tokio::select! {
-        judged = steps(deployer, &store, revision, services, options, &note) => {
+        judged = steps(deployer, &store, &prometheus, revision, services, options, &note) => {
             // An error mid-run (the API server gone, the record unwritable) ends the
             // canary like a failed step: the stable release must not be left half-judged.
             judged.unwrap_or_else(|err| Err(Abort(format!("stopped by an error: {err:#}"))))
@@ -267,10 +272,36 @@ fn needs(
     needs
 }
 
+/// Refuses, before anything changes, an `--interval` shorter than two of the judging
+/// Prometheus's scrapes: an analysis window with fewer than two samples of a pod shows no
+/// increase, so every analysis would wait for data until the step timed out. A Prometheus
+/// that cannot be asked is no reason to refuse: the analyses wait for data then anyway.
+async fn check_interval(
+    prometheus: &Prometheus<'_>,
+    interval: Duration,
+    note: &Note,
+) -> anyhow::Result<()> {
+    match prometheus.scrape_interval().await {
+        Ok(scrape) if interval < 2 * scrape => anyhow::bail!(
+            "--interval {interval:?} is shorter than two of Prometheus's scrapes ({scrape:?} each): \
+             an analysis needs two samples of every pod in its window; use --interval {:?} or more",
+            2 * scrape
+        ),
+        Ok(_) => Ok(()),
+        Err(cause) => {
+            note(&format!(
+                "--interval not checked against Prometheus's scrape interval: {cause}"
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// Every step: size the canaries, wait for them, judge them. Err says why to abort.
 async fn steps(
     deployer: &Deployer<'_>,
     store: &ReleaseStore<'_>,
+    prometheus: &Prometheus<'_>,
     revision: u32,
     services: &[Value],
     options: &CanaryOptions,
@@ -280,10 +311,6 @@ async fn steps(
         .iter()
         .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
         .collect();
-    let prometheus = Prometheus {
-        cluster: deployer.cluster,
-        namespace: options.monitoring_namespace.clone(),
-    };
     let limits = Thresholds::from_slos(options.min_requests);
     let total = options.steps.len();
     for (index, &weight) in options.steps.iter().enumerate() {
