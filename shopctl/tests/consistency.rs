@@ -3,7 +3,8 @@
 //! (parsed with an HCL parser and evaluated with the variables shopctl passes it) and the
 //! workflows — that whatever one names, another provides: AWS names, aliases, roles and
 //! buckets; image tags; the ingress class, the storage class, the autoscaler's metrics;
-//! NetworkPolicy enforcement; the network ranges NetworkPolicies admit. Each injected break
+//! NetworkPolicy enforcement; the network ranges NetworkPolicies admit; canary intervals that
+//! span two of the rendered Prometheus's scrapes. Each injected break
 //! fails it with a message naming both ends.
 
 mod support;
@@ -11,6 +12,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
+use shopctl::cluster::progressive::analysis::{longest_scrape_interval, prometheus_duration};
+use shopctl::cluster::progressive::canary::DEFAULT_INTERVAL;
 use shopctl::env::Environment;
 use support::terraform::{self, Instance};
 use support::{iam, workspace_root};
@@ -407,7 +410,48 @@ fn problems(a: &Artefacts) -> Vec<String> {
         }
     }
     problems.extend(secrets_passed(a));
+    problems.extend(canary_intervals(a));
     problems
+}
+
+/// Every canary interval the environment may be judged over (shopctl's default, and any
+/// `--interval` its deploy workflow passes) spans two scrapes of the Prometheus rendered for
+/// it: `apply --strategy canary` refuses a shorter one before it starts.
+fn canary_intervals(a: &Artefacts) -> Vec<String> {
+    let Some(config) = a
+        .manifests
+        .iter()
+        .find_map(|m| m["data"]["prometheus.yml"].as_str())
+    else {
+        return vec!["no rendered ConfigMap holds a prometheus.yml to judge canaries".into()];
+    };
+    let scrape = longest_scrape_interval(config).unwrap();
+    let mut intervals = vec![(
+        "shopctl's default --interval".to_string(),
+        DEFAULT_INTERVAL.to_string(),
+    )];
+    if let Some(deploy) = &a.deploy_workflow {
+        let text = deploy.to_string();
+        for (at, _) in text.match_indices("--interval ") {
+            let value = text[at + "--interval ".len()..]
+                .split(|c: char| c.is_whitespace() || c == '\\' || c == '"')
+                .next()
+                .unwrap();
+            intervals.push((
+                format!(".github/workflows/deploy-{}.yml's --interval", a.env.name),
+                value.to_string(),
+            ));
+        }
+    }
+    intervals
+        .into_iter()
+        .filter(|(_, value)| prometheus_duration(value).unwrap() < 2 * scrape)
+        .map(|(source, value)| {
+            format!(
+                "{source} {value} is shorter than two scrapes of the rendered prometheus.yml ({scrape:?} each): apply --strategy canary refuses it"
+            )
+        })
+        .collect()
 }
 
 /// Every secret the environment needs (the platform's, each alert receiver's
@@ -582,6 +626,24 @@ fn each_injected_break_fails_the_check_naming_both_ends() {
             &[
                 "templates/environments/prod.yaml cluster.api_server_cidrs",
                 "control_plane_subnet_cidrs",
+            ],
+        ),
+        (
+            "Prometheus scraping less often than the default canary interval allows",
+            |a| {
+                let config = a
+                    .manifests
+                    .iter_mut()
+                    .find(|m| m["data"]["prometheus.yml"].is_string())
+                    .unwrap();
+                let text = config["data"]["prometheus.yml"].as_str().unwrap();
+                let slower = text.replacen("scrape_interval: 15s", "scrape_interval: 45s", 1);
+                assert_ne!(slower, text, "the rendered Prometheus scrapes every 15s");
+                config["data"]["prometheus.yml"] = json!(slower);
+            },
+            &[
+                "shopctl's default --interval 1m",
+                "prometheus.yml (45s each)",
             ],
         ),
         (

@@ -86,7 +86,7 @@ struct ProgressiveArgs {
     #[arg(long, value_delimiter = ',', default_value = "10,50,100", value_parser = clap::value_parser!(u32).range(1..=100))]
     steps: Vec<u32>,
     /// How much traffic each analysis looks back over, and how often one runs.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = canary::DEFAULT_INTERVAL, value_parser = parse_duration)]
     interval: Duration,
     /// Failed analyses tolerated (per step) before the canary is aborted.
     #[arg(long, default_value_t = 0)]

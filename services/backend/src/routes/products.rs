@@ -371,26 +371,28 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, ApiEr
         .catalogue
         .read(
             || Ok("categories".to_owned()),
-            || async {
-                let rows = state
-                    .reads
-                    .query(
-                        "SELECT c.slug, c.name, count(p.id) AS product_count
-                     FROM categories c LEFT JOIN products p ON p.category = c.slug
-                     GROUP BY c.slug, c.name ORDER BY c.name",
-                        &[],
-                    )
-                    .instrument(db::span("SELECT categories"))
-                    .await?;
-                let categories = rows
-                    .iter()
-                    .map(Category::from_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                json(&categories).map(Some)
-            },
+            || load_categories(&state.reads),
         )
         .await?;
     present(categories, "the categories")
+}
+
+/// The categories' JSON, as it is sent.
+async fn load_categories(reads: &Reads) -> Result<Option<Bytes>, ApiError> {
+    let rows = reads
+        .query(
+            "SELECT c.slug, c.name, count(p.id) AS product_count
+             FROM categories c LEFT JOIN products p ON p.category = c.slug
+             GROUP BY c.slug, c.name ORDER BY c.name",
+            &[],
+        )
+        .instrument(db::span("SELECT categories"))
+        .await?;
+    let categories = rows
+        .iter()
+        .map(Category::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    json(&categories).map(Some)
 }
 
 /// The catalogue's version now: a client that caches what it makes of the catalogue (the

@@ -156,18 +156,18 @@ pub struct Prometheus<'a> {
 }
 
 impl Prometheus<'_> {
-    /// Each series of an instant query as (its labels, its value).
-    async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    /// The `data` of Prometheus's answer to `path`, when it says it succeeded.
+    async fn data(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
         let (status, body) = crate::cluster::proxy::get(
             &self.cluster.client,
             &self.namespace,
             PROMETHEUS_SERVICE.0,
             PROMETHEUS_SERVICE.1,
-            "/api/v1/query",
-            &[("query", expr)],
+            path,
+            params,
         )
         .await?;
-        let reply: Value = serde_json::from_str(&body)
+        let mut reply: Value = serde_json::from_str(&body)
             .map_err(|_| format!("Prometheus answered {status} with no JSON"))?;
         if reply["status"] != "success" {
             return Err(format!(
@@ -175,7 +175,13 @@ impl Prometheus<'_> {
                 reply["error"].as_str().unwrap_or("no error given")
             ));
         }
-        Ok(reply["data"]["result"]
+        Ok(reply["data"].take())
+    }
+
+    /// Each series of an instant query as (its labels, its value).
+    async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+        let data = self.data("/api/v1/query", &[("query", expr)]).await?;
+        Ok(data["result"]
             .as_array()
             .into_iter()
             .flatten()
@@ -191,23 +197,11 @@ impl Prometheus<'_> {
     /// writes every job's own interval into it, the global one filled in where a job sets
     /// none.
     pub async fn scrape_interval(&self) -> Result<Duration, String> {
-        let (status, body) = crate::cluster::proxy::get(
-            &self.cluster.client,
-            &self.namespace,
-            PROMETHEUS_SERVICE.0,
-            PROMETHEUS_SERVICE.1,
-            "/api/v1/status/config",
-            &[],
-        )
-        .await?;
-        let reply: Value = serde_json::from_str(&body)
-            .map_err(|_| format!("Prometheus answered {status} with no JSON"))?;
-        match reply["data"]["yaml"].as_str() {
-            Some(yaml) if reply["status"] == "success" => longest_scrape_interval(yaml),
-            _ => Err(format!(
-                "Prometheus answered {status} without its configuration"
-            )),
-        }
+        let data = self.data("/api/v1/status/config", &[]).await?;
+        let yaml = data["yaml"]
+            .as_str()
+            .ok_or("Prometheus answered without its configuration")?;
+        longest_scrape_interval(yaml)
     }
 
     /// Every service's SLIs per track in `namespace` over the last `window`.
@@ -257,7 +251,7 @@ struct ScrapeSettings {
 
 /// The longest scrape interval in a Prometheus configuration: the jobs' own, else the
 /// global one, else Prometheus's default of a minute.
-fn longest_scrape_interval(yaml: &str) -> Result<Duration, String> {
+pub fn longest_scrape_interval(yaml: &str) -> Result<Duration, String> {
     let config: LoadedConfig = serde_saphyr::from_str(yaml)
         .map_err(|err| format!("Prometheus's configuration did not parse: {err}"))?;
     let global = match &config.global.scrape_interval {
@@ -276,7 +270,7 @@ fn longest_scrape_interval(yaml: &str) -> Result<Duration, String> {
 }
 
 /// A duration as Prometheus writes one: `15s`, `1m30s`, `500ms`, `1h`, `2d`.
-fn prometheus_duration(text: &str) -> Result<Duration, String> {
+pub fn prometheus_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("`{text}` is not a Prometheus duration");
     let mut rest = text.trim();
     if rest.is_empty() {

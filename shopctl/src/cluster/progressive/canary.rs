@@ -272,6 +272,10 @@ fn needs(
     needs
 }
 
+/// `--interval` when none is given. It must span two scrapes of every environment's
+/// Prometheus ([`check_interval`]; `tests/consistency.rs` holds the rendered ones to it).
+pub const DEFAULT_INTERVAL: &str = "1m";
+
 /// Refuses, before anything changes, an `--interval` shorter than two of the judging
 /// Prometheus's scrapes: an analysis window with fewer than two samples of a pod shows no
 /// increase, so every analysis would wait for data until the step timed out. A Prometheus
